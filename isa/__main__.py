@@ -1,0 +1,3 @@
+from isa.cli import main
+
+main()

@@ -1,0 +1,80 @@
+"""The Postgres connection pool every domain shares (psycopg 3, async)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from isa.core.embedded import embedded_url
+from isa.core.settings import Settings
+
+DictConnection = psycopg.AsyncConnection[dict[str, Any]]
+
+
+def resolve_url(settings: Settings, *, keep_running: bool = False) -> str:
+    """The configured database URL, or the embedded one (started on demand)."""
+    return settings.database.url or embedded_url(settings.data_dir, keep_running=keep_running)
+
+
+def migration_url(settings: Settings) -> str:
+    return settings.database.migration_url or resolve_url(settings)
+
+
+class Database:
+    """An async pool whose connections return rows as dicts."""
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        db = settings.database
+        self.url = url
+        kwargs: dict[str, Any] = {
+            "row_factory": dict_row,
+            "connect_timeout": db.connect_timeout_seconds,
+            "options": f"-c statement_timeout={db.statement_timeout_ms}",
+        }
+        if not db.prepared_statements:
+            # Transaction poolers hand each transaction to any server connection.
+            kwargs["prepare_threshold"] = None
+        self.pool: AsyncConnectionPool[DictConnection] = AsyncConnectionPool(
+            url,
+            min_size=db.pool_min,
+            max_size=db.pool_max,
+            kwargs=kwargs,
+            open=False,
+            timeout=db.connect_timeout_seconds,
+            name="isa",
+        )
+
+    async def open(self) -> None:
+        # Don't wait for min_size connections: a node whose database is down still starts,
+        # answers liveness, and reports not-ready until the database is back.
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[DictConnection]:
+        async with self.pool.connection() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[DictConnection]:
+        async with self.pool.connection() as conn, conn.transaction():
+            yield conn
+
+    async def ping(self, limit: float) -> None:
+        """Raise unless a trivial query answers within `limit` seconds."""
+        with anyio.fail_after(limit):
+            async with self.pool.connection(timeout=limit) as conn:
+                await conn.execute("SELECT 1")
+
+
+def vector_literal(values: Any) -> str:
+    """A pgvector text literal ('[0.1,0.2]') for a sequence of floats; cast it with ::vector(n) in SQL."""
+    return "[" + ",".join(f"{float(v):.7g}" for v in values) + "]"

@@ -1,0 +1,20 @@
+"""ROLE -> the domains it serves. The only place that knows which role serves what."""
+
+from __future__ import annotations
+
+ROLE_DOMAINS: dict[str, tuple[str, ...]] = {
+    # The user service and the event service ran on the MCP host in the original; they still do.
+    "mcp": (),
+    "model": (),
+    "agent": (),
+}
+ROLE_DOMAINS["all"] = tuple(d for role in ("mcp", "model", "agent") for d in ROLE_DOMAINS[role])
+
+DEFAULT_PORTS = {"mcp": 8081, "model": 8082, "agent": 8080, "all": 8080}
+
+
+def domains_for(role: str) -> tuple[str, ...]:
+    try:
+        return ROLE_DOMAINS[role]
+    except KeyError:
+        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLE_DOMAINS)}") from None

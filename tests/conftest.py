@@ -1,0 +1,85 @@
+"""Shared fixtures: one embedded Postgres per test run, a migrated template, a fresh clone per module."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from isa.core.embedded import embedded_url
+from isa.core.migrations import migrate
+from isa.core.settings import Settings, load_settings
+
+TEMPLATE = "isa_template"
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An isolated ISA_DATA_DIR for the whole run: nothing touches the developer's own data."""
+    path = tmp_path_factory.mktemp("isa-data")
+    os.environ["ISA_DATA_DIR"] = str(path)
+    os.environ["ISA_ENV"] = "test"
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(data_dir: Path) -> str:
+    """The embedded server's maintenance database (`postgres`)."""
+    url = embedded_url(data_dir)
+    return url.replace("/isa?", "/postgres?")
+
+
+def db_url_for(admin_url: str, name: str) -> str:
+    return admin_url.replace("/postgres?", f"/{name}?")
+
+
+def create_database(admin_url: str, template: str | None = None) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    return name
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_url: str) -> str:
+    """Migrate once into a template database; every module clones it (a file copy, milliseconds)."""
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
+    migrate(db_url_for(pg_admin_url, TEMPLATE))
+    return TEMPLATE
+
+
+@pytest.fixture(scope="module")
+def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
+    """A migrated database of this test module's own."""
+    name = create_database(pg_admin_url, template_db)
+    yield db_url_for(pg_admin_url, name)
+    drop_database(pg_admin_url, name)
+
+
+@pytest.fixture()
+def empty_db_url(pg_admin_url: str) -> Iterator[str]:
+    """An empty database (no migrations applied)."""
+    name = create_database(pg_admin_url)
+    yield db_url_for(pg_admin_url, name)
+    drop_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path) -> Settings:
+    return load_settings("all")
+
+
+@pytest.fixture()
+def anyio_backend() -> str:
+    return "asyncio"
