@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check what this node can reach and use")
     doctor.add_argument("--role", choices=ROLE_NAMES)
     doctor.set_defaults(func=cmd_doctor)
+
+    from isa.auth.cli import add_commands as auth_commands
+
+    auth_commands(sub, _settings)
     return parser
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 ROLE_DOMAINS: dict[str, tuple[str, ...]] = {
     # The user service and the event service ran on the MCP host in the original; they still do.
-    "mcp": (),
-    "model": (),
-    "agent": (),
+    "mcp": ("isa.auth",),
+    "model": ("isa.auth",),
+    "agent": ("isa.auth",),
 }
-ROLE_DOMAINS["all"] = tuple(d for role in ("mcp", "model", "agent") for d in ROLE_DOMAINS[role])
+# Each domain once, in the order the single roles list them.
+ROLE_DOMAINS["all"] = tuple(dict.fromkeys(d for role in ("mcp", "model", "agent") for d in ROLE_DOMAINS[role]))
 
 DEFAULT_PORTS = {"mcp": 8081, "model": 8082, "agent": 8080, "all": 8080}
 

@@ -1,0 +1,153 @@
+"""Operator commands: `isa users create|list|disable|enable`, `isa keys create|list|revoke`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+
+from isa.auth import store
+from isa.auth.principal import SCOPES
+from isa.auth.service import AuthService
+from isa.core.db import Database, resolve_url
+from isa.core.migrations import migrate
+from isa.core.settings import Settings
+
+T = TypeVar("T")
+
+
+def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    url = resolve_url(settings)
+    if settings.database.auto_migrate:
+        migrate(url, lock_timeout_ms=settings.migrations.lock_timeout_ms)
+
+    async def main() -> T:
+        db = Database(url, settings)
+        await db.open()
+        try:
+            return await work(db)
+        finally:
+            await db.close()
+
+    return anyio.run(main)
+
+
+def _print(obj: Any, as_json: bool, text: str) -> None:
+    print(json.dumps(obj, default=str) if as_json else text)
+
+
+def users_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(db: Database) -> bool:
+        async with db.transaction() as conn:
+            return await store.ensure_user(conn, args.user, args.email, args.name)
+
+    created = _run(settings, work)
+    _print(
+        {"user_id": args.user, "created": created}, args.json, f"user {args.user} {'created' if created else 'exists'}"
+    )
+    return 0
+
+
+def users_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(db: Database) -> list[dict[str, Any]]:
+        async with db.connection() as conn:
+            return await store.list_users(conn, args.limit, 0)
+
+    rows = _run(settings, work)
+    if args.json:
+        print(json.dumps(rows, default=str))
+    for r in rows if not args.json else []:
+        print(f"{r['user_id']:<40} {'active' if r['is_active'] else 'disabled':<9} {r['email'] or ''}")
+    return 0
+
+
+def users_set_active(settings: Settings, args: argparse.Namespace) -> int:
+    active = args.users_command == "enable"
+
+    async def work(db: Database) -> bool:
+        async with db.transaction() as conn:
+            return await store.set_user_active(conn, args.user, active)
+
+    if not _run(settings, work):
+        print(f"no user {args.user}")
+        return 1
+    print(f"user {args.user} {'enabled' if active else 'disabled'}")
+    return 0
+
+
+def keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(db: Database) -> dict[str, Any]:
+        async with db.transaction() as conn:
+            await store.ensure_user(conn, args.user, None, None)
+        new = await AuthService(db).create_api_key(args.user, [args.scope], args.name, created_by="cli")
+        return {"key": new.key, "id": new.id, "user_id": new.user_id, "scopes": new.scopes}
+
+    out = _run(settings, work)
+    _print(out, args.json, f"{out['key']}\n(key id {out['id']}; shown once — store it now)")
+    return 0
+
+
+def keys_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(db: Database) -> list[store.ApiKeyRow]:
+        async with db.connection() as conn:
+            return await store.list_api_keys(conn, args.user)
+
+    rows = _run(settings, work)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in rows], default=str))
+        return 0
+    for r in rows:
+        state = "revoked" if r.revoked_at else "active"
+        print(f"{r.id}  {r.prefix}…  {','.join(r.scopes):<16} {state:<8} last used {r.last_used_at or 'never'}")
+    return 0
+
+
+def keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(db: Database) -> bool:
+        async with db.transaction() as conn:
+            return await store.revoke_api_key(conn, args.key_id, None)
+
+    if not _run(settings, work):
+        print(f"no active key {args.key_id}")
+        return 1
+    print(f"key {args.key_id} revoked")
+    return 0
+
+
+def add_commands(sub: Any, settings_loader: Callable[[], Settings]) -> None:
+    def bind(fn: Callable[[Settings, argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        return lambda args: fn(settings_loader(), args)
+
+    users = sub.add_parser("users", help="manage user accounts").add_subparsers(dest="users_command", required=True)
+    create = users.add_parser("create", help="create a user (no-op if it exists)")
+    create.add_argument("user")
+    create.add_argument("--email")
+    create.add_argument("--name")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(func=bind(users_create))
+    listing = users.add_parser("list", help="list users")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=bind(users_list))
+    for verb in ("disable", "enable"):
+        p = users.add_parser(verb, help=f"{verb} a user (their keys and tokens stop/start working)")
+        p.add_argument("user")
+        p.set_defaults(func=bind(users_set_active))
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    kc = keys.add_parser("create", help="create an API key for a user (creating the user if needed)")
+    kc.add_argument("--user", required=True)
+    kc.add_argument("--scope", choices=SCOPES, default="write")
+    kc.add_argument("--name", default="")
+    kc.add_argument("--json", action="store_true", help='print one JSON object with the key under "key"')
+    kc.set_defaults(func=bind(keys_create))
+    kl = keys.add_parser("list", help="list a user's keys (never the keys themselves)")
+    kl.add_argument("--user", required=True)
+    kl.add_argument("--json", action="store_true")
+    kl.set_defaults(func=bind(keys_list))
+    kr = keys.add_parser("revoke", help="revoke a key by id")
+    kr.add_argument("key_id")
+    kr.set_defaults(func=bind(keys_revoke))

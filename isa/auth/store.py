@@ -1,0 +1,115 @@
+"""SQL for users' identity rows and API keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from isa.core.db import DictConnection
+
+
+@dataclass(frozen=True)
+class ApiKeyRow:
+    id: str
+    user_id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    expires_at: datetime | None
+
+
+def _key(row: dict[str, Any]) -> ApiKeyRow:
+    return ApiKeyRow(
+        id=str(row["id"]),
+        user_id=row["user_id"],
+        name=row["name"],
+        prefix=row["prefix"],
+        scopes=list(row["scopes"]),
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        revoked_at=row["revoked_at"],
+        expires_at=row["expires_at"],
+    )
+
+
+_KEY_COLUMNS = "id, user_id, name, prefix, scopes, created_at, last_used_at, revoked_at, expires_at"
+
+
+async def ensure_user(conn: DictConnection, user_id: str, email: str | None, name: str | None) -> bool:
+    """Create the user if missing; True when this call created it."""
+    cur = await conn.execute(
+        "INSERT INTO users (user_id, email, name) VALUES (%s, %s, %s) ON CONFLICT (user_id) DO NOTHING",
+        (user_id, email, name),
+    )
+    return cur.rowcount == 1
+
+
+async def set_user_active(conn: DictConnection, user_id: str, active: bool) -> bool:
+    cur = await conn.execute("UPDATE users SET is_active = %s WHERE user_id = %s", (active, user_id))
+    return cur.rowcount == 1
+
+
+async def list_users(conn: DictConnection, limit: int, offset: int) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        "SELECT user_id, email, name, is_active, credits_remaining, created_at FROM users "
+        "ORDER BY created_at, user_id LIMIT %s OFFSET %s",
+        (limit, offset),
+    )
+    return list(await cur.fetchall())
+
+
+async def insert_api_key(
+    conn: DictConnection, user_id: str, name: str, prefix: str, key_hash: str, scopes: list[str], created_by: str
+) -> ApiKeyRow:
+    cur = await conn.execute(
+        "INSERT INTO api_keys (user_id, name, prefix, key_hash, scopes, created_by) "
+        f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_KEY_COLUMNS}",
+        (user_id, name, prefix, key_hash, scopes, created_by),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return _key(row)
+
+
+async def principal_row_for_key(conn: DictConnection, key_hash: str) -> dict[str, Any] | None:
+    """The live key with this hash and its active user, touching last_used_at at most once a minute."""
+    cur = await conn.execute(
+        """UPDATE api_keys k SET last_used_at = now()
+           FROM users u
+           WHERE k.key_hash = %s AND u.user_id = k.user_id
+             AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()) AND u.is_active
+             AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')
+           RETURNING k.id, k.user_id, k.scopes""",
+        (key_hash,),
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        return row
+    cur = await conn.execute(
+        """SELECT k.id, k.user_id, k.scopes FROM api_keys k JOIN users u ON u.user_id = k.user_id
+           WHERE k.key_hash = %s AND k.revoked_at IS NULL
+             AND (k.expires_at IS NULL OR k.expires_at > now()) AND u.is_active""",
+        (key_hash,),
+    )
+    return await cur.fetchone()
+
+
+async def list_api_keys(conn: DictConnection, user_id: str) -> list[ApiKeyRow]:
+    cur = await conn.execute(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE user_id = %s ORDER BY created_at DESC", (user_id,)
+    )
+    return [_key(r) for r in await cur.fetchall()]
+
+
+async def revoke_api_key(conn: DictConnection, key_id: str, owner: str | None) -> bool:
+    """Revoke a key; with `owner`, only that user's key (the owner check is in SQL)."""
+    cur = await conn.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE id = %s::uuid AND revoked_at IS NULL "
+        "AND (%s::text IS NULL OR user_id = %s)",
+        (key_id, owner, owner),
+    )
+    return cur.rowcount == 1
