@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from isa.auth.principal import Principal
+from isa.auth.ratelimit import check_rate, purger, rate_limit
+from isa.auth.routes import routes
 from isa.auth.service import AuthService, require_principal
+from isa.auth.settings import auth_settings
 from isa.core.builder import AppBuilder
 
-__all__ = ["AuthService", "Principal", "register", "require_principal"]
+__all__ = ["AuthService", "Principal", "check_rate", "rate_limit", "register", "require_principal"]
 
 
 def register(builder: AppBuilder) -> None:
-    builder.provide("auth", AuthService(builder.state.db))
+    settings = auth_settings(builder.settings)
+    builder.provide("auth", AuthService(builder.state.db, settings))
+    # The dev token endpoint exists only in development AND when explicitly switched on.
+    dev_endpoint = builder.settings.env == "development" and settings.dev_token_endpoint
+    builder.add_routes(*routes(dev_endpoint))
+    builder.add_lifespan(purger(builder.state.db, settings.rate_limit.purge_interval_seconds))

@@ -18,6 +18,11 @@ def expand_scopes(scopes: set[str] | frozenset[str] | list[str]) -> frozenset[st
     return frozenset(out)
 
 
+def minimal_scopes(scopes: set[str] | frozenset[str]) -> list[str]:
+    """The fewest scope names that imply all of `scopes` (e.g. {read, write} -> [write])."""
+    return sorted(s for s in scopes if not any(s in _IMPLIED[o] for o in scopes if o != s and o in _IMPLIED))
+
+
 @dataclass(frozen=True)
 class Principal:
     user_id: str

@@ -113,3 +113,70 @@ async def revoke_api_key(conn: DictConnection, key_id: str, owner: str | None) -
         (key_id, owner, owner),
     )
     return cur.rowcount == 1
+
+
+async def ensure_active_user(conn: DictConnection, user_id: str, email: str | None) -> bool:
+    """Create a JWT user on first sight; True when the user exists and is active."""
+    cur = await conn.execute(
+        """WITH created AS (
+               INSERT INTO users (user_id, email) VALUES (%(user)s, %(email)s)
+               ON CONFLICT (user_id) DO NOTHING RETURNING is_active)
+           SELECT is_active FROM created UNION ALL SELECT is_active FROM users WHERE user_id = %(user)s""",
+        {"user": user_id, "email": email},
+    )
+    row = await cur.fetchone()
+    if row is None:
+        # A concurrent first sight committed between our snapshot and the insert: read it now.
+        cur = await conn.execute("SELECT is_active FROM users WHERE user_id = %s", (user_id,))
+        row = await cur.fetchone()
+    return bool(row and row["is_active"])
+
+
+async def isa_token_live(conn: DictConnection, user_id: str, key_id: str | None) -> bool:
+    """An isa token's user is active and, when it came from an API key, that key is still live."""
+    cur = await conn.execute(
+        """SELECT u.is_active AND (%(key)s::uuid IS NULL OR EXISTS (
+               SELECT 1 FROM api_keys k WHERE k.id = %(key)s::uuid AND k.user_id = u.user_id
+                 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()))) AS live
+           FROM users u WHERE u.user_id = %(user)s""",
+        {"user": user_id, "key": key_id},
+    )
+    row = await cur.fetchone()
+    return bool(row and row["live"])
+
+
+@dataclass(frozen=True)
+class RateVerdict:
+    allowed: bool
+    retry_after: int
+
+
+async def rate_hit(conn: DictConnection, key: str, limit: int, window_s: int) -> RateVerdict:
+    """One GCRA step for `key` in one statement: `limit` requests per `window_s`, bursts up to `limit`.
+
+    `tat` is the theoretical arrival time; a request is allowed when pushing it one emission interval
+    (window/limit) ahead keeps it within one window of now. The database clock is the only clock, so
+    replicas with skewed clocks still share one budget.
+    """
+    cur = await conn.execute(
+        """INSERT INTO rate_limits AS r (key, tat, allowed)
+           VALUES (%(key)s, now() + make_interval(secs => %(t)s), true)
+           ON CONFLICT (key) DO UPDATE SET
+               allowed = greatest(r.tat, now()) + make_interval(secs => %(t)s)
+                         <= now() + make_interval(secs => %(w)s),
+               tat = CASE WHEN greatest(r.tat, now()) + make_interval(secs => %(t)s)
+                               <= now() + make_interval(secs => %(w)s)
+                          THEN greatest(r.tat, now()) + make_interval(secs => %(t)s) ELSE r.tat END
+           RETURNING allowed,
+               ceil(extract(epoch FROM tat + make_interval(secs => %(t)s - %(w)s) - now()))::int AS retry_after""",
+        {"key": key, "t": window_s / limit, "w": float(window_s)},
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return RateVerdict(bool(row["allowed"]), max(1, int(row["retry_after"] or 1)))
+
+
+async def purge_rate_limits(conn: DictConnection) -> int:
+    """Delete rows whose budget is fully restored (tat in the past is the same as no row)."""
+    cur = await conn.execute("DELETE FROM rate_limits WHERE tat < now()")
+    return cur.rowcount
