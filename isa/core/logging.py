@@ -21,7 +21,7 @@ _SECRET_TEXT = [
         r"\1=***",
     ),
     # API keys issued by isa.
-    (re.compile(r"\bisa_(live|test)_[A-Za-z0-9_-]{8,}"), "isa_***"),
+    (re.compile(r"\bisa_[A-Za-z0-9_-]{20,}"), "isa_***"),
     # key=value pairs whose key names a secret.
     (re.compile(r"(?i)\b(password|passwd|secret|token|api_key|apikey)=[^&\s\"',;]+"), r"\1=***"),
     # Passwords in connection URLs.
@@ -55,6 +55,18 @@ def redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> M
     return event_dict
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at emit time (test capture, redirected streams)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
 def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     """Route structlog and the standard library (uvicorn, psycopg) through one pipeline."""
     shared: list[Any] = [
@@ -74,7 +86,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

@@ -139,7 +139,7 @@ def load_settings(role: str | None = None) -> Settings:
         environments=True,
         env=env_name,
         env_switcher="ISA_ENV",
-        merge_enabled=True,
+        merge_enabled=False,
         load_dotenv=False,
     )
     raw: dict[str, Any] = _lower_keys(dyn.as_dict())
