@@ -120,3 +120,32 @@ async def credit(
     if entry is None:
         raise ApiError(404, "user_not_found", "no such user")
     return entry
+
+
+async def credit_once(
+    conn: DictConnection,
+    user_id: str,
+    credits: Decimal,
+    *,
+    idempotency_key: str,
+    kind: str = "grant",
+    description: str,
+    metadata: dict[str, Any] | None = None,
+) -> LedgerEntry | None:
+    """Add credits unless a move with `idempotency_key` exists (then None). Call inside a transaction.
+
+    The user row is locked first, so two concurrent calls with the same key serialise and the second
+    sees the first one's move instead of failing on the unique key.
+    """
+    cur = await conn.execute("SELECT 1 FROM users WHERE user_id = %s FOR UPDATE", (user_id,))
+    if await cur.fetchone() is None:
+        raise ApiError(404, "user_not_found", "no such user")
+    cur = await conn.execute(
+        "SELECT 1 FROM user_credit_transactions WHERE user_id = %s AND idempotency_key = %s",
+        (user_id, idempotency_key),
+    )
+    if await cur.fetchone() is not None:
+        return None
+    return await credit(
+        conn, user_id, credits, kind=kind, description=description, idempotency_key=idempotency_key, metadata=metadata
+    )

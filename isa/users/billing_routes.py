@@ -1,0 +1,80 @@
+"""HTTP routes for plans, subscriptions, Stripe Checkout and the Stripe webhook."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from isa.auth import require_principal
+from isa.users import schemas
+from isa.users.billing import BillingService
+from isa.users.http import api, body_of, envelope
+from isa.users.openapi import Operation
+
+_TAGS = ("billing",)
+
+
+def _service(request: Request) -> BillingService:
+    service: BillingService = request.app.state.isa.get("billing", BillingService)
+    return service
+
+
+@api(
+    Operation(
+        "The plans on offer (credits and prices come from settings)", _TAGS, response=schemas.PlanList, scope=None
+    )
+)
+async def plans(request: Request) -> Response:
+    return envelope(_service(request).plans())
+
+
+@api(Operation("The caller's plan and subscription", _TAGS, response=schemas.CurrentSubscription, errors=(404,)))
+async def my_subscription(request: Request) -> Response:
+    principal = await require_principal(request, "read")
+    return envelope(await _service(request).current(principal.user_id))
+
+
+@api(
+    Operation(
+        "Start a Stripe Checkout for a paid plan",
+        _TAGS,
+        schemas.Checkout,
+        None,
+        schemas.CheckoutSession,
+        "write",
+        status=201,
+        errors=(404, 502, 503, 504),
+    )
+)
+async def checkout(request: Request) -> Response:
+    principal = await require_principal(request, "write")
+    body = await body_of(request, schemas.Checkout)
+    return envelope(await _service(request).checkout(principal.user_id, body.plan), 201)
+
+
+@api(
+    Operation(
+        "Stripe webhook (authenticated by the Stripe-Signature header)",
+        _TAGS,
+        response=schemas.WebhookResult,
+        scope=None,
+        errors=(400, 503),
+        headers={"Stripe-Signature": {"type": "string"}},
+        raw_body=True,
+    )
+)
+async def webhook(request: Request) -> Response:
+    payload = await request.body()
+    result = await _service(request).handle_webhook(payload, request.headers.get("stripe-signature"))
+    return envelope(result)
+
+
+ROUTES = [
+    Route("/api/v1/subscriptions/plans", plans, methods=["GET"]),
+    Route("/api/v1/users/me/subscription", my_subscription, methods=["GET"]),
+    Route("/api/v1/billing/checkout", checkout, methods=["POST"]),
+    Route("/api/v1/billing/webhook", webhook, methods=["POST"]),
+    # The original service's webhook path, so an existing Stripe endpoint configuration keeps working.
+    Route("/api/v1/webhooks/stripe", webhook, methods=["POST"]),
+]

@@ -1,0 +1,135 @@
+"""SQL for a user's sessions and their messages; every statement is filtered by the owning user."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from isa.core.db import DictConnection
+from isa.users import schemas
+
+_SESSION_COLUMNS = (
+    "id::text AS session_id, user_id, title, status, is_active, message_count, total_tokens, total_cost, "
+    "metadata, session_summary, last_activity_at, created_at"
+)
+_MESSAGE_COLUMNS = (
+    "id::text, session_id::text, role, message_type, content, status, tool_calls, tool_call_id, "
+    "message_metadata AS metadata, tokens_used, cost_usd, created_at"
+)
+
+
+async def create_session(conn: DictConnection, user_id: str, body: schemas.SessionCreate) -> dict[str, Any]:
+    cur = await conn.execute(
+        f"INSERT INTO sessions (user_id, title, metadata) VALUES (%s, %s, %s) RETURNING {_SESSION_COLUMNS}",
+        (user_id, body.title, Jsonb(body.metadata)),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def list_sessions(conn: DictConnection, user_id: str, query: schemas.SessionQuery) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        f"""SELECT {_SESSION_COLUMNS} FROM sessions
+            WHERE user_id = %s AND (NOT %s OR status = 'active')
+            ORDER BY last_activity_at DESC, id LIMIT %s OFFSET %s""",
+        (user_id, query.active_only, query.limit, query.offset),
+    )
+    return list(await cur.fetchall())
+
+
+async def get_session(
+    conn: DictConnection, user_id: str, session_id: str, *, lock: bool = False
+) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = %s::uuid AND user_id = %s"
+        + (" FOR UPDATE" if lock else ""),
+        (session_id, user_id),
+    )
+    return await cur.fetchone()
+
+
+async def update_session(
+    conn: DictConnection, user_id: str, session_id: str, body: schemas.SessionUpdate
+) -> dict[str, Any] | None:
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude_none=True)
+    assignments = ["last_activity_at = now()"]
+    values: list[Any] = []
+    for column in ("title", "status", "session_summary", "metadata"):
+        if column in changes:
+            assignments.append(f"{column} = %s")
+            values.append(Jsonb(changes[column]) if column == "metadata" else changes[column])
+    cur = await conn.execute(
+        f"UPDATE sessions SET {', '.join(assignments)} WHERE id = %s::uuid AND user_id = %s "
+        f"RETURNING {_SESSION_COLUMNS}",
+        (*values, session_id, user_id),
+    )
+    return await cur.fetchone()
+
+
+async def delete_session(conn: DictConnection, user_id: str, session_id: str) -> bool:
+    cur = await conn.execute("DELETE FROM sessions WHERE id = %s::uuid AND user_id = %s", (session_id, user_id))
+    return cur.rowcount == 1
+
+
+async def list_messages(
+    conn: DictConnection, user_id: str, session_id: str, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        f"""SELECT {_MESSAGE_COLUMNS} FROM session_messages
+            WHERE session_id = %s::uuid AND user_id = %s ORDER BY seq LIMIT %s OFFSET %s""",
+        (session_id, user_id, limit, offset),
+    )
+    return list(await cur.fetchall())
+
+
+async def insert_message(
+    conn: DictConnection, user_id: str, session_id: str, body: schemas.MessageCreate
+) -> dict[str, Any] | None:
+    """Insert a message into the caller's session; None when its idempotency key was used before.
+
+    The composite foreign key (session_id, user_id) makes a message for someone else's session
+    impossible even if a caller skipped the ownership check.
+    """
+    cur = await conn.execute(
+        f"""INSERT INTO session_messages
+               (session_id, user_id, role, message_type, content, status, tool_calls, tool_call_id,
+                message_metadata, tokens_used, cost_usd, idempotency_key)
+            VALUES (%s::uuid, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING {_MESSAGE_COLUMNS}""",
+        (
+            session_id,
+            user_id,
+            body.role,
+            body.message_type,
+            body.content,
+            body.status,
+            None if body.tool_calls is None else Jsonb(body.tool_calls),
+            body.tool_call_id,
+            Jsonb(body.metadata),
+            body.tokens_used,
+            body.cost_usd,
+            body.idempotency_key,
+        ),
+    )
+    return await cur.fetchone()
+
+
+async def message_by_key(conn: DictConnection, user_id: str, session_id: str, key: str) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS} FROM session_messages "
+        "WHERE session_id = %s::uuid AND user_id = %s AND idempotency_key = %s",
+        (session_id, user_id, key),
+    )
+    return await cur.fetchone()
+
+
+async def count_message(conn: DictConnection, user_id: str, session_id: str, tokens: int, cost: Any) -> None:
+    await conn.execute(
+        """UPDATE sessions SET message_count = message_count + 1, total_tokens = total_tokens + %s,
+                  total_cost = total_cost + %s, last_activity_at = now()
+           WHERE id = %s::uuid AND user_id = %s""",
+        (tokens, cost, session_id, user_id),
+    )
