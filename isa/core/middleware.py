@@ -71,12 +71,16 @@ class RequestContextMiddleware:
         self.route_of = route_of
         self.allowed_hosts = list(allowed_hosts)
         self.max_body_bytes = max_body_bytes
-        # Longest prefix first, so /api/v1/users/x/files can allow more than /api/v1.
-        self.body_limits = sorted(body_limits, key=lambda item: -len(item[0]))
+        # Longest prefix first, so /api/v1/users/{user_id}/files can allow more than /api/v1.
+        # A "{name}" segment in a prefix matches any one path segment.
+        self.body_limits = [
+            (re.compile(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(prefix))), limit)
+            for prefix, limit in sorted(body_limits, key=lambda item: -len(item[0]))
+        ]
 
     def _limit_for(self, path: str) -> int:
         for prefix, limit in self.body_limits:
-            if path.startswith(prefix):
+            if prefix.match(path):
                 return limit
         return self.max_body_bytes
 

@@ -1,0 +1,63 @@
+"""Operator commands: `isa files sweep` expires abandoned uploads and reports (or deletes) orphan objects."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from isa.core.db import Database, resolve_url
+from isa.core.migrations import migrate
+from isa.core.settings import ConfigError, Settings
+from isa.core.storage import StorageError, StorageSettings, build_storage
+from isa.files.schemas import FilesSettings
+from isa.files.service import FilesService
+
+
+def sweep(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        storage = build_storage(settings.section("storage", StorageSettings), settings.data_dir)
+    except StorageError as exc:
+        raise ConfigError(str(exc)) from None
+
+    url = resolve_url(settings)
+    if settings.database.auto_migrate:
+        migrate(url, lock_timeout_ms=settings.migrations.lock_timeout_ms)
+
+    async def main() -> dict[str, Any]:
+        db = Database(url, settings)
+        await db.open()
+        try:
+            service = FilesService(db, storage, settings.section("files", FilesSettings))
+            expired = await service.sweep_pending(args.older_than)
+            out: dict[str, Any] = {"expired_pending": [r.id for r in expired]}
+            if args.orphans:
+                orphans = await service.collect_orphans(delete=args.delete, min_age_minutes=args.orphan_age)
+                out["orphans"] = orphans
+                out["orphans_deleted"] = args.delete
+            return out
+        finally:
+            await db.close()
+
+    result = anyio.run(main)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"expired {len(result['expired_pending'])} pending upload(s)")
+        for key in result.get("orphans", []):
+            print(f"orphan {'deleted' if args.delete else 'found'}: {key}")
+    return 0
+
+
+def add_commands(sub: Any, settings_loader: Callable[[], Settings]) -> None:
+    files = sub.add_parser("files", help="per-user file storage").add_subparsers(dest="files_command", required=True)
+    p = files.add_parser("sweep", help="expire abandoned pending uploads; --orphans also checks storage")
+    p.add_argument("--older-than", type=float, default=None, help="minutes (default: files.pending_ttl_minutes)")
+    p.add_argument("--orphans", action="store_true", help="list objects under users/ that no row owns")
+    p.add_argument("--delete", action="store_true", help="with --orphans: delete them")
+    p.add_argument("--orphan-age", type=float, default=None, help="minutes (default: files.orphan_min_age_minutes)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=lambda args: sweep(settings_loader(), args))

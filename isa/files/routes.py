@@ -1,0 +1,266 @@
+"""HTTP routes of per-user files under /api/v1/users/{user_id}/files (the original's contract, owner-checked)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from isa.auth import require_principal
+from isa.core.errors import ApiError
+from isa.files.multipart import MultipartFileReader
+from isa.files.schemas import (
+    Deleted,
+    DownloadByPathQuery,
+    DownloadQuery,
+    FileList,
+    FileOut,
+    ListQuery,
+    PathQuery,
+    PresignUploadIn,
+    PresignUploadOut,
+    UploadForm,
+)
+from isa.files.service import FilesService, not_found
+from isa.files.store import FileRow
+from isa.users.openapi import ATTRIBUTE, Operation
+
+M = TypeVar("M", bound=BaseModel)
+
+BASE = "/api/v1/users/{user_id}/files"
+_JSON_LIMIT = 64 * 1024
+_NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+def _service(request: Request) -> FilesService:
+    service: FilesService = request.app.state.isa.get("files", FilesService)
+    return service
+
+
+async def _owner(request: Request, scope: str) -> str:
+    """Whose files: the caller's own, or (admin scope only) the user named in the path. Others -> 404."""
+    principal = await require_principal(request, scope)
+    wanted = str(request.path_params["user_id"])
+    if (wanted != principal.user_id and not principal.is_admin) or not _storable(wanted):
+        raise not_found()
+    return wanted
+
+
+def _storable(text: str) -> bool:
+    """Text Postgres can take as a key (no NUL) and of a sane length; anything else can't name a row."""
+    return 0 < len(text) <= 1024 and "\x00" not in text
+
+
+def _ok(data: Any, status: int = 200, **extra: Any) -> JSONResponse:
+    """The user service's envelope: {"success": true, "data": ..., "timestamp": ...}."""
+    body = {"success": True, "data": data, **extra, "timestamp": datetime.now(UTC).isoformat()}
+    return JSONResponse(body, status_code=status, headers=_NO_STORE)
+
+
+def _out(request: Request, row: FileRow) -> dict[str, Any]:
+    path = f"/api/v1/users/{request.path_params['user_id']}/files/{row.id}/download"
+    return FileOut.of(row, path).model_dump(mode="json")
+
+
+def _invalid(exc: ValidationError, where: str) -> ApiError:
+    # No input echo: a rejected field may hold something the caller pasted by mistake.
+    details = exc.errors(include_url=False, include_context=False, include_input=False)
+    return ApiError(422, "invalid_request", f"the {where} is not valid", details=details)
+
+
+def _query(request: Request, model: type[M]) -> M:
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise _invalid(exc, "query string") from None
+
+
+async def _json_body(request: Request, model: type[M]) -> M:
+    """Parse a small JSON body with its own cap (the files prefix allows large bodies for uploads)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _JSON_LIMIT:
+            raise ApiError(413, "payload_too_large", f"request body is larger than {_JSON_LIMIT} bytes")
+    try:
+        data = json.loads(body) if body.strip() else {}
+    except (ValueError, RecursionError):
+        raise ApiError(422, "invalid_request", "the body is not valid JSON") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(exc, "body") from None
+
+
+async def upload(request: Request) -> Response:
+    """Upload one file (multipart field `file`), streamed and type-checked; 201 with its metadata."""
+    owner = await _owner(request, "write")
+    reader = MultipartFileReader(request.stream(), request.headers.get("content-type", ""))
+    part = await reader.open_file()
+    declared = request.headers.get("content-length", "")
+    row = await _service(request).upload(owner, part, int(declared) if declared.isdigit() else None)
+    await reader.drain()
+    return _ok(_out(request, row), 201)
+
+
+async def presign_upload(request: Request) -> Response:
+    """Start a direct-to-storage upload: a pending file and a link bound to its key, type and size."""
+    owner = await _owner(request, "write")
+    req = await _json_body(request, PresignUploadIn)
+    presigned = await _service(request).presign_upload(owner, req)
+    url = presigned.upload.url
+    if url.startswith("/"):  # the local backend's links are served by this app
+        url = str(request.base_url).rstrip("/") + url
+    out = PresignUploadOut(
+        file=FileOut.of(presigned.row, _out(request, presigned.row)["download_url"]),
+        upload=UploadForm(
+            method=presigned.upload.method, url=url, fields=presigned.upload.fields, headers=presigned.upload.headers
+        ),
+        expires_at=presigned.upload.expires_at,
+        max_bytes=presigned.max_bytes,
+        complete_url=f"/api/v1/users/{request.path_params['user_id']}/files/{presigned.row.id}/complete",
+    )
+    return _ok(out.model_dump(mode="json"), 201)
+
+
+async def complete(request: Request) -> Response:
+    """Check a presigned upload (size, type, magic bytes) and mark the file ready."""
+    owner = await _owner(request, "write")
+    row = await _service(request).complete(owner, str(request.path_params["file_id"]))
+    return _ok(_out(request, row))
+
+
+async def list_files(request: Request) -> Response:
+    """The caller's files, newest first."""
+    owner = await _owner(request, "read")
+    q = _query(request, ListQuery)
+    rows, total = await _service(request).list_files(owner, q.status, q.limit, q.offset)
+    return _ok([_out(request, r) for r in rows], total=total, limit=q.limit, offset=q.offset)
+
+
+async def _row_for(request: Request, scope: str) -> tuple[str, FileRow]:
+    """The addressed file of the owner: by id in the path, or by ?file_path= (the original's form)."""
+    owner = await _owner(request, scope)
+    service = _service(request)
+    if "file_id" in request.path_params:
+        return owner, await service.get(owner, str(request.path_params["file_id"]))
+    key = _query(request, PathQuery).file_path
+    if not _storable(key):
+        raise not_found()
+    return owner, await service.get_by_key(owner, key)
+
+
+async def info(request: Request) -> Response:
+    """One file's metadata."""
+    _, row = await _row_for(request, "read")
+    return _ok(_out(request, row))
+
+
+async def download(request: Request) -> Response:
+    """302 to a short-lived download link (attachment, capped expiry)."""
+    _, row = await _row_for(request, "read")
+    url = await _service(request).download_url(row, _query(request, DownloadQuery).expires_in)
+    return RedirectResponse(url, status_code=302, headers=_NO_STORE)
+
+
+async def delete(request: Request) -> Response:
+    """Delete a file: the row turns deleted and the object (every version) goes."""
+    owner, row = await _row_for(request, "write")
+    deleted = await _service(request).delete(owner, row.id)
+    return _ok({"file_id": deleted.id, "deleted": True})
+
+
+# The original's query-string forms get endpoints of their own, so metrics label each route by its template.
+async def upload_legacy(request: Request) -> Response:
+    """Upload a file (the original's /files/upload path)."""
+    return await upload(request)
+
+
+async def info_by_path(request: Request) -> Response:
+    """A file's metadata by ?file_path= (the original's form)."""
+    return await info(request)
+
+
+async def download_by_path(request: Request) -> Response:
+    """Redirect to a download link by ?file_path= (the original's form)."""
+    return await download(request)
+
+
+async def delete_by_path(request: Request) -> Response:
+    """Delete a file by ?file_path= (the original's form)."""
+    return await delete(request)
+
+
+def _describe(endpoint: Any, summary: str, scope: str, **details: Any) -> None:
+    """Attach what /openapi.json says about an endpoint (isa.users.openapi reads it for every domain)."""
+    setattr(endpoint, ATTRIBUTE, Operation(summary, tags=("files",), scope=scope, **details))
+
+
+_FILE_ID = {"file_id": {"type": "string", "format": "uuid"}}
+_UPLOAD_ERRORS = (400, 404, 409, 413, 415, 422, 502)
+_describe(
+    upload, "Upload one file (multipart field `file`)", "write", response=FileOut, status=201, errors=_UPLOAD_ERRORS
+)
+_describe(
+    upload_legacy, "Upload one file (the original's path)", "write", response=FileOut, status=201, errors=_UPLOAD_ERRORS
+)
+_describe(
+    presign_upload,
+    "Start a direct-to-storage upload",
+    "write",
+    body=PresignUploadIn,
+    response=PresignUploadOut,
+    status=201,
+    errors=(404, 413, 415, 502),
+)
+_describe(list_files, "List files", "read", query=ListQuery, response=FileList, errors=(404,))
+_describe(info, "One file's metadata", "read", response=FileOut, errors=(404,), path_params=_FILE_ID)
+_describe(info_by_path, "One file's metadata by storage key", "read", query=PathQuery, response=FileOut, errors=(404,))
+_describe(
+    download,
+    "Redirect (302) to a download link",
+    "read",
+    query=DownloadQuery,
+    status=302,
+    errors=(404, 409, 502),
+    envelope=False,
+    path_params=_FILE_ID,
+)
+_describe(
+    download_by_path,
+    "Redirect (302) to a download link by storage key",
+    "read",
+    query=DownloadByPathQuery,
+    status=302,
+    errors=(404, 409, 502),
+    envelope=False,
+)
+_describe(delete, "Delete a file", "write", response=Deleted, errors=(404,), path_params=_FILE_ID)
+_describe(delete_by_path, "Delete a file by storage key", "write", query=PathQuery, response=Deleted, errors=(404,))
+_describe(
+    complete,
+    "Check a presigned upload and mark it ready",
+    "write",
+    response=FileOut,
+    errors=(404, 409, 413, 415, 502),
+    path_params=_FILE_ID,
+)
+
+ROUTES = [
+    Route(BASE, upload, methods=["POST"]),
+    Route(BASE + "/upload", upload_legacy, methods=["POST"]),
+    Route(BASE + "/presign-upload", presign_upload, methods=["POST"]),
+    Route(BASE, list_files, methods=["GET"]),
+    Route(BASE, delete_by_path, methods=["DELETE"]),
+    Route(BASE + "/info", info_by_path, methods=["GET"]),
+    Route(BASE + "/download", download_by_path, methods=["GET"]),
+    Route(BASE + "/{file_id:uuid}", info, methods=["GET"]),
+    Route(BASE + "/{file_id:uuid}", delete, methods=["DELETE"]),
+    Route(BASE + "/{file_id:uuid}/download", download, methods=["GET"]),
+    Route(BASE + "/{file_id:uuid}/complete", complete, methods=["POST"]),
+]
