@@ -28,7 +28,7 @@ from isa.files.schemas import (
 )
 from isa.files.service import FilesService, not_found
 from isa.files.store import FileRow
-from isa.users.openapi import ATTRIBUTE, Operation
+from isa.core.openapi import ATTRIBUTE, Operation
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -197,7 +197,7 @@ async def delete_by_path(request: Request) -> Response:
 
 
 def _describe(endpoint: Any, summary: str, scope: str, **details: Any) -> None:
-    """Attach what /openapi.json says about an endpoint (isa.users.openapi reads it for every domain)."""
+    """Attach what /openapi.json says about an endpoint (isa.core.openapi reads it for every domain)."""
     setattr(endpoint, ATTRIBUTE, Operation(summary, tags=("files",), scope=scope, **details))
 
 

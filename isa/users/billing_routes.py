@@ -10,7 +10,7 @@ from isa.auth import require_principal
 from isa.users import schemas
 from isa.users.billing import BillingService
 from isa.users.http import api, body_of, envelope
-from isa.users.openapi import Operation
+from isa.core.openapi import Operation
 
 _TAGS = ("billing",)
 

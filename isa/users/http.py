@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
-from isa.users.openapi import ATTRIBUTE, Operation
+from isa.core.openapi import ATTRIBUTE, Operation
 
 log = get_logger(__name__)
 
