@@ -1,0 +1,58 @@
+"""The model gateway: one OpenAI-compatible front for chat, embeddings, vision, audio and images.
+
+litellm (heavy: seconds to import, ~200 MB) is imported at start-up of a process that serves
+this domain, never at import of this package, so mcp and agent processes don't pay for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from pydantic import ValidationError
+from starlette.routing import Route
+
+from isa.core.builder import AppBuilder
+from isa.core.errors import ApiError
+from isa.core.settings import ConfigError
+from isa.model import invoke, openapi, routes
+from isa.model.service import ModelService
+from isa.model.settings import ModelSettings
+
+__all__ = ["ModelService", "ModelSettings", "register"]
+
+
+def model_settings(builder: AppBuilder) -> ModelSettings:
+    try:
+        return builder.settings.section("model", ModelSettings)
+    except ValidationError as exc:
+        raise ConfigError(f"MODEL: {exc}") from None
+
+
+def register(builder: AppBuilder) -> None:
+    settings = model_settings(builder)
+    service = ModelService(settings, builder.state.db)
+    builder.provide("model", service)
+    builder.add_routes(*routes.routes(), *invoke.routes())
+    builder.add_routes(
+        Route("/v1/openapi.json", openapi.openapi_json, methods=["GET"]),
+        Route("/v1/docs", openapi.docs, methods=["GET"]),
+    )
+    if builder.state.role == "model":  # in role "all", /docs belongs to the node's main service
+        builder.add_routes(Route("/docs", openapi.docs, methods=["GET"]))
+    # Vision content parts carry base64 images; audio uploads are bigger still.
+    builder.allow_body("/v1/chat/completions", settings.max_request_bytes)
+    builder.allow_body("/api/v1/invoke", settings.max_audio_bytes)
+    builder.allow_body("/v1/audio/", settings.max_audio_bytes)
+
+    @asynccontextmanager
+    async def start() -> AsyncIterator[None]:
+        await service.start()
+        yield
+
+    async def ready() -> None:
+        if not service.started:
+            raise ApiError(503, "starting", "the model gateway is still starting")
+
+    builder.add_lifespan(start)
+    builder.add_ready_check("model_gateway", ready)

@@ -1,0 +1,292 @@
+"""OpenAI-compatible HTTP routes, the model list and usage analytics."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import time
+from contextlib import aclosing
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, Field, ValidationError
+from starlette.background import BackgroundTask
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from isa.auth import require_principal
+from isa.core.errors import ApiError, request_id_of
+from isa.model import store
+from isa.model.schemas import ChatRequest, EmbeddingRequest, ImageRequest
+from isa.model.service import ModelService, stream_chunks
+from isa.model.streaming import EventStream, sse
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def service_of(request: Request) -> ModelService:
+    service: ModelService = request.app.state.isa.get("model", ModelService)
+    if not service.started:
+        raise ApiError(503, "starting", "the model gateway is still starting")
+    return service
+
+
+def invalid(exc: ValidationError) -> ApiError:
+    # No input echo: a rejected field may hold a secret pasted by mistake.
+    details = exc.errors(include_url=False, include_context=False, include_input=False)
+    return ApiError(422, "invalid_request", "the request body is not valid", details=details)
+
+
+async def parse(request: Request, model: type[M]) -> M:
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise invalid(exc) from None
+
+
+def deployment_headers(group: str, deployment_id: str) -> dict[str, str]:
+    return {"x-isa-deployment": deployment_id, "x-isa-model-group": group}
+
+
+async def chat_completions(request: Request) -> Response:
+    """OpenAI chat completions: streaming or not, tools, JSON mode, vision content parts."""
+    principal = await require_principal(request, "write")
+    service = service_of(request)
+    body = await parse(request, ChatRequest)
+    group = service.resolve(body.model, "chat")
+    await service.check_credits(principal)
+    payload = body.provider_payload()
+    started = time.perf_counter()
+    rid = request_id_of(request)
+    endpoint = "/v1/chat/completions"
+    if not body.stream:
+        served, _ = await service.chat(group, payload)
+        usage = service.usage(
+            principal,
+            rid,
+            endpoint,
+            "chat",
+            group,
+            served.deployment,
+            prompt_tokens=served.prompt_tokens,
+            completion_tokens=served.completion_tokens,
+            cost_usd=served.cost_usd,  # litellm priced it already (cost map or the deployment's prices)
+            started=started,
+        )
+        served.body["model"] = body.model
+        return JSONResponse(
+            served.body,
+            headers=deployment_headers(group, served.deployment.id),
+            background=BackgroundTask(service.record, usage, served.deployment),
+        )
+    stream, names = await service.open_stream(group, payload)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    usage_of = service.stream_usage(principal, rid, endpoint, group, stream, payload["messages"], started)
+
+    async def frames() -> Any:
+        result: dict[str, Any] = {}
+        # aclosing: if the client leaves while we wait to send, the upstream closes now, not at GC.
+        chunks = stream_chunks(service, stream, names, usage_of, include_usage=include_usage, result=result)
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                chunk["model"] = body.model
+                yield sse(chunk)
+        error = result.get("error")
+        if error is not None:
+            yield sse({"error": {"code": error.code, "message": error.message, "type": error.code, "request_id": rid}})
+            return
+        yield sse("[DONE]")
+
+    return EventStream(frames(), headers=deployment_headers(group, stream.deployment.id))
+
+
+def _encode(vector: list[float], encoding: str) -> Any:
+    if encoding == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return vector
+
+
+async def embeddings(request: Request) -> Response:
+    """OpenAI embeddings; the `embed` alias is the local MiniLM unless a provider model is configured."""
+    principal = await require_principal(request, "write")
+    service = service_of(request)
+    body = await parse(request, EmbeddingRequest)
+    group = service.resolve(body.model, "embedding")
+    await service.check_credits(principal)
+    started = time.perf_counter()
+    texts = body.texts()
+    vectors, deployment, tokens, cost = await service.embed(group, texts, body.dimensions)
+    usage = service.usage(
+        principal,
+        request_id_of(request),
+        "/v1/embeddings",
+        "embedding",
+        group,
+        deployment,
+        prompt_tokens=tokens,
+        cost_usd=cost,
+        started=started,
+        dimensions=len(vectors[0]) if vectors else None,
+    )
+    data = [
+        {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
+        for i, v in enumerate(vectors)
+    ]
+    payload = {
+        "object": "list",
+        "data": data,
+        "model": body.model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+    return JSONResponse(
+        payload,
+        headers=deployment_headers(group, deployment.id),
+        background=BackgroundTask(service.record, usage, deployment),
+    )
+
+
+async def image_generations(request: Request) -> Response:
+    """OpenAI image generation (any image deployment, e.g. OpenAI or Replicate)."""
+    principal = await require_principal(request, "write")
+    service = service_of(request)
+    body = await parse(request, ImageRequest)
+    group = service.resolve(body.model, "image")
+    await service.check_credits(principal)
+    started = time.perf_counter()
+    params = body.model_dump(exclude_none=True, exclude={"model", "prompt"})
+    served = await service.guarded(group, service.gateway.image(group, body.prompt, **params))
+    count = len(served.body.get("data") or ())
+    usage = service.usage(
+        principal,
+        request_id_of(request),
+        "/v1/images/generations",
+        "image",
+        group,
+        served.deployment,
+        cost_usd=served.cost_usd or 0.0,
+        units=Decimal(count),
+        flat_credits=service.settings.credits_per_image * count,
+        started=started,
+    )
+    out = {"created": served.body.get("created", int(time.time())), "data": served.body.get("data", [])}
+    return JSONResponse(
+        out,
+        headers=deployment_headers(group, served.deployment.id),
+        background=BackgroundTask(service.record, usage, served.deployment),
+    )
+
+
+async def audio_transcriptions(request: Request) -> Response:
+    """OpenAI audio transcription (multipart: file, model, language, prompt, response_format)."""
+    principal = await require_principal(request, "write")
+    service = service_of(request)
+    async with request.form(max_files=1, max_fields=16) as form:
+        upload = form.get("file")
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        if not isinstance(upload, UploadFile):
+            raise ApiError(422, "invalid_request", "send the audio as a multipart field named 'file'")
+        audio = await upload.read()
+        filename = upload.filename or "audio"
+    group = service.resolve(fields.get("model", "whisper-1"), "transcription")
+    await service.check_credits(principal)
+    started = time.perf_counter()
+    params = {k: fields[k] for k in ("language", "prompt", "temperature") if k in fields}
+    served = await service.guarded(group, service.gateway.transcribe(group, (filename, audio), **params))
+    usage = service.usage(
+        principal,
+        request_id_of(request),
+        "/v1/audio/transcriptions",
+        "transcription",
+        group,
+        served.deployment,
+        cost_usd=served.cost_usd or 0.0,
+        units=Decimal(1),
+        flat_credits=service.settings.credits_per_transcription,
+        started=started,
+    )
+    headers = deployment_headers(group, served.deployment.id)
+    task = BackgroundTask(service.record, usage, served.deployment)
+    text = str(served.body.get("text", ""))
+    if fields.get("response_format") == "text":
+        return Response(text, media_type="text/plain", headers=headers, background=task)
+    return JSONResponse({"text": text}, headers=headers, background=task)
+
+
+async def list_models(request: Request) -> Response:
+    """OpenAI model list: every servable model group and alias."""
+    await require_principal(request, "read")
+    service = service_of(request)
+    data = [
+        {"id": m["id"], "object": "model", "created": 0, "owned_by": ",".join(m["providers"])}
+        for m in service.catalog()
+    ]
+    return JSONResponse({"object": "list", "data": data})
+
+
+class UsageQuery(BaseModel):
+    days: int = Field(default=30, ge=1, le=366)
+    group_by: Literal["model", "provider", "day", "event_type", "user"] = "model"
+    all_users: bool = False
+    user_id: str | None = Field(default=None, max_length=255)
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()}
+
+
+async def usage_analytics(request: Request) -> Response:
+    """Gateway usage (requests, tokens, USD, credits) of the caller; admins may ask for anyone's."""
+    principal = await require_principal(request, "read")
+    try:
+        query = UsageQuery.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise invalid(exc) from None
+    user_id: str | None = principal.user_id
+    if query.all_users or query.group_by == "user":
+        principal.require("admin")
+        user_id = None if query.all_users else query.user_id
+    elif query.user_id and query.user_id != principal.user_id:
+        principal.require("admin")  # another user's usage is an admin's business only
+        user_id = query.user_id
+    since = datetime.now(UTC) - timedelta(days=query.days)
+    async with request.app.state.isa.db.connection() as conn:
+        totals, rows = await store.usage_summary(conn, user_id, since, query.group_by)
+    body = {
+        "success": True,
+        "data": {
+            "since": since.isoformat(),
+            "user_id": user_id,
+            "group_by": query.group_by,
+            "totals": _plain(totals),
+            "breakdown": [_plain(r) for r in rows],
+        },
+    }
+    return JSONResponse(json.loads(json.dumps(body, default=str)))
+
+
+async def model_analytics(request: Request) -> Response:
+    """Daily per-model statistics for the whole platform (admin)."""
+    await require_principal(request, "admin")
+    days = request.query_params.get("days", "30")
+    if not days.isdigit() or not 1 <= int(days) <= 366:
+        raise ApiError(422, "invalid_request", "days must be between 1 and 366")
+    since = datetime.now(UTC) - timedelta(days=int(days))
+    async with request.app.state.isa.db.connection() as conn:
+        rows = await store.model_statistics(conn, since)
+    return JSONResponse(json.loads(json.dumps({"success": True, "data": rows}, default=str)))
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/images/generations", image_generations, methods=["POST"]),
+        Route("/v1/audio/transcriptions", audio_transcriptions, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/api/v1/analytics/usage", usage_analytics, methods=["GET"]),
+        Route("/api/v1/analytics/models", model_analytics, methods=["GET"]),
+    ]

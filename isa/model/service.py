@@ -1,0 +1,324 @@
+"""The model gateway's behaviour: resolve the model, check credits, call the Router, account for usage."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Callable
+from decimal import ROUND_UP, Decimal
+from typing import Any
+
+import anyio
+
+from isa.auth.principal import Principal
+from isa.core.db import Database
+from isa.core.embeddings import LocalMiniLM
+from isa.core.errors import ApiError
+from isa.core.logging import get_logger
+from isa.model import store
+from isa.model.gateway import ChatStream, Gateway, upstream_error
+from isa.model.sanitize import SCHEMA_STRICT_PROVIDERS, ToolNames, prepare_tools, restore_tool_names
+from isa.model.settings import LOCAL_EMBEDDING_MODEL, Deployment, ModelSettings
+from isa.users.ledger import InsufficientCredits
+
+log = get_logger(__name__)
+
+LOCAL_EMBEDDING = Deployment(
+    name=LOCAL_EMBEDDING_MODEL, model=f"local/{LOCAL_EMBEDDING_MODEL}", provider="local", mode="embedding"
+)
+_MODEL_TYPES = {"chat": "text", "embedding": "embedding", "image": "image", "transcription": "audio"}
+_MILLI = Decimal("0.001")
+
+
+class ModelService:
+    def __init__(self, settings: ModelSettings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self.gateway = Gateway(settings)
+        self.local = LocalMiniLM()
+        self._model_ids: dict[str, str] = {}
+        self.started = False
+
+    async def start(self) -> None:
+        """Import litellm and build the Router off the event loop (seconds, once per process)."""
+        await anyio.to_thread.run_sync(self.gateway.start)
+        self.started = True
+
+    # -- catalog -------------------------------------------------------------------------------
+    def resolve(self, name: str, mode: str) -> str:
+        """The model group for a name or alias, checked against what this node can serve."""
+        group = self.settings.resolve(name)
+        deployments = self.gateway.groups.get(group)
+        if deployments:
+            if deployments[0].mode != mode:
+                raise ApiError(400, "wrong_model_type", f"model {name!r} is a {deployments[0].mode} model, not {mode}")
+            return group
+        if group == LOCAL_EMBEDDING_MODEL and mode == "embedding":
+            return group
+        if any(d.name == group for d in self.settings.deployments):
+            raise ApiError(
+                503, "model_unavailable", f"no deployment of {group!r} has its provider credentials configured"
+            )
+        raise ApiError(404, "model_not_found", f"no model or alias named {name!r}")
+
+    def catalog(self) -> list[dict[str, Any]]:
+        """Every servable model group and alias, with its type and providers."""
+        groups: dict[str, dict[str, Any]] = {}
+        for name, deployments in self.gateway.groups.items():
+            groups[name] = {
+                "id": name,
+                "mode": deployments[0].mode,
+                "providers": sorted({d.provider for d in deployments}),
+                "deployments": [d.id for d in deployments],
+            }
+        groups.setdefault(
+            LOCAL_EMBEDDING_MODEL,
+            {
+                "id": LOCAL_EMBEDDING_MODEL,
+                "mode": "embedding",
+                "providers": ["local"],
+                "deployments": [LOCAL_EMBEDDING.id],
+            },
+        )
+        out = list(groups.values())
+        for alias, target in sorted(self.settings.aliases.items()):
+            if target in groups and alias not in groups:
+                out.append({**groups[target], "id": alias, "alias_of": target})
+        return out
+
+    def _strict_schema(self, group: str) -> bool:
+        """True when a schema-strict provider may serve `group` (itself or through a fallback)."""
+        seen, todo = set(), [group]
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if any(d.provider in SCHEMA_STRICT_PROVIDERS for d in self.gateway.groups.get(name, ())):
+                return True
+            todo.extend(self.settings.fallbacks.get(name, ()))
+        return False
+
+    # -- credits -------------------------------------------------------------------------------
+    async def check_credits(self, principal: Principal) -> None:
+        """402 before any provider call when the caller's credits are exhausted."""
+        if not self.settings.require_credits:
+            return
+        async with self.db.connection() as conn:
+            balance = await store.balance(conn, principal.user_id)
+        needed = self.settings.min_credits_per_call
+        if balance is None or balance < needed:
+            raise InsufficientCredits(balance or Decimal(0), needed)
+
+    def credits_for(self, tokens: int, cost_usd: float, flat: Decimal = Decimal(0)) -> Decimal:
+        s = self.settings
+        due = Decimal(tokens) / 1000 * s.credits_per_1k_tokens + Decimal(str(cost_usd)) * s.credits_per_usd + flat
+        return max(due, s.min_credits_per_call).quantize(_MILLI, rounding=ROUND_UP)
+
+    def usage(
+        self,
+        principal: Principal,
+        request_id: str,
+        endpoint: str,
+        kind: str,
+        group: str,
+        deployment: Deployment,
+        *,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        cost_usd: float | None = None,
+        units: Decimal = Decimal(0),
+        flat_credits: Decimal = Decimal(0),
+        started: float = 0.0,
+        status: str = "completed",
+        **metadata: Any,
+    ) -> store.Usage:
+        """The usage row for one call; the cost comes from litellm's local cost map when not given."""
+        if deployment.provider == "local":
+            cost, method = 0.0, "local"
+        elif cost_usd is not None:
+            cost, method = cost_usd, "litellm_cost_map"
+        else:
+            cost, method = self.gateway.cost(deployment, prompt_tokens, completion_tokens)
+        return store.Usage(
+            user_id=principal.user_id,
+            request_id=request_id,
+            endpoint=endpoint,
+            event_type=f"model.{kind}",
+            operation=endpoint.rsplit("/v1/", 1)[-1].replace("/", "."),
+            model_group=group,
+            deployment_id=deployment.id,
+            model_name=deployment.provider_model,
+            provider=deployment.provider,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            units=units,
+            cost_usd=Decimal(str(round(cost, 6))),
+            calculation_method=method,
+            credits_due=self.credits_for(prompt_tokens + completion_tokens, cost, flat_credits),
+            latency_ms=(time.perf_counter() - started) * 1000 if started else 0.0,
+            status=status,
+            metadata=metadata,
+        )
+
+    def stream_usage(
+        self,
+        principal: Principal,
+        request_id: str,
+        endpoint: str,
+        group: str,
+        stream: ChatStream,
+        messages: list[dict[str, Any]],
+        started: float,
+    ) -> Callable[[int, int, str], store.Usage]:
+        """How a stream's usage row is built once it ends (prompt tokens counted when the provider sent none)."""
+
+        def usage_of(prompt: int, completion: int, status: str) -> store.Usage:
+            if not prompt:
+                prompt = self.gateway.count_tokens(stream.deployment, messages=messages)
+            return self.usage(
+                principal,
+                request_id,
+                endpoint,
+                "chat",
+                group,
+                stream.deployment,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                started=started,
+                status=status,
+                stream=True,
+            )
+
+        return usage_of
+
+    async def _model_id(self, conn: Any, deployment: Deployment, dimensions: int | None) -> str:
+        key = f"{deployment.provider}/{deployment.provider_model}"
+        model_id = self._model_ids.get(key)
+        if model_id is None:
+            model_type = _MODEL_TYPES[deployment.mode]
+            dims = (dimensions or 1) if model_type == "embedding" else None
+            model_id = await store.ensure_model(conn, deployment.provider_model, deployment.provider, model_type, dims)
+        return model_id
+
+    async def record(self, usage: store.Usage | None, deployment: Deployment, *, failed: bool = False) -> None:
+        """Write the usage row, the credit charge and the daily statistics in one transaction."""
+        try:
+            with anyio.CancelScope(shield=True), anyio.fail_after(10):
+                async with self.db.transaction() as conn:
+                    dims = usage.metadata.get("dimensions") if usage else None
+                    model_id = await self._model_id(conn, deployment, dims)
+                    if usage is not None:
+                        await store.record_usage(conn, usage)
+                    await store.add_statistics(conn, model_id, usage, failed=failed)
+                self._model_ids[f"{deployment.provider}/{deployment.provider_model}"] = model_id
+        except Exception:
+            # The answer is already on its way; a lost row is logged loudly, never raised into the client.
+            log.exception("usage_record_failed", deployment=deployment.id, user_id=usage.user_id if usage else None)
+
+    async def record_failure(self, group: str) -> None:
+        deployments = self.gateway.groups.get(group)
+        if deployments:
+            await self.record(None, deployments[0], failed=True)
+
+    async def guarded(self, group: str, call: Any) -> Any:
+        """Run one Router call inside the total time budget; failures become stable API errors."""
+        try:
+            with anyio.fail_after(self.settings.total_timeout_seconds):
+                return await call
+        except ApiError:
+            raise
+        except Exception as exc:
+            error = upstream_error(exc)
+            log.warning("upstream_failed", model_group=group, error=type(exc).__name__, code=error.code)
+            await self.record_failure(group)
+            raise error from None
+
+    # -- chat ----------------------------------------------------------------------------------
+    def prepare_chat(self, group: str, payload: dict[str, Any]) -> ToolNames:
+        if payload.get("tools") or any(isinstance(m, dict) and m.get("tool_calls") for m in payload["messages"]):
+            return prepare_tools(payload, self._strict_schema(group))
+        return ToolNames()
+
+    async def chat(self, group: str, payload: dict[str, Any]) -> tuple[Any, ToolNames]:
+        names = self.prepare_chat(group, payload)
+        served = await self.guarded(group, self.gateway.chat(group, payload))
+        for choice in served.body.get("choices", ()):
+            restore_tool_names(choice.get("message") or {}, names)
+        return served, names
+
+    async def open_stream(self, group: str, payload: dict[str, Any]) -> tuple[ChatStream, ToolNames]:
+        names = self.prepare_chat(group, payload)
+        payload["stream_options"] = {"include_usage": True}
+        stream = await self.guarded(group, self.gateway.chat_stream(group, payload))
+        return stream, names
+
+    # -- embeddings ----------------------------------------------------------------------------
+    async def embed(
+        self, group: str, texts: list[str], dimensions: int | None
+    ) -> tuple[list[list[float]], Deployment, int, float | None]:
+        """Vectors for `texts`, from the local model or a provider; with tokens and cost."""
+        if group == LOCAL_EMBEDDING_MODEL and group not in self.gateway.groups:
+            vectors = await self.local.embed(texts)
+            # The local tokenizer isn't exposed; ~4 characters per token is the usual estimate.
+            return vectors, LOCAL_EMBEDDING, sum((len(t) + 3) // 4 for t in texts), 0.0
+        params = {"dimensions": dimensions} if dimensions else {}
+        served = await self.guarded(group, self.gateway.embed(group, texts, **params))
+        vectors = [item["embedding"] for item in sorted(served.body["data"], key=lambda item: item["index"])]
+        return vectors, served.deployment, served.prompt_tokens, served.cost_usd
+
+
+async def stream_chunks(
+    service: ModelService,
+    stream: ChatStream,
+    names: ToolNames,
+    usage_of: Callable[[int, int, str], store.Usage],
+    *,
+    include_usage: bool,
+    result: dict[str, Any],
+) -> AsyncGenerator[dict[str, Any], None]:
+    """Upstream chunks (names restored), bounded by the idle timeout; usage recorded however it ends.
+
+    `usage_of(prompt, completion, status)` builds the usage row; `result` receives "usage" and
+    "error" (an ApiError, when the provider failed) for the caller's final frames.
+    """
+    status = "client_disconnected"
+    prompt = completion = 0
+    text: list[str] = []
+    provider_usage = False
+    chunks = stream.chunks().__aiter__()
+    try:
+        while True:
+            try:
+                with anyio.fail_after(service.settings.stream_idle_timeout_seconds):
+                    chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                break
+            usage = chunk.get("usage")
+            if usage:
+                prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+                provider_usage = True
+            for choice in chunk.get("choices", ()):
+                delta = choice.get("delta") or {}
+                if delta.get("content"):
+                    text.append(delta["content"])
+                restore_tool_names(delta, names)
+            if usage and not chunk.get("choices") and not include_usage:
+                continue
+            yield chunk
+        status = "completed"
+    except TimeoutError:
+        status = "provider_error"
+        result["error"] = ApiError(504, "upstream_timeout", "the model provider stopped sending")
+    except Exception as exc:
+        status = "provider_error"
+        result["error"] = upstream_error(exc)
+        log.warning("stream_failed", deployment=stream.deployment.id, error=type(exc).__name__)
+    finally:
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(2):
+                await stream.aclose()
+            if not provider_usage:
+                completion = service.gateway.count_tokens(stream.deployment, text="".join(text))
+            usage_row = usage_of(prompt, completion, status)
+            result["usage"] = usage_row
+            await service.record(usage_row, stream.deployment)

@@ -1,0 +1,137 @@
+"""The `[model]` settings section: deployments, aliases, fallbacks, limits and credit prices."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Mode = Literal["chat", "embedding", "image", "transcription"]
+LOCAL_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+LOCAL_PROVIDER = "local"
+
+
+class Deployment(BaseModel):
+    """One place a model group can be served from (a provider model behind one base URL and key)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)  # the model group clients ask for, e.g. "gpt-4.1-mini"
+    model: str = Field(min_length=1)  # litellm's id: "openai/gpt-4.1-mini", "gemini/gemini-2.0-flash"
+    provider: str = ""  # empty: the prefix of `model`
+    id: str = ""  # reported in x-isa-deployment; empty: "<provider>/<name>"
+    mode: Mode = "chat"
+    api_base: str = ""
+    api_key_env: str = ""  # the NAME of the environment variable holding the key; empty: no key
+    timeout_seconds: float | None = None  # per attempt; empty: model.request_timeout_seconds
+    max_parallel: int | None = None  # empty: the provider's cap
+    input_cost_per_token: float | None = None  # USD, for models litellm's cost map doesn't know
+    output_cost_per_token: float | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)  # more litellm params (api_version, ...)
+
+    @model_validator(mode="after")
+    def _fill(self) -> Deployment:
+        provider = self.provider or (self.model.split("/", 1)[0] if "/" in self.model else "openai")
+        object.__setattr__(self, "provider", provider)
+        object.__setattr__(self, "id", self.id or f"{provider}/{self.name}")
+        forbidden = {"api_key", "api_base", "model"} & set(self.extra)
+        if forbidden:
+            raise ValueError(f"set {', '.join(sorted(forbidden))} with their own fields (keys only via api_key_env)")
+        return self
+
+    @property
+    def provider_model(self) -> str:
+        """The model name without the provider prefix (what the provider sees)."""
+        return self.model.split("/", 1)[1] if "/" in self.model else self.model
+
+    def api_key(self) -> str | None:
+        """The key from the environment; None when the deployment needs one and it isn't set."""
+        if not self.api_key_env:
+            return ""
+        value = os.environ.get(self.api_key_env, "")
+        return value or None
+
+
+def _default_deployments() -> list[Deployment]:
+    return [
+        Deployment(name="gpt-4.1-mini", model="openai/gpt-4.1-mini", api_key_env="OPENAI_API_KEY"),
+        Deployment(name="gpt-4.1-nano", model="openai/gpt-4.1-nano", api_key_env="OPENAI_API_KEY"),
+        Deployment(
+            name="text-embedding-3-small",
+            model="openai/text-embedding-3-small",
+            mode="embedding",
+            api_key_env="OPENAI_API_KEY",
+        ),
+        Deployment(name="whisper-1", model="openai/whisper-1", mode="transcription", api_key_env="OPENAI_API_KEY"),
+        Deployment(name="gpt-image-1", model="openai/gpt-image-1", mode="image", api_key_env="OPENAI_API_KEY"),
+        Deployment(name="claude-sonnet-4", model="anthropic/claude-sonnet-4-20250514", api_key_env="ANTHROPIC_API_KEY"),
+        Deployment(name="gemini-2.5-flash", model="gemini/gemini-2.5-flash", api_key_env="GEMINI_API_KEY"),
+        Deployment(
+            name="flux-schnell",
+            model="replicate/black-forest-labs/flux-schnell",
+            mode="image",
+            api_key_env="REPLICATE_API_KEY",
+        ),
+    ]
+
+
+class ModelSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    # Per attempt; the Router retries and falls back inside total_timeout_seconds.
+    request_timeout_seconds: float = 60.0
+    # A stream that sends nothing for this long gets a final error frame (never a hang).
+    stream_idle_timeout_seconds: float = 60.0
+    # Hard bound on one request, retries and fallbacks included (504 upstream_timeout past it).
+    total_timeout_seconds: float = 180.0
+    # The one retry layer: the Router's. SDK clients never retry (max_retries=0).
+    num_retries: int = Field(default=2, ge=0, le=5)
+    # Failures per minute a deployment may have before it is cooled down, and for how long.
+    allowed_fails: int = Field(default=3, ge=0)
+    cooldown_seconds: float = Field(default=30.0, ge=0)
+    max_fallbacks: int = Field(default=3, ge=0)
+    # Concurrent calls per provider (all its deployments together); past it an attempt fails
+    # fast with a 429 and the Router retries or falls back.
+    default_max_parallel: int = Field(default=64, ge=1)
+    max_parallel: dict[str, int] = Field(default_factory=dict)  # provider -> cap
+    aliases: dict[str, str] = Field(
+        default_factory=lambda: {
+            "default": "gpt-4.1-mini",
+            "fast": "gpt-4.1-nano",
+            "vision": "gpt-4.1-mini",
+            "embed": LOCAL_EMBEDDING_MODEL,
+            "image": "gpt-image-1",
+            "transcribe": "whisper-1",
+        }
+    )
+    fallbacks: dict[str, list[str]] = Field(
+        default_factory=lambda: {"gpt-4.1-mini": ["claude-sonnet-4", "gemini-2.5-flash"]}
+    )
+    deployments: list[Deployment] = Field(default_factory=_default_deployments)
+    # Credits: tokens/1000 * credits_per_1k_tokens + cost_usd * credits_per_usd, at least min_credits_per_call.
+    require_credits: bool = True
+    credits_per_1k_tokens: Decimal = Decimal("1")
+    credits_per_usd: Decimal = Decimal("0")
+    min_credits_per_call: Decimal = Decimal("0.001")
+    credits_per_image: Decimal = Decimal("5")
+    credits_per_transcription: Decimal = Decimal("1")
+    max_audio_bytes: int = 26_214_400
+    # Chat bodies may carry base64 images (vision content parts).
+    max_request_bytes: int = 20_971_520
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSettings:
+        ids = [d.id for d in self.deployments]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"model.deployments: duplicate deployment ids {duplicates}")
+        return self
+
+    def cap_for(self, provider: str) -> int:
+        return self.max_parallel.get(provider, self.default_max_parallel)
+
+    def resolve(self, name: str) -> str:
+        """A model name or alias -> the model group it names (aliases may not chain)."""
+        return self.aliases.get(name, name)
