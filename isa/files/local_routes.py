@@ -7,9 +7,9 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from isa.core.errors import ApiError
+from isa.core.openapi import ATTRIBUTE, Operation
 from isa.core.storage import InvalidLink, LocalStorage, ObjectExists, ObjectTooLarge, StorageError
 from isa.files.content import normalize_type
-from isa.core.openapi import ATTRIBUTE, Operation
 
 PREFIX = "/api/v1/storage/local/"
 

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from isa.auth import require_principal
 from isa.core.errors import ApiError
+from isa.core.openapi import ATTRIBUTE, Operation
 from isa.files.multipart import MultipartFileReader
 from isa.files.schemas import (
     Deleted,
@@ -28,7 +29,6 @@ from isa.files.schemas import (
 )
 from isa.files.service import FilesService, not_found
 from isa.files.store import FileRow
-from isa.core.openapi import ATTRIBUTE, Operation
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from isa.core.builder import AppBuilder
+from isa.core.openapi import openapi_json
 from isa.users import billing_routes, routes, session_routes
 from isa.users.billing import BillingService
-from isa.core.openapi import openapi_json
 from isa.users.service import UsersService
 from isa.users.sessions import SessionsService
 from isa.users.settings import billing_settings

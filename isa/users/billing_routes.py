@@ -7,10 +7,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from isa.auth import require_principal
+from isa.core.openapi import Operation
 from isa.users import schemas
 from isa.users.billing import BillingService
 from isa.users.http import api, body_of, envelope
-from isa.core.openapi import Operation
 
 _TAGS = ("billing",)
 

@@ -8,9 +8,9 @@ from starlette.routing import Route
 
 from isa.auth import require_principal
 from isa.core.errors import ApiError
+from isa.core.openapi import Operation
 from isa.users import schemas
 from isa.users.http import api, body_of, envelope, query_of
-from isa.core.openapi import Operation
 from isa.users.service import UsersService
 
 ME = "/api/v1/users/me"

@@ -7,9 +7,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from isa.auth import require_principal
+from isa.core.openapi import Operation
 from isa.users import schemas
 from isa.users.http import api, body_of, envelope, query_of
-from isa.core.openapi import Operation
 from isa.users.sessions import SessionsService, parse_session_id
 
 BASE = "/api/v1/users/me/sessions"
