@@ -1,0 +1,43 @@
+"""The catalog of tools, prompts and resources (ours and imported) and hybrid AI discovery over it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+from isa.catalog.adapter import QueryAdapter
+from isa.catalog.models import CatalogItem, SearchFilters, SyncReport
+from isa.catalog.routes import ROUTES
+from isa.catalog.service import CatalogService
+from isa.catalog.settings import CatalogSettings
+from isa.core.builder import AppBuilder
+from isa.core.embeddings import LocalMiniLM
+
+__all__ = ["CatalogItem", "CatalogService", "SearchFilters", "SyncReport", "register"]
+
+
+def build_service(builder: AppBuilder) -> CatalogService:
+    settings = builder.settings.section("catalog", CatalogSettings)
+    adapter = QueryAdapter.load(Path(settings.adapter_path)) if settings.adapter_path else None
+    return CatalogService(builder.state.db, LocalMiniLM(), settings, adapter)
+
+
+def register(builder: AppBuilder) -> None:
+    # One query is a chain of small matrix products: a second BLAS thread only adds hand-offs, and under load
+    # (more runnable threads than cores) it turned a 10 ms embedding into 700+ ms here. Parallelism comes from
+    # serving several requests at once instead (embed_threads).
+    threadpool_limits(limits=1, user_api="blas")
+    service = build_service(builder)
+    builder.provide("catalog", service)
+    builder.add_routes(*ROUTES)
+    builder.allow_body("/catalog/import", service.settings.import_max_bytes)
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        async with service.running():
+            yield
+
+    builder.add_lifespan(lifespan)

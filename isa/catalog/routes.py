@@ -1,0 +1,124 @@
+"""HTTP for discovery and the catalog (mcp role). Every route needs a principal; errors are 4xx with a code."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from isa.auth import require_principal
+from isa.catalog.importer import parse_import
+from isa.catalog.models import SearchFilters
+from isa.catalog.schemas import DiscoverBody, SearchBody
+from isa.catalog.service import CatalogService
+from isa.core.errors import ApiError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _service(request: Request) -> CatalogService:
+    return request.app.state.isa.get("catalog", CatalogService)  # type: ignore[no-any-return]
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(422, "invalid_request", "the body must be JSON") from None
+
+
+async def _body(request: Request, model: type[M]) -> M:
+    data = await _json(request)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        raise ApiError(422, "invalid_request", "the request body is not valid", details=details) from None
+
+
+def _limit(request: Request, default: int = 1000) -> int:
+    raw = request.query_params.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        raise ApiError(422, "invalid_request", "limit must be an integer between 1 and 10000")
+    return int(raw)
+
+
+async def discover(request: Request) -> JSONResponse:
+    principal = await require_principal(request, "read")
+    body = await _body(request, DiscoverBody)
+    found = await _service(request).discover(body.request, body.max_results.model_dump(), principal.user_id)
+    return JSONResponse({"capabilities": found})
+
+
+async def search(request: Request) -> JSONResponse:
+    principal = await require_principal(request, "read")
+    body = await _body(request, SearchBody)
+    f = body.filters
+    filters = SearchFilters(
+        types=tuple(f.types),
+        categories=tuple(f.categories),
+        servers=tuple(f.servers),
+        security_levels=tuple(f.security_levels),
+        min_score=f.min_score,
+        max_results=body.max_results,
+        mode=body.mode,
+    )
+    results = await _service(request).search(body.query, filters, principal.user_id)
+    return JSONResponse(
+        {
+            "query": body.query,
+            "filters": f.model_dump(),
+            "mode": body.mode,
+            "results": results,
+            "result_count": len(results),
+            "max_results": body.max_results,
+        }
+    )
+
+
+async def capabilities(request: Request) -> JSONResponse:
+    await require_principal(request, "read")
+    return JSONResponse({"capabilities": await _service(request).capabilities(_limit(request))})
+
+
+async def stats(request: Request) -> JSONResponse:
+    await require_principal(request, "read")
+    return JSONResponse(await _service(request).stats())
+
+
+async def security_levels(request: Request) -> JSONResponse:
+    await require_principal(request, "read")
+    return JSONResponse(await _service(request).security_levels(_limit(request)))
+
+
+async def list_servers(request: Request) -> JSONResponse:
+    await require_principal(request, "read")
+    return JSONResponse({"servers": await _service(request).list_servers()})
+
+
+async def import_servers(request: Request) -> JSONResponse:
+    await require_principal(request, "admin")
+    specs = parse_import(await _json(request))
+    return JSONResponse({"imported": await _service(request).import_servers(specs)}, status_code=201)
+
+
+async def remove_server(request: Request) -> JSONResponse:
+    await require_principal(request, "admin")
+    removed = await _service(request).remove_server(request.path_params["name"])
+    return JSONResponse({"server": request.path_params["name"], "removed": removed})
+
+
+ROUTES = [
+    Route("/discover", discover, methods=["POST"]),
+    Route("/search", search, methods=["POST"]),
+    Route("/capabilities", capabilities, methods=["GET"]),
+    Route("/stats", stats, methods=["GET"]),
+    Route("/security/levels", security_levels, methods=["GET"]),
+    Route("/catalog/servers", list_servers, methods=["GET"]),
+    Route("/catalog/import", import_servers, methods=["POST"]),
+    Route("/catalog/servers/{name:str}", remove_server, methods=["DELETE"]),
+]

@@ -1,0 +1,113 @@
+"""Wire models: the import file, /discover and /search bodies."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from isa.catalog.models import ITEM_TYPES, SECURITY_LEVELS, ItemType
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImportedTool(BaseModel):
+    """One entry of a server's `tools/list` result; unknown MCP fields (title, annotations, _meta) are kept."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=20_000)
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"}, alias="inputSchema")
+    category: str = Field(default="", max_length=200)
+    keywords: list[str] = Field(default_factory=list, max_length=50)
+    security_level: Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"] = Field(default="LOW", alias="securityLevel")
+    # Queries this tool is known to answer; their nearest neighbours vote for it in ranking.
+    examples: list[str] = Field(default_factory=list, max_length=10_000)
+
+    @field_validator("examples")
+    @classmethod
+    def _short_examples(cls, value: list[str]) -> list[str]:
+        cleaned = [v.strip() for v in value if v.strip()]
+        if any(len(v) > 4_000 for v in cleaned):
+            raise ValueError("an example query is longer than 4000 characters")
+        return cleaned
+
+    @field_validator("input_schema")
+    @classmethod
+    def _object_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value.get("type", "object") != "object":
+            raise ValueError("inputSchema must describe an object")
+        return value
+
+
+class ImportedServerSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=20_000)
+    url: str | None = Field(default=None, max_length=2_000, pattern=r"^https?://")
+    category: str = Field(default="", max_length=200)
+    tools: list[ImportedTool] = Field(default_factory=list, max_length=5_000)
+
+    @field_validator("name")
+    @classmethod
+    def _not_ours(cls, value: str) -> str:
+        if value.strip().lower() == "isa":
+            raise ValueError("'isa' is this server's own name")
+        if not value.strip():
+            raise ValueError("name must not be blank")
+        return value.strip()
+
+
+class MaxResults(_Strict):
+    tools: int = Field(default=5, ge=0, le=50)
+    prompts: int = Field(default=3, ge=0, le=50)
+    resources: int = Field(default=3, ge=0, le=50)
+
+
+class DiscoverBody(_Strict):
+    request: str = Field(min_length=1, max_length=4_000)
+    max_results: MaxResults = Field(default_factory=MaxResults)
+
+    @field_validator("request")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("request must not be blank")
+        return value
+
+
+class SearchFiltersBody(_Strict):
+    types: list[ItemType] = Field(default_factory=lambda: list(ITEM_TYPES), min_length=1)
+    categories: list[str] = Field(default_factory=list, max_length=50)
+    servers: list[str] = Field(default_factory=list, max_length=50)
+    security_levels: list[Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]] = Field(default_factory=list)
+    min_score: float = Field(default=0.0, ge=-1.0, le=10.0)
+
+
+class SearchBody(_Strict):
+    query: str = Field(min_length=1, max_length=4_000)
+    filters: SearchFiltersBody = Field(default_factory=SearchFiltersBody)
+    max_results: int = Field(default=10, ge=1, le=100)
+    mode: Literal["hybrid", "lexical", "dense"] = "hybrid"
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("query must not be blank")
+        return value
+
+
+__all__ = [
+    "SECURITY_LEVELS",
+    "DiscoverBody",
+    "ImportedServerSpec",
+    "ImportedTool",
+    "MaxResults",
+    "SearchBody",
+    "SearchFiltersBody",
+]

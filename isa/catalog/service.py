@@ -1,0 +1,372 @@
+"""CatalogService: sync our own items, import other servers' tools, and rank all of them for a request."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import anyio
+import numpy as np
+from psycopg import sql
+
+from isa.catalog import history, store
+from isa.catalog.adapter import QueryAdapter
+from isa.catalog.history import Selection, SelectionLog
+from isa.catalog.importer import server_items
+from isa.catalog.models import ITEM_TYPES, OWN_SERVER, SECURITY_LEVELS, CatalogItem, SearchFilters, SyncReport
+from isa.catalog.notify import CHANNEL, listen
+from isa.catalog.results import discovery_hit, filter_sql, search_hit
+from isa.catalog.schemas import ImportedServerSpec
+from isa.catalog.settings import CatalogSettings
+from isa.catalog.text import embed_text, embedding_hash, extra_text, item_hash, name_text, qualified_name
+from isa.core.db import Database, vector_literal
+from isa.core.embeddings import Embedder
+from isa.core.errors import ApiError
+from isa.core.logging import get_logger
+from isa.core.search import Bm25Stats, Corpus, LruCache, Mode, Query, Slice, hybrid_search
+
+log = get_logger(__name__)
+Listener = Callable[[], Awaitable[None]]
+CORPUS = Corpus("mcp_unified_search_embeddings", postings="mcp_search_postings", examples="mcp_query_examples")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_DEFAULT_LIMITS = {"tools": 5, "prompts": 3, "resources": 3}
+
+
+class CatalogService:
+    def __init__(
+        self,
+        db: Database,
+        embedder: Embedder,
+        settings: CatalogSettings | None = None,
+        adapter: QueryAdapter | None = None,
+    ) -> None:
+        self.db = db
+        self.embedder = embedder
+        self.settings = settings or CatalogSettings()
+        self.adapter = adapter if adapter is None or adapter.model == embedder.model_name else None
+        self.weights = self.settings.weights()
+        self.selections = SelectionLog(db, self.settings.log_queue)
+        self._cache = LruCache(self.settings.query_cache_size)
+        self._limiter = anyio.CapacityLimiter(self.settings.embed_threads)
+        self._listeners: list[Listener] = []
+        self._stats: dict[str, Bm25Stats] = {}
+        self._stats_at = 0.0
+
+    # --- change notifications -------------------------------------------------------------------------------
+
+    def add_listener(self, callback: Listener) -> None:
+        """`callback()` runs after the catalog changed (here, in another replica, or through the CLI)."""
+        self._listeners.append(callback)
+
+    async def _changed(self) -> None:
+        self._stats_at = 0.0
+        for callback in list(self._listeners):
+            try:
+                await callback()
+            except Exception as exc:  # one broken listener must not stop the others
+                log.warning("catalog_listener_failed", error=type(exc).__name__)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Lifespan: the selection-log writer and the LISTEN loop that relays changes made elsewhere."""
+        async with self.selections.running(), anyio.create_task_group() as tg:
+            tg.start_soon(listen, self.db.url, self._changed)
+            tg.start_soon(self._keep_stats_fresh)
+            if self.settings.learn_interval_seconds > 0:
+                tg.start_soon(self._learn_periodically)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+
+    # --- embedding ------------------------------------------------------------------------------------------
+
+    async def _embed(self, texts: Sequence[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
+        return await anyio.to_thread.run_sync(self.embedder.embed_batch, list(texts), limiter=self._limiter)
+
+    async def _query_vector(self, text: str) -> list[float]:
+        key = " ".join(text.split())
+        cached = self._cache.get(key)
+        if cached is not None:
+            return list(cached)
+        vector = (await self._embed([key]))[0]
+        if self.adapter is not None:
+            vector = self.adapter.apply(vector)
+        values: list[float] = vector.tolist()
+        self._cache.put(key, tuple(values))
+        return values
+
+    # --- writing --------------------------------------------------------------------------------------------
+
+    async def _rows(self, items: Sequence[CatalogItem], server: str) -> tuple[list[store.IndexRow], int]:
+        """Index rows for `items`, embedding only those whose embedded text (or model) changed."""
+        model = self.embedder.model_name
+        async with self.db.connection() as conn:
+            state = await store.index_state(conn, server, model)
+        texts = [embed_text(i) for i in items]
+        hashes = [embedding_hash(t, model) for t in texts]
+        todo = [
+            n
+            for n, (item, h) in enumerate(zip(items, hashes, strict=True))
+            if not (s := state.get((item.item_type, item.name))) or s["embedded_hash"] != h or not s["has_vector"]
+        ]
+        vectors = await self._embed([texts[n] for n in todo]) if todo else None
+        fresh = {n: vectors[k].tolist() for k, n in enumerate(todo)} if vectors is not None else {}
+        rows = [
+            store.IndexRow(item, item_hash(item), hashes[n], name_text(item), extra_text(item), fresh.get(n))
+            for n, item in enumerate(items)
+        ]
+        return rows, len(todo)
+
+    async def sync_own(self, items: Sequence[CatalogItem]) -> SyncReport:
+        """Make the catalog's "isa" rows match `items`: upsert by content hash, re-embed only changed text."""
+        seen: set[tuple[str, str]] = set()
+        for item in items:
+            if item.server != OWN_SERVER:
+                raise ValueError(f"sync_own takes server {OWN_SERVER!r} items, got {item.server!r}")
+            if not _NAME.match(item.qualified_name) or item.security_level not in SECURITY_LEVELS:
+                raise ValueError(f"invalid call name or security level on {item.item_type} {item.name!r}")
+            if (item.item_type, item.qualified_name) in seen:
+                raise ValueError(f"duplicate {item.item_type} name {item.qualified_name!r}")
+            seen.add((item.item_type, item.qualified_name))
+        rows, embedded = await self._rows(items, OWN_SERVER)
+        async with self.db.transaction() as conn:
+            await store.lock_writes(conn)
+            before = await store.index_state(conn, OWN_SERVER, self.embedder.model_name)
+            await store.upsert(conn, rows, self.embedder.model_name)
+            keep: dict[str, list[str]] = {t: [i.name for i in items if i.item_type == t] for t in ITEM_TYPES}
+            removed = await store.delete_missing(conn, OWN_SERVER, keep)
+            changed = [
+                r
+                for r in rows
+                if (s := before.get((r.item.item_type, r.item.name))) is None
+                or s["content_hash"] != r.content_hash
+                or r.vector is not None
+            ]
+            if changed or removed:
+                await conn.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(CHANNEL)))
+        report = SyncReport(len(changed), embedded, removed, len(rows) - len(changed))
+        log.info("catalog_synced", **report.__dict__)
+        if changed or removed:
+            await self._changed()
+        return report
+
+    async def _example_rows(self, specs: Sequence[ImportedServerSpec]) -> dict[str, str]:
+        """Vector text for every distinct example query, embedding only the ones never seen with this model."""
+        model = self.embedder.model_name
+        texts = sorted({e for s in specs for t in s.tools for e in t.examples})
+        by_hash = {hashlib.sha256(t.encode()).hexdigest(): t for t in texts}
+        async with self.db.connection() as conn:
+            known = await store.example_vectors(conn, list(by_hash), model)
+        todo = [h for h in by_hash if h not in known]
+        for start in range(0, len(todo), 512):
+            chunk = todo[start : start + 512]
+            vectors = await self._embed([by_hash[h] for h in chunk])
+            known.update({h: vector_literal(v) for h, v in zip(chunk, vectors, strict=True)})
+        return known
+
+    async def import_servers(self, specs: Sequence[ImportedServerSpec]) -> list[dict[str, Any]]:
+        """Register (or refresh) other servers' tools; a server's tools not in its new list are removed."""
+        prepared = []
+        for spec in specs:
+            items = server_items(spec, lambda _name: "")
+            prepared.append((spec, *await self._rows(items, spec.name)))
+        example_vectors = await self._example_rows(specs)
+        model = self.embedder.model_name
+        out = []
+        async with self.db.transaction() as conn:
+            await store.lock_writes(conn)
+            taken = await store.taken_names(conn, "tool")
+            for spec, rows, embedded in prepared:
+                state = await store.index_state(conn, spec.name, model)
+                named = []
+                for row in rows:
+                    old = state.get(("tool", row.item.name))
+                    qname = old["qualified_name"] if old else qualified_name(spec.name, row.item.name, taken)
+                    taken.add(qname)
+                    item = replace(row.item, qualified_name=qname)
+                    named.append(replace(row, item=item, content_hash=item_hash(item)))
+                await store.upsert_server(conn, spec.name, spec.description, spec.url, spec.category)
+                await store.upsert(conn, named, model)
+                removed = await store.delete_missing(conn, spec.name, {"tool": [t.name for t in spec.tools]})
+                ids = await store.entry_ids(conn, spec.name)
+                examples = [
+                    (ids[t.name], q, h, example_vectors[h])
+                    for t in spec.tools
+                    for q in dict.fromkeys(t.examples)
+                    if (h := hashlib.sha256(q.encode()).hexdigest()) in example_vectors
+                ]
+                await store.replace_examples(conn, list(ids.values()), examples, model, "import")
+                count = await store.set_tool_count(conn, spec.name)
+                out.append(
+                    {
+                        "server": spec.name,
+                        "tools": count,
+                        "embedded": embedded,
+                        "removed": removed,
+                        "examples": len(examples),
+                        "url": spec.url,
+                    }
+                )
+            await conn.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(CHANNEL)))
+        await self._changed()
+        return out
+
+    async def learn_from_usage(self) -> int:
+        """Store queries whose discovered tool the same user then called successfully as `usage` examples."""
+        settings = self.settings
+        async with self.db.connection() as conn:
+            pairs = await history.confirmed_selections(conn, settings.learn_window_minutes, settings.learn_batch)
+        if not pairs:
+            return 0
+        model = self.embedder.model_name
+        by_hash = {hashlib.sha256(p["query"].encode()).hexdigest(): p["query"] for p in pairs}
+        async with self.db.connection() as conn:
+            vectors = await store.example_vectors(conn, list(by_hash), model)
+        todo = [h for h in by_hash if h not in vectors]
+        if todo:
+            fresh = await self._embed([by_hash[h] for h in todo])
+            vectors.update({h: vector_literal(v) for h, v in zip(todo, fresh, strict=True)})
+        rows = [
+            (p["entry_id"], p["query"], h, vectors[h])
+            for p in pairs
+            if (h := hashlib.sha256(p["query"].encode()).hexdigest()) in vectors
+        ]
+        async with self.db.transaction() as conn:
+            await store.add_examples(conn, rows, model, "usage")
+        log.info("catalog_learned_from_usage", examples=len(rows))
+        return len(rows)
+
+    async def _learn_periodically(self) -> None:
+        while True:
+            await anyio.sleep(self.settings.learn_interval_seconds)
+            try:
+                await self.learn_from_usage()
+            except Exception as exc:  # a failed round is retried at the next interval
+                log.warning("catalog_learn_failed", error=type(exc).__name__)
+
+    async def remove_server(self, name: str) -> int:
+        """Delete an imported server and its items (404 `unknown_server` when there is none)."""
+        async with self.db.transaction() as conn:
+            await store.lock_writes(conn)
+            removed = await store.remove_server(conn, name)
+            if removed is not None:
+                await conn.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(CHANNEL)))
+        if removed is None:
+            raise ApiError(404, "unknown_server", f"no imported server named {name!r}")
+        await self._changed()
+        return removed
+
+    # --- reading --------------------------------------------------------------------------------------------
+
+    async def list_servers(self) -> list[dict[str, Any]]:
+        async with self.db.connection() as conn:
+            return await store.list_servers(conn)
+
+    async def get_item(self, item_type: str, qualified_name: str) -> CatalogItem | None:
+        async with self.db.connection() as conn:
+            return await store.get_item(conn, item_type, qualified_name)
+
+    async def server_url(self, server: str) -> str | None:
+        async with self.db.connection() as conn:
+            return await store.server_url(conn, server)
+
+    async def _refresh_stats(self) -> None:
+        async with self.db.connection() as conn:
+            self._stats = await store.bm25_stats(conn)
+        self._stats_at = time.monotonic()
+
+    async def _bm25_stats(self) -> dict[str, Bm25Stats]:
+        if time.monotonic() - self._stats_at > self.settings.stats_ttl_seconds:
+            await self._refresh_stats()
+        return self._stats
+
+    async def _keep_stats_fresh(self) -> None:
+        """Re-read the BM25 statistics before they go stale, so no request pays for the scan of the postings."""
+        period = max(self.settings.stats_ttl_seconds / 2, 1.0)
+        while True:
+            try:
+                await self._refresh_stats()
+            except Exception as exc:  # the database may be down; requests fall back to reading it themselves
+                log.warning("catalog_stats_failed", error=type(exc).__name__)
+            await anyio.sleep(period)
+
+    async def _rank(self, text: str, slices: list[Slice], mode: Mode) -> list[dict[str, Any]]:
+        vector = await self._query_vector(text) if mode != "lexical" else None
+        stats = await self._bm25_stats()
+        query = Query(text, vector, self.embedder.model_name, self.embedder.dimensions, mode)
+        async with self.db.connection() as conn:
+            return await hybrid_search(conn, CORPUS, query, slices, self.weights, stats, store.ITEM_COLUMNS)
+
+    async def discover(
+        self, request: str, max_results: dict[str, int] | None, user_id: str | None
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The few tools, prompts and resources that fit `request`, best first, each list ranked on its own."""
+        if not request or not request.strip():
+            raise ApiError(422, "invalid_request", "request must not be blank")
+        limits = {**_DEFAULT_LIMITS, **(max_results or {})}
+        if set(limits) - set(_DEFAULT_LIMITS) or any(not 0 <= v <= 50 for v in limits.values()):
+            raise ApiError(422, "invalid_request", "max_results takes tools, prompts, resources between 0 and 50")
+        started = time.perf_counter()
+        slices = [Slice(t, "item_type", t, limits[t + "s"]) for t in ITEM_TYPES if limits[t + "s"] > 0]
+        rows = await self._rank(request, slices, "hybrid") if slices else []
+        out: dict[str, list[dict[str, Any]]] = {"tools": [], "prompts": [], "resources": []}
+        for row in rows:
+            out[row["item_type"] + "s"].append(discovery_hit(row))
+        latency = (time.perf_counter() - started) * 1000
+        self.selections.record(
+            Selection(
+                "discover",
+                request,
+                user_id,
+                latency,
+                [(r["item_type"], r["qualified_name"], r["server"], float(r["score"])) for r in rows],
+            )
+        )
+        return out
+
+    async def search(self, query: str, filters: SearchFilters, user_id: str | None = None) -> list[dict[str, Any]]:
+        """One ranking across the chosen types, with filters; best first, at most `filters.max_results`."""
+        if not query or not query.strip():
+            raise ApiError(422, "invalid_request", "query must not be blank")
+        started = time.perf_counter()
+        where, params = filter_sql(filters)
+        slices = [
+            Slice(t, "item_type", t, filters.max_results, where=where, exact=params)
+            for t in dict.fromkeys(filters.types)
+        ]
+        rows = await self._rank(query, slices, filters.mode)
+        rows = sorted((r for r in rows if float(r["score"]) >= filters.min_score), key=lambda r: -float(r["score"]))
+        rows = rows[: filters.max_results]
+        latency = (time.perf_counter() - started) * 1000
+        self.selections.record(
+            Selection(
+                "search",
+                query,
+                user_id,
+                latency,
+                [(r["item_type"], r["qualified_name"], r["server"], float(r["score"])) for r in rows],
+                filters={"types": list(filters.types), "mode": filters.mode},
+            )
+        )
+        return [search_hit(r) for r in rows]
+
+    async def capabilities(self, limit: int) -> dict[str, Any]:
+        async with self.db.connection() as conn:
+            return await store.capabilities(conn, limit)
+
+    async def security_levels(self, limit: int) -> dict[str, Any]:
+        async with self.db.connection() as conn:
+            return await store.security_levels(conn, limit)
+
+    async def stats(self) -> dict[str, Any]:
+        async with self.db.connection() as conn:
+            out = await history.stats(conn)
+        out["log"] = {"written": self.selections.written, "dropped": self.selections.dropped}
+        out["query_cache"] = {"entries": len(self._cache), "size": self._cache.size}
+        return out

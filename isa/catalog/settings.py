@@ -1,0 +1,36 @@
+"""[default.catalog] settings."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from isa.core.search import Weights
+
+
+class CatalogSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    # In-process LRU of query embeddings (agents repeat themselves); 0 turns it off.
+    query_cache_size: int = Field(default=2048, ge=0)
+    # Selections waiting to be written to selection_history; beyond this they are dropped and counted.
+    log_queue: int = Field(default=10_000, ge=1)
+    # BM25 collection statistics are re-read at most this often (and on every catalog change).
+    stats_ttl_seconds: float = Field(default=30.0, ge=0)
+    # Threads computing query embeddings at once (numpy releases the GIL).
+    embed_threads: int = Field(default=2, ge=1)
+    # Optional learned query adapter (.npz from tests/bench/train_discovery.py); empty: none.
+    adapter_path: str = ""
+    # Ranking (docs/discovery.md); the defaults were chosen on the dev splits.
+    lexical_weight: float = Field(default=0.3, ge=0, le=1)
+    examples_weight: float = Field(default=1.0, ge=0, le=100)
+    candidates: int = Field(default=40, ge=5, le=1000)
+    # Learning from usage: a query whose discovered tool the same user called successfully within the window
+    # becomes an example of that tool. Runs every interval in each serving process (0: only `isa catalog learn`).
+    learn_interval_seconds: float = Field(default=600.0, ge=0)
+    learn_window_minutes: int = Field(default=10, ge=1, le=1440)
+    learn_batch: int = Field(default=1000, ge=1)
+    # POST /catalog/import body limit.
+    import_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
+    def weights(self) -> Weights:
+        return Weights(lexical=self.lexical_weight, examples=self.examples_weight, candidates=self.candidates)

@@ -1,0 +1,331 @@
+"""Hybrid retrieval computed in Postgres: pgvector HNSW + BM25 (or ts_rank_cd) + nearest-example votes, fused.
+
+One statement ranks any number of "slices" (e.g. tools, prompts, resources) of one table, each with its own limit,
+so a caller pays one round trip. The caller describes its table with `Corpus`; nothing here knows about MCP.
+Per slice and query:
+
+- dense arm: the `candidates` nearest rows by cosine distance through the slice's HNSW index (a partial index whose
+  predicate the slice's SQL repeats literally, so the planner can match it);
+- lexical arm: BM25 over a postings table (term, entry_id, per-field counts and lengths), field-weighted; or, for a
+  corpus without postings, `ts_rank_cd` with an OR query;
+- examples arm: the nearest stored example queries, each voting sim^p for its row;
+- every candidate is then scored exactly:
+  (1 - w_lex) * cosine + w_lex * bm25 / max_bm25 + w_examples * votes.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from psycopg import sql
+
+from isa.core.db import DictConnection, vector_literal
+
+Mode = Literal["hybrid", "lexical", "dense"]
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Fusion and BM25 parameters; defaults were chosen on the dev splits (docs/discovery.md)."""
+
+    lexical: float = 0.3  # share of the normalised BM25 score next to cosine similarity
+    examples: float = 1.0  # weight of the example votes (0: examples are ignored)
+    example_power: float = 3.0  # votes are sim ** p, so near-duplicates count most
+    field_a: float = 2.0  # BM25F field weights: A = name, B = description, C = extra terms
+    field_b: float = 1.0
+    field_c: float = 0.5
+    k1: float = 1.2
+    b: float = 0.75
+    candidates: int = 40  # per arm; <= hnsw.ef_search (default 40) or the index returns fewer
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Where a table keeps what hybrid search needs."""
+
+    table: str
+    vector_column: str = "embedding"
+    model_column: str = "embedding_model"
+    tsv_column: str = "search_tsv"
+    postings: str | None = None  # (term, entry_id, tf_a, tf_b, tf_c, len_a, len_b, len_c [, slice column])
+    examples: str | None = None  # (entry_id, embedding, embedding_model [, slice column])
+    text_config: str = "english"
+    active_column: str | None = "is_active"  # a boolean column rows must have TRUE; None: every row counts
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One ranked list: rows of `corpus.table` matching `column = value` (+ `where`), best `limit` of them."""
+
+    name: str
+    column: str
+    value: str
+    limit: int
+    where: sql.Composable = field(default_factory=lambda: sql.SQL("TRUE"))
+    exact: bool = False  # a selective filter: rank its rows exactly instead of through the index
+
+
+@dataclass(frozen=True)
+class Bm25Stats:
+    """Per-slice collection statistics (row count, mean field lengths), cached by the caller."""
+
+    rows: int = 1
+    len_a: float = 1.0
+    len_b: float = 1.0
+    len_c: float = 1.0
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str
+    vector: Sequence[float] | None
+    model: str
+    dimensions: int
+    mode: Mode = "hybrid"
+
+
+class LruCache:
+    """A small bounded mapping (query text -> embedding); least recently used entries leave first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[str, Any] = OrderedDict()
+
+    def get(self, key: str) -> Any | None:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: Any) -> None:
+        if self.size <= 0:
+            return
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.size:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def _vec(corpus: Corpus, q: Query, alias: str) -> sql.Composable:
+    return sql.SQL("{}.{}::vector({})").format(
+        sql.Identifier(alias), sql.Identifier(corpus.vector_column), sql.Literal(q.dimensions)
+    )
+
+
+def _slice_sql(
+    corpus: Corpus, q: Query, s: Slice, w: Weights, stats: Bm25Stats, columns: Sequence[str]
+) -> tuple[sql.Composable, sql.Composable, dict[str, Any]]:
+    """The CTEs and the final SELECT of one slice; parameters are namespaced by the slice name."""
+    p = s.name
+    table, col, val = sql.Identifier(corpus.table), sql.Identifier(s.column), sql.Literal(s.value)
+    model = sql.Literal(q.model)
+    use_dense = q.mode != "lexical" and q.vector is not None
+    use_lex = q.mode != "dense"
+    use_examples = q.mode == "hybrid" and corpus.examples is not None and w.examples > 0 and q.vector is not None
+    params: dict[str, Any] = {}
+    ctes: list[sql.Composable] = []
+    arms: list[str] = []
+    active = sql.SQL("e.{}").format(sql.Identifier(corpus.active_column)) if corpus.active_column else sql.SQL("TRUE")
+    order = sql.SQL("{} <=> (SELECT v FROM qv)").format(_vec(corpus, q, "e"))
+    if use_dense:
+        # "+ 0" keeps the planner off the index when the filter is selective enough to rank its rows exactly.
+        ordering = sql.SQL("({}) + 0").format(order) if s.exact else order
+        ctes.append(
+            sql.SQL(
+                "{d} AS (SELECT e.id FROM {table} e WHERE e.{model_col} = {model} AND e.{col} = {val} AND {active}"
+                " AND {where} ORDER BY {ordering} LIMIT {k})"
+            ).format(
+                d=sql.Identifier(f"{p}_dense"),
+                table=table,
+                model_col=sql.Identifier(corpus.model_column),
+                model=model,
+                col=col,
+                val=val,
+                where=s.where,
+                ordering=ordering,
+                active=active,
+                k=sql.Literal(w.candidates if not s.exact else max(w.candidates, s.limit)),
+            )
+        )
+        arms.append(f"{p}_dense")
+    if use_lex and corpus.postings is not None:
+        params.update({f"{p}_n": float(stats.rows), f"{p}_k1": w.k1, f"{p}_b": w.b})
+        params.update({f"{p}_wa": w.field_a, f"{p}_wb": w.field_b, f"{p}_wc": w.field_c})
+        params[f"{p}_avg"] = max(w.field_a * stats.len_a + w.field_b * stats.len_b + w.field_c * stats.len_c, 1e-6)
+        ph = {k: sql.Placeholder(f"{p}_{k}") for k in ("n", "k1", "b", "wa", "wb", "wc", "avg")}
+        ctes.append(
+            sql.SQL(
+                # One index probe per query term (LATERAL): a join on the term let the planner pick a
+                # sequential scan of every posting, 12 of 17 ms at 10,000 tools. N is at least df, so idf stays
+                # positive while cached statistics lag behind a catalog change.
+                "{df} AS (SELECT pp.entry_id, pp.tf_a, pp.tf_b, pp.tf_c, pp.len_a, pp.len_b, pp.len_c,"
+                " count(*) OVER (PARTITION BY qt.term)::float8 AS df FROM qt CROSS JOIN LATERAL"
+                " (SELECT * FROM {postings} p1 WHERE p1.term = qt.term AND p1.{col} = {val}) pp),"
+                " {lex} AS (SELECT pp.entry_id AS id, sum(ln(1 + (greatest({n}, pp.df) - pp.df + 0.5) / (pp.df + 0.5))"
+                " * x.tf * ({k1} + 1) / (x.tf + {k1} * (1 - {b} + {b} * x.dl / {avg}))) AS bm25"
+                " FROM {df} pp"
+                " CROSS JOIN LATERAL (SELECT {wa} * pp.tf_a + {wb} * pp.tf_b + {wc} * pp.tf_c AS tf,"
+                " {wa} * pp.len_a + {wb} * pp.len_b + {wc} * pp.len_c AS dl) x"
+                " GROUP BY pp.entry_id ORDER BY bm25 DESC LIMIT {k})"
+            ).format(
+                df=sql.Identifier(f"{p}_df"),
+                lex=sql.Identifier(f"{p}_lex"),
+                postings=sql.Identifier(corpus.postings),
+                col=col,
+                val=val,
+                k=sql.Literal(w.candidates if not s.exact else max(w.candidates, s.limit) * 4),
+                **ph,
+            )
+        )
+        arms.append(f"{p}_lex")
+    elif use_lex:
+        ctes.append(
+            sql.SQL(
+                "{lex} AS (SELECT e.id, ts_rank_cd(e.{tsv}, (SELECT tq FROM qtq), 32) AS bm25 FROM {table} e"
+                " WHERE e.{tsv} @@ (SELECT tq FROM qtq) AND e.{col} = {val} AND {active} AND {where}"
+                " ORDER BY bm25 DESC LIMIT {k})"
+            ).format(
+                lex=sql.Identifier(f"{p}_lex"),
+                tsv=sql.Identifier(corpus.tsv_column),
+                table=table,
+                col=col,
+                val=val,
+                where=s.where,
+                k=sql.Literal(w.candidates),
+                active=active,
+            )
+        )
+        arms.append(f"{p}_lex")
+    if use_examples:
+        assert corpus.examples is not None
+        ctes.append(
+            sql.SQL(
+                "{ex} AS (SELECT x.entry_id AS id, sum(power(greatest(1 - (x.v <=> (SELECT v FROM qv)), 0), {pw}))"
+                " AS votes FROM (SELECT e.entry_id, {xv} AS v FROM {examples} e WHERE e.{model_col} = {model}"
+                " AND e.{col} = {val} ORDER BY {xorder} LIMIT {k}) x GROUP BY x.entry_id)"
+            ).format(
+                ex=sql.Identifier(f"{p}_ex"),
+                xv=_vec(corpus, q, "e"),
+                examples=sql.Identifier(corpus.examples),
+                model_col=sql.Identifier(corpus.model_column),
+                model=model,
+                col=col,
+                val=val,
+                xorder=order,
+                k=sql.Literal(w.candidates),
+                pw=sql.Literal(w.example_power),
+            )
+        )
+        arms.append(f"{p}_ex")
+    if not arms:
+        raise ValueError("nothing to rank with: no query vector and no lexical arm")
+    cand = sql.SQL(" UNION ").join(sql.SQL("SELECT id FROM {}").format(sql.Identifier(a)) for a in arms)
+    dense_expr = (
+        sql.SQL("1 - ({} <=> (SELECT v FROM qv))").format(_vec(corpus, q, "e")) if q.vector is not None else None
+    )
+    lex_expr = sql.SQL("coalesce(l.bm25, 0)") if use_lex else sql.SQL("0")
+    vote_expr = sql.SQL("coalesce(x.votes, 0)") if use_examples else sql.SQL("0")
+    joins: sql.Composable = sql.SQL("")
+    if use_lex:
+        joins += sql.SQL(" LEFT JOIN {} l ON l.id = e.id").format(sql.Identifier(f"{p}_lex"))
+    if use_examples:
+        joins += sql.SQL(" LEFT JOIN {} x ON x.id = e.id").format(sql.Identifier(f"{p}_ex"))
+    score: sql.Composable
+    if q.mode == "dense":
+        score = sql.SQL("s.dense")
+    elif q.mode == "lexical":
+        score = sql.SQL("s.lex / greatest(max(s.lex) OVER (), 1e-9)")
+    else:
+        params.update({f"{p}_wl": w.lexical, f"{p}_wx": w.examples})
+        score = sql.SQL(
+            "(1 - {wl}) * s.dense + {wl} * s.lex / greatest(max(s.lex) OVER (), 1e-9) + {wx} * s.votes"
+        ).format(wx=sql.Placeholder(f"{p}_wx"), wl=sql.Placeholder(f"{p}_wl"))
+    lex_filter = sql.SQL(" WHERE s.lex > 0") if q.mode == "lexical" else sql.SQL("")
+    out_cols = sql.SQL(", ").join(sql.SQL("e.{}").format(sql.Identifier(c)) for c in columns)
+    ctes.append(
+        sql.SQL(
+            "{scored} AS (SELECT e.id, {dense} AS dense, {lex} AS lex, {votes} AS votes FROM ({cand}) c"
+            " JOIN {table} e ON e.id = c.id{joins} WHERE {active} AND {where}),"
+            " {final} AS (SELECT s.id, {score} AS score, s.dense, s.lex, s.votes FROM {scored} s{lex_filter})"
+        ).format(
+            scored=sql.Identifier(f"{p}_scored"),
+            final=sql.Identifier(f"{p}_final"),
+            dense=dense_expr or sql.SQL("0"),
+            lex=lex_expr,
+            votes=vote_expr,
+            cand=cand,
+            table=table,
+            joins=joins,
+            where=s.where,
+            score=score,
+            lex_filter=lex_filter,
+            active=active,
+        )
+    )
+    select = sql.SQL(
+        "(SELECT {name} AS slice, f.score, f.dense, f.lex, f.votes, {cols} FROM {final} f"
+        " JOIN {table} e ON e.id = f.id ORDER BY f.score DESC, e.id LIMIT {limit})"
+    ).format(
+        name=sql.Literal(s.name),
+        cols=out_cols,
+        final=sql.Identifier(f"{p}_final"),
+        table=table,
+        limit=sql.Literal(s.limit),
+    )
+    return sql.SQL(",\n").join(ctes), select, params
+
+
+def hybrid_sql(
+    corpus: Corpus,
+    q: Query,
+    slices: Sequence[Slice],
+    weights: Weights,
+    stats: dict[str, Bm25Stats],
+    columns: Sequence[str],
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """One statement ranking every slice; rows carry `slice`, `score`, `dense`, `lex`, `votes` and `columns`."""
+    params: dict[str, Any] = {"text": q.text}
+    heads: list[sql.Composable] = [
+        sql.SQL("qt AS (SELECT DISTINCT u.lexeme AS term FROM unnest(to_tsvector({cfg}, %(text)s)) u)").format(
+            cfg=sql.Literal(corpus.text_config)
+        ),
+        sql.SQL(
+            # The terms are lexemes already: cast, don't re-normalise (stemming a stem can change it).
+            "qtq AS (SELECT coalesce(string_agg(quote_literal(term), ' | ')::tsquery, ''::tsquery) AS tq FROM qt)"
+        ),
+    ]
+    if q.vector is not None:
+        params["qvec"] = vector_literal(q.vector)
+        heads.insert(0, sql.SQL("qv AS (SELECT %(qvec)s::vector({}) AS v)").format(sql.Literal(q.dimensions)))
+    ctes: list[sql.Composable] = list(heads)
+    selects: list[sql.Composable] = []
+    for s in slices:
+        cte_part, select_part, p = _slice_sql(corpus, q, s, weights, stats.get(s.name, Bm25Stats()), columns)
+        ctes.append(cte_part)
+        selects.append(select_part)
+        params.update(p)
+    statement = sql.SQL("WITH ") + sql.SQL(",\n").join(ctes) + sql.SQL("\n") + sql.SQL("\nUNION ALL\n").join(selects)
+    return statement, params
+
+
+async def hybrid_search(
+    conn: DictConnection,
+    corpus: Corpus,
+    q: Query,
+    slices: Sequence[Slice],
+    weights: Weights,
+    stats: dict[str, Bm25Stats],
+    columns: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Run `hybrid_sql`; rows come back grouped by slice, best first."""
+    if not slices:
+        return []
+    statement, params = hybrid_sql(corpus, q, slices, weights, stats, columns)
+    cur = await conn.execute(statement, params)
+    return await cur.fetchall()

@@ -1,0 +1,322 @@
+"""Tool discovery quality and latency over real HTTP: BM25 alone, dense alone, plain fusion and ours, one run.
+
+    .venv/bin/python tests/bench/bench_discovery.py [--queries 1000] [--scale 1000,5000,10000]
+
+Everything goes through what a user has: `isa keys create`, `isa catalog import FILE` (MetaTool and ToolLens
+converted to the import format, see discovery_data.py), an `isa serve --role mcp` subprocess on an isolated
+ISA_DATA_DIR, and HTTP calls. Per dataset:
+
+1. import the tools without examples, query the test split with /search mode=lexical (BM25 alone),
+   mode=dense (MiniLM cosine alone) and /discover (plain fusion: nothing learned yet);
+2. re-import the same file with each tool's train-split queries as `examples` (only the examples are embedded:
+   the tools' content hashes did not change), query /discover again (ours).
+
+Test queries never appear as examples; the weights were chosen on the dev split (train_discovery.py).
+Then the catalog is replaced by synthetic tools and /discover latency is measured at each scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import discovery_data as data
+
+from tests.support.procs import isa_serve
+
+
+def isa(data_dir: Path, *args: str, migrate: bool = False) -> str:
+    # Only the first command migrates: a migration file edited mid-run must not stop the benchmark.
+    env = {
+        **os.environ,
+        "ISA_DATA_DIR": str(data_dir),
+        "ISA_ENV": "test",
+        "ISA_DATABASE__AUTO_MIGRATE": "true" if migrate else "false",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "isa", *args], env=env, capture_output=True, text=True, check=False, timeout=3600
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"isa {' '.join(args)} failed: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def score(ranked: list[str], relevant: frozenset[str]) -> dict[str, float]:
+    out = {f"R@{k}": len(relevant & set(ranked[:k])) / len(relevant) for k in (1, 5, 10)}
+    dcg = sum(1 / math.log2(i + 2) for i, key in enumerate(ranked[:10]) if key in relevant)
+    idcg = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), 10)))
+    out["nDCG@10"] = dcg / idcg
+    out["all@10"] = float(relevant <= set(ranked[:10]))
+    return out
+
+
+def mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: round(statistics.fmean(r[k] for r in rows), 4) for k in rows[0]}
+
+
+class Client:
+    def __init__(self, url: str, key: str) -> None:
+        self.url = url
+        self.headers = {"Authorization": f"Bearer {key}"}
+        self.http = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=8))
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        r = self.http.post(self.url + path, json=body, headers=self.headers)
+        if r.status_code != 200:
+            raise RuntimeError(f"{path} -> {r.status_code}: {r.text[:500]}")
+        out: dict[str, Any] = r.json()
+        return out
+
+    def ranked(self, text: str, mode: str) -> list[str]:
+        if mode == "ours":
+            body = {"request": text, "max_results": {"tools": 10, "prompts": 0, "resources": 0}}
+            tools = self.post("/discover", body)["capabilities"]["tools"]
+            return [f"{t['server']}/{t['tool']}" for t in tools]
+        body = {"query": text, "filters": {"types": ["tool"]}, "max_results": 10, "mode": mode}
+        return [f"{r['server']}/{r['item']}" for r in self.post("/search", body)["results"]]
+
+
+def evaluate(client: Client, queries: list[data.Query], mode: str) -> dict[str, float]:
+    with ThreadPoolExecutor(4) as pool:
+        ranked = list(pool.map(lambda q: client.ranked(q.text, mode), queries))
+    return mean([score(r, q.relevant) for r, q in zip(ranked, queries, strict=True)])
+
+
+def with_examples(ds: data.Dataset, cap: int) -> list[dict[str, Any]]:
+    """The same import file, each tool carrying (at most `cap` of) the train-split queries it answers."""
+    examples: dict[str, list[str]] = {}
+    for q in ds.train:
+        for key in q.relevant:
+            if len(examples.setdefault(key, [])) < cap:
+                examples[key].append(q.text)
+    servers = json.loads(json.dumps(ds.servers))
+    for server in servers:
+        for tool in server["tools"]:
+            tool["examples"] = examples.get(f"{server['name']}/{tool['name']}", [])
+    return servers
+
+
+def quality(client: Client, data_dir: Path, ds: data.Dataset, n: int, cap: int, results: dict[str, Any]) -> None:
+    rng = random.Random(7)
+    sets = {"test": rng.sample(ds.test, min(n, len(ds.test))), **ds.extra_test}
+    path = data_dir / f"{ds.name}.json"
+    data.write_import_file(ds, path)
+    t = time.perf_counter()
+    isa(data_dir, "catalog", "import", str(path), "--json")
+    print(
+        f"[{ds.name}] imported {sum(len(s['tools']) for s in ds.servers)} tools in {time.perf_counter() - t:.0f}s",
+        flush=True,
+    )
+    for name, queries in sets.items():
+        for mode, label in (("lexical", "BM25 alone"), ("dense", "dense alone"), ("ours", "fusion, no examples")):
+            results[f"{ds.name}/{name}"][label] = evaluate(client, queries, mode)
+            print(f"[{ds.name}/{name}] {label}: {results[f'{ds.name}/{name}'][label]}", flush=True)
+    path.write_text(json.dumps(with_examples(ds, cap)))
+    t = time.perf_counter()
+    out = json.loads(isa(data_dir, "catalog", "import", str(path), "--json"))
+    print(
+        f"[{ds.name}] re-imported with {sum(r['examples'] for r in out)} train examples in"
+        f" {time.perf_counter() - t:.0f}s; tools re-embedded: {sum(r['embedded'] for r in out)}"
+    )
+    for name, queries in sets.items():
+        results[f"{ds.name}/{name}"]["ours"] = evaluate(client, queries, "ours")
+        results[f"{ds.name}/{name}"]["queries"] = len(queries)
+        print(f"[{ds.name}/{name}] ours: {results[f'{ds.name}/{name}']['ours']}", flush=True)
+    for server in ds.servers:
+        isa(data_dir, "catalog", "remove", server["name"])
+
+
+_VERBS = [
+    "search",
+    "create",
+    "delete",
+    "list",
+    "update",
+    "fetch",
+    "summarise",
+    "translate",
+    "convert",
+    "monitor",
+    "schedule",
+    "analyse",
+    "export",
+    "validate",
+    "compare",
+    "archive",
+    "tag",
+    "rank",
+    "forecast",
+    "notify",
+]
+_OBJECTS = [
+    "invoices",
+    "emails",
+    "calendar events",
+    "github issues",
+    "pull requests",
+    "tweets",
+    "weather reports",
+    "stock quotes",
+    "flight prices",
+    "hotel rooms",
+    "recipes",
+    "songs",
+    "podcasts",
+    "news articles",
+    "spreadsheets",
+    "pdf files",
+    "images",
+    "videos",
+    "customer tickets",
+    "shipping labels",
+    "crypto prices",
+    "support chats",
+    "job postings",
+    "restaurant reviews",
+    "sales leads",
+]
+_PLACES = [
+    "in Salesforce",
+    "on Slack",
+    "in Google Drive",
+    "in Notion",
+    "on Shopify",
+    "in Jira",
+    "in a Postgres database",
+    "on S3",
+    "in Zendesk",
+    "in HubSpot",
+    "on Discord",
+    "in Dropbox",
+    "in Trello",
+    "on YouTube",
+    "in Airtable",
+    "on Twitter",
+    "in Outlook",
+    "in Stripe",
+    "in Figma",
+    "in Confluence",
+]
+
+
+def synthetic_servers(start: int, count: int) -> list[dict[str, Any]]:
+    rng = random.Random(start)
+    tools = []
+    for i in range(start, start + count):
+        verb, obj, place = rng.choice(_VERBS), rng.choice(_OBJECTS), rng.choice(_PLACES)
+        tools.append(
+            {
+                "name": f"{verb}_{obj.replace(' ', '_')}_{i}",
+                "description": f"{verb.capitalize()} {obj} {place}. Variant {i} with its own options and limits.",
+                "inputSchema": {"type": "object", "properties": {"query": {"type": "string"}}},
+            }
+        )
+    return [{"name": f"synthetic{start}", "tools": tools}]
+
+
+def latency(client: Client, count: int, warm: bool) -> dict[str, float]:
+    rng = random.Random(count)
+    queries = [f"{rng.choice(_VERBS)} my {rng.choice(_OBJECTS)} {rng.choice(_PLACES)} #{i}" for i in range(300)]
+    if warm:
+        queries = queries[:20] * 15
+    for q in queries[:10]:  # connection set-up and prepared statements
+        client.post("/discover", {"request": q})
+    times = []
+    for q in queries:
+        t = time.perf_counter()
+        client.post("/discover", {"request": q})
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return {"p50_ms": round(times[len(times) // 2], 1), "p95_ms": round(times[int(len(times) * 0.95)], 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--queries", type=int, default=1000, help="test queries sampled per dataset")
+    parser.add_argument("--scale", default="1000,5000,10000")
+    parser.add_argument("--datasets", default="metatool,toollens", help="empty: latency only")
+    parser.add_argument("--max-examples", type=int, default=10_000, help="train queries kept per tool")
+    parser.add_argument("--out", default="", help="write the results as JSON here")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="isa-bench-") as tmp:
+        data_dir = Path(tmp)
+        key = json.loads(isa(data_dir, "keys", "create", "--user", "bench", "--scope", "read", "--json", migrate=True))[
+            "key"
+        ]
+        # The per-principal request budget (isa.auth) would turn this one client's thousands of queries into 429s.
+        with isa_serve("mcp", data_dir, env={"ISA_AUTH__RATE_LIMIT__PRINCIPAL_LIMIT": "0"}) as proc:
+            try:
+                run(proc, key, data_dir, args, results)
+            finally:
+                proc.stop()  # SIGTERM: the last process using the embedded Postgres stops it
+    results["seconds"] = round(time.perf_counter() - started)
+    report(results)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+
+
+def run(proc: Any, key: str, data_dir: Path, args: argparse.Namespace, results: dict[str, Any]) -> None:
+    proc.wait_ready(180)
+    client = Client(proc.url, key)
+    loaders = {"metatool": data.metatool, "toollens": data.toollens}
+    for ds in (loaders[name]() for name in args.datasets.split(",") if name):
+        for name in ["test", *ds.extra_test]:
+            results[f"{ds.name}/{name}"] = {}
+        quality(client, data_dir, ds, args.queries, args.max_examples, results)
+    have = 0
+    for size in [int(s) for s in args.scale.split(",") if s]:
+        path = data_dir / f"synthetic{size}.json"
+        path.write_text(json.dumps(synthetic_servers(have, size - have)))
+        t = time.perf_counter()
+        isa(data_dir, "catalog", "import", str(path), "--json")
+        print(f"[scale] {size} tools (import of {size - have}: {time.perf_counter() - t:.0f}s)", flush=True)
+        have = size
+        results[f"latency/{size}"] = {
+            "cold": latency(client, size, warm=False),
+            "warm": latency(client, size, warm=True),
+        }
+        print(f"[scale] {size}: {results[f'latency/{size}']}", flush=True)
+
+
+def report(results: dict[str, Any]) -> None:
+    cols = ["R@1", "R@5", "R@10", "nDCG@10", "all@10"]
+    for key, rows in results.items():
+        if not key.startswith(("metatool", "toollens")):
+            continue
+        print(f"\n{key} ({rows.get('queries')} queries)")
+        print(f"  {'ranking':<22}" + "".join(f"{c:>9}" for c in cols) + f"{'R@10 x':>9}")
+        base = max(rows["BM25 alone"]["R@10"], rows["dense alone"]["R@10"])
+        for label in ("BM25 alone", "dense alone", "fusion, no examples", "ours"):
+            r = rows[label]
+            print(f"  {label:<22}" + "".join(f"{r[c]:>9.3f}" for c in cols) + f"{r['R@10'] / base:>9.2f}")
+    print("\n/discover latency over HTTP (300 queries, one client; cold = distinct queries, warm = repeated)")
+    for key, r in results.items():
+        if key.startswith("latency/"):
+            c, w = r["cold"], r["warm"]
+            print(
+                f"  {key[8:]:>6} tools: cold p50 {c['p50_ms']} ms p95 {c['p95_ms']} ms;"
+                f" warm p50 {w['p50_ms']} ms p95 {w['p95_ms']} ms"
+            )
+    print(f"\ntotal {results['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()

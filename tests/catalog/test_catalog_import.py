@@ -1,0 +1,177 @@
+"""Importing other servers' tools: validation, unique call names within 64 characters, re-import, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from isa.catalog.importer import parse_import
+from isa.catalog.text import MAX_NAME, qualified_name, words
+from isa.core.errors import ApiError
+from isa.core.settings import Settings
+from tests.catalog.conftest import CountingEmbedder, catalog
+
+NAME = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+def test_call_names_are_safe_unique_and_at_most_64_characters() -> None:
+    assert qualified_name("github", "create_issue") == "github__create_issue"
+    assert qualified_name("My Server!", "get.weather/v2") == "My_Server__get_weather_v2"
+    long = qualified_name("a-very-long-server-name-" * 3, "and_an_even_longer_tool_name_" * 3)
+    assert len(long) <= MAX_NAME
+    taken = {"x__y"}
+    other = qualified_name("x", "y", taken)
+    assert other != "x__y" and len(other) <= MAX_NAME
+    assert qualified_name("x", "y", taken) == other  # the same tool gets the same name
+    assert words("getWeatherForecast_v2") == "get Weather Forecast v2"
+    assert words("memory://factual/{user_id}") == "memory factual user id"
+
+
+def test_a_bad_import_file_is_refused_with_the_reasons() -> None:
+    for bad in (
+        [],
+        {"name": "x"},
+        [{"tools": []}],
+        [{"name": "isa", "tools": []}],
+        [{"name": "s", "tools": [{"name": "a"}, {"name": "a"}]}],
+        [{"name": "s"}, {"name": "s"}],
+        [{"name": "s", "url": "ftp://x", "tools": []}],
+        [{"name": "s", "tools": [{"name": "a", "inputSchema": {"type": "string"}}]}],
+    ):
+        with pytest.raises(ApiError) as err:
+            parse_import(bad)
+        assert err.value.status == 422 and err.value.code == "invalid_import"
+
+
+@pytest.mark.anyio
+async def test_colliding_names_are_made_unique_and_survive_a_re_import(
+    db_url: str, settings: Settings, embedder: CountingEmbedder
+) -> None:
+    long_tool = "t" * 80
+    servers = [
+        {"name": "my.server", "url": "http://127.0.0.1:9/mcp", "tools": [{"name": "x"}, {"name": long_tool}]},
+        {"name": "my_server", "tools": [{"name": "x", "description": "another x"}]},
+    ]
+    async with catalog(db_url, settings, embedder) as service:
+        await service.import_servers(parse_import(servers))
+        with psycopg.connect(db_url) as conn:
+            names = dict(
+                conn.execute(
+                    "SELECT server || '/' || item_name, qualified_name FROM mcp_unified_search_embeddings"
+                    " WHERE server IN ('my.server', 'my_server')"
+                ).fetchall()
+            )
+        assert len(set(names.values())) == 3
+        assert all(len(n) <= 64 for n in names.values())
+        assert names["my.server/x"] == "my_server__x"
+        assert names["my_server/x"].startswith("my_server__x_")
+        assert await service.server_url("my.server") == "http://127.0.0.1:9/mcp"
+        assert await service.server_url("my_server") is None
+
+        embedder.texts.clear()
+        out = await service.import_servers(parse_import(list(reversed(servers))))
+        assert [r["embedded"] for r in out] == [0, 0]  # nothing changed, nothing embedded
+        with psycopg.connect(db_url) as conn:
+            again = dict(
+                conn.execute(
+                    "SELECT server || '/' || item_name, qualified_name FROM mcp_unified_search_embeddings"
+                    " WHERE server IN ('my.server', 'my_server')"
+                ).fetchall()
+            )
+        assert again == names
+
+        # A tool that left the server's list leaves the catalog.
+        out = await service.import_servers(parse_import([{**servers[0], "tools": [{"name": "x"}]}]))
+        assert out[0]["removed"] == 1 and out[0]["tools"] == 1
+        assert await service.remove_server("my.server") == 1
+        assert await service.remove_server("my_server") == 1
+        with pytest.raises(ApiError) as err:
+            await service.remove_server("my_server")
+        assert err.value.status == 404
+
+
+def run_isa(db_url: str, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "ISA_DATA_DIR": str(data_dir),
+        "ISA_ENV": "test",
+        "ISA_DATABASE__URL": db_url,
+        "ISA_DATABASE__AUTO_MIGRATE": "false",  # the fixture database is migrated already
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "isa", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_isa_catalog_import_list_and_remove(db_url: str, data_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "servers.json"
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "weather-co",
+                    "description": "Weather data",
+                    "url": "http://127.0.0.1:9/mcp",
+                    "tools": [
+                        {
+                            "name": "forecast",
+                            "description": "7-day forecast for a city",
+                            "inputSchema": {"type": "object", "properties": {"city": {"type": "string"}}},
+                            "examples": ["will it rain in Paris tomorrow?"],
+                        }
+                    ],
+                },
+            ]
+        )
+    )
+    done = run_isa(db_url, data_dir, "catalog", "import", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [
+        {
+            "server": "weather-co",
+            "tools": 1,
+            "embedded": 1,
+            "removed": 0,
+            "examples": 1,
+            "url": "http://127.0.0.1:9/mcp",
+        }
+    ]
+    listed = json.loads(run_isa(db_url, data_dir, "catalog", "list", "--json").stdout)
+    assert {"name": "weather-co", "tools": 1}.items() <= next(r for r in listed if r["name"] == "weather-co").items()
+    removed = run_isa(db_url, data_dir, "catalog", "remove", "weather-co")
+    assert removed.returncode == 0 and "removed (1 items)" in removed.stdout
+    listed = json.loads(run_isa(db_url, data_dir, "catalog", "list", "--json").stdout)
+    assert "weather-co" not in {r["name"] for r in listed}
+
+
+@pytest.mark.anyio
+async def test_re_importing_examples_embeds_and_rewrites_only_what_changed(
+    db_url: str, settings: Settings, embedder: CountingEmbedder
+) -> None:
+    def server(examples: list[str]) -> list[dict[str, object]]:
+        return [{"name": "ex", "tools": [{"name": "forecast", "description": "Weather", "examples": examples}]}]
+
+    def stored() -> dict[str, str]:
+        with psycopg.connect(db_url) as conn:
+            return dict(conn.execute("SELECT query, id::text FROM mcp_query_examples WHERE source = 'import'"))
+
+    async with catalog(db_url, settings, embedder) as service:
+        await service.import_servers(parse_import(server(["rain tomorrow?", "is it sunny"])))
+        first = stored()
+        assert set(first) == {"rain tomorrow?", "is it sunny"}
+        embedder.texts.clear()
+        await service.import_servers(parse_import(server(["rain tomorrow?", "is it sunny"])))
+        assert embedder.texts == [] and stored() == first
+        await service.import_servers(parse_import(server(["rain tomorrow?", "snow at the weekend"])))
+        assert embedder.texts == ["snow at the weekend"]
+        after = stored()
+        assert set(after) == {"rain tomorrow?", "snow at the weekend"}
+        assert after["rain tomorrow?"] == first["rain tomorrow?"]
+        await service.remove_server("ex")
+        assert stored() == {}
