@@ -1,0 +1,85 @@
+"""The MCP endpoint: /mcp over streamable HTTP, the capability registry, and safe tool execution."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from starlette.routing import Route
+
+from isa.auth import AuthService
+from isa.core.builder import AppBuilder
+from isa.core.logging import get_logger
+from isa.mcp import routes, settings
+from isa.mcp.approvals import Approvals
+from isa.mcp.audit import AuditWriter
+from isa.mcp.billing import Billing
+from isa.mcp.discovery import Discovery
+from isa.mcp.registry import Registry
+from isa.mcp.runner import ToolRunner
+from isa.mcp.server import IsaMCPServer, LiveSessions
+from isa.mcp.transport import McpEndpoint, resource_metadata_endpoint, transport_security
+from isa.mcp.upstream import CircuitBreaker, Upstream
+from isa.roles import domains_for
+
+__all__ = ["register"]
+log = get_logger(__name__)
+
+
+def register(builder: AppBuilder) -> None:
+    state = builder.state
+    mcp = settings.load(builder.settings)
+    registry = Registry.discover(domains_for(state.role))
+    approvals = Approvals(state.db, mcp.approval_ttl_seconds, mcp.approval_valid_seconds)
+    upstream = Upstream(mcp, CircuitBreaker(mcp.breaker_failure_threshold, mcp.breaker_cooldown_seconds))
+    audit = AuditWriter(state.db, linger_seconds=mcp.audit_flush_seconds)
+    runner = ToolRunner(state, mcp, registry, approvals, Billing(state.db), upstream, audit)
+    discovery = Discovery(state, registry)
+    runner.lookup_imported = discovery.imported
+    server = IsaMCPServer(registry, runner, mcp, LiveSessions())
+    manager = server.session_manager_for()
+    auth = state.get("auth", AuthService)
+    endpoint = McpEndpoint(manager, transport_security(builder.settings, mcp), mcp, auth)
+
+    builder.provide("mcp.server", server)
+    builder.provide("mcp.runner", runner)
+    builder.provide("mcp.approvals", approvals)
+    builder.provide("mcp.discovery", discovery)
+    builder.allow_body("/mcp", mcp.max_body_bytes)
+    metadata = resource_metadata_endpoint(mcp)
+    builder.add_routes(
+        Route("/mcp", endpoint=endpoint),
+        Route("/.well-known/oauth-protected-resource/mcp", metadata, methods=["GET"]),
+        Route("/.well-known/oauth-protected-resource", metadata, methods=["GET"]),
+        *routes.ROUTES,
+    )
+
+    async def catalog_changed() -> None:
+        discovery.forget()
+        await server.notify_tools_changed()
+
+    async def sync_until_done() -> None:
+        # In the background and retried: a node whose database is down still starts and reports not-ready.
+        delay = 1.0
+        while True:
+            try:
+                await discovery.sync()
+                return
+            except Exception as exc:
+                log.warning("own_capabilities_sync_failed", error=type(exc).__name__, retry_in=delay)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        catalog = discovery.catalog()
+        # Sessions close first, then the audit queue drains (the database pool closes after both).
+        async with audit.running(), manager.run(), anyio.create_task_group() as tg:
+            if catalog is not None:
+                catalog.add_listener(catalog_changed)
+                tg.start_soon(sync_until_done)
+            yield
+            tg.cancel_scope.cancel()
+
+    builder.add_lifespan(lifespan)

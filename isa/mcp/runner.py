@@ -1,0 +1,321 @@
+"""One tool call, start to end: resolve, scope, rate limit, approval, credits, run, envelope, audit.
+
+Every call, whatever its outcome, leaves one audit row (who from the verified principal, the tool, the
+arguments with secrets masked, duration, outcome).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp_types import CallToolResult
+from prometheus_client import Counter, Histogram
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from isa.auth.principal import Principal
+from isa.core.builder import AppState
+from isa.core.errors import ApiError, request_id_of
+from isa.core.logging import get_logger
+from isa.mcp import context as call_context
+from isa.mcp import store
+from isa.mcp.approvals import Approvals, NeedsApproval
+from isa.mcp.audit import AuditWriter
+from isa.mcp.billing import Billing
+from isa.mcp.envelope import (
+    AUTHORIZATION_REQUESTED,
+    ToolFailure,
+    arguments_hash,
+    envelope,
+    failure_result,
+    jsonable,
+    mask_arguments,
+    to_result,
+)
+from isa.mcp.limits import ToolLimiter
+from isa.mcp.registry import Registry, SecurityLevel, ToolDecl
+from isa.mcp.settings import McpSettings
+from isa.mcp.upstream import Upstream
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Marker:
+    """Return this from a tool to set the envelope status (e.g. `human_input_requested`)."""
+
+    status: str
+    data: Any
+
+
+@dataclass(frozen=True)
+class ImportedTool:
+    """A tool of another MCP server, from the catalog."""
+
+    name: str  # the name to call here (server-qualified, unique)
+    server: str
+    tool: str  # the tool's own name on its server
+    description: str
+    input_schema: dict[str, Any]
+    url: str | None
+    security: SecurityLevel = SecurityLevel.LOW
+    cost_credits: Decimal = Decimal(0)
+
+
+ImportedLookup = Callable[[str], Awaitable[ImportedTool | None]]
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    server: str
+    security: SecurityLevel
+    cost: Decimal
+    rate_limit: int | None
+    scope: str
+    untrusted: bool
+    own: ToolDecl | None = None
+    imported: ImportedTool | None = None
+
+
+def _http_request(context: Context[Any, Any]) -> Request | None:
+    try:
+        request = context.request_context.request
+    except ValueError:  # called outside an MCP request (in-process use)
+        return None
+    return request if isinstance(request, Request) else None
+
+
+def _data(value: Any) -> Any:
+    """A tool's return value as envelope data (dates, decimals and ids are serialised by the SDK and to_result)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    return value
+
+
+class ToolRunner:
+    """Runs tool calls for verified callers: ours in-process, imported ones on their own server."""
+
+    def __init__(
+        self,
+        state: AppState,
+        settings: McpSettings,
+        registry: Registry,
+        approvals: Approvals,
+        billing: Billing,
+        upstream: Upstream,
+        audit: AuditWriter,
+    ) -> None:
+        self.state = state
+        self.audit = audit
+        self.limiter = ToolLimiter(state.db)
+        self.settings = settings
+        self.registry = registry
+        self.approvals = approvals
+        self.billing = billing
+        self.upstream = upstream
+        self.lookup_imported: ImportedLookup | None = None
+        registry_ = state.metrics.registry
+        self.calls = Counter("isa_mcp_tool_calls_total", "MCP tool calls by outcome.", ["outcome"], registry=registry_)
+        self.latency = Histogram("isa_mcp_tool_call_seconds", "MCP tool call duration.", registry=registry_)
+
+    async def resolve(self, name: str) -> Target:
+        decl = self.registry.tools.get(name)
+        if decl is not None:
+            return Target(
+                name=name,
+                server="isa",
+                security=decl.security,
+                cost=decl.cost_credits,
+                rate_limit=decl.rate_limit_per_minute,
+                scope=decl.scope,
+                untrusted=decl.untrusted_output,
+                own=decl,
+            )
+        imported = await self.lookup_imported(name) if self.lookup_imported is not None else None
+        if imported is None:
+            raise ToolFailure("unknown_tool", "unknown_tool", f"no tool named {name!r}; use discover_tools to find one")
+        return Target(
+            name=name,
+            server=imported.server,
+            security=imported.security,
+            cost=imported.cost_credits,
+            rate_limit=None,
+            scope="write" if imported.security.needs_approval else "read",
+            untrusted=True,  # another server's output is outside content
+            imported=imported,
+        )
+
+    async def execute(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any], principal: Principal
+    ) -> CallToolResult:
+        """Run one call for `principal` and return its result; never raises for tool-level failures."""
+        started = time.perf_counter()
+        target: Target | None = None
+        outcome, code, approval_id = "ok", None, None
+        charged = Decimal(0)
+        request = _http_request(context)
+        request_id = request_id_of(request) if request is not None else ""
+        session_id = request.headers.get("mcp-session-id") if request is not None else None
+        try:
+            target = await self.resolve(name)
+            if target.scope not in principal.scopes:
+                raise ToolFailure("denied", "insufficient_scope", f"{name} needs the {target.scope!r} scope")
+            await self._rate_limit(principal, target)
+            if target.security.needs_approval:
+                normalized = self.normalize(target, arguments)
+                approval_id = await self.approvals.gate(
+                    principal,
+                    tool_name=name,
+                    security_level=target.security.value,
+                    arguments=mask_arguments(normalized),
+                    args_hash=arguments_hash(normalized),
+                )
+            charge = await self.billing.charge(principal.user_id, name, target.cost)
+            charged = target.cost
+            try:
+                call = call_context.ToolCall(principal, self.state, name, request_id, session_id)
+                result = await self._run(target, arguments, context, call, charge)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self.billing.refund(principal.user_id, name, charge)
+                charged = Decimal(0)
+                raise
+            if result.is_error:
+                outcome, code = "error", "tool_error"
+                await self.billing.refund(principal.user_id, name, charge)
+                charged = Decimal(0)
+            return result
+        except NeedsApproval as pending:
+            outcome = "approval_required"
+            return to_result(envelope(AUTHORIZATION_REQUESTED, name, pending.view))
+        except ToolFailure as failure:
+            outcome, code = failure.outcome, failure.code
+            return failure_result(name, failure)
+        except anyio.get_cancelled_exc_class():
+            outcome, code = "error", "cancelled"
+            raise
+        except BaseException:
+            outcome, code = "error", "internal_error"
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            self.calls.labels(outcome).inc()
+            self.latency.observe(elapsed)
+            entry = store.AuditEntry(
+                user_id=principal.user_id,
+                principal_via=principal.via,
+                key_id=principal.key_id,
+                tool_name=name[:200],
+                server=target.server if target else "isa",
+                security_level=(target.security if target else SecurityLevel.LOW).value,
+                arguments=mask_arguments(arguments),
+                outcome=outcome,
+                error_code=code,
+                duration_ms=elapsed * 1000,
+                credits_charged=charged,
+                authorization_request_id=approval_id,
+                request_id=request_id,
+                session_id=session_id,
+                at=datetime.now(UTC),
+            )
+            with anyio.CancelScope(shield=True):
+                await self._audit(entry)
+
+    async def _audit(self, entry: store.AuditEntry) -> None:
+        try:
+            await self.audit.write(entry)
+        except Exception as exc:  # the call already happened; losing its row must at least be loud
+            log.error("audit_write_failed", tool=entry.tool_name, user_id=entry.user_id, error=type(exc).__name__)
+
+    async def _rate_limit(self, principal: Principal, target: Target) -> None:
+        limit = target.rate_limit or self.settings.default_rate_limit_per_minute
+        if limit <= 0:
+            return
+        verdict = await self.limiter.hit(target.name, principal.user_id, limit)
+        if not verdict.allowed:
+            raise ToolFailure(
+                "rate_limited",
+                "rate_limited",
+                f"{target.name} allows {limit} calls per minute; retry in {verdict.retry_after} s",
+                retry_after=verdict.retry_after,
+            )
+
+    def normalize(self, target: Target, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The arguments an approval is bound to: validated with defaults filled in, for our own tools."""
+        if target.own is None:
+            return arguments
+        try:
+            model = target.own.sdk.fn_metadata.arg_model.model_validate(
+                target.own.sdk.fn_metadata.pre_parse_json(arguments)
+            )
+        except ValidationError as exc:
+            fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
+            raise ToolFailure(
+                "invalid_arguments", "invalid_arguments", f"invalid arguments: {', '.join(fields)}"
+            ) from None
+        return dict(model.model_dump(mode="json", by_alias=True))
+
+    async def _run(
+        self,
+        target: Target,
+        arguments: dict[str, Any],
+        context: Context[Any, Any],
+        call: call_context.ToolCall,
+        charge: dict[str, Any] | None,
+    ) -> CallToolResult:
+        if target.imported is not None:
+            upstream = await self.upstream.call(
+                target.imported.server, target.imported.url, target.imported.tool, arguments
+            )
+            data: Any = (
+                upstream.structured_content
+                if upstream.structured_content is not None
+                else [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in upstream.content]
+            )
+            status = "error" if upstream.is_error else "success"
+            body = envelope(status, target.name, data, billing=charge, untrusted=True)
+            return to_result(body, is_error=bool(upstream.is_error), untrusted=True)
+        assert target.own is not None
+        token = call_context.bind(call)
+        try:
+            value = await target.own.sdk.run(arguments, context, convert_result=False)
+        except ToolError as exc:
+            raise _tool_failure(target.name, exc) from None
+        finally:
+            call_context.unbind(token)
+        if isinstance(value, CallToolResult):  # call_tool: the inner call already made its own envelope
+            return value
+        status, data = (value.status, value.data) if isinstance(value, Marker) else ("success", value)
+        untrusted = target.untrusted
+        return to_result(
+            envelope(status, target.name, _data(data), billing=charge, untrusted=untrusted), untrusted=untrusted
+        )
+
+
+def _tool_failure(tool: str, exc: ToolError) -> ToolFailure:
+    """What the caller learns about a failed tool: its own words when meant for them, else a generic error."""
+    cause = exc.__cause__
+    if isinstance(cause, ToolFailure):
+        return cause
+    if isinstance(cause, ApiError):
+        return ToolFailure("error", cause.code, cause.message, details=cause.details or {})
+    if isinstance(cause, ValidationError):
+        fields = sorted({".".join(str(p) for p in e["loc"]) for e in cause.errors()})
+        return ToolFailure("invalid_arguments", "invalid_arguments", f"invalid arguments: {', '.join(fields)}")
+    if isinstance(cause, ToolError) and not isinstance(cause, UnexpectedToolError):
+        return ToolFailure("error", "tool_error", str(cause))  # raised on purpose: meant for the caller
+    crash = cause.__cause__ if isinstance(cause, UnexpectedToolError) and cause.__cause__ else cause or exc
+    log.error("tool_crashed", tool=tool, error=type(crash).__name__, exc_info=crash)
+    return ToolFailure("error", "tool_crashed", "the tool failed; quote the request id when reporting it")

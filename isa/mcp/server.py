@@ -1,0 +1,156 @@
+"""The MCP server object: the SDK's MCPServer, with tools listed per caller and every call run by our runner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.session import ServerSession
+from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.shared.subscriptions import ToolsListChanged
+from mcp_types import CallToolResult, InputRequiredResult
+from mcp_types import Tool as MCPTool
+from starlette.requests import Request
+
+from isa.auth.principal import Principal
+from isa.core.logging import get_logger
+from isa.mcp.context import request_principal
+from isa.mcp.envelope import ENVELOPE_SCHEMA
+from isa.mcp.registry import Registry, ToolDecl
+from isa.mcp.runner import ToolRunner
+from isa.mcp.settings import McpSettings
+from isa.mcp.transport import IsaSessionManager
+
+log = get_logger(__name__)
+
+META_TOOLS = ("discover_tools", "call_tool")
+INSTRUCTIONS = (
+    "isa hosts many tools. Call discover_tools with what you want to do to find the right ones, then call "
+    "them by name (or through call_tool). Results are JSON envelopes {status, action, data, timestamp}; "
+    "status 'authorization_requested' means a human must approve the call before it runs again, "
+    "'human_input_requested' means ask the user."
+)
+
+
+class LiveSessions:
+    """Stateful sessions seen on this node, so catalog changes reach them as tools/list_changed."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, ServerSession] = {}
+
+    def seen(self, session_id: str, session: ServerSession) -> None:
+        self._sessions[session_id] = session
+
+    def discard(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    async def tools_changed(self) -> int:
+        """Notify every live session (best effort: a closed stream drops the notification)."""
+        for session in list(self._sessions.values()):
+            await session.send_tool_list_changed()
+        return len(self._sessions)
+
+
+def tool_meta(decl: ToolDecl) -> dict[str, Any]:
+    return {
+        "isa/category": decl.category,
+        "isa/keywords": list(decl.keywords),
+        "isa/security_level": decl.security.value,
+        "isa/requires_approval": decl.security.needs_approval,
+        "isa/cost_credits": str(decl.cost_credits),
+    }
+
+
+class IsaMCPServer(MCPServer[Any]):
+    """The SDK's MCPServer with our registry's capabilities; listing and calling go through our runner."""
+
+    def __init__(self, registry: Registry, runner: ToolRunner, settings: McpSettings, sessions: LiveSessions) -> None:
+        self.bus = InMemorySubscriptionBus()
+        super().__init__(
+            "isa",
+            version="0.1.0",
+            instructions=INSTRUCTIONS,
+            tools=[decl.sdk for decl in registry.tools.values()],
+            subscriptions=self.bus,
+            middleware=[self._observe],
+            warn_on_duplicate_tools=False,
+        )
+        self.registry = registry
+        self.runner = runner
+        self.mcp_settings = settings
+        self.sessions = sessions
+        for prompt in registry.prompts.values():
+            self.add_prompt(prompt.sdk)
+        for res in registry.resources.values():
+            self.resource(res.uri, name=res.name, description=res.description, mime_type=res.mime_type)(res.fn)
+
+    def session_manager_for(self) -> IsaSessionManager:
+        """Our session manager over this server (the SDK builds its own only inside streamable_http_app())."""
+        manager = IsaSessionManager(
+            app=self._lowlevel_server,
+            json_response=self.mcp_settings.json_response,
+            stateless=self.mcp_settings.stateless,
+            session_idle_timeout=self.mcp_settings.session_idle_timeout_seconds,
+            max_request_body_size=self.mcp_settings.max_body_bytes,
+            max_sessions=self.mcp_settings.max_sessions,
+        )
+        manager.on_discard = self.sessions.discard
+        return manager
+
+    async def _observe(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        if ctx.method == "initialize" and isinstance(result, dict):
+            # We do send tools/list_changed; the SDK's default capabilities don't say so.
+            tools = result.setdefault("capabilities", {}).setdefault("tools", {})
+            tools["listChanged"] = True
+        request = ctx.request
+        if isinstance(request, Request) and (session_id := request.headers.get("mcp-session-id")):
+            self.sessions.seen(session_id, ctx.session)
+        return result
+
+    def visible(self, principal: Principal, decl: ToolDecl) -> bool:
+        if decl.scope not in principal.scopes:
+            return False
+        if not self.mcp_settings.search_then_call:
+            return True
+        return decl.name in META_TOOLS or decl.name in self.mcp_settings.default_tools
+
+    async def list_tools(self) -> list[MCPTool]:
+        """The tools this caller may use; in search-then-call mode only the default set and the meta-tools."""
+        principal = request_principal()
+        if principal is None:
+            return []
+        return [
+            MCPTool(
+                name=decl.name,
+                title=decl.sdk.annotations.title if decl.sdk.annotations else None,
+                description=decl.description,
+                input_schema=decl.input_schema,
+                output_schema=ENVELOPE_SCHEMA,
+                annotations=decl.sdk.annotations,
+                _meta=tool_meta(decl),
+            )
+            for decl in self.registry.tools.values()
+            if self.visible(principal, decl)
+        ]
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        principal = request_principal()
+        if principal is None:
+            raise ToolError("authentication required")
+        if context is None:
+            context = Context(mcp_server=self, subscriptions=self.bus)
+        return await self.runner.execute(name, arguments, context, principal)
+
+    async def notify_tools_changed(self) -> None:
+        """Tell connected clients to list tools again (stateful sessions and 2026 subscription streams)."""
+        await self.bus.publish(ToolsListChanged())
+        count = await self.sessions.tools_changed()
+        log.info("tools_list_changed_sent", sessions=count)

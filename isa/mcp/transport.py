@@ -1,0 +1,278 @@
+"""The HTTP side of /mcp: DNS-rebinding checks, bearer auth through isa.auth, session ids, RFC 9728 metadata.
+
+Order matters: Host/Origin/Content-Type are checked before authentication (a rebinding page gets 403, not a
+401 that leaks the auth scheme), then the bearer token is verified by `isa.auth` through the SDK's
+`TokenVerifier` hook, then the SDK's session manager serves the request. The manager binds each session
+to the principal that created it, so another user's token with that session id gets 404.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, AuthorizationContext, BearerAuthBackend
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.routes import build_resource_metadata_url
+from mcp.server.streamable_http import StreamableHTTPServerTransport
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.shared.auth import ProtectedResourceMetadata
+from psycopg_pool import PoolTimeout
+from pydantic import AnyHttpUrl
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Message, Receive, Scope, Send
+
+from isa.auth.principal import SCOPES, Principal
+from isa.auth.service import KEY_PREFIX, AuthService
+from isa.core.errors import ApiError, error_response, request_id_of
+from isa.core.logging import get_logger
+from isa.core.settings import Settings
+from isa.mcp.context import PRINCIPAL_CLAIM
+from isa.mcp.settings import McpSettings, effective_hosts, effective_origins
+
+log = get_logger(__name__)
+
+SESSION_ID_BYTES = 32  # 256 bits from the OS CSPRNG; the spec asks for secure, non-deterministic ids
+_REJECTION_CODES = {400: "invalid_content_type", 403: "origin_not_allowed", 421: "host_not_allowed"}
+
+
+def new_session_id() -> str:
+    return secrets.token_hex(SESSION_ID_BYTES)
+
+
+class PrincipalTokenVerifier:
+    """The SDK's TokenVerifier hook, answered by isa.auth: the Principal becomes the SDK's AccessToken.
+
+    API keys found valid are remembered for `cache_seconds` (isa.auth's documented revocation bound,
+    `auth.principal_cache_seconds`): an MCP client sends its key with every message, and two queries per
+    message cost more than the SDK's whole request. JWTs are verified every time (their expiry counts).
+    """
+
+    def __init__(self, auth: AuthService, cache_seconds: float, max_entries: int = 10_000) -> None:
+        self.auth = auth
+        self.cache_seconds = cache_seconds
+        self.max_entries = max_entries
+        self._keys: OrderedDict[str, tuple[float, AccessToken]] = OrderedDict()
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        cacheable = token.startswith(KEY_PREFIX) and self.cache_seconds > 0
+        digest = hashlib.sha256(token.encode()).hexdigest() if cacheable else ""
+        if cacheable:
+            hit = self._keys.get(digest)
+            if hit is not None and hit[0] > time.monotonic():
+                return hit[1]
+        try:
+            principal = await self.auth.principal_for_bearer(token)
+        except ApiError as exc:
+            if exc.status in (401, 403):
+                return None
+            raise
+        access = self._access_token(token, principal)
+        if cacheable:
+            self._keys[digest] = (time.monotonic() + self.cache_seconds, access)
+            self._keys.move_to_end(digest)
+            while len(self._keys) > self.max_entries:
+                self._keys.popitem(last=False)
+        return access
+
+    @staticmethod
+    def _access_token(token: str, principal: Principal) -> AccessToken:
+        claims: dict[str, Any] = {"via": principal.via, PRINCIPAL_CLAIM: principal}
+        if principal.key_id:
+            claims["key_id"] = principal.key_id
+        # client_id and subject are the user: the SDK binds each session to them.
+        return AccessToken(
+            token=token,
+            client_id=principal.user_id,
+            subject=principal.user_id,
+            scopes=sorted(principal.scopes),
+            claims=claims,
+        )
+
+
+class IsaSessionManager(StreamableHTTPSessionManager):
+    """The SDK's session manager with 256-bit session ids and a callback when a session ends."""
+
+    on_discard: Callable[[str], None] | None = None
+
+    def _admit_session(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
+        # Same as the SDK's, but the SDK names sessions with uuid4 (122 random bits); we want >= 128.
+        if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
+            return None
+        session_id = new_session_id()
+        transport = StreamableHTTPServerTransport(
+            mcp_session_id=session_id,
+            is_json_response_enabled=self.json_response,
+            event_store=self.event_store,
+            security_settings=self.security_settings,
+            retry_interval=self.retry_interval,
+            idle_timeout=self.session_idle_timeout,
+        )
+        if requestor is not None:
+            self._session_owners[session_id] = requestor
+        self._server_instances[session_id] = transport
+        return transport
+
+    async def _discard_session(self, session_id: str, transport: StreamableHTTPServerTransport) -> None:
+        await super()._discard_session(session_id, transport)
+        if self.on_discard is not None:
+            self.on_discard(session_id)
+
+
+def transport_security(settings: Settings, mcp: McpSettings) -> TransportSecuritySettings:
+    """DNS-rebinding protection always on (also behind a proxy, where the SDK would leave it off)."""
+    hosts: list[str] = []
+    for host in effective_hosts(settings, mcp):
+        hosts += [host, f"{host}:*"]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=effective_origins(settings, mcp)
+    )
+
+
+def resource_url(mcp: McpSettings, request: Request) -> str:
+    """This endpoint's public URL: the configured one, else what the client used to reach us."""
+    if mcp.public_url:
+        return mcp.public_url.rstrip("/")
+    return str(request.base_url).rstrip("/") + "/mcp"
+
+
+def metadata_url(mcp: McpSettings, request: Request) -> str:
+    return str(build_resource_metadata_url(AnyHttpUrl(resource_url(mcp, request))))
+
+
+def resource_metadata_endpoint(mcp: McpSettings) -> Callable[[Request], Any]:
+    """RFC 9728 protected-resource metadata for /mcp."""
+
+    async def endpoint(request: Request) -> Response:
+        resource = resource_url(mcp, request)
+        parts = urlsplit(resource)
+        servers = mcp.authorization_servers or [f"{parts.scheme}://{parts.netloc}"]
+        # Validated from plain strings so the model keeps URLs as configured (no trailing slash added).
+        metadata = ProtectedResourceMetadata.model_validate(
+            {
+                "resource": resource,
+                "authorization_servers": servers,
+                "scopes_supported": list(SCOPES),
+                "resource_name": "isa MCP server",
+            }
+        )
+        return JSONResponse(
+            metadata.model_dump(mode="json", exclude_none=True), headers={"Cache-Control": "public, max-age=300"}
+        )
+
+    return endpoint
+
+
+class McpEndpoint:
+    """ASGI app for /mcp: transport checks, bearer auth, JSON-RPC batch refusal, then the SDK."""
+
+    def __init__(
+        self,
+        manager: StreamableHTTPSessionManager,
+        security: TransportSecuritySettings,
+        mcp: McpSettings,
+        auth: AuthService,
+    ) -> None:
+        self.manager = manager
+        self.mcp = mcp
+        self.guard = TransportSecurityMiddleware(security)
+        self.backend = BearerAuthBackend(PrincipalTokenVerifier(auth, auth.settings.principal_cache_seconds))
+        self.inner = AuthContextMiddleware(manager.handle_request)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            await self._serve(request, scope, receive, send)
+        except ApiError as exc:
+            await error_response(request_id_of(scope), exc.status, exc.code, exc.message, headers=exc.headers)(
+                scope, receive, send
+            )
+        except (psycopg.Error, PoolTimeout) as exc:  # the database is down: verifying the caller is impossible
+            log.warning("mcp_auth_unavailable", error=type(exc).__name__)
+            message = "the identity store is unavailable; retry shortly"
+            await error_response(request_id_of(scope), 503, "unavailable", message, headers={"Retry-After": "5"})(
+                scope, receive, send
+            )
+
+    async def _serve(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
+        rejected = await self.guard.validate_request(request, is_post=request.method == "POST")
+        if rejected is not None:
+            status = rejected.status_code
+            message = bytes(rejected.body).decode(errors="replace")
+            raise ApiError(status, _REJECTION_CODES.get(status, "bad_request"), message)
+        result = await self.backend.authenticate(request)
+        if result is None:
+            raise self._unauthorized(request)
+        credentials, user = result
+        if self.mcp.required_scope not in credentials.scopes:
+            raise ApiError(
+                403,
+                "insufficient_scope",
+                f"/mcp needs the {self.mcp.required_scope!r} scope",
+                headers={
+                    "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{self.mcp.required_scope}", '
+                    f'resource_metadata="{metadata_url(self.mcp, request)}"'
+                },
+            )
+        assert isinstance(user, AuthenticatedUser)
+        if request.method == "POST":
+            body = await self._read_body(receive)
+            if body.lstrip()[:1] == b"[":
+                await self._jsonrpc_error(scope, receive, send, 400, -32600, "JSON-RPC batches are not supported")
+                return
+            receive = _replay(body, receive)
+        scope["user"] = user
+        scope["auth"] = credentials
+        await self.inner(scope, receive, send)
+
+    def _unauthorized(self, request: Request) -> ApiError:
+        header = request.headers.get("authorization")
+        challenge = f'Bearer resource_metadata="{metadata_url(self.mcp, request)}", scope="{self.mcp.required_scope}"'
+        if header:
+            challenge += ', error="invalid_token", error_description="unknown, expired or revoked token"'
+        message = "invalid bearer token" if header else "authentication required (Authorization: Bearer)"
+        return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.mcp.max_body_bytes:
+                raise ApiError(413, "payload_too_large", f"request body is larger than {self.mcp.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    @staticmethod
+    async def _jsonrpc_error(scope: Scope, receive: Receive, send: Send, status: int, code: int, text: str) -> None:
+        body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": text}}
+        await Response(json.dumps(body), status_code=status, media_type="application/json")(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
