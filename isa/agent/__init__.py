@@ -1,0 +1,64 @@
+"""The agent: streamed chat that plans and calls tools, durable sessions, human approval, and a chat page.
+
+Served by the agent role (and "all"). The mcp role includes this domain only for its planning tools
+(`tools.py`, run by the MCP endpoint) and the planner they use; it serves none of the chat routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import httpx
+
+from isa.agent import page, routes, settings
+from isa.agent.planner import Planner
+from isa.agent.service import AgentService
+from isa.agent.sessions import AgentSessions
+from isa.agent.upstream import Upstreams
+from isa.auth.settings import auth_settings
+from isa.core.builder import AppBuilder
+from isa.core.errors import ApiError
+
+__all__ = ["AgentService", "register"]
+
+
+def register(builder: AppBuilder) -> None:
+    state = builder.state
+    agent = settings.load(builder.settings)
+    upstreams = Upstreams(builder.settings, agent, auth_settings(builder.settings), state.role)
+    builder.provide("agent.upstreams", upstreams)
+    builder.provide("agent.planner", Planner(upstreams, agent))
+
+    @asynccontextmanager
+    async def in_process() -> AsyncIterator[None]:
+        # In-process calls (to the model or MCP app of this same node) run in this task group.
+        async with anyio.create_task_group() as tg:
+            upstreams.inproc.tg = tg
+            try:
+                yield
+            finally:
+                upstreams.inproc.tg = None
+                tg.cancel_scope.cancel()
+
+    builder.add_lifespan(in_process)
+    if state.role == "mcp":
+        return  # planning tools only
+    service = AgentService(state.db, agent, upstreams)
+    builder.provide("agent", service)
+    builder.provide("agent.sessions", AgentSessions(state.db))
+    builder.add_routes(*routes.ROUTES, *page.routes(agent))
+
+    if upstreams.model is not None and not upstreams.model.local:
+        model_url = upstreams.model.base_url
+
+        async def model_live() -> None:
+            # Liveness of the gateway, not its readiness: one slow dependency must not drain every agent.
+            # /v1/health is routed to model nodes by a path-routing balancer; /health/* is per node.
+            async with httpx.AsyncClient(timeout=builder.settings.health.ready_timeout_seconds) as http:
+                response = await http.get(model_url + "/v1/health")
+            if response.status_code != 200:
+                raise ApiError(503, "model_unreachable", "the model node does not answer")
+
+        builder.add_ready_check("model_node", model_live)

@@ -1,0 +1,225 @@
+"""HTTP of the agent role: chat (SSE), resume, non-streamed chat, event callbacks, sessions, plans."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from isa.agent import schemas, store
+from isa.agent.events import ChatStream, Emitter
+from isa.agent.service import AgentService, Prepared
+from isa.agent.sessions import AgentSessions
+from isa.agent.store import plan_view
+from isa.auth import rate_limit, require_principal
+from isa.core.errors import ApiError, request_id_of
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _service(request: Request) -> AgentService:
+    service: AgentService = request.app.state.isa.get("agent", AgentService)
+    service.upstreams.inproc.bind(request.app)
+    return service
+
+
+def _sessions(request: Request) -> AgentSessions:
+    sessions: AgentSessions = request.app.state.isa.get("agent.sessions", AgentSessions)
+    return sessions
+
+
+def _invalid(exc: ValidationError) -> ApiError:
+    details = exc.errors(include_url=False, include_context=False, include_input=False)
+    return ApiError(
+        422, "invalid_request", "the request is not valid", details=json.loads(json.dumps(details, default=str))
+    )
+
+
+async def _body(request: Request, model: type[M]) -> M:
+    raw = await request.body()
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _query(request: Request, model: type[M]) -> M:
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+async def _chat_principal(request: Request) -> Any:
+    principal = await require_principal(request, "write")
+    limit = _service(request).settings.chat_rate_limit_per_minute
+    if limit:
+        await rate_limit(request, principal, "agent-chat", limit, 60)
+    return principal
+
+
+def _stream(service: AgentService, prepared: Prepared) -> ChatStream:
+    async def worker(emit: Emitter) -> None:
+        await service.execute(prepared, emit)
+
+    return ChatStream(worker, prepared.session_id, service.settings.heartbeat_seconds, resumed=prepared.resumed)
+
+
+async def chat(request: Request) -> Response:
+    """POST /api/chat: one turn, streamed as SSE events ending with `data: [DONE]`."""
+    principal = await _chat_principal(request)
+    body = await _body(request, schemas.ChatBody)
+    service = _service(request)
+    return _stream(service, await service.prepare_chat(principal, body, request_id_of(request)))
+
+
+async def resume(request: Request) -> Response:
+    """POST /api/chat/resume: continue the session's run that waits for a human (also after a restart)."""
+    principal = await _chat_principal(request)
+    body = await _body(request, schemas.ResumeBody)
+    service = _service(request)
+    prepared = await service.prepare_resume(principal, body.session_id, body.resume_value, request_id_of(request))
+    return _stream(service, prepared)
+
+
+async def _collect(service: AgentService, prepared: Prepared) -> dict[str, Any]:
+    emit = Emitter(None, prepared.session_id, prepared.resumed)
+    return await service.execute(prepared, emit)
+
+
+def _plain(result: dict[str, Any]) -> JSONResponse:
+    status = 200 if result["error"] is None else 502
+    return JSONResponse({"success": result["error"] is None, **result}, status_code=status)
+
+
+async def chat_message(request: Request) -> Response:
+    """POST /api/chat/message: the same turn without streaming -> {response, processing_time, model, ...}."""
+    principal = await _chat_principal(request)
+    body = await _body(request, schemas.ChatBody)
+    service = _service(request)
+    return _plain(await _collect(service, await service.prepare_chat(principal, body, request_id_of(request))))
+
+
+async def event_callback(request: Request) -> Response:
+    """POST /api/chat/event_callback: a background task's event, handed to the agent as its owner."""
+    principal = await _chat_principal(request)
+    event = await _body(request, schemas.EventCallbackBody)
+    details = json.dumps(event.data, ensure_ascii=False, default=str)[:20_000]
+    text = event.message or f"Background event '{event.event_type}'" + (
+        f" of task {event.task_id}" if event.task_id else ""
+    )
+    chat_body = schemas.ChatBody(
+        message=f"{text}\nEvent data: {details}", session_id=event.session_id, idempotency_key=event.idempotency_key
+    )
+    service = _service(request)
+    result = await _collect(service, await service.prepare_chat(principal, chat_body, request_id_of(request)))
+    return _plain({**result, "event_type": event.event_type, "task_id": event.task_id})
+
+
+async def config(request: Request) -> Response:
+    """GET /api/chat/config: who the caller is and where the page sends uploads and approvals."""
+    principal = await require_principal(request, "read")
+    service = _service(request)
+    return JSONResponse(
+        {
+            "user_id": principal.user_id,
+            "scopes": sorted(principal.scopes),
+            "mcp_base_url": service.settings.public_mcp_url.rstrip("/"),
+            "heartbeat_seconds": service.settings.heartbeat_seconds,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def plan_status(request: Request) -> Response:
+    """GET /api/chat/plans/{plan_id}: the stored state of one of the caller's plans."""
+    principal = await require_principal(request, "read")
+    async with request.app.state.isa.db.connection() as conn:
+        plan = await store.get_plan(conn, principal.user_id, request.path_params["plan_id"])
+    if plan is None:
+        raise ApiError(404, "plan_not_found", "no such plan")
+    return JSONResponse(json.loads(json.dumps(plan_view(plan), default=str)))
+
+
+# -- sessions ---------------------------------------------------------------------------------
+
+
+async def create_session(request: Request) -> Response:
+    principal = await require_principal(request, "write")
+    if request.headers.get("content-type", "").startswith("application/json"):
+        body = await _body(request, schemas.SessionCreateBody)
+    else:  # the original sent title and metadata (JSON text) as query parameters
+        params = dict(request.query_params)
+        try:
+            params["metadata"] = json.loads(params.get("metadata") or "{}")
+        except ValueError:
+            raise ApiError(422, "invalid_request", "metadata must be a JSON object") from None
+        body = _query_from(params)
+    return JSONResponse(await _sessions(request).create(principal.user_id, body), status_code=201)
+
+
+def _query_from(params: dict[str, Any]) -> schemas.SessionCreateBody:
+    try:
+        return schemas.SessionCreateBody.model_validate(params)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+async def list_sessions(request: Request) -> Response:
+    principal = await require_principal(request, "read")
+    query = _query(request, schemas.SessionListQuery)
+    return JSONResponse(await _sessions(request).list(principal.user_id, query))
+
+
+async def get_session(request: Request) -> Response:
+    principal = await require_principal(request, "read")
+    include = request.query_params.get("include_history", "true").lower() not in ("0", "false", "no")
+    limit = _query(request, schemas.MessagesQuery).limit
+    out = await _sessions(request).get(principal.user_id, request.path_params["session_id"], include, limit)
+    return JSONResponse(out)
+
+
+async def update_session(request: Request) -> Response:
+    principal = await require_principal(request, "write")
+    body = await _body(request, schemas.SessionUpdateBody)
+    return JSONResponse(await _sessions(request).update(principal.user_id, request.path_params["session_id"], body))
+
+
+async def delete_session(request: Request) -> Response:
+    principal = await require_principal(request, "write")
+    return JSONResponse(await _sessions(request).delete(principal.user_id, request.path_params["session_id"]))
+
+
+async def session_messages(request: Request) -> Response:
+    principal = await require_principal(request, "read")
+    query = _query(request, schemas.MessagesQuery)
+    return JSONResponse(await _sessions(request).messages(principal.user_id, request.path_params["session_id"], query))
+
+
+async def export_session(request: Request) -> Response:
+    principal = await require_principal(request, "read")
+    fmt = _query(request, schemas.ExportQuery).format
+    text, media_type, name = await _sessions(request).export(principal.user_id, request.path_params["session_id"], fmt)
+    headers = {"Content-Disposition": f'attachment; filename="{name}"', "X-Content-Type-Options": "nosniff"}
+    return Response(text, media_type=media_type, headers=headers)
+
+
+ROUTES = [
+    Route("/api/chat", chat, methods=["POST"]),
+    Route("/api/chat/resume", resume, methods=["POST"]),
+    Route("/api/chat/message", chat_message, methods=["POST"]),
+    Route("/api/chat/event_callback", event_callback, methods=["POST"]),
+    Route("/api/chat/config", config, methods=["GET"]),
+    Route("/api/chat/plans/{plan_id}", plan_status, methods=["GET"]),
+    Route("/api/sessions", create_session, methods=["POST"]),
+    Route("/api/sessions", list_sessions, methods=["GET"]),
+    Route("/api/sessions/{session_id}", get_session, methods=["GET"]),
+    Route("/api/sessions/{session_id}", update_session, methods=["PUT"]),
+    Route("/api/sessions/{session_id}", delete_session, methods=["DELETE"]),
+    Route("/api/sessions/{session_id}/messages", session_messages, methods=["GET"]),
+    Route("/api/sessions/{session_id}/export", export_session, methods=["GET"]),
+]

@@ -1,0 +1,190 @@
+"""In-process HTTP: an httpx transport that calls the node's own ASGI app and streams the response.
+
+httpx's ASGITransport runs the app to completion before it returns a response, so a token stream from
+the model route would arrive in one piece and an MCP GET stream would never return. Here the app runs in
+a task of the agent's lifespan task group and the response body flows through a bounded channel: the
+same wire as over the network (headers, status, SSE frames, auth), without a socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
+
+import anyio
+import httpx
+import httpx2
+from anyio.abc import TaskGroup
+from starlette.types import ASGIApp
+
+_BUFFERED_CHUNKS = 16
+_GRACE_SECONDS = 5.0
+
+
+class _Call:
+    """One request through the app: the app runs in a task, the body comes out of a channel."""
+
+    def __init__(self, app: ASGIApp, scope: dict[str, Any], body: AsyncIterator[bytes]) -> None:
+        self.app = app
+        self.scope = scope
+        self.body = body
+        self.started = anyio.Event()
+        self.finished = anyio.Event()
+        self.disconnected = anyio.Event()
+        self.status = 500
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.error: BaseException | None = None
+        self.send_chunk, self.chunks = anyio.create_memory_object_stream[bytes](_BUFFERED_CHUNKS)
+        self.scope_cancel = anyio.CancelScope()
+        self.body_done = False
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.body_done:
+            try:
+                chunk = await self.body.__anext__()
+            except StopAsyncIteration:
+                self.body_done = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            return {"type": "http.request", "body": chunk, "more_body": True}
+        await self.disconnected.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+            self.headers = list(message.get("headers", []))
+            self.started.set()
+        elif message["type"] == "http.response.body":
+            body = message.get("body", b"")
+            if body and not self.disconnected.is_set():
+                try:
+                    await self.send_chunk.send(body)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    self.disconnected.set()
+            if not message.get("more_body", False):
+                await self.send_chunk.aclose()
+
+    async def run(self) -> None:
+        with self.scope_cancel:
+            try:
+                await self.app(self.scope, self.receive, self.send)
+            except Exception as exc:
+                self.error = exc
+        await self.send_chunk.aclose()
+        self.finished.set()
+        self.started.set()
+
+    async def iterate(self) -> AsyncIterator[bytes]:
+        async with self.chunks:
+            async for chunk in self.chunks:
+                yield chunk
+
+    async def close(self, tg: TaskGroup | None) -> None:
+        """The client is done with the response: the app sees a disconnect, and is stopped if it lingers."""
+        self.disconnected.set()
+        self.chunks.close()
+        if not self.finished.is_set() and tg is not None:
+            tg.start_soon(self._reap)
+
+    async def _reap(self) -> None:
+        # A streaming app stops when it sees the disconnect; one that doesn't is cancelled after a grace period
+        # (cancelling at once could cut work the app does after its last byte, like an MCP session's set-up).
+        with anyio.move_on_after(_GRACE_SECONDS):
+            await self.finished.wait()
+        self.scope_cancel.cancel()
+
+
+class InProcess:
+    """The node's own app plus the task group in-process calls run in (entered by the agent's lifespan)."""
+
+    def __init__(self) -> None:
+        self.app: ASGIApp | None = None
+        self.tg: TaskGroup | None = None
+
+    def bind(self, app: ASGIApp) -> None:
+        if self.app is None:
+            self.app = app
+
+    async def open(self, request: httpx.Request | httpx2.Request, body: AsyncIterator[bytes]) -> _Call:
+        if self.app is None or self.tg is None:
+            raise ConnectionError("the in-process app is not running")
+        url = request.url
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": request.method,
+            "headers": [(k.lower(), v) for k, v in request.headers.raw],
+            "scheme": url.scheme,
+            "path": url.path,
+            "raw_path": url.raw_path.split(b"?")[0],
+            "query_string": url.query,
+            "server": (url.host, url.port or 80),
+            "client": ("127.0.0.1", 0),
+            "root_path": "",
+        }
+        call = _Call(self.app, scope, body)
+        self.tg.start_soon(call.run)
+        await call.started.wait()
+        if call.error is not None and call.status == 500 and not call.headers:
+            raise ConnectionError(f"the in-process app failed: {type(call.error).__name__}")
+        return call
+
+
+class _Stream(httpx.AsyncByteStream):
+    def __init__(self, call: _Call, inproc: InProcess) -> None:
+        self.call = call
+        self.inproc = inproc
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.call.iterate():
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.call.close(self.inproc.tg)
+
+
+class _Stream2(httpx2.AsyncByteStream):
+    def __init__(self, call: _Call, inproc: InProcess) -> None:
+        self.call = call
+        self.inproc = inproc
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.call.iterate():
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.call.close(self.inproc.tg)
+
+
+async def _request_body(stream: Any) -> AsyncIterator[bytes]:
+    async for chunk in stream:
+        yield chunk
+
+
+class StreamingASGITransport(httpx.AsyncBaseTransport):
+    """httpx transport into the in-process app."""
+
+    def __init__(self, inproc: InProcess) -> None:
+        self.inproc = inproc
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            call = await self.inproc.open(request, _request_body(request.stream))
+        except ConnectionError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from None
+        return httpx.Response(call.status, headers=call.headers, stream=_Stream(call, self.inproc))
+
+
+class StreamingASGITransport2(httpx2.AsyncBaseTransport):
+    """The same for httpx2, which the MCP SDK's client is built on."""
+
+    def __init__(self, inproc: InProcess) -> None:
+        self.inproc = inproc
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            call = await self.inproc.open(request, _request_body(request.stream))
+        except ConnectionError as exc:
+            raise httpx2.ConnectError(str(exc), request=request) from None
+        return httpx2.Response(call.status, headers=call.headers, stream=_Stream2(call, self.inproc))

@@ -1,0 +1,123 @@
+"""How the agent reaches the model and MCP nodes: one interface, two transports, never the caller's token.
+
+Over HTTP when `services.model_url` / `services.mcp_url` are set; in-process (the node's own app, through
+`transport.InProcess`) when that role is served by this process and no URL is set. Either way the request
+carries a short isa access token minted for the user (`sub` = the user, at most the `write` scope, no API
+key id), so the upstream node verifies who it acts for, and the user's own bearer never leaves this node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+import httpx2
+
+from isa.agent.settings import AgentSettings
+from isa.agent.transport import InProcess, StreamingASGITransport, StreamingASGITransport2
+from isa.auth.principal import Principal, expand_scopes, minimal_scopes
+from isa.auth.settings import AuthSettings
+from isa.auth.tokens import mint_access_token
+from isa.core.errors import ApiError
+from isa.core.settings import Settings
+from isa.roles import domains_for
+
+# The agent acts for the user on their own data, never as an administrator.
+_AGENT_SCOPES = frozenset({"read", "write"})
+
+
+@dataclass(frozen=True)
+class Target:
+    """One upstream node: its base URL, or in-process."""
+
+    name: str
+    base_url: str
+    local: bool
+
+
+def _local_host(settings: Settings, section_hosts: list[str] | None = None) -> str:
+    """A Host header the in-process app accepts (its allow list), so in-process calls pass the same checks."""
+    for host in [*(section_hosts or []), *settings.http.allowed_hosts]:
+        if host and "*" not in host:
+            return host
+    return "127.0.0.1"
+
+
+class Upstreams:
+    def __init__(self, settings: Settings, agent: AgentSettings, auth: AuthSettings, role: str) -> None:
+        self.agent = agent
+        self.auth = auth
+        self.inproc = InProcess()
+        served = domains_for(role)
+        mcp_hosts = settings.raw.get("mcp", {}).get("allowed_hosts") or []
+        self.model = self._target("model", settings.services.model_url, "isa.model" in served, _local_host(settings))
+        self.mcp = self._target(
+            "mcp", settings.services.mcp_url, "isa.mcp" in served, _local_host(settings, list(mcp_hosts))
+        )
+
+    @staticmethod
+    def _target(name: str, url: str, served_here: bool, host: str) -> Target | None:
+        if url:
+            return Target(name, url.rstrip("/"), False)
+        if served_here:
+            return Target(name, f"http://{host}", True)
+        return None
+
+    @property
+    def configured(self) -> bool:
+        return self.auth.isa_tokens_enabled
+
+    def token_for(self, principal: Principal) -> str:
+        """A short isa access token for the principal's user, scoped to read/write."""
+        if not self.configured:
+            raise ApiError(
+                503,
+                "agent_not_configured",
+                "the agent needs auth.token_secret (ISA_AUTH__TOKEN_SECRET) to act for users on the other nodes",
+            )
+        scopes = minimal_scopes(expand_scopes(principal.scopes) & _AGENT_SCOPES) or ["read"]
+        token, _ = mint_access_token(self.auth, principal.user_id, scopes, None, self.agent.token_minutes)
+        return token
+
+    def _need(self, target: Target | None, name: str) -> Target:
+        if target is None:
+            raise ApiError(503, f"{name}_not_configured", f"no {name} node: set services.{name}_url")
+        return target
+
+    def _timeout(self, read: float) -> httpx.Timeout:
+        return httpx.Timeout(connect=self.agent.connect_timeout_seconds, read=read, write=30.0, pool=30.0)
+
+    def _headers(self, token: str, request_id: str) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {token}", "User-Agent": "isa-agent"}
+        if request_id:
+            headers["X-Request-ID"] = request_id
+        return headers
+
+    def client(self, name: str, token: str, request_id: str = "", *, read_timeout: float = 60.0) -> httpx.AsyncClient:
+        """An httpx client for the model or mcp node (`name`), authenticated as the user."""
+        target = self._need(self.model if name == "model" else self.mcp, name)
+        transport = StreamingASGITransport(self.inproc) if target.local else None
+        return httpx.AsyncClient(
+            base_url=target.base_url,
+            headers=self._headers(token, request_id),
+            timeout=self._timeout(read_timeout),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def mcp_client2(self, token: str, request_id: str = "") -> tuple[httpx2.AsyncClient, str]:
+        """The httpx2 client the MCP SDK's transport takes, and the /mcp URL."""
+        target = self._need(self.mcp, "mcp")
+        transport = StreamingASGITransport2(self.inproc) if target.local else None
+        client = httpx2.AsyncClient(
+            headers=self._headers(token, request_id),
+            timeout=httpx2.Timeout(
+                connect=self.agent.connect_timeout_seconds,
+                read=self.agent.tool_timeout_seconds + 5,
+                write=30.0,
+                pool=30.0,
+            ),
+            transport=transport,
+            follow_redirects=False,
+        )
+        return client, target.base_url + "/mcp"
