@@ -1,0 +1,50 @@
+"""`isa worker`: run the event service's job engine (tasks and event processing) in this process."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from datetime import datetime
+
+import anyio
+
+from isa.auth.settings import auth_settings
+from isa.core.db import Database, resolve_url
+from isa.core.migrations import migrate
+from isa.core.settings import Settings
+from isa.events.settings import EventsSettings
+from isa.events.worker import Worker
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    url = resolve_url(settings, keep_running=True)
+    if settings.database.auto_migrate:
+        migrate(url, lock_timeout_ms=settings.migrations.lock_timeout_ms)
+    fixed = datetime.fromisoformat(args.now) if args.now else None
+
+    async def main() -> int:
+        db = Database(url, settings)
+        await db.open()
+        try:
+            clock = (lambda: fixed) if fixed else None
+            worker = Worker(
+                db, settings.section("events", EventsSettings), auth_settings(settings), clock, args.worker_id
+            )
+            if args.once:
+                tasks, events = await worker.run_once()
+                print(f"worker={worker.id} tasks_run={tasks} events_processed={events}", flush=True)
+            else:
+                await worker.run_forever()
+        finally:
+            await db.close()
+        return 0
+
+    return anyio.run(main)
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], load: Callable[..., Settings]) -> None:
+    p = sub.add_parser("worker", help="run background tasks and event processing (the event service's job engine)")
+    p.add_argument("--once", action="store_true", help="one round of due tasks and pending events, then exit")
+    p.add_argument("--now", help="ISO time to treat as now (tests and replays)")
+    p.add_argument("--worker-id", help="name shown as the lease owner (default host:pid:random)")
+    p.set_defaults(func=lambda args: _worker(load(), args))

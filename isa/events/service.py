@@ -1,0 +1,237 @@
+"""Event ingestion (idempotent), queries and task management, always for the calling user."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from isa.core.db import Database
+from isa.core.errors import ApiError
+from isa.events import schedule, store
+from isa.events.settings import EventsSettings
+
+TASK_TYPES = ("web_monitor", "schedule", "news_digest", "threshold_watch")
+# Event types produced by tasks; their owner's agent is told about each.
+AGENT_EVENT_TYPES = ("web_content_change", "scheduled_trigger", "daily_news_digest", "threshold_crossed")
+
+
+def payload_hash(payload: dict[str, Any]) -> str:
+    """Fingerprint of a request body, independent of key order and whitespace."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def not_found(what: str = "event") -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found")
+
+
+def event_out(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "event_id": str(row["id"]),
+        "event_type": row["event_type"],
+        "task_id": str(row["task_id"]) if row["task_id"] else None,
+        "data": row["event_data"],
+        "source": row["source"],
+        "priority": row["priority"],
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "agent_response": row["agent_response"],
+        "processing_result": row["processing_result"],
+        "last_error": row["last_error"],
+        "created_at": row["created_at"].isoformat(),
+        "processed_at": row["processed_at"].isoformat() if row["processed_at"] else None,
+    }
+
+
+def task_out(row: dict[str, Any]) -> dict[str, Any]:
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "task_id": str(row["id"]),
+        "task_type": row["task_type"],
+        "name": row["name"],
+        "description": row["description"],
+        "config": row["config"],
+        "callback_url": row["callback_url"],
+        "status": row["status"],
+        "interval_seconds": row["interval_seconds"],
+        "last_run": iso(row["last_check"]),
+        "next_run": iso(row["next_check"]) if row["status"] == "active" else None,
+        "run_count": row["run_count"],
+        "consecutive_failures": row["consecutive_failures"],
+        "last_error": row["last_error"],
+        "created_at": iso(row["created_at"]),
+    }
+
+
+def receipt(row: dict[str, Any]) -> dict[str, Any]:
+    """The ingestion response, built only from the stored row so a replay returns exactly the same body."""
+    return {
+        "event_id": str(row["id"]),
+        "event_type": row["event_type"],
+        "idempotency_key": row["idempotency_key"],
+        "created_at": row["created_at"].isoformat(),
+    }
+
+
+class EventService:
+    def __init__(self, db: Database, settings: EventsSettings, clock: Callable[[], datetime] | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock or (lambda: datetime.now(UTC))
+        # Test seam: called after the event's transaction committed, before the response is built.
+        self.after_commit: Callable[[dict[str, Any]], None] | None = None
+
+    async def ingest(
+        self,
+        user_id: str,
+        *,
+        event_type: str,
+        data: dict[str, Any],
+        key: str | None,
+        fingerprint: dict[str, Any],
+        source: str = "api",
+        priority: int = 5,
+        task_id: str | None = None,
+        needs_agent: bool = False,
+    ) -> tuple[dict[str, Any], bool]:
+        """Store one event -> (row, replayed). Same key: same payload replays, other payload 422, in flight 409."""
+        digest = payload_hash(fingerprint) if key else None
+        async with self.db.transaction() as conn:
+            if key is not None:
+                if not await store.try_key_lock(conn, user_id, key):
+                    raise ApiError(409, "idempotency_key_in_use", "a request with this Idempotency-Key is in flight")
+                existing = await store.event_by_key(conn, user_id, key)
+                if existing is not None:
+                    return self._replay(existing, digest), True
+            if task_id is not None and await store.get_task(conn, user_id, task_id) is None:
+                raise not_found("task")
+            row = await store.insert_event(
+                conn,
+                user_id=user_id,
+                event_type=event_type,
+                data=data,
+                source=source,
+                priority=priority,
+                key=key,
+                payload_hash=digest,
+                task_id=task_id,
+                needs_agent=needs_agent,
+            )
+        if row is None:  # lost a race with a committed twin (only possible without the key lock): replay it
+            async with self.db.connection() as conn:
+                existing = await store.event_by_key(conn, user_id, key or "")
+            if existing is None:
+                raise ApiError(409, "idempotency_key_in_use", "a request with this Idempotency-Key is in flight")
+            return self._replay(existing, digest), True
+        if self.after_commit is not None:
+            self.after_commit(row)
+        return row, False
+
+    @staticmethod
+    def _replay(existing: dict[str, Any], digest: str | None) -> dict[str, Any]:
+        if existing["payload_hash"] != digest:
+            raise ApiError(
+                422, "idempotency_key_reused", "this Idempotency-Key was already used with a different payload"
+            )
+        return existing
+
+    async def get_event(self, user_id: str, event_id: str) -> dict[str, Any]:
+        async with self.db.connection() as conn:
+            row = await store.get_event(conn, user_id, event_id)
+        if row is None:
+            raise not_found()
+        return row
+
+    async def list_events(self, user_id: str, **filters: Any) -> list[dict[str, Any]]:
+        async with self.db.connection() as conn:
+            return await store.list_events(conn, user_id, **filters)
+
+    # --- tasks ---------------------------------------------------------------------------------------------------
+
+    async def create_task(
+        self,
+        user_id: str,
+        *,
+        task_type: str,
+        name: str | None,
+        description: str | None,
+        config: dict[str, Any],
+        callback_url: str | None,
+    ) -> dict[str, Any]:
+        if task_type not in TASK_TYPES:
+            raise ApiError(422, "invalid_request", f"task_type must be one of {', '.join(TASK_TYPES)}")
+        _check_config(task_type, config)
+        minimum = self.settings.min_interval_seconds
+        try:
+            interval = schedule.interval_seconds(task_type, config, minimum)
+            first = schedule.first_run(task_type, config, self.clock(), minimum)
+        except schedule.ScheduleError as exc:
+            raise ApiError(422, "invalid_request", str(exc)) from None
+        if callback_url is not None and not callback_url.startswith(("http://", "https://")):
+            raise ApiError(422, "invalid_request", "callback_url must be an http(s) URL")
+        values = {
+            "task_type": task_type,
+            "name": name,
+            "description": description,
+            "config": config,
+            "callback_url": callback_url,
+            "interval_seconds": interval,
+            "next_check": first,
+        }
+        async with self.db.transaction() as conn:
+            return await store.insert_task(conn, user_id, values)
+
+    async def list_tasks(self, user_id: str, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        async with self.db.connection() as conn:
+            return await store.list_tasks(conn, user_id, status, limit)
+
+    async def control_task(self, user_id: str, task_id: str, action: str) -> dict[str, Any] | None:
+        """pause | resume | delete; another user's task is not found. Returns the task (None after delete)."""
+        async with self.db.transaction() as conn:
+            if action == "delete":
+                if not await store.delete_task(conn, user_id, task_id):
+                    raise not_found("task")
+                return None
+            if action not in ("pause", "resume"):
+                raise ApiError(422, "invalid_request", "action must be pause, resume or delete")
+            task = await store.get_task(conn, user_id, task_id)
+            if task is None:
+                raise not_found("task")
+            if action == "pause":
+                return await store.set_task_status(conn, user_id, task_id, "paused", None)
+            nxt = schedule.first_run(
+                task["task_type"], task["config"], self.clock(), self.settings.min_interval_seconds
+            )
+            return await store.set_task_status(conn, user_id, task_id, "active", nxt)
+
+    async def status(self, user_id: str) -> dict[str, Any]:
+        async with self.db.connection() as conn:
+            numbers = await store.counts(conn, user_id)
+        return {
+            "service": "isa.events",
+            "worker": "inprocess" if self.settings.inprocess_worker else "external (isa worker)",
+            "agent_configured": bool(self.settings.agent_url),
+            **{k: int(v) for k, v in numbers.items()},
+        }
+
+
+def _check_config(task_type: str, config: dict[str, Any]) -> None:
+    """The fields each task type needs, so a task never fails on every run for a missing field."""
+
+    def need(name: str, kind: type) -> None:
+        if not isinstance(config.get(name), kind) or not config.get(name):
+            raise ApiError(422, "invalid_request", f"{task_type} needs config.{name} ({kind.__name__})")
+
+    if task_type in ("web_monitor", "news_digest"):
+        need("urls", list)
+        if not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in config["urls"]):
+            raise ApiError(422, "invalid_request", "config.urls must be http(s) URLs")
+    if task_type == "threshold_watch":
+        need("url", str)
+        if "above" not in config and "below" not in config:
+            raise ApiError(422, "invalid_request", "threshold_watch needs config.above or config.below")

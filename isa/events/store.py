@@ -1,0 +1,254 @@
+"""SQL of the event service: events (idempotent on user + key) and user_tasks (leased work queue)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+Conn = AsyncConnection[DictRow]
+EVENT_COLUMNS = (
+    "id, user_id, task_id, event_type, event_data, source, priority, idempotency_key, payload_hash, status, "
+    "attempts, processed_at, agent_response, processing_result, last_error, created_at, updated_at"
+)
+TASK_COLUMNS = (
+    "id, user_id, task_type, name, description, config, state, callback_url, status, interval_seconds, "
+    "last_check, next_check, run_count, consecutive_failures, last_error, lease_owner, lease_expires_at, "
+    "created_at, updated_at"
+)
+
+
+async def try_key_lock(conn: Conn, user_id: str, key: str) -> bool:
+    """Hold (for this transaction) the lock of one idempotency key; False while another request holds it."""
+    cur = await conn.execute(
+        "SELECT pg_try_advisory_xact_lock(hashtextextended('isa.events:' || %s || ':' || %s, 0)) AS ok",
+        (user_id, key),
+    )
+    row = await cur.fetchone()
+    return bool(row and row["ok"])
+
+
+async def event_by_key(conn: Conn, user_id: str, key: str) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE user_id = %s AND idempotency_key = %s", (user_id, key)
+    )
+    return await cur.fetchone()
+
+
+async def insert_event(
+    conn: Conn,
+    *,
+    user_id: str,
+    event_type: str,
+    data: dict[str, Any],
+    source: str,
+    priority: int,
+    key: str | None,
+    payload_hash: str | None,
+    task_id: str | None,
+    needs_agent: bool,
+) -> dict[str, Any] | None:
+    """Insert one event; None when (user, key) already exists (the caller then replays that row)."""
+    cur = await conn.execute(
+        f"""INSERT INTO events (user_id, task_id, event_type, event_data, source, priority, idempotency_key,
+                                payload_hash, status, processed_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN NULL ELSE now() END)
+            ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING {EVENT_COLUMNS}""",
+        (
+            user_id,
+            task_id,
+            event_type,
+            Jsonb(data),
+            source,
+            priority,
+            key,
+            payload_hash,
+            "pending" if needs_agent else "processed",
+            needs_agent,
+        ),
+    )
+    return await cur.fetchone()
+
+
+async def get_event(conn: Conn, user_id: str, event_id: str) -> dict[str, Any] | None:
+    cur = await conn.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = %s AND user_id = %s", (event_id, user_id))
+    return await cur.fetchone()
+
+
+async def list_events(
+    conn: Conn,
+    user_id: str,
+    *,
+    event_type: str | None,
+    task_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        f"""SELECT {EVENT_COLUMNS} FROM events
+            WHERE user_id = %(u)s
+              AND (%(t)s::text IS NULL OR event_type = %(t)s)
+              AND (%(k)s::uuid IS NULL OR task_id = %(k)s)
+              AND (%(s)s::timestamptz IS NULL OR created_at >= %(s)s)
+              AND (%(e)s::timestamptz IS NULL OR created_at < %(e)s)
+            ORDER BY created_at DESC, id DESC LIMIT %(l)s OFFSET %(o)s""",
+        {"u": user_id, "t": event_type, "k": task_id, "s": since, "e": until, "l": limit, "o": offset},
+    )
+    return list(await cur.fetchall())
+
+
+async def claim_events(conn: Conn, now: datetime, lease: timedelta, limit: int) -> list[dict[str, Any]]:
+    """Take pending events (or ones whose worker died) for processing; lease_expires_at also holds the backoff."""
+    cur = await conn.execute(
+        f"""UPDATE events SET status = 'processing', attempts = attempts + 1, lease_expires_at = %(until)s
+            WHERE id IN (SELECT id FROM events
+                         WHERE status IN ('pending', 'processing')
+                           AND (lease_expires_at IS NULL OR lease_expires_at <= %(now)s)
+                         ORDER BY priority DESC, created_at LIMIT %(n)s FOR UPDATE SKIP LOCKED)
+            RETURNING {EVENT_COLUMNS}""",
+        {"now": now, "until": now + lease, "n": limit},
+    )
+    return list(await cur.fetchall())
+
+
+async def claim_event(conn: Conn, event_id: str, now: datetime, lease: timedelta) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        f"""UPDATE events SET status = 'processing', attempts = attempts + 1, lease_expires_at = %s
+            WHERE id = %s AND status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at <= %s)
+            RETURNING {EVENT_COLUMNS}""",
+        (now + lease, event_id, now),
+    )
+    return await cur.fetchone()
+
+
+async def finish_event(conn: Conn, event_id: str, attempts: int, answer: str | None, result: dict[str, Any]) -> bool:
+    """Record the outcome, only if we still hold the claim of this attempt (never a second 'processed')."""
+    cur = await conn.execute(
+        """UPDATE events SET status = 'processed', processed_at = now(), agent_response = %s,
+                             processing_result = %s, lease_expires_at = NULL, last_error = NULL
+           WHERE id = %s AND status = 'processing' AND attempts = %s""",
+        (answer, Jsonb(result), event_id, attempts),
+    )
+    return cur.rowcount == 1
+
+
+async def fail_event(conn: Conn, event_id: str, attempts: int, error: str, retry_at: datetime | None) -> None:
+    """Back off (pending again at `retry_at`) or give up (failed) after an unsuccessful attempt."""
+    await conn.execute(
+        """UPDATE events SET status = CASE WHEN %(r)s::timestamptz IS NULL THEN 'failed' ELSE 'pending' END,
+                             processed_at = CASE WHEN %(r)s::timestamptz IS NULL THEN now() END,
+                             lease_expires_at = %(r)s, last_error = %(e)s
+           WHERE id = %(id)s AND status = 'processing' AND attempts = %(a)s""",
+        {"r": retry_at, "e": error[:500], "id": event_id, "a": attempts},
+    )
+
+
+async def task_callback_url(conn: Conn, task_id: str | None, user_id: str) -> str | None:
+    if task_id is None:
+        return None
+    cur = await conn.execute("SELECT callback_url FROM user_tasks WHERE id = %s AND user_id = %s", (task_id, user_id))
+    row = await cur.fetchone()
+    return None if row is None else row["callback_url"]
+
+
+# --- tasks -----------------------------------------------------------------------------------------------------
+
+
+async def insert_task(conn: Conn, user_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    cur = await conn.execute(
+        f"""INSERT INTO user_tasks (user_id, task_type, name, description, config, callback_url,
+                                    interval_seconds, next_check)
+            VALUES (%(u)s, %(task_type)s, %(name)s, %(description)s, %(config)s, %(callback_url)s,
+                    %(interval_seconds)s, %(next_check)s) RETURNING {TASK_COLUMNS}""",
+        {"u": user_id, **values, "config": Jsonb(values["config"])},
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def get_task(conn: Conn, user_id: str, task_id: str) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        f"SELECT {TASK_COLUMNS} FROM user_tasks WHERE id = %s AND user_id = %s", (task_id, user_id)
+    )
+    return await cur.fetchone()
+
+
+async def list_tasks(conn: Conn, user_id: str, status: str | None, limit: int) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        f"""SELECT {TASK_COLUMNS} FROM user_tasks WHERE user_id = %s AND (%s::text IS NULL OR status = %s)
+            ORDER BY created_at DESC LIMIT %s""",
+        (user_id, status, status, limit),
+    )
+    return list(await cur.fetchall())
+
+
+async def set_task_status(
+    conn: Conn, user_id: str, task_id: str, status: str, next_check: datetime | None
+) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        f"""UPDATE user_tasks SET status = %s, next_check = COALESCE(%s, next_check)
+            WHERE id = %s AND user_id = %s RETURNING {TASK_COLUMNS}""",
+        (status, next_check, task_id, user_id),
+    )
+    return await cur.fetchone()
+
+
+async def delete_task(conn: Conn, user_id: str, task_id: str) -> bool:
+    cur = await conn.execute("DELETE FROM user_tasks WHERE id = %s AND user_id = %s", (task_id, user_id))
+    return cur.rowcount == 1
+
+
+async def claim_tasks(conn: Conn, worker: str, now: datetime, lease: timedelta, limit: int) -> list[dict[str, Any]]:
+    """Lease due tasks: active, next_check reached, and nobody's live lease on them (SKIP LOCKED across workers)."""
+    cur = await conn.execute(
+        f"""UPDATE user_tasks SET lease_owner = %(w)s, lease_expires_at = %(until)s
+            WHERE id IN (SELECT id FROM user_tasks
+                         WHERE status = 'active' AND next_check <= %(now)s
+                           AND (lease_expires_at IS NULL OR lease_expires_at <= %(now)s)
+                         ORDER BY next_check LIMIT %(n)s FOR UPDATE SKIP LOCKED)
+            RETURNING {TASK_COLUMNS}""",
+        {"w": worker, "now": now, "until": now + lease, "n": limit},
+    )
+    return list(await cur.fetchall())
+
+
+async def finish_task_run(
+    conn: Conn,
+    task_id: str,
+    worker: str,
+    *,
+    now: datetime,
+    next_check: datetime,
+    state: dict[str, Any],
+    error: str | None,
+) -> bool:
+    """Advance a leased task to its next run; False if our lease was lost (another worker took over)."""
+    cur = await conn.execute(
+        """UPDATE user_tasks SET last_check = %(now)s, next_check = %(next)s, state = %(state)s,
+                  run_count = run_count + 1, last_error = %(err)s,
+                  consecutive_failures = CASE WHEN %(err)s::text IS NULL THEN 0 ELSE consecutive_failures + 1 END,
+                  lease_owner = NULL, lease_expires_at = NULL
+           WHERE id = %(id)s AND lease_owner = %(w)s""",
+        {"now": now, "next": next_check, "state": Jsonb(state), "err": error, "id": task_id, "w": worker},
+    )
+    return cur.rowcount == 1
+
+
+async def counts(conn: Conn, user_id: str) -> dict[str, Any]:
+    cur = await conn.execute(
+        """SELECT (SELECT count(*) FROM user_tasks WHERE user_id = %(u)s AND status = 'active') AS active_tasks,
+                  (SELECT count(*) FROM user_tasks WHERE user_id = %(u)s) AS tasks,
+                  (SELECT count(*) FROM events WHERE user_id = %(u)s) AS events,
+                  (SELECT count(*) FROM events WHERE user_id = %(u)s AND status IN ('pending', 'processing'))
+                    AS events_pending,
+                  (SELECT count(*) FROM events WHERE user_id = %(u)s AND status = 'failed') AS events_failed""",
+        {"u": user_id},
+    )
+    row = await cur.fetchone()
+    return dict(row or {})
