@@ -1,0 +1,31 @@
+"""The `web` settings section: allow list, limits, browser pool and the search provider."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class WebSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    # Internal hosts opened on purpose: "host", "host:port", "IP", "IP:port", "[v6]:port"; and networks.
+    allow_hosts: list[str] = Field(default_factory=list)
+    allow_cidrs: list[str] = Field(default_factory=list)
+    max_redirects: int = Field(5, ge=0, le=20)
+    max_bytes: int = Field(5_000_000, ge=1024)
+    fetch_timeout_seconds: float = Field(20.0, gt=0)
+    max_urls_per_crawl: int = Field(5, ge=1, le=20)
+    max_markdown_chars: int = Field(40_000, ge=1000)
+    # Browser: one process, at most `max_contexts` isolated contexts, at most `per_user_contexts` per user.
+    chromium_path: str = "/usr/bin/chromium"
+    max_contexts: int = Field(4, ge=1, le=64)
+    per_user_contexts: int = Field(2, ge=1, le=16)
+    queue_timeout_seconds: float = Field(30.0, ge=0)
+    page_timeout_seconds: float = Field(30.0, gt=0)
+    # analysis_request: answered by this model (group) on the model node at services.model_url.
+    analysis_model: str = "default"
+    analysis_timeout_seconds: float = Field(120.0, gt=0)
+    # Search: Brave's API; empty key → web_search says it is not configured.
+    brave_api_key: str = ""
+    brave_api_base: str = "https://api.search.brave.com"
+    search_timeout_seconds: float = Field(10.0, gt=0)
