@@ -1,0 +1,246 @@
+"""Knowledge (RAG) over `user_knowledge`: chunk, embed, store; hybrid search through isa.core.search; answers.
+
+Search reuses the discovery engine's hybrid SQL (cosine + ts_rank_cd, fused in one statement) with one slice: the
+caller's rows (`user_id = <principal>`), ranked exactly (`Slice.exact`) because HNSW post-filtering per user can
+miss rows on pgvector < 0.8. Without a model node the answer is extractive and says so.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from isa.core.db import vector_literal
+from isa.core.search import Corpus, Mode, Query, Slice, Weights, hybrid_search
+from isa.memory.service import MemoryService, NotFound, content_hash
+
+CORPUS = Corpus(table="user_knowledge", postings=None, examples=None, active_column=None)
+WEIGHTS = Weights(lexical=0.3, examples=0.0, candidates=40)
+COLUMNS = ("document_id", "source_document", "chunk_index", "chunk_count", "content", "metadata", "created_at")
+_WORD = re.compile(r"[a-z0-9]+")
+STOP = frozenset(
+    _WORD.findall(
+        "a an the of to in on for and or is are was were be what which who whom how why when where does do did"
+        " it its this that with by as at from my your"
+    )
+)
+
+
+def chunk_text(text: str, size: int, overlap: int) -> list[str]:
+    """Windows of about `size` characters that overlap by about `overlap`, cut at whitespace where possible."""
+    text = " ".join(text.split())
+    if len(text) <= size:
+        return [text] if text else []
+    overlap = min(overlap, size // 2)
+    chunks: list[str] = []
+    start = 0
+    while start < len(text):
+        end = min(start + size, len(text))
+        if end < len(text):
+            cut = text.rfind(" ", start + size // 2, end)
+            end = cut if cut > start else end
+        chunks.append(text[start:end].strip())
+        if end >= len(text):
+            break
+        nxt = end - overlap
+        space = text.find(" ", nxt, end)
+        start = space + 1 if space != -1 else nxt
+    return [c for c in chunks if c]
+
+
+def parse_uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise NotFound(f"no knowledge item {value}") from None
+
+
+class KnowledgeService:
+    def __init__(self, memory: MemoryService) -> None:
+        self.memory = memory
+        self.db = memory.db
+        self.settings = memory.settings
+
+    @property
+    def model(self) -> str:
+        return self.memory.embedder.model_name
+
+    async def _insert(
+        self, user_id: str, chunks: list[str], metadata: dict[str, Any], source: str | None, document: bool
+    ) -> dict[str, Any]:
+        vectors = await self.memory.embed(chunks)
+        doc_id = str(uuid.uuid4()) if document else None
+        ids: list[str] = []
+        async with self.db.transaction() as conn:
+            for i, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True)):
+                cur = await conn.execute(
+                    "INSERT INTO user_knowledge (user_id, document_id, source_document, chunk_index, chunk_count,"
+                    " content, content_hash, metadata, embedding, embedding_model)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::vector(384), %s) RETURNING id::text",
+                    (
+                        user_id,
+                        doc_id,
+                        source,
+                        i,
+                        len(chunks) if document else None,
+                        chunk,
+                        content_hash(chunk),
+                        Jsonb(metadata),
+                        vector_literal(vector),
+                        self.model,
+                    ),
+                )
+                row = await cur.fetchone()
+                assert row is not None
+                ids.append(row["id"])
+        return {"document_id": doc_id, "ids": ids, "chunks": len(ids)}
+
+    async def store_text(self, user_id: str, text: str, metadata: dict[str, Any]) -> dict[str, Any]:
+        """One item; storing the same text again returns the existing item."""
+        text = text.strip()
+        async with self.db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id::text FROM user_knowledge WHERE user_id = %s AND content_hash = %s AND document_id IS NULL"
+                " LIMIT 1",
+                (user_id, content_hash(text)),
+            )
+            found = await cur.fetchone()
+        if found is not None:
+            return {"id": found["id"], "action": "exists"}
+        out = await self._insert(user_id, [text], metadata, metadata.get("source"), document=False)
+        return {"id": out["ids"][0], "action": "created"}
+
+    async def add_document(
+        self, user_id: str, text: str, chunk_size: int, overlap: int, metadata: dict[str, Any], source: str | None
+    ) -> dict[str, Any]:
+        chunks = chunk_text(text, chunk_size, overlap)
+        if not chunks:
+            raise ValueError("the document has no text")
+        out = await self._insert(user_id, chunks, metadata, source, document=True)
+        return {**out, "source_document": source, "chunk_size": chunk_size, "overlap": overlap}
+
+    async def search(self, user_id: str, query: str, top_k: int, mode: Mode = "hybrid") -> list[dict[str, Any]]:
+        (vector,) = await self.memory.embed([query])
+        q = Query(query, vector, self.model, len(vector), mode)
+        mine = Slice("k", "user_id", user_id, top_k, exact=True)
+        async with self.db.connection() as conn:
+            rows = await hybrid_search(conn, CORPUS, q, [mine], WEIGHTS, {}, ["id", *COLUMNS])
+        return [_item(r) for r in rows]
+
+    async def retrieve_context(self, user_id: str, query: str, top_k: int) -> dict[str, Any]:
+        hits = await self.search(user_id, query, top_k)
+        context = "\n\n".join(f"[{i}] {h['content']}" for i, h in enumerate(hits, 1))
+        return {"query": query, "context": context, "sources": hits}
+
+    async def answer(self, user_id: str, query: str, context_limit: int) -> dict[str, Any]:
+        """An extractive answer: the sentences of the best chunks that share the most words with the question."""
+        hits = await self.search(user_id, query, context_limit)
+        citations = [
+            {
+                "n": i,
+                "id": h["id"],
+                "document_id": h["document_id"],
+                "chunk_index": h["chunk_index"],
+                "score": h["score"],
+                "excerpt": h["content"][:200],
+            }
+            for i, h in enumerate(hits, 1)
+        ]
+        if not hits:
+            return {
+                "answer": "I have no stored knowledge that matches this question.",
+                "citations": [],
+                "method": "extractive",
+            }
+        terms = {w for w in _WORD.findall(query.lower()) if w not in STOP}
+        scored: list[tuple[float, int, str]] = []
+        for n, h in enumerate(hits, 1):
+            for sentence in re.split(r"(?<=[.!?])\s+", h["content"]):
+                words = set(_WORD.findall(sentence.lower()))
+                overlap = len(terms & words) / max(len(terms), 1)
+                scored.append((overlap + 0.1 * float(h["score"]) - 0.01 * n, n, sentence.strip()))
+        scored.sort(key=lambda t: t[0], reverse=True)
+        best = [s for s in scored[:2] if s[2]]
+        text = " ".join(f"{s} [{n}]" for _, n, s in best)
+        return {
+            "answer": text,
+            "citations": citations,
+            "method": "extractive",
+            "note": "no language model is configured for answers; these are the best-matching stored sentences",
+        }
+
+    async def list_items(self, user_id: str, limit: int, offset: int) -> dict[str, Any]:
+        async with self.db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id::text, document_id::text, source_document, chunk_index, chunk_count,"
+                " left(content, 160) AS preview, metadata, created_at FROM user_knowledge WHERE user_id = %s"
+                " ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
+                (user_id, limit, offset),
+            )
+            rows = await cur.fetchall()
+            cur = await conn.execute("SELECT count(*) AS n FROM user_knowledge WHERE user_id = %s", (user_id,))
+            total = await cur.fetchone()
+        return {"items": [_plain(r) for r in rows], "total": int(total["n"]) if total else 0}
+
+    async def get_item(self, user_id: str, item_id: str) -> dict[str, Any]:
+        async with self.db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id::text, document_id::text, source_document, chunk_index, chunk_count, content, metadata,"
+                " created_at FROM user_knowledge WHERE id = %s AND user_id = %s",
+                (parse_uuid(item_id), user_id),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"no knowledge item {item_id}")
+        return _plain(row)
+
+    async def delete_item(self, user_id: str, item_id: str, whole_document: bool) -> dict[str, Any]:
+        """Delete one item, or every chunk of its document."""
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "DELETE FROM user_knowledge WHERE user_id = %(u)s AND (id = %(id)s OR (%(whole)s AND document_id ="
+                " (SELECT document_id FROM user_knowledge WHERE id = %(id)s AND user_id = %(u)s)))",
+                {"u": user_id, "id": parse_uuid(item_id), "whole": whole_document},
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"no knowledge item {item_id}")
+        return {"deleted": cur.rowcount}
+
+    async def status(self, user_id: str, model_configured: bool) -> dict[str, Any]:
+        async with self.db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) AS items, count(DISTINCT document_id) AS documents FROM user_knowledge"
+                " WHERE user_id = %s",
+                (user_id,),
+            )
+            row = await cur.fetchone()
+        return {
+            "status": "ok",
+            "items": int(row["items"]) if row else 0,
+            "documents": int(row["documents"]) if row else 0,
+            "embedding_model": self.model,
+            "retrieval": "hybrid (exact per-user cosine + ts_rank_cd), isa.core.search",
+            "generation": "extractive" if not model_configured else "extractive (model path not wired yet)",
+            "reranking": "not available",
+            "chunk_size": self.settings.chunk_size,
+            "chunk_overlap": self.settings.chunk_overlap,
+        }
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+
+
+def _item(row: dict[str, Any]) -> dict[str, Any]:
+    out = _plain(row)
+    out["id"] = str(row["id"])
+    out["document_id"] = str(row["document_id"]) if row["document_id"] else None
+    for k in ("score", "dense", "lex"):
+        out[k] = round(float(row[k]), 4)
+    out.pop("votes", None)
+    out.pop("slice", None)
+    return out

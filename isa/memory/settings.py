@@ -1,0 +1,17 @@
+"""Settings of the memory domain ([default.memory] in config/settings.toml)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class MemorySettings(BaseModel):
+    weight_similarity: float = Field(0.8, ge=0, le=1)  # search score = w_s*cosine + w_i*importance + w_r*recency
+    weight_importance: float = Field(0.1, ge=0, le=1)
+    weight_recency: float = Field(0.1, ge=0, le=1)
+    recency_half_life_days: float = Field(30.0, gt=0)
+    working_ttl_seconds: int = Field(86400, gt=0)
+    embed_threads: int = Field(2, ge=1)
+    chunk_size: int = Field(400, ge=50)  # characters per knowledge chunk
+    chunk_overlap: int = Field(80, ge=0)
+    max_document_chars: int = Field(2_000_000, ge=1000)

@@ -1,0 +1,255 @@
+"""SQL for the five memory tables; every statement filters by the owner's user_id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from isa.core.db import DictConnection, vector_literal
+
+TABLES = {
+    "factual": "factual_memories",
+    "episodic": "episodic_memories",
+    "semantic": "semantic_memories",
+    "procedural": "procedural_memories",
+    "working": "working_memories",
+}
+MEMORY_TYPES = tuple(TABLES)
+# Per type, the columns a search hit shows besides the common ones (fixed names, never from input).
+DETAIL_COLUMNS = {
+    "factual": ("fact_type", "subject", "predicate", "object_value"),
+    "episodic": ("episode_title", "occurred_at", "participants"),
+    "semantic": ("concept_name", "concept_category", "definition"),
+    "procedural": ("procedure_name", "domain", "steps"),
+    "working": ("context_type", "current_step", "expires_at"),
+}
+# Rows that may be returned at all: expired working memories and expired facts never are.
+LIVE = {
+    "factual": "(t.expires_at IS NULL OR t.expires_at > now())",
+    "working": "t.expires_at > now()",
+}
+
+
+@dataclass(frozen=True)
+class Filters:
+    types: tuple[str, ...] = MEMORY_TYPES
+    subject: str | None = None  # factual only
+    fact_type: str | None = None  # factual only
+    category: str | None = None  # semantic only
+    since: datetime | None = None
+    until: datetime | None = None
+    min_importance: float = 0.0
+
+
+@dataclass(frozen=True)
+class Blend:
+    similarity: float = 0.8
+    importance: float = 0.1
+    recency: float = 0.1
+    half_life_days: float = 30.0
+
+
+JSONB_COLUMNS = frozenset(
+    {"steps", "trigger_conditions", "key_events", "outcomes", "properties", "state_data", "next_actions"}
+)
+
+
+def _adapt(column: str, value: Any) -> Any:
+    """jsonb columns get Jsonb; Python lists elsewhere are Postgres arrays (participants, related_concepts)."""
+    return Jsonb(value) if column in JSONB_COLUMNS else value
+
+
+async def insert(conn: DictConnection, memory_type: str, values: dict[str, Any], model: str) -> dict[str, Any]:
+    """Insert one memory row (values include user_id, content, embedding) and return id/created_at."""
+    vector = values.pop("embedding")
+    cols = [*values.keys(), "embedding", "embedding_model"]
+    dims = len(vector)
+    placeholders = [sql.Placeholder(c) for c in values] + [
+        sql.SQL("{}::vector({})").format(sql.Placeholder("embedding"), sql.Literal(dims)),
+        sql.Placeholder("embedding_model"),
+    ]
+    stmt = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) RETURNING id::text, created_at").format(
+        t=sql.Identifier(TABLES[memory_type]),
+        cols=sql.SQL(", ").join(sql.Identifier(c) for c in cols),
+        vals=sql.SQL(", ").join(placeholders),
+    )
+    params = {k: _adapt(k, v) for k, v in values.items()}
+    params.update(embedding=vector_literal(vector), embedding_model=model)
+    cur = await conn.execute(stmt, params)
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def lock(conn: DictConnection, *key: str) -> None:
+    """Serialise writers of the same dedup key for the rest of the transaction."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", ("\x1f".join(key),))
+
+
+async def find_fact(conn: DictConnection, user_id: str, subject: str, predicate: str) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        "SELECT id::text, object_value, importance_score, confidence FROM factual_memories"
+        " WHERE user_id = %s AND lower(subject) = lower(%s) AND lower(predicate) = lower(%s)"
+        " ORDER BY updated_at DESC LIMIT 1",
+        (user_id, subject, predicate),
+    )
+    return await cur.fetchone()
+
+
+async def find_by_hash(conn: DictConnection, memory_type: str, user_id: str, content_hash: str) -> str | None:
+    cur = await conn.execute(
+        sql.SQL("SELECT id::text FROM {} WHERE user_id = %s AND content_hash = %s LIMIT 1").format(
+            sql.Identifier(TABLES[memory_type])
+        ),
+        (user_id, content_hash),
+    )
+    row = await cur.fetchone()
+    return None if row is None else str(row["id"])
+
+
+async def update_fact(conn: DictConnection, user_id: str, fact_id: str, values: dict[str, Any], model: str) -> None:
+    vector = values.pop("embedding")
+    sets = [sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in values]
+    sets.append(sql.SQL("embedding = {}::vector({})").format(sql.Placeholder("embedding"), sql.Literal(len(vector))))
+    sets.append(sql.SQL("embedding_model = {}").format(sql.Placeholder("embedding_model")))
+    stmt = sql.SQL("UPDATE factual_memories SET {} WHERE id = %(id)s AND user_id = %(user_id)s").format(
+        sql.SQL(", ").join(sets)
+    )
+    params = {**values, "embedding": vector_literal(vector), "embedding_model": model, "id": fact_id}
+    params["user_id"] = user_id
+    await conn.execute(stmt, params)
+
+
+async def reinforce(conn: DictConnection, memory_type: str, user_id: str, memory_id: str, importance: float) -> None:
+    """Seen again: raise importance to at least the new value and count the access."""
+    await conn.execute(
+        sql.SQL(
+            "UPDATE {} SET importance_score = greatest(importance_score, %s), access_count = access_count + 1,"
+            " last_accessed_at = now() WHERE id = %s AND user_id = %s"
+        ).format(sql.Identifier(TABLES[memory_type])),
+        (importance, memory_id, user_id),
+    )
+
+
+def search_sql(model: str, dims: int, filters: Filters, blend: Blend) -> sql.Composed:
+    """Exact per-user similarity over every requested type, blended with importance and recency.
+
+    Each arm reads only the caller's rows through its (user_id, ...) btree and computes the exact cosine distance:
+    with pgvector < 0.8 an HNSW scan filtered by user afterwards can return fewer rows than asked (docs/schema.md).
+    """
+    arms: list[sql.Composable] = []
+    for memory_type in filters.types:
+        conds = [sql.SQL("t.user_id = %(user_id)s"), sql.SQL("t.embedding_model = {}").format(sql.Literal(model))]
+        if memory_type in LIVE:
+            conds.append(sql.SQL(LIVE[memory_type]))
+        if filters.subject is not None and memory_type == "factual":
+            conds.append(sql.SQL("lower(t.subject) = lower(%(subject)s)"))
+        if filters.fact_type is not None and memory_type == "factual":
+            conds.append(sql.SQL("t.fact_type = %(fact_type)s"))
+        if filters.category is not None and memory_type == "semantic":
+            conds.append(sql.SQL("lower(t.concept_category) = lower(%(category)s)"))
+        if filters.since is not None:
+            conds.append(sql.SQL("t.created_at >= %(since)s"))
+        if filters.until is not None:
+            conds.append(sql.SQL("t.created_at < %(until)s"))
+        if filters.min_importance > 0:
+            conds.append(sql.SQL("t.importance_score >= %(min_importance)s"))
+        details = sql.SQL(", ").join(
+            sql.SQL("{}, t.{}").format(sql.Literal(c), sql.Identifier(c)) for c in DETAIL_COLUMNS[memory_type]
+        )
+        arms.append(
+            sql.SQL(
+                "SELECT {mt} AS memory_type, t.id::text AS id, t.content, t.importance_score, t.created_at,"
+                " 1 - (t.embedding::vector({d}) <=> (SELECT v FROM qv)) AS similarity,"
+                " jsonb_build_object({details}) AS details FROM {table} t WHERE {conds}"
+            ).format(
+                mt=sql.Literal(memory_type),
+                d=sql.Literal(dims),
+                details=details,
+                table=sql.Identifier(TABLES[memory_type]),
+                conds=sql.SQL(" AND ").join(conds),
+            )
+        )
+    return sql.SQL(
+        "WITH qv AS (SELECT %(qvec)s::vector({d}) AS v), hits AS MATERIALIZED ({arms})"
+        " SELECT h.*, {ws} * h.similarity + {wi} * h.importance_score"
+        " + {wr} * exp(-extract(epoch FROM now() - h.created_at) / 86400.0 / {hl}) AS score"
+        " FROM hits h WHERE h.similarity >= %(min_similarity)s ORDER BY score DESC, h.id LIMIT %(limit)s"
+    ).format(
+        d=sql.Literal(dims),
+        arms=sql.SQL(" UNION ALL ").join(arms),
+        ws=sql.Literal(blend.similarity),
+        wi=sql.Literal(blend.importance),
+        wr=sql.Literal(blend.recency),
+        hl=sql.Literal(blend.half_life_days / 0.6931471805599453),  # half-life -> e-folding time
+    )
+
+
+def search_params(
+    user_id: str, vector: list[float], filters: Filters, limit: int, min_similarity: float
+) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "qvec": vector_literal(vector),
+        "subject": filters.subject,
+        "fact_type": filters.fact_type,
+        "category": filters.category,
+        "since": filters.since,
+        "until": filters.until,
+        "min_importance": filters.min_importance,
+        "min_similarity": min_similarity,
+        "limit": limit,
+    }
+
+
+async def search(
+    conn: DictConnection,
+    user_id: str,
+    vector: list[float],
+    model: str,
+    filters: Filters,
+    blend: Blend,
+    limit: int,
+    min_similarity: float = -1.0,
+) -> list[dict[str, Any]]:
+    stmt = search_sql(model, len(vector), filters, blend)
+    cur = await conn.execute(stmt, search_params(user_id, vector, filters, limit, min_similarity))
+    return await cur.fetchall()
+
+
+async def list_rows(
+    conn: DictConnection, memory_type: str, user_id: str, where: str, params: dict[str, Any], limit: int
+) -> list[dict[str, Any]]:
+    """Newest rows of one type for the user; `where` is fixed text chosen by the caller (never input)."""
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in DETAIL_COLUMNS[memory_type])
+    stmt = sql.SQL(
+        "SELECT id::text, content, importance_score, created_at, {cols} FROM {t} t"
+        " WHERE t.user_id = %(user_id)s AND {live} AND {where} ORDER BY t.created_at DESC LIMIT %(limit)s"
+    ).format(
+        cols=cols,
+        t=sql.Identifier(TABLES[memory_type]),
+        live=sql.SQL(LIVE.get(memory_type, "TRUE")),
+        where=sql.SQL(where),
+    )
+    cur = await conn.execute(stmt, {**params, "user_id": user_id, "limit": limit})
+    return await cur.fetchall()
+
+
+async def statistics(conn: DictConnection, user_id: str) -> dict[str, Any]:
+    parts: list[sql.Composable] = [
+        sql.SQL("(SELECT count(*) FROM {t} t WHERE t.user_id = %(u)s AND {live}) AS {name}").format(
+            t=sql.Identifier(table),
+            live=sql.SQL(LIVE.get(mt, "TRUE")),
+            name=sql.Identifier(mt),
+        )
+        for mt, table in TABLES.items()
+    ]
+    parts.append(sql.SQL("(SELECT count(*) FROM session_messages WHERE user_id = %(u)s) AS session_messages"))
+    parts.append(sql.SQL("(SELECT count(*) FROM sessions WHERE user_id = %(u)s) AS sessions"))
+    cur = await conn.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(parts), {"u": user_id})
+    row = await cur.fetchone()
+    return dict(row or {})

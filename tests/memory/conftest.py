@@ -1,0 +1,3 @@
+from tests.support.memory import mkeys, node
+
+__all__ = ["mkeys", "node"]
