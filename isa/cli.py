@@ -106,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     from isa.auth.cli import add_commands as auth_commands
 
     auth_commands(sub, _settings)
+    from isa.catalog.cli import add_commands as catalog_commands
+
+    catalog_commands(sub, _settings)
+    from isa.files.cli import add_commands as files_commands
+
+    files_commands(sub, _settings)
+    from isa.events.cli import add_commands as events_commands
+
+    events_commands(sub, _settings)
     return parser
 
 

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 ROLE_DOMAINS: dict[str, tuple[str, ...]] = {
     # The user service and the event service ran on the MCP host in the original; they still do.
-    "mcp": ("isa.auth",),
-    "model": ("isa.auth",),
-    "agent": ("isa.auth",),
+    "mcp": (
+        "isa.auth",
+        "isa.catalog",
+        "isa.users",
+        "isa.files",
+        "isa.mcp",
+        "isa.prompts",
+        "isa.agent",
+        "isa.events",
+        "isa.web",
+        "isa.memory",
+    ),
+    "model": ("isa.auth", "isa.model"),
+    "agent": ("isa.auth", "isa.agent"),
 }
 # Each domain once, in the order the single roles list them.
 ROLE_DOMAINS["all"] = tuple(dict.fromkeys(d for role in ("mcp", "model", "agent") for d in ROLE_DOMAINS[role]))

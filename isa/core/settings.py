@@ -117,7 +117,8 @@ def _validators(role: str, env_name: str) -> list[Validator]:
     if env_name == "production":
         rules.append(_required("DATABASE.URL", "in production (no embedded database there)"))
     if role == "agent":
-        rules += [_required(name, "for role agent") for name in ("SERVICES.MODEL_URL", "SERVICES.MCP_URL")]
+        names = ("SERVICES.MODEL_URL", "SERVICES.MCP_URL", "AUTH.TOKEN_SECRET")  # the agent acts for users upstream
+        rules += [_required(name, "for role agent") for name in names]
     return rules
 
 

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pydantic import ValidationError
 from starlette.routing import Route
 
+from isa.core import health
 from isa.core.builder import AppBuilder
 from isa.core.errors import ApiError
 from isa.core.settings import ConfigError
@@ -37,9 +38,10 @@ def register(builder: AppBuilder) -> None:
     builder.add_routes(
         Route("/v1/openapi.json", openapi.openapi_json, methods=["GET"]),
         Route("/v1/docs", openapi.docs, methods=["GET"]),
+        Route("/docs", openapi.docs, methods=["GET"]),
+        # Liveness under the gateway's own prefix, so a caller behind a path-routing balancer can probe it.
+        Route("/v1/health", health.live, methods=["GET"]),
     )
-    if builder.state.role == "model":  # in role "all", /docs belongs to the node's main service
-        builder.add_routes(Route("/docs", openapi.docs, methods=["GET"]))
     # Vision content parts carry base64 images; audio uploads are bigger still.
     builder.allow_body("/v1/chat/completions", settings.max_request_bytes)
     builder.allow_body("/api/v1/invoke", settings.max_audio_bytes)

@@ -1,8 +1,7 @@
 """The model role's OpenAPI description (/v1/openapi.json) and a self-contained /docs page.
 
 The mcp role serves the user service's /openapi.json, so in role "all" the two can't share that
-path: the model gateway's document always lives at /v1/openapi.json; /docs shows it on a model
-node and /v1/docs everywhere.
+path: the model gateway's document lives at /v1/openapi.json, shown by /docs (and /v1/docs).
 """
 
 from __future__ import annotations

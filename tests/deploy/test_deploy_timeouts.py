@@ -31,7 +31,7 @@ DOCUMENTED_HEARTBEAT_SECONDS = 15
 @pytest.fixture()
 def node_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Settings]:
     """The effective settings of each role on an EC2 node: packaged defaults, production, /etc/isa/settings.toml
-    and /etc/isa/common.env as bootstrap.sh writes them, plus a database URL standing in for the secret."""
+    and /etc/isa/common.env as bootstrap.sh writes them, plus the common secret's values (docs/deploy.md step 5)."""
     out = {}
     for role in SINGLE_ROLES:
         values = template_values(role)
@@ -44,6 +44,7 @@ def node_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
         monkeypatch.setenv("ISA_SETTINGS_FILE", str(settings_file))
         monkeypatch.setenv("ISA_DATA_DIR", str(tmp_path / "data"))
         monkeypatch.setenv("ISA_DATABASE__URL", "postgresql://isa@db.example.test:5432/isa")
+        monkeypatch.setenv("ISA_AUTH__TOKEN_SECRET", "stand-in-for-the-common-secret-0123456789")
         out[role] = load_settings(role)
     return out
 

@@ -1,15 +1,14 @@
 """The multi-node layout rehearsed on one machine: mcp, two model instances and agent as separate `isa serve`
 processes on loopback, behind nginx configured from deploy/routing.json (the table the ALB rules come from).
 
-Every step talks to nginx only. Steps whose routes a domain has not added yet are skipped with the missing route
-named (the lead tightens this once every domain has landed):
+Every step talks to nginx only; the model nodes call a scripted OpenAI-wire fake provider on loopback:
   1. each node's health, through its per-node location (the ALB health-checks targets directly)
   2. every route of every role reaches a node of the role the table names; unrouted paths and /metrics get a 404
   3. an API key made with `isa keys create` authenticates a user-service call
   4. a file upload, listing and download (files domain)
   5. tool discovery over HTTP (POST /discover)
   6. MCP tools/list with the official SDK client
-  7. a streamed agent chat (SSE through the proxy)
+  7. a streamed agent chat (SSE through the proxy) answered by the scripted provider through a model node
   8. SIGTERM to one of the two model instances under light load: no request fails
 """
 
@@ -35,6 +34,7 @@ from starlette.applications import Starlette
 
 from tests.support.deploy import SINGLE_ROLES, route_templates, routing, sample_path, serves_get, serves_method
 from tests.support.deploy import tf_default as _tf_default
+from tests.support.fake_openai import FAKE_KEY_ENV, FakeOpenAI, Reply, model_section
 from tests.support.procs import IsaProcess, free_port, isa_serve, port_open, wait_for
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
@@ -45,7 +45,8 @@ USER = "rehearsal-user"
 # listener closes, in-flight requests finish) with nginx's proxy_next_upstream standing in for the ALB's routing.
 MODEL_ENV = {"ISA_SERVER__DRAIN_SECONDS": "1", "ISA_SERVER__GRACEFUL_TIMEOUT_SECONDS": "5"}
 # The rehearsal is about routing and failover, not the per-principal rate limit (tests/auth covers that).
-NODE_ENV = {"ISA_AUTH__RATE_LIMIT__PRINCIPAL_LIMIT": "0"}
+# Every node shares the token secret: the agent acts for the user upstream with isa-issued tokens.
+NODE_ENV = {"ISA_AUTH__RATE_LIMIT__PRINCIPAL_LIMIT": "0", "ISA_AUTH__TOKEN_SECRET": "rehearsal-token-secret-0123456789"}
 # Light load: two clients at a fixed rate each, bounded in count and time.
 LOAD_CLIENTS = 2
 LOAD_INTERVAL_SECONDS = 0.02
@@ -104,8 +105,18 @@ def _raise(run_dir: Path) -> bool:
 
 
 @pytest.fixture(scope="module")
-def topology(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, pg_admin_url: str) -> Iterator[Topology]:
+def fake_provider() -> Iterator[FakeOpenAI]:
+    os.environ[FAKE_KEY_ENV] = "sk-rehearsal-fake"
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def topology(
+    tmp_path_factory: pytest.TempPathFactory, data_dir: Path, pg_admin_url: str, fake_provider: FakeOpenAI
+) -> Iterator[Topology]:
     """The nodes join the test run's embedded database (pg_admin_url started it), so all four start at once."""
+    model_env = NODE_ENV | MODEL_ENV | {"ISA_MODEL": "@json " + json.dumps(model_section(fake_provider))}
     base = tmp_path_factory.mktemp("rehearsal")
     logs = base / "logs"
     logs.mkdir()
@@ -113,8 +124,8 @@ def topology(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, pg_admin_
     url = f"http://127.0.0.1:{nginx_port}"
     with ExitStack() as stack:
         mcp = stack.enter_context(isa_serve("mcp", data_dir, env=NODE_ENV, log_dir=logs))
-        model_a = stack.enter_context(isa_serve("model", data_dir, env=NODE_ENV | MODEL_ENV, log_dir=logs))
-        model_b = stack.enter_context(isa_serve("model", data_dir, env=NODE_ENV | MODEL_ENV, log_dir=logs))
+        model_a = stack.enter_context(isa_serve("model", data_dir, env=model_env, log_dir=logs))
+        model_b = stack.enter_context(isa_serve("model", data_dir, env=model_env, log_dir=logs))
         # The agent reaches the model and mcp roles through the proxy, like an internal load balancer.
         agent = stack.enter_context(
             isa_serve(
@@ -250,23 +261,29 @@ def test_mcp_tools_list_works_through_the_proxy_with_the_sdk_client(
 
 
 def test_an_agent_chat_streams_server_sent_events_through_the_proxy(
-    topology: Topology, api_key: str, role_apps: dict[str, Starlette]
+    topology: Topology, api_key: str, fake_provider: FakeOpenAI
 ) -> None:
-    _require(role_apps["agent"], "POST", "/api/chat", "issue 6")
-    events = []
-    with (
-        topology.client(headers=topology.auth()) as client,
-        client.stream("POST", "/api/chat", json={"message": "hello"}, timeout=60) as response,
-    ):
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
-            if line.startswith("data:"):
-                events.append(line[5:].strip())
-            if events and events[-1] == "[DONE]":
-                break
-    # Without a scripted provider the run may end in an error event; either way the stream must arrive and end.
-    assert events and events[-1] == "[DONE]", events[-3:]
+    answer = "Hello from the scripted provider, through nginx."
+    fake_provider.script("gpt-4o-mini", Reply(text=answer))
+    events: list[dict[str, object]] = []
+    with topology.client(headers=topology.auth()) as client:
+        assert client.post("/api/v1/users/ensure", json={}).status_code in (200, 201)  # grants the free plan
+        with client.stream("POST", "/api/chat", json={"message": "say hello"}, timeout=60) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert topology.role_of(response) == "agent"
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    break
+                events.append(json.loads(payload))
+    types = [e["type"] for e in events]
+    assert types[0] == "start" and "end" in types and "error" not in types, types
+    streamed = "".join(str(e.get("content", "")) for e in events if e["type"] == "custom_stream")
+    assert answer in streamed or any(answer in str(e.get("content")) for e in events), events[-3:]
+    assert fake_provider.count("gpt-4o-mini") >= 1  # a model node really called the provider
 
 
 def _load_path(topology: Topology, role_apps: dict[str, Starlette]) -> str:

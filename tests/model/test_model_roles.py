@@ -48,6 +48,7 @@ def test_role_all_serves_the_gateway_description_beside_the_user_services(settin
         spec = client.get("/v1/openapi.json")
         assert spec.status_code == 200 and "/v1/chat/completions" in spec.json()["paths"]
         assert client.get("/v1/docs").status_code == 200
-        # /docs and /openapi.json stay free for the node's main service in role "all".
+        # /openapi.json stays the user service's in role "all"; /docs shows the gateway on every node.
         gateway_paths = [r.path for r in client.app.routes if getattr(r, "endpoint", None) in (docs, openapi_json)]  # type: ignore[attr-defined]
-        assert sorted(gateway_paths) == ["/v1/docs", "/v1/openapi.json"]
+        assert sorted(gateway_paths) == ["/docs", "/v1/docs", "/v1/openapi.json"]
+        assert "/api/v1/users/ensure" in client.get("/openapi.json").json()["paths"]

@@ -55,12 +55,19 @@ class IsaProcess:
         return httpx.get(self.url + path, timeout=10, **kwargs)  # type: ignore[arg-type]
 
     def wait_ready(self, timeout: float = 60) -> None:
+        last: list[str] = []
+
         def ready() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"isa exited with {self.proc.returncode}: {self.log()}")
-            return self.get("/health/ready").status_code == 200
+            response = self.get("/health/ready")
+            last[:] = [f"{response.status_code} {response.text[:300]}"]
+            return response.status_code == 200
 
-        wait_for(ready, timeout)
+        try:
+            wait_for(ready, timeout)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; {self.url} last answered {last}; log: {self.log()[-1500:]}") from None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
