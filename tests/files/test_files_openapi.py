@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +12,7 @@ import pytest
 from isa.core.settings import Settings
 from tests.support.auth import create_key
 from tests.support.files import png
+from tests.support.fuzz import run_schemathesis
 from tests.support.procs import IsaProcess, isa_serve
 
 FILE_ROUTES = r"^/api/v1/(users/\{user_id\}/files|storage/local/)"
@@ -79,42 +77,17 @@ def test_schemathesis_finds_no_500_on_the_files_routes(
     target: tuple[IsaProcess, str, str, list[str]], tmp_path: Path
 ) -> None:
     node, key, user, (keep, delete) = target
-    config = tmp_path / "schemathesis.toml"
-    config.write_text(
-        f'[parameters]\n"path.user_id" = "{user}"\n"path.file_id" = "{keep}"\n\n'
-        f'[[operations]]\ninclude-method = "DELETE"\nparameters = {{ "path.file_id" = "{delete}" }}\n'
+    tested, report = run_schemathesis(
+        node.url,
+        key,
+        tmp_path,
+        paths=FILE_ROUTES,
+        config=(
+            f'[parameters]\n"path.user_id" = "{user}"\n"path.file_id" = "{keep}"\n\n'
+            f'[[operations]]\ninclude-method = "DELETE"\nparameters = {{ "path.file_id" = "{delete}" }}\n'
+        ),
+        max_examples=10,
+        time_budget=TIME_BUDGET,
     )
-    command = [
-        str(Path(sys.executable).parent / "schemathesis"),
-        "--config-file",
-        str(config),
-        "--no-color",
-        "run",
-        f"{node.url}/openapi.json",
-        "--include-path-regex",
-        FILE_ROUTES,
-        "--checks",
-        "not_a_server_error",
-        "--phases",
-        "examples,coverage,fuzzing",
-        "--max-examples",
-        "10",
-        "--max-time",
-        str(TIME_BUDGET),
-        "--workers",
-        "2",
-        "--seed",
-        "20261127",
-        "--request-timeout",
-        "10",
-        "--generation-database",
-        "none",
-        "--header",
-        f"Authorization: Bearer {key}",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=TIME_BUDGET + 60, cwd=tmp_path)
-    report = result.stdout[-6000:] + result.stderr[-2000:]
-    assert result.returncode == 0, report
-    tested = re.search(r"Tested: (\d+)", result.stdout)
-    assert tested is not None and int(tested.group(1)) >= 13, report
+    assert tested >= 13, report
     assert "internal_error" not in node.log(), node.log()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ from isa.app import create_app
 from isa.core.settings import Settings
 from tests.support.auth import create_key
 from tests.support.fake_stripe import FakeStripe
+from tests.support.fuzz import run_schemathesis
 from tests.support.procs import IsaProcess, isa_serve
 
 # The user service's own routes (the Files routes under /users/{user_id}/files belong to another suite).
@@ -113,45 +111,16 @@ def test_schemathesis_finds_no_500_on_the_user_routes(
     server, key, user_id, sessions = fuzz_target
     # Real ids for the path parameters, so the fuzzer reaches the handlers behind the ownership 404s;
     # DELETE gets a session of its own so the other operations keep theirs.
-    config = tmp_path / "schemathesis.toml"
-    config.write_text(
-        f'[parameters]\n"path.session_id" = "{sessions[0]}"\n"path.user_id" = "{user_id}"\n\n'
-        f'[[operations]]\ninclude-method = "DELETE"\nparameters = {{ "path.session_id" = "{sessions[1]}" }}\n'
+    tested, report = run_schemathesis(
+        server.url,
+        key,
+        tmp_path,
+        paths=USER_ROUTES,
+        config=(
+            f'[parameters]\n"path.session_id" = "{sessions[0]}"\n"path.user_id" = "{user_id}"\n\n'
+            f'[[operations]]\ninclude-method = "DELETE"\nparameters = {{ "path.session_id" = "{sessions[1]}" }}\n'
+        ),
+        max_examples=EXAMPLES,
+        time_budget=TIME_BUDGET,
     )
-    command = [
-        str(Path(sys.executable).parent / "schemathesis"),
-        "--config-file",
-        str(config),
-        "--no-color",
-        "run",
-        f"{server.url}/openapi.json",
-        "--include-path-regex",
-        USER_ROUTES,
-        "--checks",
-        "not_a_server_error",
-        "--phases",
-        "examples,coverage,fuzzing",
-        "--max-examples",
-        str(EXAMPLES),
-        "--max-time",
-        str(TIME_BUDGET),
-        # One worker: CPython 3.11's ast.parse is not thread-safe, and hypothesis calls it while
-        # describing filters, so parallel workers occasionally die with a SystemError.
-        "--workers",
-        "1",
-        "--seed",
-        "20261127",
-        "--request-timeout",
-        "10",
-        "--generation-database",
-        "none",
-        "--header",
-        f"Authorization: Bearer {key}",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=TIME_BUDGET + 60, cwd=tmp_path)
-    # The summary and failure sections are at the end; the key is filtered out of them by schemathesis.
-    report = result.stdout[-8000:] + result.stderr[-2000:]
-    assert result.returncode == 0, report
-    # Every user route was exercised, not skipped before a request.
-    tested = re.search(r"Tested: (\d+)", result.stdout)
-    assert tested is not None and int(tested.group(1)) >= 26, report
+    assert tested >= 26, report
