@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from isa.auth.settings import auth_settings
+from isa.auth.model_client import model_client
 from isa.core.builder import AppBuilder
 from isa.web.analysis import ModelAnalyst
 from isa.web.service import WebError, WebService
@@ -17,10 +17,8 @@ __all__ = ["WebError", "WebService", "WebSettings", "register"]
 def register(builder: AppBuilder) -> None:
     settings = builder.settings
     web = settings.section("web", WebSettings)
-    auth = auth_settings(settings)
-    analyst = None
-    if settings.services.model_url and auth.isa_tokens_enabled:
-        analyst = ModelAnalyst(settings.services.model_url, auth, web.analysis_model, web.analysis_timeout_seconds)
+    client = model_client(settings, web.analysis_timeout_seconds, user_agent="isa-web")
+    analyst = ModelAnalyst(client, web.analysis_model) if client else None
     service = WebService(web, analyst=analyst)
     builder.provide("web", service)
 

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from isa.auth.model_client import ModelClient
 from isa.auth.principal import Principal
 from isa.auth.settings import auth_settings
 from isa.core.settings import Settings
@@ -44,7 +45,7 @@ async def test_the_model_node_answers_as_the_user_and_sees_the_page_fenced_as_un
 ) -> None:
     url, seen = model_node
     auth = auth_settings(settings_with(settings, auth={"token_secret": SECRET}))
-    service = WebService(web_settings(page_server), analyst=ModelAnalyst(url, auth, "default", 10))
+    service = WebService(web_settings(page_server), analyst=ModelAnalyst(ModelClient(url, auth, 10), "default"))
     alice = Principal(user_id="alice", scopes=frozenset({"write"}), via="api_key", key_id="k1")
     out = await service.crawl("alice", page_server.url + "/", "what does it sell?", alice)
     assert out["analysis"] == "The home page has a table of fruit prices."

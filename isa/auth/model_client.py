@@ -1,0 +1,88 @@
+"""Calling the model node as a user: one client for every domain that needs an LLM on the mcp node.
+
+Web analysis and automation, memory extraction, knowledge answers and discovery's optional rerank all go
+through here. Each call carries a short isa token minted for the calling user (never the caller's own
+credential), so the model node bills and rate-limits that user. No retries here: the model node's router
+owns retries and fallbacks (exactly one layer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from isa.auth.principal import Principal, expand_scopes, minimal_scopes
+from isa.auth.settings import AuthSettings, auth_settings
+from isa.auth.tokens import mint_access_token
+from isa.core.logging import get_logger
+from isa.core.settings import Settings
+
+log = get_logger(__name__)
+
+
+class ModelUnavailable(Exception):
+    """The model node is not configured or did not answer usefully; the message says which (no secrets)."""
+
+
+class ModelClient:
+    """POSTs OpenAI-wire requests to `services.model_url` with a token minted for the user."""
+
+    def __init__(self, model_url: str, auth: AuthSettings, timeout: float = 60.0, user_agent: str = "isa") -> None:
+        self.model_url = model_url.rstrip("/")
+        self.auth = auth
+        self.timeout = timeout
+        self.user_agent = user_agent
+
+    def _headers(self, principal: Principal) -> dict[str, str]:
+        scopes = minimal_scopes(expand_scopes(principal.scopes) & {"read", "write"}) or ["read"]
+        token, _ = mint_access_token(self.auth, principal.user_id, scopes, None, 5)
+        return {"Authorization": f"Bearer {token}", "User-Agent": self.user_agent}
+
+    async def post(self, principal: Principal, path: str, body: dict[str, Any]) -> Any:
+        """POST `body` to `path` on the model node; the decoded JSON answer, or ModelUnavailable."""
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout, trust_env=False, follow_redirects=False) as client:
+                response = await client.post(self.model_url + path, json=body, headers=self._headers(principal))
+        except httpx.HTTPError as exc:
+            raise ModelUnavailable(f"the model node is unreachable ({type(exc).__name__})") from None
+        if response.status_code != 200:
+            log.warning("model_call_failed", path=path, status=response.status_code)
+            raise ModelUnavailable(f"the model node answered HTTP {response.status_code}")
+        try:
+            return response.json()
+        except ValueError:
+            raise ModelUnavailable("the model node's answer is not JSON") from None
+
+    async def chat(
+        self,
+        principal: Principal,
+        messages: list[dict[str, Any]],
+        *,
+        model: str,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """One non-streaming chat completion; returns the first choice's message (content, tool_calls)."""
+        answer = await self.post(principal, "/v1/chat/completions", {"model": model, "messages": messages, **options})
+        try:
+            message = answer["choices"][0]["message"]
+        except (KeyError, IndexError, TypeError):
+            raise ModelUnavailable("the model node's answer has no message") from None
+        if not isinstance(message, dict):
+            raise ModelUnavailable("the model node's answer has no message")
+        return message
+
+    async def complete(
+        self, principal: Principal, messages: list[dict[str, Any]], *, model: str, **options: Any
+    ) -> str:
+        """The text of one chat completion."""
+        message = await self.chat(principal, messages, model=model, **options)
+        return str(message.get("content") or "")
+
+
+def model_client(settings: Settings, timeout: float = 60.0, user_agent: str = "isa") -> ModelClient | None:
+    """A client when this node can reach the model node as a user (model_url and isa tokens set), else None."""
+    auth = auth_settings(settings)
+    if not settings.services.model_url or not auth.isa_tokens_enabled:
+        return None
+    return ModelClient(settings.services.model_url, auth, timeout, user_agent)
