@@ -6,8 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-
 from isa.catalog.adapter import QueryAdapter
 from isa.catalog.models import CatalogItem, SearchFilters, SyncReport
 from isa.catalog.routes import ROUTES
@@ -26,10 +24,6 @@ def build_service(builder: AppBuilder) -> CatalogService:
 
 
 def register(builder: AppBuilder) -> None:
-    # One query is a chain of small matrix products: a second BLAS thread only adds hand-offs, and under load
-    # (more runnable threads than cores) it turned a 10 ms embedding into 700+ ms here. Parallelism comes from
-    # serving several requests at once instead (embed_threads).
-    threadpool_limits(limits=1, user_api="blas")
     service = build_service(builder)
     builder.provide("catalog", service)
     builder.add_routes(*ROUTES)

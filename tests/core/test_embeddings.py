@@ -1,4 +1,4 @@
-"""The numpy MiniLM embedder against vectors computed by sentence-transformers (torch).
+"""The onnxruntime MiniLM embedder against vectors computed by sentence-transformers (torch).
 
 The reference file was produced outside the product venv; its "produced_by" field has the command.
 """
