@@ -16,7 +16,7 @@ from playwright.async_api import Browser, BrowserContext, Playwright, Route, asy
 
 from isa.core.egress import EgressBlocked, EgressPolicy
 from isa.core.logging import get_logger
-from isa.web.proxy import EgressProxy
+from isa.web.proxy import EgressProxy, _refuse
 from isa.web.settings import WebSettings
 
 log = get_logger(__name__)
@@ -32,6 +32,34 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 CLOSE_TIMEOUT = 10.0
+# Chromium's own service endpoints, which it still calls despite the flags above (the component updater was seen
+# at start-up): public, so the guard alone would let them out. No page needs them; accounts.google.com (also
+# called once at start-up, without cookies in a fresh profile) stays reachable because users do visit it.
+BROWSER_SERVICE_HOSTS = (
+    "update.googleapis.com",
+    "clients2.google.com",
+    "safebrowsing.googleapis.com",
+    "optimizationguide-pa.googleapis.com",
+    "content-autofill.googleapis.com",
+    "clientservices.googleapis.com",
+    "redirector.gvt1.com",
+)
+
+
+class BrowserProxy(EgressProxy):
+    """The egress proxy, also refusing chromium's own background service hosts."""
+
+    background_blocked = 0
+
+    async def _dial(
+        self, host: str, port: int, writer: asyncio.StreamWriter
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        name = host.strip("[]").rstrip(".").lower()
+        if any(name == h or name.endswith("." + h) for h in BROWSER_SERVICE_HOSTS):
+            self.background_blocked += 1
+            await _refuse(writer, b"403 Forbidden")
+            return None
+        return await super()._dial(host, port, writer)
 
 
 class BrowserBusy(Exception):
@@ -44,7 +72,7 @@ class BrowserPool:
     def __init__(self, settings: WebSettings, policy: EgressPolicy) -> None:
         self.settings = settings
         self.policy = policy
-        self.proxy = EgressProxy(policy)
+        self.proxy = BrowserProxy(policy)
         self._slots = asyncio.Semaphore(settings.max_contexts)
         self._per_user: dict[str, int] = {}
         self._user_freed = asyncio.Condition()

@@ -150,25 +150,29 @@ class WebService:
 
         return await self.browse(user_id, url, run)
 
-    async def browse(self, user_id: str, url: str, action: Callable[[BrowserPage], Awaitable[T]]) -> T:
-        """Open `url` in a pooled context and run `action` on the page, within the page budget."""
+    async def browse(
+        self, user_id: str, url: str, action: Callable[[BrowserPage], Awaitable[T]], budget: float | None = None
+    ) -> T:
+        """Open `url` in a pooled context and run `action` on the page, all within `budget` (the page budget)."""
         try:
             await self.policy.vet(url)  # before the browser sees it: scheme, literals, names, DNS
         except EgressBlocked as exc:
             raise WebError("blocked", str(exc)) from None
-        budget = self.settings.page_timeout_seconds
+        load = self.settings.page_timeout_seconds
+        budget = budget or load
         try:
             async with self.pool.context(user_id) as ctx:
                 try:
                     async with asyncio.timeout(budget):
                         page = await ctx.new_page()
-                        response = await page.goto(url, wait_until="load", timeout=budget * 1000)
-                        if response is not None and BLOCKED_HEADER.decode() in response.headers:
+                        response = await page.goto(url, wait_until="load", timeout=min(load, budget) * 1000)
+                        if response is not None and BLOCKED_HEADER.decode().lower() in response.headers:
                             raise WebError("blocked", "blocked: the page or a redirect hop is not a public address")
                         self.policy.check_static(page.url)  # the final URL, after in-browser redirects
                         return await action(page)
                 except TimeoutError:
-                    raise WebError("timeout", f"the page did not load within {budget:g} s") from None
+                    what = "the page did not load" if budget == load else "the browser run did not finish"
+                    raise WebError("timeout", f"{what} within {budget:g} s") from None
                 except EgressBlocked as exc:
                     raise WebError("blocked", str(exc)) from None
                 except PlaywrightError as exc:
@@ -178,7 +182,7 @@ class WebService:
                     if "crash" in message.lower():
                         raise WebError("crashed", "the page crashed the browser's renderer") from None
                     if "Timeout" in message:
-                        raise WebError("timeout", f"the page did not load within {budget:g} s") from None
+                        raise WebError("timeout", f"the page did not load within {min(load, budget):g} s") from None
                     raise WebError("browser_failed", f"the browser could not load the page: {message[:200]}") from None
         except BrowserBusy as exc:
             raise WebError("busy", str(exc)) from None

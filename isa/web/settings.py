@@ -1,4 +1,4 @@
-"""The `web` settings section: allow list, limits, browser pool and the search provider."""
+"""The `web` settings section: allow list, limits, browser pool, the search provider and automation bounds."""
 
 from __future__ import annotations
 
@@ -29,3 +29,10 @@ class WebSettings(BaseModel):
     brave_api_key: str = ""
     brave_api_base: str = "https://api.search.brave.com"
     search_timeout_seconds: float = Field(10.0, gt=0)
+    # web_automation: the model (group) that plans the steps, and the bounds of one run.
+    automation_model: str = "default"
+    automation_max_steps: int = Field(15, ge=1, le=100)
+    automation_deadline_seconds: float = Field(180.0, gt=0)
+    automation_action_timeout_seconds: float = Field(10.0, gt=0)
+    automation_max_wait_ms: int = Field(5000, ge=0, le=60_000)
+    automation_step_thumbnails: int = Field(10, ge=0, le=100)

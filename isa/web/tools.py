@@ -1,4 +1,4 @@
-"""MCP tools: web_search, web_crawl, web_screenshot. Their output is untrusted page content."""
+"""MCP tools: web_search, web_crawl, web_screenshot, web_automation. Their output is untrusted page content."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pydantic import Field
 
 from isa.mcp.context import current_call
 from isa.mcp.envelope import envelope, to_result
-from isa.mcp.registry import Capabilities
+from isa.mcp.registry import Capabilities, SecurityLevel
+from isa.web.automation import WebAutomation
 from isa.web.service import WebError, WebService
 
 capabilities = Capabilities("isa.web")
@@ -66,3 +67,41 @@ async def web_screenshot(url: Annotated[str, Field(min_length=1, max_length=2000
     result = to_result(envelope("success", "web_screenshot", data, untrusted=True), untrusted=True)
     image = ImageContent(type="image", data=base64.b64encode(png).decode("ascii"), mime_type="image/png")
     return result.model_copy(update={"content": [*result.content, image]})
+
+
+def _automation() -> WebAutomation:
+    service = _service()
+    return WebAutomation(service, service.analyst.client if service.analyst else None)
+
+
+@capabilities.tool(
+    category="web",
+    keywords=["automation", "browser", "click", "fill form", "submit", "navigate", "interact"],
+    untrusted_output=True,
+    # It acts on the web for the user (submits forms, posts, signs up), steered by a model that reads untrusted
+    # pages: a human approves each exact (url, task) first, as for every other irreversible outside effect.
+    security=SecurityLevel.HIGH,
+    scope="write",
+    cost_credits=2,  # the browser context held for up to the deadline; the model node bills its own calls
+    rate_limit_per_minute=10,
+)
+async def web_automation(
+    url: Annotated[str, Field(min_length=1, max_length=2000)],
+    task: Annotated[str, Field(min_length=1, max_length=4000)],
+) -> CallToolResult:
+    """Carry out a task on a web page (click, type, select, scroll, wait), planned step by step by the model."""
+    call = current_call()
+    try:
+        run = await _automation().run(call.principal, url, task)
+    except WebError as exc:
+        raise ToolError(f"{exc.code}: {exc.message}") from None
+    # Image blocks: the final PNG (when taken), then the JPEG thumbnails a step's "thumbnail" index points into.
+    data = {**run.data, "final_screenshot": bool(run.screenshot), "thumbnails": len(run.thumbnails)}
+    result = to_result(envelope("success", "web_automation", data, untrusted=True), untrusted=True)
+    images = [ImageContent(type="image", data=base64.b64encode(run.screenshot).decode("ascii"), mime_type="image/png")]
+    images = images if run.screenshot else []
+    images += [
+        ImageContent(type="image", data=base64.b64encode(t).decode("ascii"), mime_type="image/jpeg")
+        for t in run.thumbnails
+    ]
+    return result.model_copy(update={"content": [*result.content, *images]})
