@@ -9,7 +9,7 @@ import anyio
 
 from isa.auth.settings import auth_settings
 from isa.core.builder import AppBuilder
-from isa.events import routes
+from isa.events import routes, task_routes
 from isa.events.service import EventService
 from isa.events.settings import EventsSettings
 from isa.events.worker import Worker
@@ -23,7 +23,7 @@ def register(builder: AppBuilder) -> None:
     worker = Worker(builder.state.db, settings, auth_settings(builder.settings))
     builder.provide("events", service)
     builder.provide("events.worker", worker)
-    builder.add_routes(*routes.ROUTES)
+    builder.add_routes(*routes.ROUTES, *task_routes.ROUTES)
     if settings.inprocess_worker:
         builder.add_lifespan(lambda: _inprocess(worker))
 

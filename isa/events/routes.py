@@ -32,9 +32,11 @@ def _invalid(exc: ValidationError, where: str) -> ApiError:
 
 async def _body(request: Request, model: type[M]) -> M:
     try:
-        return model.model_validate(json.loads(await request.body()))
-    except json.JSONDecodeError:
+        data = json.loads(await request.body())
+    except ValueError:  # not JSON, or not UTF-8 at all
         raise ApiError(422, "invalid_request", "the body is not JSON") from None
+    try:
+        return model.model_validate(data)
     except ValidationError as exc:
         raise _invalid(exc, "body") from None
 

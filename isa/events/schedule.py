@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_INTERVAL_MINUTES = {"web_monitor": 30, "schedule": 60, "news_digest": 60, "threshold_watch": 15}
+MAX_INTERVAL_SECONDS = 366 * 24 * 3600  # a year: beyond it a "monitor" is a mistake (and datetimes overflow)
 
 
 class ScheduleError(ValueError):
@@ -36,10 +37,12 @@ def interval_seconds(task_type: str, config: dict[str, Any], minimum: int) -> in
     value = DEFAULT_INTERVAL_MINUTES[task_type] if minutes is None else minutes
     try:
         seconds = int(float(value) * 60)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # also NaN and Infinity, which JSON bodies can carry
         raise ScheduleError(f"interval_minutes must be a number, got {value!r}") from None
     if seconds < minimum:
         raise ScheduleError(f"the interval must be at least {minimum} seconds")
+    if seconds > MAX_INTERVAL_SECONDS:
+        raise ScheduleError(f"the interval must be at most {MAX_INTERVAL_SECONDS // 86400} days")
     return seconds
 
 

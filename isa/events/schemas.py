@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,3 +50,24 @@ class EventQuery(_Body):
 
 class RecentQuery(_Body):
     limit: int = Field(default=10, ge=1, le=100)
+
+
+TaskType = Literal["web_monitor", "schedule", "news_digest", "threshold_watch"]
+TaskStatus = Literal["active", "paused", "completed", "failed", "cancelled"]
+
+
+class TaskIn(_Body):
+    """POST /api/v1/tasks; the service checks the config per task type, as for the create_background_task tool."""
+
+    task_type: TaskType
+    config: dict[str, Any] = Field(default_factory=dict)
+    name: Annotated[str, Field(max_length=200)] | None = None
+    description: Annotated[str, Field(max_length=2000)] | None = None
+    callback_url: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class TaskQuery(_Body):
+    status: TaskStatus | None = None
+    task_type: TaskType | None = None
+    limit: int = Field(default=50, ge=1, le=100)
+    offset: int = Field(default=0, ge=0, le=1_000_000)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from isa.core.db import Database
@@ -22,6 +23,17 @@ def payload_hash(payload: dict[str, Any]) -> str:
     """Fingerprint of a request body, independent of key order and whitespace."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a JSON value holds a NUL character anywhere (Postgres text and jsonb can't store one)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    return False
 
 
 def not_found(what: str = "event") -> ApiError:
@@ -100,6 +112,8 @@ class EventService:
         needs_agent: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         """Store one event -> (row, replayed). Same key: same payload replays, other payload 422, in flight 409."""
+        if has_nul([event_type, data]):
+            raise ApiError(422, "invalid_request", "text may not contain NUL characters")  # Postgres can't store them
         digest = payload_hash(fingerprint) if key else None
         async with self.db.transaction() as conn:
             if key is not None:
@@ -165,6 +179,8 @@ class EventService:
     ) -> dict[str, Any]:
         if task_type not in TASK_TYPES:
             raise ApiError(422, "invalid_request", f"task_type must be one of {', '.join(TASK_TYPES)}")
+        if has_nul([name, description, config, callback_url]):
+            raise ApiError(422, "invalid_request", "text may not contain NUL characters")  # Postgres can't store them
         _check_config(task_type, config)
         minimum = self.settings.min_interval_seconds
         try:
@@ -186,19 +202,51 @@ class EventService:
         async with self.db.transaction() as conn:
             return await store.insert_task(conn, user_id, values)
 
-    async def list_tasks(self, user_id: str, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    async def list_tasks(
+        self, user_id: str, status: str | None = None, limit: int = 100, offset: int = 0, task_type: str | None = None
+    ) -> list[dict[str, Any]]:
         async with self.db.connection() as conn:
-            return await store.list_tasks(conn, user_id, status, limit)
+            return await store.list_tasks(conn, user_id, status, limit, offset, task_type)
+
+    async def get_task(self, user_id: str, task_id: str) -> dict[str, Any]:
+        async with self.db.connection() as conn:
+            task = await store.get_task(conn, user_id, task_id)
+        if task is None:
+            raise not_found("task")
+        return task
+
+    async def run_now(self, user_id: str, task_id: str) -> dict[str, Any]:
+        """Make an active task due now (a worker runs it next round); at most once per min_interval_seconds."""
+        now = self.clock()
+        gap = timedelta(seconds=self.settings.min_interval_seconds)
+        async with self.db.transaction() as conn:
+            row = await store.make_due_now(conn, user_id, task_id, now, gap)
+            task = row or await store.get_task(conn, user_id, task_id)
+        if task is None:
+            raise not_found("task")
+        if row is not None:
+            return row
+        if task["status"] != "active":
+            raise ApiError(409, "task_not_active", f"the task is {task['status']}; resume it first")
+        if task["last_check"] is None or (task["lease_expires_at"] is not None and task["lease_expires_at"] > now):
+            raise ApiError(409, "task_running", "the task is running now")
+        # Same floor as the schedules: a run-now can't be used to hammer the monitored site.
+        wait = max(1, math.ceil((task["last_check"] + gap - now).total_seconds()))
+        minimum = self.settings.min_interval_seconds
+        message = f"the task ran less than {minimum} seconds ago"
+        raise ApiError(429, "run_too_soon", message, headers={"Retry-After": str(wait)})
 
     async def control_task(self, user_id: str, task_id: str, action: str) -> dict[str, Any] | None:
-        """pause | resume | delete; another user's task is not found. Returns the task (None after delete)."""
+        """pause | resume | delete | run; another user's task is not found. Returns the task (None after delete)."""
+        if action == "run":
+            return await self.run_now(user_id, task_id)
         async with self.db.transaction() as conn:
             if action == "delete":
                 if not await store.delete_task(conn, user_id, task_id):
                     raise not_found("task")
                 return None
             if action not in ("pause", "resume"):
-                raise ApiError(422, "invalid_request", "action must be pause, resume or delete")
+                raise ApiError(422, "invalid_request", "action must be pause, resume, delete or run")
             task = await store.get_task(conn, user_id, task_id)
             if task is None:
                 raise not_found("task")
@@ -207,6 +255,8 @@ class EventService:
             nxt = schedule.first_run(
                 task["task_type"], task["config"], self.clock(), self.settings.min_interval_seconds
             )
+            if task["last_check"] is not None:  # pausing and resuming is no way around the minimum interval
+                nxt = max(nxt, task["last_check"] + timedelta(seconds=self.settings.min_interval_seconds))
             return await store.set_task_status(conn, user_id, task_id, "active", nxt)
 
     async def status(self, user_id: str) -> dict[str, Any]:
@@ -231,6 +281,9 @@ def _check_config(task_type: str, config: dict[str, Any]) -> None:
         need("urls", list)
         if not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in config["urls"]):
             raise ApiError(422, "invalid_request", "config.urls must be http(s) URLs")
+    keywords = config.get("keywords", [])
+    if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
+        raise ApiError(422, "invalid_request", "config.keywords must be a list of strings")
     if task_type == "threshold_watch":
         need("url", str)
         if "above" not in config and "below" not in config:

@@ -179,13 +179,30 @@ async def get_task(conn: Conn, user_id: str, task_id: str) -> dict[str, Any] | N
     return await cur.fetchone()
 
 
-async def list_tasks(conn: Conn, user_id: str, status: str | None, limit: int) -> list[dict[str, Any]]:
+async def list_tasks(
+    conn: Conn, user_id: str, status: str | None, limit: int, offset: int = 0, task_type: str | None = None
+) -> list[dict[str, Any]]:
     cur = await conn.execute(
-        f"""SELECT {TASK_COLUMNS} FROM user_tasks WHERE user_id = %s AND (%s::text IS NULL OR status = %s)
-            ORDER BY created_at DESC LIMIT %s""",
-        (user_id, status, status, limit),
+        f"""SELECT {TASK_COLUMNS} FROM user_tasks
+            WHERE user_id = %(u)s AND (%(s)s::text IS NULL OR status = %(s)s)
+              AND (%(t)s::text IS NULL OR task_type = %(t)s)
+            ORDER BY created_at DESC, id DESC LIMIT %(l)s OFFSET %(o)s""",
+        {"u": user_id, "s": status, "t": task_type, "l": limit, "o": offset},
     )
     return list(await cur.fetchall())
+
+
+async def make_due_now(conn: Conn, user_id: str, task_id: str, now: datetime, gap: timedelta) -> dict[str, Any] | None:
+    """Set an active, unleased task due at `now` if its last run is at least `gap` ago; None when it isn't eligible."""
+    cur = await conn.execute(
+        f"""UPDATE user_tasks SET next_check = %(now)s
+            WHERE id = %(id)s AND user_id = %(u)s AND status = 'active'
+              AND (lease_expires_at IS NULL OR lease_expires_at <= %(now)s)
+              AND (last_check IS NULL OR last_check <= %(since)s)
+            RETURNING {TASK_COLUMNS}""",
+        {"now": now, "id": task_id, "u": user_id, "since": now - gap},
+    )
+    return await cur.fetchone()
 
 
 async def set_task_status(

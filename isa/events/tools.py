@@ -72,9 +72,9 @@ async def list_background_tasks(
     return {"tasks": [task_out(r) for r in rows], "count": len(rows)}
 
 
-@tool(category="events", scope="write", keywords=["background", "task", "pause", "resume", "delete"])
-async def control_background_task(task_id: str, action: Literal["pause", "resume", "delete"]) -> dict[str, Any]:
-    """Pause, resume or delete one of your background tasks."""
+@tool(category="events", scope="write", keywords=["background", "task", "pause", "resume", "delete", "run"])
+async def control_background_task(task_id: str, action: Literal["pause", "resume", "delete", "run"]) -> dict[str, Any]:
+    """Pause, resume, delete or run now (the worker picks it up next round) one of your background tasks."""
     user_id, service = _service()
     row = await _guard(service.control_task(user_id, _uuid(task_id, "task"), action))
     return {"task_id": task_id, "action": action, "task": task_out(row) if row else None}

@@ -149,3 +149,23 @@ def test_events_are_queried_by_type_and_time_range_with_paging(client: TestClien
     recent = client.get("/api/v1/events/recent?limit=3", headers=auth(keys.alice)).json()
     assert recent["count"] == 3 and recent["events"][0]["data"] == {"i": 4}
     assert client.get("/api/v1/events/recent", headers=auth(keys.bob)).json()["events"][0]["event_type"] != "page.view"
+
+
+def test_text_postgres_cannot_store_or_a_body_that_is_not_utf8_is_a_422_and_a_batch_item_fails_alone(
+    client: TestClient, keys: Keys, db_url: str
+) -> None:
+    headers = auth(keys.bob, **{"Content-Type": "application/json"})
+    nul = client.post("/api/v1/events", content=b'{"event_type": "nul", "data": {"a": "x\\u0000"}}', headers=headers)
+    binary = client.post("/api/v1/events", content=b"\xff\xfe{", headers=headers)
+    feedback = client.post(
+        "/process_background_feedback", content=b'{"event_type": "nul", "data": {"\\u0000": 1}}', headers=headers
+    )
+    batch = client.post(
+        "/api/v1/events/batch",
+        content=b'{"events": [{"event_type": "nul", "data": {"a": "\\u0000"}}, {"event_type": "nul", "data": {}}]}',
+        headers=headers,
+    )
+    for response in (nul, binary, feedback):
+        assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request", response.text
+    assert [r["status"] for r in batch.json()["results"]] == [422, 201]
+    assert len(sql(db_url, "SELECT id FROM events WHERE user_id = 'bob' AND event_type = 'nul'")) == 1

@@ -1,0 +1,110 @@
+"""HTTP routes of background tasks (/api/v1/tasks): the MCP task tools' service calls, owner-scoped, over REST."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from isa.auth import require_principal
+from isa.core.openapi import ATTRIBUTE, Operation
+from isa.events.routes import _body, _query, _service
+from isa.events.schemas import TaskIn, TaskQuery
+from isa.events.service import task_out
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+_NO_STORE = {"Cache-Control": "no-store"}
+_TASK_ID = {"task_id": {"type": "string", "format": "uuid"}}
+
+
+def _describe(operation: Operation) -> Callable[[Endpoint], Endpoint]:
+    """Attach the /openapi.json description to an endpoint."""
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        setattr(endpoint, ATTRIBUTE, operation)
+        return endpoint
+
+    return mark
+
+
+def _task_id(request: Request) -> str:
+    return str(request.path_params["task_id"])  # the route's uuid converter already rejected anything else
+
+
+@_describe(Operation("Create a background task", ("tasks",), body=TaskIn, scope="write", status=201, envelope=False))
+async def create_task(request: Request) -> Response:
+    """POST /api/v1/tasks: a web_monitor, schedule, news_digest or threshold_watch task of the caller."""
+    principal = await require_principal(request, "write")
+    body = await _body(request, TaskIn)
+    row = await _service(request).create_task(
+        principal.user_id,
+        task_type=body.task_type,
+        name=body.name,
+        description=body.description,
+        config=body.config,
+        callback_url=body.callback_url,
+    )
+    return JSONResponse(task_out(row), status_code=201, headers=_NO_STORE)
+
+
+@_describe(Operation("List your background tasks", ("tasks",), query=TaskQuery, envelope=False))
+async def list_tasks(request: Request) -> Response:
+    """GET /api/v1/tasks: the caller's tasks, newest first, by status and type, paged with limit/offset."""
+    principal = await require_principal(request, "read")
+    q = _query(request, TaskQuery)
+    rows = await _service(request).list_tasks(
+        principal.user_id, q.status, limit=q.limit + 1, offset=q.offset, task_type=q.task_type
+    )
+    body: dict[str, Any] = {
+        "tasks": [task_out(r) for r in rows[: q.limit]],
+        "count": min(len(rows), q.limit),
+        "limit": q.limit,
+        "offset": q.offset,
+        "has_more": len(rows) > q.limit,
+    }
+    return JSONResponse(body, headers=_NO_STORE)
+
+
+@_describe(Operation("One background task", ("tasks",), errors=(404,), path_params=_TASK_ID, envelope=False))
+async def get_task(request: Request) -> Response:
+    """GET /api/v1/tasks/{task_id}: status, last run, next run, run count and last error."""
+    principal = await require_principal(request, "read")
+    row = await _service(request).get_task(principal.user_id, _task_id(request))
+    return JSONResponse(task_out(row), headers=_NO_STORE)
+
+
+def _control(action: str, summary: str, errors: tuple[int, ...] = (404,)) -> Endpoint:
+    async def control(request: Request) -> Response:
+        principal = await require_principal(request, "write")
+        row = await _service(request).control_task(principal.user_id, _task_id(request), action)
+        if row is None:  # deleted
+            return Response(status_code=204)
+        return JSONResponse(task_out(row), status_code=202 if action == "run" else 200, headers=_NO_STORE)
+
+    control.__doc__ = summary
+    control.__name__ = f"{action}_task"
+    status = {"run": 202, "delete": 204}.get(action, 200)
+    return _describe(
+        Operation(
+            summary, ("tasks",), scope="write", status=status, errors=errors, path_params=_TASK_ID, envelope=False
+        )
+    )(control)
+
+
+pause_task = _control("pause", "Pause a background task (it keeps its state)")
+resume_task = _control("resume", "Resume a paused background task")
+delete_task = _control("delete", "Delete a background task")
+run_task = _control("run", "Run a background task now (its worker picks it up next round)", (404, 409, 429))
+
+ROUTES = [
+    Route("/api/v1/tasks", create_task, methods=["POST"]),
+    Route("/api/v1/tasks", list_tasks, methods=["GET"]),
+    Route("/api/v1/tasks/{task_id:uuid}", get_task, methods=["GET"]),
+    Route("/api/v1/tasks/{task_id:uuid}", delete_task, methods=["DELETE"]),
+    Route("/api/v1/tasks/{task_id:uuid}/pause", pause_task, methods=["POST"]),
+    Route("/api/v1/tasks/{task_id:uuid}/resume", resume_task, methods=["POST"]),
+    Route("/api/v1/tasks/{task_id:uuid}/run", run_task, methods=["POST"]),
+]
