@@ -2,7 +2,9 @@
 
 Search reuses the discovery engine's hybrid SQL (cosine + ts_rank_cd, fused in one statement) with one slice: the
 caller's rows (`user_id = <principal>`), ranked exactly (`Slice.exact`) because HNSW post-filtering per user can
-miss rows on pgvector < 0.8. Without a model node the answer is extractive and says so.
+miss rows on pgvector < 0.8. Optionally ([default.knowledge] rerank) the model node reorders the hybrid candidates
+(isa/llm/rerank.py); any failure there falls back to the hybrid order. Without a model node the answer is extractive and
+says so.
 """
 
 from __future__ import annotations
@@ -10,16 +12,21 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from psycopg.types.json import Jsonb
+from pydantic import BaseModel, Field
 
+from isa.auth.model_client import ModelClient, model_client
+from isa.auth.principal import Principal
 from isa.core.db import vector_literal
 from isa.core.search import Corpus, Mode, Query, Slice, Weights, hybrid_search
+from isa.core.settings import Settings
+from isa.llm.rerank import rerank
+from isa.memory.documents import Limits
 from isa.memory.service import MemoryService, NotFound, content_hash
 
 CORPUS = Corpus(table="user_knowledge", postings=None, examples=None, active_column=None)
-WEIGHTS = Weights(lexical=0.3, examples=0.0, candidates=40)
 COLUMNS = ("document_id", "source_document", "chunk_index", "chunk_count", "content", "metadata", "created_at")
 _WORD = re.compile(r"[a-z0-9]+")
 STOP = frozenset(
@@ -30,9 +37,26 @@ STOP = frozenset(
 )
 
 
+class KnowledgeSettings(BaseModel):
+    """[default.knowledge] in config/settings.toml."""
+
+    # weighted: (1 - w) * cosine + w * ts_rank_cd / max, in SQL; rrf: 1/(k + dense rank) + 1/(k + lexical rank)
+    # over the same candidates (ranked here, so isa.core.search stays as discovery uses it).
+    fusion: Literal["weighted", "rrf"] = "weighted"
+    lexical_weight: float = Field(0.3, ge=0, le=1)
+    rrf_k: float = Field(60.0, gt=0)
+    candidates: int = Field(40, ge=5, le=400)  # per arm, before fusion
+    max_pdf_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_pdf_pages: int = Field(500, ge=1)
+    rerank: bool = False  # reorder hybrid results with the model node (costs the caller a model call)
+    rerank_model: str = "default"
+    rerank_candidates: int = Field(20, ge=2, le=50)  # hybrid results the model sees
+    rerank_timeout_seconds: float = Field(20.0, gt=0)
+
+
 def chunk_text(text: str, size: int, overlap: int) -> list[str]:
     """Windows of about `size` characters that overlap by about `overlap`, cut at whitespace where possible."""
-    text = " ".join(text.split())
+    text = " ".join(text.replace("\x00", " ").split())  # Postgres text can't hold NUL
     if len(text) <= size:
         return [text] if text else []
     overlap = min(overlap, size // 2)
@@ -60,10 +84,27 @@ def parse_uuid(value: str) -> str:
 
 
 class KnowledgeService:
-    def __init__(self, memory: MemoryService) -> None:
+    def __init__(self, memory: MemoryService, options: KnowledgeSettings | None = None) -> None:
         self.memory = memory
         self.db = memory.db
         self.settings = memory.settings
+        self.options = options or KnowledgeSettings()
+        self.reranker: ModelClient | None = None
+        self._bound = False
+
+    def bind(self, settings: Settings) -> KnowledgeService:
+        """Read [default.knowledge] and make the model client once (the service is built before tools run)."""
+        if not self._bound:
+            self.options = settings.section("knowledge", KnowledgeSettings)
+            if self.options.rerank:
+                self.reranker = model_client(settings, self.options.rerank_timeout_seconds, "isa-knowledge")
+            self._bound = True
+        return self
+
+    @property
+    def limits(self) -> Limits:
+        o = self.options
+        return Limits(self.settings.max_document_chars, o.max_pdf_bytes, o.max_pdf_pages)
 
     @property
     def model(self) -> str:
@@ -101,7 +142,7 @@ class KnowledgeService:
 
     async def store_text(self, user_id: str, text: str, metadata: dict[str, Any]) -> dict[str, Any]:
         """One item; storing the same text again returns the existing item."""
-        text = text.strip()
+        text = text.replace("\x00", " ").strip()
         async with self.db.connection() as conn:
             cur = await conn.execute(
                 "SELECT id::text FROM user_knowledge WHERE user_id = %s AND content_hash = %s AND document_id IS NULL"
@@ -123,18 +164,40 @@ class KnowledgeService:
         out = await self._insert(user_id, chunks, metadata, source, document=True)
         return {**out, "source_document": source, "chunk_size": chunk_size, "overlap": overlap}
 
-    async def search(self, user_id: str, query: str, top_k: int, mode: Mode = "hybrid") -> list[dict[str, Any]]:
-        (vector,) = await self.memory.embed([query])
+    @property
+    def weights(self) -> Weights:
+        return Weights(lexical=self.options.lexical_weight, examples=0.0, candidates=self.options.candidates)
+
+    async def search(
+        self, user_id: str, query: str, top_k: int, mode: Mode = "hybrid", vector: list[float] | None = None
+    ) -> list[dict[str, Any]]:
+        """The caller's best `top_k` chunks (no reranking); `vector` skips embedding the query again."""
+        if vector is None:
+            (vector,) = await self.memory.embed([query])
         q = Query(query, vector, self.model, len(vector), mode)
-        mine = Slice("k", "user_id", user_id, top_k, exact=True)
+        rrf = mode == "hybrid" and self.options.fusion == "rrf"
+        limit = max(top_k, 2 * self.options.candidates) if rrf else top_k  # rrf: every candidate of both arms
+        mine = Slice("k", "user_id", user_id, limit, exact=True)
         async with self.db.connection() as conn:
-            rows = await hybrid_search(conn, CORPUS, q, [mine], WEIGHTS, {}, ["id", *COLUMNS])
+            rows = await hybrid_search(conn, CORPUS, q, [mine], self.weights, {}, ["id", *COLUMNS])
+        if rrf:
+            rows = reciprocal_rank_fusion(rows, self.options.rrf_k)[:top_k]
         return [_item(r) for r in rows]
 
-    async def retrieve_context(self, user_id: str, query: str, top_k: int) -> dict[str, Any]:
-        hits = await self.search(user_id, query, top_k)
+    async def ranked(
+        self, principal: Principal, query: str, top_k: int, mode: Mode = "hybrid"
+    ) -> tuple[list[dict[str, Any]], str]:
+        """search(), then (hybrid mode, rerank on) the model node's order; returns (hits, how they were ordered)."""
+        if self.reranker is None or mode != "hybrid":
+            return await self.search(principal.user_id, query, top_k, mode), mode
+        pool = await self.search(principal.user_id, query, max(top_k, self.options.rerank_candidates), mode)
+        hits, how = await rerank(self.reranker, self.options.rerank_model, principal, query, pool)
+        return hits[:top_k], how
+
+    async def retrieve_context(self, principal: Principal, query: str, top_k: int) -> dict[str, Any]:
+        hits, how = await self.ranked(principal, query, top_k)
         context = "\n\n".join(f"[{i}] {h['content']}" for i, h in enumerate(hits, 1))
-        return {"query": query, "context": context, "sources": hits}
+        return {"query": query, "context": context, "sources": hits, "ranking": how}
 
     async def answer(self, user_id: str, query: str, context_limit: int) -> dict[str, Any]:
         """An extractive answer: the sentences of the best chunks that share the most words with the question."""
@@ -225,10 +288,23 @@ class KnowledgeService:
             "embedding_model": self.model,
             "retrieval": "hybrid (exact per-user cosine + ts_rank_cd), isa.core.search",
             "generation": "extractive" if not model_configured else "extractive (model path not wired yet)",
-            "reranking": "not available",
+            "reranking": f"model node ({self.options.rerank_model})" if self.reranker else "off",
+            "lexical_weight": self.options.lexical_weight,
             "chunk_size": self.settings.chunk_size,
             "chunk_overlap": self.settings.chunk_overlap,
         }
+
+
+def reciprocal_rank_fusion(rows: list[dict[str, Any]], k: float) -> list[dict[str, Any]]:
+    """Rows re-scored 1/(k + rank by cosine) + 1/(k + rank by ts_rank_cd, rows with a lexical match only)."""
+    score = {str(r["id"]): 0.0 for r in rows}
+    by_dense = sorted(rows, key=lambda r: (-float(r["dense"]), str(r["id"])))
+    by_lex = sorted((r for r in rows if float(r["lex"]) > 0), key=lambda r: (-float(r["lex"]), str(r["id"])))
+    for ranking in (by_dense, by_lex):
+        for rank, row in enumerate(ranking, 1):
+            score[str(row["id"])] += 1.0 / (k + rank)
+    fused = [{**r, "score": score[str(r["id"])]} for r in rows]
+    return sorted(fused, key=lambda r: (-r["score"], str(r["id"])))
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:

@@ -26,9 +26,13 @@ TopK = Annotated[int, Field(ge=1, le=50)]
 WRITE: dict[str, Any] = {"category": "knowledge", "scope": "write", "security": SecurityLevel.MEDIUM}
 
 
-def _ctx() -> tuple[str, KnowledgeService]:
+def _service() -> KnowledgeService:
     call = current_call()
-    return call.principal.user_id, call.service("knowledge", KnowledgeService)
+    return call.service("knowledge", KnowledgeService).bind(call.state.settings)
+
+
+def _ctx() -> tuple[str, KnowledgeService]:
+    return current_call().principal.user_id, _service()
 
 
 @capabilities.tool(**WRITE, keywords=["knowledge", "store", "save", "note", "rag"])
@@ -47,15 +51,15 @@ async def add_document(
     metadata: dict[str, Any] | None = None,
     source_name: str | None = None,
 ) -> dict[str, Any]:
-    """Add a document to your knowledge base in overlapping chunks: its text, or file_id of your txt/md/html file."""
+    """Add a document to your knowledge base in overlapping chunks: text, or file_id of your txt/md/html/pdf file."""
     call = current_call()
-    user_id, service = call.principal.user_id, call.service("knowledge", KnowledgeService)
+    user_id, service = call.principal.user_id, _service()
     if bool(document.strip()) == bool(file_id):
         raise ToolError("give either document (text) or file_id (a file in your storage), not both")
     if file_id:
         try:
             files = call.service("files", FilesService)
-            document, filename = await read_text(files, user_id, file_id, service.settings.max_document_chars)
+            document, filename = await read_text(files, user_id, file_id, service.limits)
         except (UnreadableFile, LookupError) as exc:
             raise ToolError(str(exc) if isinstance(exc, UnreadableFile) else "file storage is not available") from None
         source_name = source_name or filename
@@ -70,16 +74,14 @@ async def search_knowledge(
     query: Question, top_k: TopK = 5, mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
 ) -> dict[str, Any]:
     """Search your knowledge base (hybrid: meaning and words); returns the best chunks with scores."""
-    user_id, service = _ctx()
-    results = await service.search(user_id, query, top_k, mode)
-    return {"query": query, "results": results, "count": len(results), "mode": mode}
+    results, ranking = await _service().ranked(current_call().principal, query, top_k, mode)
+    return {"query": query, "results": results, "count": len(results), "mode": mode, "ranking": ranking}
 
 
 @capabilities.tool(category="knowledge", keywords=["context", "retrieve", "rag", "sources"])
 async def retrieve_context(query: Question, top_k: TopK = 5) -> dict[str, Any]:
     """The best-matching chunks of your knowledge base as one numbered context text, with their sources."""
-    user_id, service = _ctx()
-    return await service.retrieve_context(user_id, query, top_k)
+    return await _service().retrieve_context(current_call().principal, query, top_k)
 
 
 @capabilities.tool(category="knowledge", keywords=["answer", "question", "rag", "citations", "documents"])
@@ -124,8 +126,7 @@ async def delete_knowledge_item(item_id: str, whole_document: bool = True) -> di
 async def get_rag_service_status() -> dict[str, Any]:
     """What the knowledge service can do now and how much you have stored."""
     call = current_call()
-    service = call.service("knowledge", KnowledgeService)
-    return await service.status(call.principal.user_id, bool(call.state.settings.services.model_url))
+    return await _service().status(call.principal.user_id, bool(call.state.settings.services.model_url))
 
 
 # ---- memory:// resources: the caller comes from the request's token; there is no user in the URI.

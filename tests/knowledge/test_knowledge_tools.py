@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from isa.memory.documents import html_text
-from isa.memory.knowledge import chunk_text
+from isa.memory.knowledge import chunk_text, reciprocal_rank_fusion
 from tests.support.mcp_servers import sql
 from tests.support.memory import MemoryKeys, ToolFailed, call
 
@@ -32,6 +32,17 @@ def test_chunks_overlap_and_cover_the_whole_text() -> None:
         assert a.split()[-1] in b.split()  # consecutive chunks share words
     words = {w for c in chunks for w in c.split()}
     assert words == set(text.split())
+
+
+def test_reciprocal_rank_fusion_rewards_rows_both_arms_rank_high() -> None:
+    rows = [
+        {"id": "a", "dense": 0.9, "lex": 0.0},  # dense 1st, no lexical match
+        {"id": "b", "dense": 0.8, "lex": 0.5},  # dense 2nd, lexical 1st
+        {"id": "c", "dense": 0.1, "lex": 0.4},  # dense 3rd, lexical 2nd
+    ]
+    fused = reciprocal_rank_fusion(rows, k=1.0)
+    assert [r["id"] for r in fused] == ["b", "c", "a"]  # 1/3+1/2, 1/4+1/3, 1/2
+    assert fused[0]["score"] == pytest.approx(1 / 3 + 1 / 2)
 
 
 @pytest.fixture(scope="module")
