@@ -13,6 +13,7 @@ import anyio
 import httpx
 
 from isa.agent import page, routes, settings
+from isa.agent.memory import AgentMemorySettings, McpMemory
 from isa.agent.planner import Planner
 from isa.agent.service import AgentService
 from isa.agent.sessions import AgentSessions
@@ -45,7 +46,9 @@ def register(builder: AppBuilder) -> None:
     builder.add_lifespan(in_process)
     if state.role == "mcp":
         return  # planning tools only
-    service = AgentService(state.db, agent, upstreams)
+    remember = builder.settings.section("memory", AgentMemorySettings)
+    memory = McpMemory(upstreams, remember) if remember.agent_memory and upstreams.mcp is not None else None
+    service = AgentService(state.db, agent, upstreams, memory)
     builder.provide("agent", service)
     builder.provide("agent.sessions", AgentSessions(state.db))
     builder.add_routes(*routes.ROUTES, *page.routes(agent))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from isa.auth.model_client import model_client
 from isa.core.builder import AppBuilder
 from isa.core.embeddings import LocalMiniLM
 from isa.memory.knowledge import KnowledgeService
+from isa.memory.llm_extract import Extractor
 from isa.memory.service import MemoryService
 from isa.memory.settings import MemorySettings
 
@@ -14,6 +16,10 @@ __all__ = ["KnowledgeService", "MemoryService", "register"]
 def register(builder: AppBuilder) -> None:
     """Provide the memory and knowledge services; the MCP registry finds `isa.memory.tools` by convention."""
     settings = builder.settings.section("memory", MemorySettings)
-    memory = MemoryService(builder.state.db, LocalMiniLM(), settings)
+    client = None
+    if settings.extraction != "rules":
+        client = model_client(builder.settings, settings.extraction_timeout_seconds, user_agent="isa-memory")
+    extractor = Extractor(client, settings.extraction, settings.extraction_model)
+    memory = MemoryService(builder.state.db, LocalMiniLM(), settings, extractor)
     builder.provide("memory", memory)
     builder.provide("knowledge", KnowledgeService(memory))

@@ -7,7 +7,7 @@ What it recognises (documented in docs/memory.md):
 - concepts: "X is a/an/the Y" -> concept X defined as the sentence; else the first words name the concept.
 - procedures: numbered or bulleted lines, or "first/then/next/finally" clauses, become ordered steps.
 - episodes: the first sentence is the title; "with A and B" names participants.
-An LLM extractor (through the model node) would plug in behind the same functions; it is not wired yet.
+The LLM extractor (`llm_extract.py`, through the model node) returns the same structures and falls back to these.
 """
 
 from __future__ import annotations
@@ -49,15 +49,33 @@ def _clean_object(value: str) -> str:
     return value.strip().rstrip(".!?;,").strip().strip("\"'")
 
 
-def _predicate(words: str) -> str:
+def predicate_key(words: str) -> str:
     """'sister's name' -> 'sister_name': the stable key facts are deduplicated on."""
     words = re.sub(r"'s\b", "", words.lower())
     words = re.sub(r"\bname\b", "name", words)
     return re.sub(r"[^a-z0-9]+", "_", words).strip("_") or "note"
 
 
-def extract_facts(text: str) -> list[Fact]:
-    """Subject/predicate/object facts stated by the user in `text` (at least one: a note)."""
+@dataclass(frozen=True)
+class Episode:
+    title: str
+    participants: list[str]
+
+
+@dataclass(frozen=True)
+class Concept:
+    name: str
+    definition: str
+
+
+@dataclass(frozen=True)
+class Procedure:
+    name: str
+    steps: list[str]
+
+
+def extract_facts(text: str, keep_notes: bool = True) -> list[Fact]:
+    """Subject/predicate/object facts stated by the user in `text` (with keep_notes, at least one: a note)."""
     facts: list[Fact] = []
     for sentence in sentences(text):
         body = _REMEMBER.sub("", sentence)
@@ -65,7 +83,7 @@ def extract_facts(text: str) -> list[Fact]:
         if m := _MY_IS.search(body):
             obj = _clean_object(m.group(2))
             if obj:
-                found = Fact("user", _predicate(m.group(1)), obj, "personal_info", _sentence_case(body))
+                found = Fact("user", predicate_key(m.group(1)), obj, "personal_info", _sentence_case(body))
         if found is None:
             for pattern, predicate, fact_type in _RULES:
                 if m := pattern.search(body):
@@ -75,7 +93,7 @@ def extract_facts(text: str) -> list[Fact]:
                         break
         if found is not None:
             facts.append(found)
-    if not facts and text.strip():
+    if not facts and keep_notes and text.strip():
         body = _REMEMBER.sub("", text.strip())
         facts.append(Fact("user", "note", _clean_object(body) or body, "note", _sentence_case(body)))
     return facts
@@ -126,3 +144,16 @@ def participants(text: str) -> list[str]:
     for m in _WITH.finditer(text):
         names.extend(n.strip() for n in re.split(r"\s*(?:,|and)\s*", m.group(1)) if n.strip())
     return list(dict.fromkeys(names))
+
+
+def episode(text: str) -> Episode:
+    return Episode(episode_title(text), participants(text))
+
+
+def concept(text: str) -> Concept:
+    name, definition = extract_concept(text)
+    return Concept(name, definition)
+
+
+def procedure(text: str) -> Procedure:
+    return Procedure(procedure_name(text), extract_steps(text))

@@ -9,12 +9,15 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
+from isa.auth.principal import Principal
+from isa.core.logging import get_logger
 from isa.mcp.context import current_call
 from isa.mcp.registry import SecurityLevel
 from isa.memory.caps import capabilities
 from isa.memory.service import MemoryService, NotFound
 from isa.memory.store import MEMORY_TYPES, Filters
 
+log = get_logger(__name__)
 MemoryType = Literal["factual", "episodic", "semantic", "procedural", "working"]
 Importance = Annotated[float, Field(ge=0, le=1)]
 Dialog = Annotated[str, Field(min_length=1, max_length=20_000)]
@@ -27,6 +30,10 @@ def _ctx() -> tuple[str, MemoryService]:
     return call.principal.user_id, call.service("memory", MemoryService)
 
 
+def _principal() -> Principal:
+    return current_call().principal
+
+
 def _session_id(value: str) -> str:
     try:
         return str(uuid.UUID(value))
@@ -35,11 +42,34 @@ def _session_id(value: str) -> str:
 
 
 @capabilities.tool(**WRITE, keywords=["remember", "fact", "store", "memory", "personal"])
-async def store_factual_memory(dialog_content: Dialog, importance_score: Importance = 0.5) -> dict[str, Any]:
-    """Remember facts the user states (e.g. "my sister's name is Lena"); a changed fact updates the old one."""
-    user_id, service = _ctx()
-    stored = await service.store_facts(user_id, dialog_content, importance_score)
-    return {"stored": stored, "count": len(stored), "extraction": "rule-based"}
+async def store_factual_memory(
+    dialog_content: Dialog,
+    importance_score: Importance = 0.5,
+    keep_notes: bool = True,
+    session_id: str | None = None,
+) -> dict[str, Any]:
+    """Remember facts the user states (e.g. "my sister's name is Lena"); a changed fact updates the old one.
+
+    keep_notes=false stores nothing when no fact is stated (instead of keeping the text as a note). session_id (one
+    of your sessions) ties the extraction to it and keeps the session's rolling summary up to date.
+    """
+    call = current_call()
+    service = call.service("memory", MemoryService)
+    user_id = call.principal.user_id
+    session = None if session_id is None else _session_id(session_id)
+    try:
+        stored, outcome = await service.store_facts(
+            user_id, dialog_content, importance_score, call.principal, keep_notes=keep_notes, session_id=session
+        )
+    except NotFound as exc:
+        raise ToolError(str(exc)) from None
+    out: dict[str, Any] = {"stored": stored, "count": len(stored), "extraction": outcome.method}
+    if session is not None:
+        try:
+            out["summary"] = await service.summarise_if_due(user_id, session, call.principal)
+        except Exception:  # the facts are stored; a failed summary only waits for the next message
+            log.exception("memory_summary_failed")
+    return out
 
 
 @capabilities.tool(**WRITE, keywords=["remember", "episode", "event", "experience", "happened"])
@@ -48,7 +78,7 @@ async def store_episodic_memory(
 ) -> dict[str, Any]:
     """Remember an event the user lived through (what happened, with whom, when)."""
     user_id, service = _ctx()
-    return await service.store_episode(user_id, dialog_content, episode_date, importance_score)
+    return await service.store_episode(user_id, dialog_content, episode_date, importance_score, _principal())
 
 
 @capabilities.tool(**WRITE, keywords=["remember", "concept", "knowledge", "definition", "semantic"])
@@ -57,7 +87,7 @@ async def store_semantic_memory(
 ) -> dict[str, Any]:
     """Remember a concept or piece of general knowledge the user holds (name, definition, category)."""
     user_id, service = _ctx()
-    return await service.store_concept(user_id, dialog_content, concept_category, importance_score)
+    return await service.store_concept(user_id, dialog_content, concept_category, importance_score, _principal())
 
 
 @capabilities.tool(**WRITE, keywords=["remember", "procedure", "how to", "steps", "workflow"])
@@ -66,7 +96,7 @@ async def store_procedural_memory(
 ) -> dict[str, Any]:
     """Remember how to do something as ordered steps (numbered lines or first/then/finally)."""
     user_id, service = _ctx()
-    return await service.store_procedure(user_id, dialog_content, domain, importance_score)
+    return await service.store_procedure(user_id, dialog_content, domain, importance_score, _principal())
 
 
 @capabilities.tool(**WRITE, keywords=["working memory", "task", "progress", "temporary", "current"])

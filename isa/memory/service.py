@@ -1,4 +1,8 @@
-"""Long-term memory: extract, deduplicate, embed and store in one transaction; search a user's memories exactly."""
+"""Long-term memory: extract (LLM or rules), deduplicate, embed and store in one transaction; search exactly.
+
+Each write transaction also holds the extraction's memory_extraction_logs row and today's memory_statistics row,
+so the bookkeeping never disagrees with the memories.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,12 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from isa.core.db import Database
+from isa.auth.principal import Principal
+from isa.core.db import Database, DictConnection
 from isa.core.embeddings import Embedder
 from isa.core.logging import get_logger
 from isa.memory import extract, store
+from isa.memory.llm_extract import Extractor, Outcome
 from isa.memory.settings import MemorySettings
 from isa.memory.store import Blend, Filters
 
@@ -29,10 +35,13 @@ class NotFound(Exception):
 
 
 class MemoryService:
-    def __init__(self, db: Database, embedder: Embedder, settings: MemorySettings) -> None:
+    def __init__(
+        self, db: Database, embedder: Embedder, settings: MemorySettings, extractor: Extractor | None = None
+    ) -> None:
         self.db = db
         self.embedder = embedder
         self.settings = settings
+        self.extractor = extractor or Extractor(None, "rules", settings.extraction_model)
         self._limiter = anyio.CapacityLimiter(max(1, settings.embed_threads))
 
     @property
@@ -44,119 +53,197 @@ class MemoryService:
         matrix = await anyio.to_thread.run_sync(self.embedder.embed_batch, texts, limiter=self._limiter)
         return [[float(x) for x in row] for row in matrix]
 
+    async def _log(
+        self, conn: DictConnection, user_id: str, memory_type: str, text: str, outcome: Outcome[Any],
+        results: list[dict[str, Any]], session_id: str | None = None,
+    ) -> None:  # fmt: skip
+        """The extraction's log row and today's statistics, in the transaction of the write."""
+        created = sum(1 for r in results if r["action"] == "created")
+        accessed = sum(1 for r in results if r["action"] == "reinforced")
+        value = outcome.value
+        extracted = [asdict(v) for v in value] if isinstance(value, list) else [asdict(value)]
+        await store.log_extraction(
+            conn, user_id, session_id=session_id, source_hash=content_hash(text), method=outcome.method,
+            model=outcome.model, memory_types=[memory_type], extracted=extracted, created=created,
+            error=outcome.error, ms=outcome.ms,
+        )  # fmt: skip
+        await store.bump_statistics(conn, user_id, created=created, accessed=accessed, extractions=1)
+
     async def _store_one(
-        self, user_id: str, memory_type: str, values: dict[str, Any], vector: list[float], importance: float
+        self,
+        user_id: str,
+        memory_type: str,
+        values: dict[str, Any],
+        vector: list[float],
+        importance: float,
+        outcome: Outcome[Any] | None = None,
     ) -> dict[str, Any]:
-        """Insert, or reinforce the identical memory already stored (same normalised content)."""
+        """Insert, or reinforce the identical memory already stored (same normalised content); log; count."""
         digest = content_hash(values["content"])
         async with self.db.transaction() as conn:
             await store.lock(conn, user_id, memory_type, digest)
             existing = await store.find_by_hash(conn, memory_type, user_id, digest)
             if existing is not None:
                 await store.reinforce(conn, memory_type, user_id, existing, importance)
-                return {"memory_type": memory_type, "id": existing, "action": "reinforced"}
+                if memory_type == "working":  # the same task again: its TTL restarts
+                    await conn.execute(
+                        "UPDATE working_memories SET expires_at = greatest(expires_at, %s) WHERE id = %s"
+                        " AND user_id = %s",
+                        (values["expires_at"], existing, user_id),
+                    )
+                result = {"memory_type": memory_type, "id": existing, "action": "reinforced"}
+            else:
+                row = await store.insert(
+                    conn,
+                    memory_type,
+                    {
+                        **values,
+                        "user_id": user_id,
+                        "content_hash": digest,
+                        "importance_score": importance,
+                        "embedding": vector,
+                    },
+                    self.embedder.model_name,
+                )
+                result = {
+                    "memory_type": memory_type,
+                    "id": row["id"],
+                    "action": "created",
+                    "content": values["content"],
+                }
+            if outcome is not None:
+                await self._log(conn, user_id, memory_type, values["content"], outcome, [result])
+            else:
+                created = int(result["action"] == "created")
+                await store.bump_statistics(conn, user_id, created=created, accessed=1 - created)
+        if outcome is not None:
+            result["extraction"] = outcome.method
+        return result
+
+    async def store_facts(
+        self,
+        user_id: str,
+        dialog: str,
+        importance: float,
+        principal: Principal | None = None,
+        *,
+        keep_notes: bool = True,
+        session_id: str | None = None,
+    ) -> tuple[list[dict[str, Any]], Outcome[list[extract.Fact]]]:
+        """Facts from the dialog, all written in one transaction with the extraction's log row.
+
+        A fact on the same subject+predicate is updated (or reinforced), never copied; `note` facts dedup by content.
+        """
+        outcome = await self.extractor.facts(principal, dialog, keep_notes)
+        facts = outcome.value
+        vectors = await self.embed([f.content for f in facts]) if facts else []
+        results: list[dict[str, Any]] = []
+        async with self.db.transaction() as conn:
+            if session_id is not None and not await store.owns_session(conn, user_id, session_id):
+                raise NotFound(f"no session {session_id}")
+            # Every dedup key of this write, locked in a fixed order (two writers never wait on each other in a cycle).
+            keys = sorted(
+                ("factual", content_hash(f.content))
+                if f.predicate == "note"
+                else ("fact", f.subject.lower(), f.predicate)
+                for f in facts
+            )
+            for key in dict.fromkeys(keys):
+                await store.lock(conn, user_id, *key)
+            for fact, vector in zip(facts, vectors, strict=True):
+                results.append(await self._write_fact(conn, user_id, fact, vector, importance))
+            await self._log(conn, user_id, "factual", dialog, outcome, results, session_id)
+        log.info("memory_facts_stored", count=len(results), method=outcome.method)
+        return results, outcome
+
+    async def _write_fact(
+        self, conn: DictConnection, user_id: str, fact: extract.Fact, vector: list[float], importance: float
+    ) -> dict[str, Any]:
+        """Insert, reinforce or update one fact (its dedup key is already locked)."""
+        digest = content_hash(fact.content)
+        if fact.predicate == "note":
+            old_id = await store.find_by_hash(conn, "factual", user_id, digest)
+            old: dict[str, Any] | None = None
+            if old_id is not None:  # the same note text: reinforced like an identical fact
+                old = {"id": old_id, "object_value": fact.object_value, "importance_score": 0}
+        else:
+            old = await store.find_fact(conn, user_id, fact.subject, fact.predicate)
+        if old is None:
             row = await store.insert(
                 conn,
-                memory_type,
+                "factual",
+                {**asdict(fact), "user_id": user_id, "content_hash": digest, "importance_score": importance,
+                 "embedding": vector},
+                self.embedder.model_name,
+            )  # fmt: skip
+            action, fact_id = "created", row["id"]
+        elif old["object_value"].strip().lower() == fact.object_value.strip().lower():
+            await store.reinforce(conn, "factual", user_id, old["id"], importance)
+            action, fact_id = "reinforced", old["id"]
+        else:
+            await store.update_fact(
+                conn,
+                user_id,
+                old["id"],
                 {
-                    **values,
-                    "user_id": user_id,
+                    "content": fact.content,
+                    "object_value": fact.object_value,
+                    "fact_type": fact.fact_type,
                     "content_hash": digest,
-                    "importance_score": importance,
+                    "importance_score": max(importance, float(old["importance_score"])),
                     "embedding": vector,
                 },
                 self.embedder.model_name,
             )
-        return {"memory_type": memory_type, "id": row["id"], "action": "created", "content": values["content"]}
-
-    async def store_facts(self, user_id: str, dialog: str, importance: float) -> list[dict[str, Any]]:
-        """Facts from the dialog; a fact on the same subject+predicate is updated (or reinforced), never copied."""
-        facts = extract.extract_facts(dialog)
-        vectors = await self.embed([f.content for f in facts])
-        results: list[dict[str, Any]] = []
-        for fact, vector in zip(facts, vectors, strict=True):
-            if fact.predicate == "note":
-                values = {
-                    "content": fact.content,
-                    "fact_type": fact.fact_type,
-                    "subject": fact.subject,
-                    "predicate": fact.predicate,
-                    "object_value": fact.object_value,
-                }
-                results.append(await self._store_one(user_id, "factual", values, vector, importance))
-                continue
-            async with self.db.transaction() as conn:
-                await store.lock(conn, user_id, "fact", fact.subject.lower(), fact.predicate.lower())
-                old = await store.find_fact(conn, user_id, fact.subject, fact.predicate)
-                if old is None:
-                    row = await store.insert(
-                        conn,
-                        "factual",
-                        {
-                            **asdict(fact),
-                            "user_id": user_id,
-                            "content_hash": content_hash(fact.content),
-                            "importance_score": importance,
-                            "embedding": vector,
-                        },
-                        self.embedder.model_name,
-                    )
-                    action, fact_id = "created", row["id"]
-                elif old["object_value"].strip().lower() == fact.object_value.strip().lower():
-                    await store.reinforce(conn, "factual", user_id, old["id"], importance)
-                    action, fact_id = "reinforced", old["id"]
-                else:
-                    await store.update_fact(
-                        conn,
-                        user_id,
-                        old["id"],
-                        {
-                            "content": fact.content,
-                            "object_value": fact.object_value,
-                            "fact_type": fact.fact_type,
-                            "content_hash": content_hash(fact.content),
-                            "importance_score": max(importance, float(old["importance_score"])),
-                            "embedding": vector,
-                        },
-                        self.embedder.model_name,
-                    )
-                    action, fact_id = "updated", old["id"]
-            results.append({"memory_type": "factual", "id": fact_id, "action": action, **asdict(fact)})
-        log.info("memory_facts_stored", count=len(results))
-        return results
+            action, fact_id = "updated", old["id"]
+        links = 0
+        if action != "reinforced" and fact.predicate != "note":
+            links = await store.link_fact(conn, user_id, fact_id, fact.subject, fact.object_value)
+        return {"memory_type": "factual", "id": fact_id, "action": action, "associations": links, **asdict(fact)}
 
     async def store_episode(
-        self, user_id: str, dialog: str, occurred_at: datetime | None, importance: float
+        self,
+        user_id: str,
+        dialog: str,
+        occurred_at: datetime | None,
+        importance: float,
+        principal: Principal | None = None,
     ) -> dict[str, Any]:
+        outcome = await self.extractor.episode(principal, dialog)
         (vector,) = await self.embed([dialog])
         values = {
             "content": dialog.strip(),
-            "episode_title": extract.episode_title(dialog),
-            "participants": extract.participants(dialog),
+            "episode_title": outcome.value.title,
+            "participants": outcome.value.participants,
             "occurred_at": occurred_at or datetime.now(UTC),
         }
-        return await self._store_one(user_id, "episodic", values, vector, importance)
+        return await self._store_one(user_id, "episodic", values, vector, importance, outcome)
 
-    async def store_concept(self, user_id: str, dialog: str, category: str | None, importance: float) -> dict[str, Any]:
-        name, definition = extract.extract_concept(dialog)
+    async def store_concept(
+        self, user_id: str, dialog: str, category: str | None, importance: float, principal: Principal | None = None
+    ) -> dict[str, Any]:
+        outcome = await self.extractor.concept(principal, dialog)
         (vector,) = await self.embed([dialog])
         values = {
             "content": dialog.strip(),
-            "concept_name": name,
+            "concept_name": outcome.value.name,
             "concept_category": category,
-            "definition": definition,
+            "definition": outcome.value.definition,
         }
-        return await self._store_one(user_id, "semantic", values, vector, importance)
+        return await self._store_one(user_id, "semantic", values, vector, importance, outcome)
 
-    async def store_procedure(self, user_id: str, dialog: str, domain: str | None, importance: float) -> dict[str, Any]:
+    async def store_procedure(
+        self, user_id: str, dialog: str, domain: str | None, importance: float, principal: Principal | None = None
+    ) -> dict[str, Any]:
+        outcome = await self.extractor.procedure(principal, dialog)
         (vector,) = await self.embed([dialog])
         values = {
             "content": dialog.strip(),
-            "procedure_name": extract.procedure_name(dialog),
+            "procedure_name": outcome.value.name,
             "domain": domain,
-            "steps": extract.extract_steps(dialog),
+            "steps": outcome.value.steps,
         }
-        return await self._store_one(user_id, "procedural", values, vector, importance)
+        return await self._store_one(user_id, "procedural", values, vector, importance, outcome)
 
     async def store_working(
         self, user_id: str, dialog: str, ttl_seconds: int, context_type: str, importance: float
@@ -170,13 +257,33 @@ class MemoryService:
             "current_step": extract.sentences(dialog)[0] if dialog.strip() else None,
         }
         result = await self._store_one(user_id, "working", values, vector, importance)
-        if result["action"] == "reinforced":  # the same task again: its TTL restarts
-            async with self.db.connection() as conn:
-                await conn.execute(
-                    "UPDATE working_memories SET expires_at = greatest(expires_at, %s) WHERE id = %s AND user_id = %s",
-                    (expires, result["id"], user_id),
-                )
         return {**result, "expires_at": expires.isoformat()}
+
+    async def summarise_if_due(
+        self, user_id: str, session_id: str, principal: Principal | None
+    ) -> dict[str, Any] | None:
+        """A new rolling summary once summary_every_messages more messages have arrived since the last one."""
+        every = self.settings.summary_every_messages
+        if every <= 0:
+            return None
+        async with self.db.connection() as conn:
+            row = await store.session_for_summary(conn, user_id, session_id)
+            if row is None or int(row["message_count"]) - int(row["summarised"] or 0) < every:
+                return None
+            messages = await store.user_messages(conn, user_id, session_id, 50)
+        outcome = await self.extractor.summary(principal, messages)
+        async with self.db.transaction() as conn:
+            row = await store.session_for_summary(conn, user_id, session_id)  # locked: one summary per threshold
+            if row is None or int(row["message_count"]) - int(row["summarised"] or 0) < every:
+                return None
+            await store.save_summary(conn, user_id, session_id, int(row["message_count"]), asdict(outcome.value))
+            await store.log_extraction(
+                conn, user_id, session_id=session_id, source_hash=content_hash("\n".join(messages)),
+                method=outcome.method, model=outcome.model, memory_types=[], extracted=[asdict(outcome.value)],
+                created=0, error=outcome.error, ms=outcome.ms,
+            )  # fmt: skip
+        log.info("memory_session_summarised", method=outcome.method, messages=int(row["message_count"]))
+        return {"messages": int(row["message_count"]), "method": outcome.method}
 
     async def store_session_message(
         self, user_id: str, session_id: str, content: str, message_type: str, role: str, importance: float
@@ -209,6 +316,8 @@ class MemoryService:
             rows = await store.search(
                 conn, user_id, vector, self.embedder.model_name, filters, self.blend, limit, min_similarity
             )
+        async with self.db.transaction() as conn:
+            await store.count_search(conn, user_id)
         return [_hit(r) for r in rows]
 
     async def list_type(
@@ -250,12 +359,14 @@ class MemoryService:
     async def statistics(self, user_id: str) -> dict[str, Any]:
         async with self.db.connection() as conn:
             counts = await store.statistics(conn, user_id)
+            today = await store.activity_today(conn, user_id)
         total = sum(int(counts[t]) for t in store.MEMORY_TYPES)
         return {
             "counts": counts,
             "total_memories": total,
+            "today": _plain(today) if today else None,
             "embedding_model": self.embedder.model_name,
-            "extraction": "rule-based (no language model wired)",
+            "extraction": self.extractor.describe(),
         }
 
 

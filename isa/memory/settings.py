@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -15,3 +17,10 @@ class MemorySettings(BaseModel):
     chunk_size: int = Field(400, ge=50)  # characters per knowledge chunk
     chunk_overlap: int = Field(80, ge=0)
     max_document_chars: int = Field(2_000_000, ge=1000)
+    # How structured memories are extracted from dialog text: "llm" through the model node (rules when it fails),
+    # "rules" never calls a model, "auto" = llm when this node has a model client (services.model_url + tokens).
+    extraction: Literal["auto", "llm", "rules"] = "auto"
+    extraction_model: str = "default"  # model group/alias on the model node
+    extraction_timeout_seconds: float = Field(30.0, gt=0)
+    # A session gets a (rolling) summary in session_memories every this many messages; 0 turns it off.
+    summary_every_messages: int = Field(20, ge=0)

@@ -100,6 +100,11 @@ async def find_fact(conn: DictConnection, user_id: str, subject: str, predicate:
     return await cur.fetchone()
 
 
+async def owns_session(conn: DictConnection, user_id: str, session_id: str) -> bool:
+    cur = await conn.execute("SELECT 1 FROM sessions WHERE id = %s AND user_id = %s", (session_id, user_id))
+    return await cur.fetchone() is not None
+
+
 async def find_by_hash(conn: DictConnection, memory_type: str, user_id: str, content_hash: str) -> str | None:
     cur = await conn.execute(
         sql.SQL("SELECT id::text FROM {} WHERE user_id = %s AND content_hash = %s LIMIT 1").format(
@@ -253,3 +258,147 @@ async def statistics(conn: DictConnection, user_id: str) -> dict[str, Any]:
     cur = await conn.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(parts), {"u": user_id})
     row = await cur.fetchone()
     return dict(row or {})
+
+
+async def log_extraction(
+    conn: DictConnection,
+    user_id: str,
+    *,
+    session_id: str | None,
+    source_hash: str,
+    method: str,
+    model: str | None,
+    memory_types: list[str],
+    extracted: list[dict[str, Any]],
+    created: int,
+    error: str | None,
+    ms: int,
+) -> None:
+    """One memory_extraction_logs row: how the text was extracted (llm / rules / rules_fallback) and what came out."""
+    status = "partial" if method == "rules_fallback" else "success"
+    await conn.execute(
+        "INSERT INTO memory_extraction_logs (user_id, session_id, source_content_hash, extraction_method, model_name,"
+        " memory_types, extracted_memories, memories_created, status, error_message, processing_time_ms)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (user_id, session_id, source_hash, method, model, memory_types, Jsonb(extracted), created, status, error, ms),
+    )
+
+
+def _counts_sql() -> sql.Composed:
+    return sql.SQL(", ").join(
+        sql.SQL("(SELECT count(*) FROM {t} t WHERE t.user_id = %(u)s AND {live})").format(
+            t=sql.Identifier(table), live=sql.SQL(LIVE.get(mt, "TRUE"))
+        )
+        for mt, table in TABLES.items()
+    )
+
+
+_COUNT_COLUMNS = sql.SQL(", ").join(sql.Identifier(f"{mt}_count") for mt in TABLES)
+
+
+async def bump_statistics(
+    conn: DictConnection, user_id: str, *, created: int = 0, accessed: int = 0, extractions: int = 0
+) -> None:
+    """Today's memory_statistics row: live counts per type (recounted now) and the activity counters added."""
+    stmt = sql.SQL(
+        "INSERT INTO memory_statistics (user_id, period_type, period_start, {cols}, memories_created,"
+        " memories_accessed, extractions) SELECT %(u)s, 'day', current_date, {counts}, %(c)s, %(a)s, %(e)s"
+        " ON CONFLICT (user_id, period_type, period_start) DO UPDATE SET {sets},"
+        " memories_created = memory_statistics.memories_created + EXCLUDED.memories_created,"
+        " memories_accessed = memory_statistics.memories_accessed + EXCLUDED.memories_accessed,"
+        " extractions = memory_statistics.extractions + EXCLUDED.extractions"
+    ).format(
+        cols=_COUNT_COLUMNS,
+        counts=_counts_sql(),
+        sets=sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(f"{mt}_count")) for mt in TABLES),
+    )
+    await conn.execute(stmt, {"u": user_id, "c": created, "a": accessed, "e": extractions})
+
+
+async def count_search(conn: DictConnection, user_id: str) -> None:
+    """searches + 1 on today's row (the first search of a day creates the row with fresh counts)."""
+    cur = await conn.execute(
+        "UPDATE memory_statistics SET searches = searches + 1"
+        " WHERE user_id = %s AND period_type = 'day' AND period_start = current_date",
+        (user_id,),
+    )
+    if cur.rowcount == 0:
+        await bump_statistics(conn, user_id)
+        await conn.execute(
+            "UPDATE memory_statistics SET searches = searches + 1"
+            " WHERE user_id = %s AND period_type = 'day' AND period_start = current_date",
+            (user_id,),
+        )
+
+
+async def activity_today(conn: DictConnection, user_id: str) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        "SELECT period_start, memories_created, memories_accessed, searches, extractions FROM memory_statistics"
+        " WHERE user_id = %s AND period_type = 'day' AND period_start = current_date",
+        (user_id,),
+    )
+    return await cur.fetchone()
+
+
+async def link_fact(conn: DictConnection, user_id: str, fact_id: str, subject: str, object_value: str) -> int:
+    """Associate a fact with the user's facts about the same (non-user) subject, or whose subject is its object.
+
+    ("user", sister_name, "Lena") and ("Lena", lives_in, "Berlin") are linked as `mentions`; two facts about
+    "Acme Corp" as `same_subject`. Bounded to 20 links per write.
+    """
+    cur = await conn.execute(
+        "INSERT INTO memory_associations (user_id, source_memory_type, source_memory_id, target_memory_type,"
+        " target_memory_id, association_type, strength, auto_discovered)"
+        " SELECT %(u)s, 'factual', %(id)s, 'factual', f.id,"
+        " CASE WHEN lower(f.subject) = lower(%(s)s) THEN 'same_subject' ELSE 'mentions' END, 0.5, true"
+        " FROM factual_memories f WHERE f.user_id = %(u)s AND f.id <> %(id)s"
+        " AND ((lower(f.subject) = lower(%(s)s) AND lower(%(s)s) <> 'user')"
+        "   OR lower(f.subject) = lower(%(o)s) OR (lower(f.object_value) = lower(%(s)s) AND lower(%(s)s) <> 'user'))"
+        " ORDER BY f.updated_at DESC LIMIT 20 ON CONFLICT DO NOTHING",
+        {"u": user_id, "id": fact_id, "s": subject, "o": object_value},
+    )
+    return cur.rowcount
+
+
+async def session_for_summary(conn: DictConnection, user_id: str, session_id: str) -> dict[str, Any] | None:
+    """The session's message count and the count at its last summary (locked until the transaction ends)."""
+    cur = await conn.execute(
+        "SELECT s.message_count, m.total_messages AS summarised FROM sessions s"
+        " LEFT JOIN session_memories m ON m.session_id = s.id AND m.user_id = s.user_id"
+        " WHERE s.id = %s AND s.user_id = %s FOR UPDATE OF s",
+        (session_id, user_id),
+    )
+    return await cur.fetchone()
+
+
+async def user_messages(conn: DictConnection, user_id: str, session_id: str, limit: int) -> list[str]:
+    cur = await conn.execute(
+        "SELECT content FROM (SELECT content, seq FROM session_messages WHERE session_id = %s AND user_id = %s"
+        " AND role = 'user' ORDER BY seq DESC LIMIT %s) m ORDER BY seq",
+        (session_id, user_id, limit),
+    )
+    return [str(r["content"]) for r in await cur.fetchall()]
+
+
+async def save_summary(
+    conn: DictConnection, user_id: str, session_id: str, total: int, summary: dict[str, Any]
+) -> None:
+    await conn.execute(
+        "INSERT INTO session_memories (session_id, user_id, conversation_summary, key_decisions, ongoing_tasks,"
+        " important_facts, total_messages, messages_since_last_summary, last_summary_at)"
+        " VALUES (%(s)s, %(u)s, %(text)s, %(d)s, %(t)s, %(f)s, %(n)s, 0, now())"
+        " ON CONFLICT (session_id) DO UPDATE SET conversation_summary = EXCLUDED.conversation_summary,"
+        " key_decisions = EXCLUDED.key_decisions, ongoing_tasks = EXCLUDED.ongoing_tasks,"
+        " important_facts = EXCLUDED.important_facts, total_messages = EXCLUDED.total_messages,"
+        " messages_since_last_summary = 0, last_summary_at = now()"
+        " WHERE session_memories.user_id = EXCLUDED.user_id",
+        {
+            "s": session_id,
+            "u": user_id,
+            "text": summary["summary"],
+            "d": Jsonb(summary["key_decisions"]),
+            "t": Jsonb(summary["ongoing_tasks"]),
+            "f": Jsonb(summary["important_facts"]),
+            "n": total,
+        },
+    )

@@ -163,9 +163,10 @@ def test_an_approval_round_trip_survives_a_restart_of_the_agent(
         second.wait_ready(60)
         done = resume(second.url, key, paused.session_id, {"approved": True})
     assert done.error_code is None and done.text == "Deleted your episodic memories."
-    wait_for(
-        lambda: sql(db_url, "SELECT count(*) FROM audit_log WHERE user_id = %s AND outcome = 'ok'", user)[0][0] == 1
+    deleted = (
+        "SELECT count(*) FROM audit_log WHERE user_id = %s AND tool_name = 'delete_my_memories' AND outcome = 'ok'"
     )
+    wait_for(lambda: sql(db_url, deleted, user)[0][0] == 1)
 
 
 def test_the_model_node_dying_mid_stream_ends_the_chat_with_an_error_in_time(

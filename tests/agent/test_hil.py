@@ -95,8 +95,10 @@ def test_a_denied_authorization_is_reported_to_the_model_and_the_tool_never_runs
     assert done.text == "Okay, I left them alone."
     told = json.loads(fake.requests_for(FAKE_MODEL)[-1].body["messages"][-1]["content"])
     assert told["status"] == "denied" and told["reason"] == "changed my mind"
-    wait_for(lambda: sql(db_url, "SELECT count(*) FROM audit_log WHERE user_id = %s", user)[0][0] >= 1, timeout=10)
-    ran = sql(db_url, "SELECT count(*) FROM audit_log WHERE user_id = %s AND outcome = 'ok'", user)
+    # Only the tool under approval counts: the agent's memory recall/store calls are audited too.
+    deleting = "SELECT count(*) FROM audit_log WHERE user_id = %s AND tool_name = 'delete_my_memories'"
+    wait_for(lambda: sql(db_url, deleting, user)[0][0] >= 1, timeout=10)
+    ran = sql(db_url, deleting + " AND outcome = 'ok'", user)
     assert ran == [(0,)]
 
 

@@ -131,3 +131,30 @@ async def test_resources_list_the_callers_memories_by_type(node: str, mkeys: Mem
     assert "Lena" in {f["object_value"] for f in facts}
     hits = await read(node, mkeys.alice, "memory://search/sister")
     assert any(h.get("object_value") == "Lena" for h in hits)
+
+
+async def test_facts_tied_to_a_session_need_the_callers_own_session_and_are_logged(
+    node: str, mkeys: MemoryKeys, db_url: str
+) -> None:
+    theirs, mine = str(uuid.uuid4()), str(uuid.uuid4())
+    sql(db_url, "INSERT INTO sessions (id, user_id, title) VALUES (%s, 'mem-bob', 'bob''s')", (theirs,))
+    sql(db_url, "INSERT INTO sessions (id, user_id, title) VALUES (%s, 'mem-alice', 'mine')", (mine,))
+    with pytest.raises(ToolFailed, match="no session"):
+        await call(node, mkeys.alice, "store_factual_memory", {"dialog_content": "I like tea", "session_id": theirs})
+    quiet = await call(
+        node, mkeys.alice, "store_factual_memory", {"dialog_content": "how are you?", "keep_notes": False}
+    )
+    assert quiet["count"] == 0 and quiet["extraction"] == "rules"  # no model node here: the rules, by setting
+    done = await call(node, mkeys.alice, "store_factual_memory", {"dialog_content": "I like tea", "session_id": mine})
+    assert done["stored"][0]["object_value"] == "tea"
+    logged = sql(
+        db_url,
+        "SELECT extraction_method, memories_created FROM memory_extraction_logs WHERE session_id = %s",
+        (mine,),
+    )
+    assert logged == [{"extraction_method": "rules", "memories_created": 1}]
+    assert sql(db_url, "SELECT count(*) AS n FROM memory_extraction_logs WHERE session_id = %s", (theirs,)) == [
+        {"n": 0}
+    ]
+    stats = await call(node, mkeys.alice, "get_memory_statistics")
+    assert stats["today"]["extractions"] >= 2 and stats["extraction"] == "rule-based"
