@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from isa.auth.model_client import model_client
 from isa.catalog.adapter import QueryAdapter
 from isa.catalog.models import CatalogItem, SearchFilters, SyncReport
 from isa.catalog.routes import ROUTES
@@ -20,7 +21,10 @@ __all__ = ["CatalogItem", "CatalogService", "SearchFilters", "SyncReport", "regi
 def build_service(builder: AppBuilder) -> CatalogService:
     settings = builder.settings.section("catalog", CatalogSettings)
     adapter = QueryAdapter.load(Path(settings.adapter_path)) if settings.adapter_path else None
-    return CatalogService(builder.state.db, LocalMiniLM(), settings, adapter)
+    reranker = (
+        model_client(builder.settings, settings.rerank_timeout_seconds, "isa-discovery") if settings.rerank else None
+    )
+    return CatalogService(builder.state.db, LocalMiniLM(), settings, adapter, reranker)
 
 
 def register(builder: AppBuilder) -> None:

@@ -50,7 +50,7 @@ def _limit(request: Request, default: int = 1000) -> int:
 async def discover(request: Request) -> JSONResponse:
     principal = await require_principal(request, "read")
     body = await _body(request, DiscoverBody)
-    found = await _service(request).discover(body.request, body.max_results.model_dump(), principal.user_id)
+    found = await _service(request).discover(body.request, body.max_results.model_dump(), principal)
     return JSONResponse({"capabilities": found})
 
 

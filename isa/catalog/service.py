@@ -14,6 +14,8 @@ import anyio
 import numpy as np
 from psycopg import sql
 
+from isa.auth.model_client import ModelClient
+from isa.auth.principal import Principal
 from isa.catalog import history, store
 from isa.catalog.adapter import QueryAdapter
 from isa.catalog.history import Selection, SelectionLog
@@ -29,6 +31,7 @@ from isa.core.embeddings import Embedder
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
 from isa.core.search import Bm25Stats, Corpus, LruCache, Mode, Query, Slice, hybrid_search
+from isa.llm.rerank import rerank
 
 log = get_logger(__name__)
 Listener = Callable[[], Awaitable[None]]
@@ -44,12 +47,14 @@ class CatalogService:
         embedder: Embedder,
         settings: CatalogSettings | None = None,
         adapter: QueryAdapter | None = None,
+        reranker: ModelClient | None = None,
     ) -> None:
         self.db = db
         self.embedder = embedder
         self.settings = settings or CatalogSettings()
         self.adapter = adapter if adapter is None or adapter.model == embedder.model_name else None
         self.weights = self.settings.weights()
+        self.reranker = reranker
         self.selections = SelectionLog(db, self.settings.log_queue)
         self._cache = LruCache(self.settings.query_cache_size)
         self._limiter = anyio.CapacityLimiter(self.settings.embed_threads)
@@ -304,7 +309,7 @@ class CatalogService:
             return await hybrid_search(conn, CORPUS, query, slices, self.weights, stats, store.ITEM_COLUMNS)
 
     async def discover(
-        self, request: str, max_results: dict[str, int] | None, user_id: str | None
+        self, request: str, max_results: dict[str, int] | None, principal: Principal | None
     ) -> dict[str, list[dict[str, Any]]]:
         """The few tools, prompts and resources that fit `request`, best first, each list ranked on its own."""
         if not request or not request.strip():
@@ -313,22 +318,41 @@ class CatalogService:
         if set(limits) - set(_DEFAULT_LIMITS) or any(not 0 <= v <= 50 for v in limits.values()):
             raise ApiError(422, "invalid_request", "max_results takes tools, prompts, resources between 0 and 50")
         started = time.perf_counter()
-        slices = [Slice(t, "item_type", t, limits[t + "s"]) for t in ITEM_TYPES if limits[t + "s"] > 0]
+        rerank_tools = self.reranker is not None and principal is not None and limits["tools"] > 0
+        pool = {**limits, "tools": max(limits["tools"], self.settings.rerank_candidates)} if rerank_tools else limits
+        slices = [Slice(t, "item_type", t, pool[t + "s"]) for t in ITEM_TYPES if pool[t + "s"] > 0]
         rows = await self._rank(request, slices, "hybrid") if slices else []
         out: dict[str, list[dict[str, Any]]] = {"tools": [], "prompts": [], "resources": []}
         for row in rows:
             out[row["item_type"] + "s"].append(discovery_hit(row))
+        if rerank_tools and self.reranker is not None and principal is not None:
+            out["tools"] = await self._rerank(request, out["tools"], principal)
+        out["tools"] = out["tools"][: limits["tools"]]
         latency = (time.perf_counter() - started) * 1000
         self.selections.record(
             Selection(
                 "discover",
                 request,
-                user_id,
+                principal.user_id if principal else None,
                 latency,
-                [(r["item_type"], r["qualified_name"], r["server"], float(r["score"])) for r in rows],
+                [(kind[:-1], h["name"], h["server"], float(h["score"])) for kind, hits in out.items() for h in hits],
             )
         )
         return out
+
+    async def _rerank(self, request: str, tools: list[dict[str, Any]], principal: Principal) -> list[dict[str, Any]]:
+        """The hybrid candidates in the model node's order (the hybrid order if it fails)."""
+        assert self.reranker is not None
+        ranked, how = await rerank(
+            self.reranker,
+            self.settings.rerank_model,
+            principal,
+            request,
+            tools,
+            lambda hit: f"{hit['name']}: {hit['description']}",
+        )
+        log.info("discovery_reranked", outcome=how.split(" ")[0], candidates=len(tools))
+        return [{k: v for k, v in hit.items() if k != "hybrid_rank"} for hit in ranked]
 
     async def search(self, query: str, filters: SearchFilters, user_id: str | None = None) -> list[dict[str, Any]]:
         """One ranking across the chosen types, with filters; best first, at most `filters.max_results`."""

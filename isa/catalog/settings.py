@@ -16,7 +16,7 @@ class CatalogSettings(BaseModel):
     log_queue: int = Field(default=10_000, ge=1)
     # BM25 collection statistics are re-read at most this often (and on every catalog change).
     stats_ttl_seconds: float = Field(default=30.0, ge=0)
-    # Threads computing query embeddings at once (numpy releases the GIL).
+    # Threads computing query embeddings at once (onnxruntime releases the GIL).
     embed_threads: int = Field(default=2, ge=1)
     # Optional learned query adapter (.npz from tests/bench/train_discovery.py); empty: none.
     adapter_path: str = ""
@@ -29,6 +29,12 @@ class CatalogSettings(BaseModel):
     learn_interval_seconds: float = Field(default=600.0, ge=0)
     learn_window_minutes: int = Field(default=10, ge=1, le=1440)
     learn_batch: int = Field(default=1000, ge=1)
+    # Optional LLM step: the model node reorders the top `rerank_candidates` tools of /discover and
+    # discover_tools, as the caller (billed to them). Off by default; any failure keeps the hybrid order.
+    rerank: bool = False
+    rerank_model: str = "fast"
+    rerank_candidates: int = Field(default=20, ge=2, le=50)
+    rerank_timeout_seconds: float = Field(default=10.0, gt=0)
     # POST /catalog/import body limit.
     import_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 

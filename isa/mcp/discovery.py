@@ -103,7 +103,7 @@ class Discovery:
         catalog = self.catalog()
         if catalog is None:
             raise ToolFailure("error", "discovery_unavailable", "tool discovery is not served by this node")
-        found = await catalog.discover(request, {"tools": limit, "prompts": 0, "resources": 0}, principal.user_id)
+        found = await catalog.discover(request, {"tools": limit, "prompts": 0, "resources": 0}, principal)
         usable = []
         for hit in found["tools"]:
             own = self.registry.tools.get(hit["name"]) if hit.get("server") == OWN_SERVER else None

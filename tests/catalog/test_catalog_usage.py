@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from isa.auth.principal import Principal
 from isa.catalog.importer import parse_import
 from isa.catalog.models import SearchFilters
 from isa.core.settings import Settings
@@ -42,7 +43,9 @@ async def test_a_query_followed_by_a_successful_call_teaches_the_ranking(
     query = "do I need a brolly in Leeds on Saturday"
     async with catalog(db_url, settings, embedder) as service:
         await service.import_servers(parse_import(SERVERS))
-        before = await service.discover(query, {"tools": 3}, "usage-user")
+        before = await service.discover(
+            query, {"tools": 3}, Principal("usage-user", frozenset({"read"}), "api_key", None)
+        )
         assert any(t["tool"] == "forecast" for t in before["tools"])
 
         def logged() -> bool:
