@@ -5,7 +5,7 @@ from __future__ import annotations
 from isa.auth.model_client import model_client
 from isa.core.builder import AppBuilder
 from isa.core.embeddings import LocalMiniLM
-from isa.memory.knowledge import KnowledgeService
+from isa.memory.knowledge import KnowledgeService, KnowledgeSettings
 from isa.memory.llm_extract import Extractor
 from isa.memory.service import MemoryService
 from isa.memory.settings import MemorySettings
@@ -22,4 +22,8 @@ def register(builder: AppBuilder) -> None:
     extractor = Extractor(client, settings.extraction, settings.extraction_model)
     memory = MemoryService(builder.state.db, LocalMiniLM(), settings, extractor)
     builder.provide("memory", memory)
-    builder.provide("knowledge", KnowledgeService(memory))
+    knowledge = builder.settings.section("knowledge", KnowledgeSettings)
+    reranker = None
+    if knowledge.rerank:
+        reranker = model_client(builder.settings, knowledge.rerank_timeout_seconds, user_agent="isa-knowledge")
+    builder.provide("knowledge", KnowledgeService(memory, knowledge, reranker))

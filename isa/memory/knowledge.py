@@ -17,11 +17,10 @@ from typing import Any, Literal
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
-from isa.auth.model_client import ModelClient, model_client
+from isa.auth.model_client import ModelClient
 from isa.auth.principal import Principal
 from isa.core.db import vector_literal
 from isa.core.search import Corpus, Mode, Query, Slice, Weights, hybrid_search
-from isa.core.settings import Settings
 from isa.llm.rerank import rerank
 from isa.memory.documents import Limits
 from isa.memory.service import MemoryService, NotFound, content_hash
@@ -84,22 +83,14 @@ def parse_uuid(value: str) -> str:
 
 
 class KnowledgeService:
-    def __init__(self, memory: MemoryService, options: KnowledgeSettings | None = None) -> None:
+    def __init__(
+        self, memory: MemoryService, options: KnowledgeSettings | None = None, reranker: ModelClient | None = None
+    ) -> None:
         self.memory = memory
         self.db = memory.db
         self.settings = memory.settings
         self.options = options or KnowledgeSettings()
-        self.reranker: ModelClient | None = None
-        self._bound = False
-
-    def bind(self, settings: Settings) -> KnowledgeService:
-        """Read [default.knowledge] and make the model client once (the service is built before tools run)."""
-        if not self._bound:
-            self.options = settings.section("knowledge", KnowledgeSettings)
-            if self.options.rerank:
-                self.reranker = model_client(settings, self.options.rerank_timeout_seconds, "isa-knowledge")
-            self._bound = True
-        return self
+        self.reranker = reranker if self.options.rerank else None
 
     @property
     def limits(self) -> Limits:

@@ -28,7 +28,7 @@ WRITE: dict[str, Any] = {"category": "knowledge", "scope": "write", "security": 
 
 def _service() -> KnowledgeService:
     call = current_call()
-    return call.service("knowledge", KnowledgeService).bind(call.state.settings)
+    return call.service("knowledge", KnowledgeService)
 
 
 def _ctx() -> tuple[str, KnowledgeService]:
