@@ -17,6 +17,9 @@ from isa.core.logging import get_logger
 
 log = get_logger(__name__)
 _BATCH = 200
+# After the first selection of a batch, wait this long for more: under load one INSERT carries many rows
+# instead of every request paying for its own transaction (6 % of a /discover's CPU when written one by one).
+_LINGER_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,9 @@ async def write(conn: DictConnection, batch: list[Selection]) -> None:
 class SelectionLog:
     """A bounded queue drained by one writer task; a full queue drops (and counts) instead of slowing requests."""
 
-    def __init__(self, db: Database, capacity: int) -> None:
+    def __init__(self, db: Database, capacity: int, linger: float = _LINGER_SECONDS) -> None:
         self.db = db
+        self.linger = linger
         self.dropped = 0
         self.written = 0
         send, receive = anyio.create_memory_object_stream[Selection](capacity)
@@ -113,11 +117,12 @@ class SelectionLog:
         async with self._receive:
             async for first in self._receive:
                 batch = [first]
-                while len(batch) < _BATCH:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
+                with anyio.move_on_after(self.linger):  # receive() is cancel-safe: nothing is lost
+                    while len(batch) < _BATCH:
+                        try:
+                            batch.append(await self._receive.receive())
+                        except anyio.EndOfStream:
+                            break
                 await self._flush(batch)
 
     @asynccontextmanager
