@@ -18,8 +18,10 @@ import httpx
 import pytest
 
 from isa.core.settings import Settings
-from tests.support.agent import AGENT_TOKEN_SECRET, FAKE_MODEL, SAMPLE_DOMAIN, chat, new_user, resume
-from tests.support.fake_openai import FAKE_KEY_ENV, FakeOpenAI, Reply, call, model_section
+from tests.support.agent import FAKE_MODEL, SAMPLE_DOMAIN, chat, new_user, resume
+from tests.support.deployment import common_env
+from tests.support.deployment import model_env as deployment_model_env
+from tests.support.fake_openai import FakeOpenAI, Reply, call
 from tests.support.procs import IsaProcess, free_port, wait_for
 from tests.support.users import sql
 
@@ -55,24 +57,8 @@ def serve(role: str, data_dir: Path, env: dict[str, str], port: int | None = Non
 
 @pytest.fixture(scope="module")
 def cluster(fake_llm: FakeOpenAI, db_url: str, data_dir: Path) -> Iterator[dict[str, Any]]:
-    os.environ[FAKE_KEY_ENV] = "sk-fake-provider-key"
-    common = {
-        "ISA_DATABASE__URL": db_url,
-        "ISA_DATABASE__AUTO_MIGRATE": "false",
-        "ISA_AUTH__TOKEN_SECRET": AGENT_TOKEN_SECRET,
-        "ISA_AGENT": "@json "
-        + json.dumps(
-            {
-                "heartbeat_seconds": 0.5,
-                "tool_timeout_seconds": 3,
-                "model_idle_timeout_seconds": 4,
-                "max_iterations": 5,
-                "chat_rate_limit_per_minute": 0,
-                "core_tools": "create_execution_plan ask_human",
-            }
-        ),
-    }
-    model_env = {**common, "ISA_MODEL": "@json " + json.dumps(model_section(fake_llm, fallbacks={}, num_retries=0))}
+    common = common_env(db_url)
+    model_env = {**common, **deployment_model_env(fake_llm)}
     with serve("mcp", data_dir, common) as mcp, serve("model", data_dir, model_env) as model:
         mcp.wait_ready(120)
         model.wait_ready(120)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import itertools
 
 import anyio
-import httpx
 import pytest
 
 from isa.memory.documents import html_text
 from isa.memory.knowledge import chunk_text, reciprocal_rank_fusion
+from tests.knowledge.pdfs import upload
 from tests.support.mcp_servers import sql
 from tests.support.memory import MemoryKeys, ToolFailed, call
 
@@ -108,17 +108,6 @@ async def test_store_list_get_and_delete_items(
         await call(node, mkeys.alice, "get_knowledge_item", {"item_id": first_chunk})
     with pytest.raises(ToolFailed, match="no knowledge item"):
         await call(node, mkeys.alice, "get_knowledge_item", {"item_id": "not-a-uuid"})
-
-
-def upload(node: str, user: str, key: str, name: str, data: bytes, ctype: str) -> str:
-    response = httpx.post(
-        f"{node}/api/v1/users/{user}/files",
-        files={"file": (name, data, ctype)},
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=30,
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["data"]["file_id"])
 
 
 async def test_a_document_can_come_from_a_markdown_file_in_the_users_storage(node: str, mkeys: MemoryKeys) -> None:
