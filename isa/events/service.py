@@ -167,7 +167,12 @@ class EventService:
 
     # --- tasks ---------------------------------------------------------------------------------------------------
 
-    async def create_task(
+    async def create_task(self, user_id: str, **fields: Any) -> dict[str, Any]:
+        """A new task of the user (task_type, name, description, config, callback_url)."""
+        row, _ = await self.create_task_once(user_id, **fields)
+        return row
+
+    async def create_task_once(
         self,
         user_id: str,
         *,
@@ -176,7 +181,9 @@ class EventService:
         description: str | None,
         config: dict[str, Any],
         callback_url: str | None,
-    ) -> dict[str, Any]:
+        idempotency_key: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """(the task, True) when created; (the task made earlier with this idempotency key, False) on a replay."""
         if task_type not in TASK_TYPES:
             raise ApiError(422, "invalid_request", f"task_type must be one of {', '.join(TASK_TYPES)}")
         if has_nul([name, description, config, callback_url]):
@@ -199,8 +206,13 @@ class EventService:
             "interval_seconds": interval,
             "next_check": first,
         }
+        request = {k: values[k] for k in ("task_type", "name", "description", "config", "callback_url")}
+        digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest() if idempotency_key else None
         async with self.db.transaction() as conn:
-            return await store.insert_task(conn, user_id, values)
+            row, earlier = await store.insert_task(conn, user_id, values, idempotency_key, digest)
+        if earlier is not None and earlier != digest:
+            raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for a different task")
+        return row, earlier is None
 
     async def list_tasks(
         self, user_id: str, status: str | None = None, limit: int = 100, offset: int = 0, task_type: str | None = None

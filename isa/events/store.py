@@ -159,17 +159,30 @@ async def task_callback_url(conn: Conn, task_id: str | None, user_id: str) -> st
 # --- tasks -----------------------------------------------------------------------------------------------------
 
 
-async def insert_task(conn: Conn, user_id: str, values: dict[str, Any]) -> dict[str, Any]:
+async def insert_task(
+    conn: Conn, user_id: str, values: dict[str, Any], key: str | None = None, payload_hash: str | None = None
+) -> tuple[dict[str, Any], str | None]:
+    """(the new task, None), or with an idempotency key already used: (that task, its payload hash)."""
     cur = await conn.execute(
         f"""INSERT INTO user_tasks (user_id, task_type, name, description, config, callback_url,
-                                    interval_seconds, next_check)
+                                    interval_seconds, next_check, idempotency_key, payload_hash)
             VALUES (%(u)s, %(task_type)s, %(name)s, %(description)s, %(config)s, %(callback_url)s,
-                    %(interval_seconds)s, %(next_check)s) RETURNING {TASK_COLUMNS}""",
-        {"u": user_id, **values, "config": Jsonb(values["config"])},
+                    %(interval_seconds)s, %(next_check)s, %(key)s, %(hash)s)
+            ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING {TASK_COLUMNS}""",
+        {"u": user_id, **values, "config": Jsonb(values["config"]), "key": key, "hash": payload_hash},
     )
     row = await cur.fetchone()
-    assert row is not None
-    return row
+    if row is not None:
+        return row, None
+    # The key was used before (a concurrent insert with it has committed by now: the conflict waited for it).
+    cur = await conn.execute(
+        f"SELECT {TASK_COLUMNS}, payload_hash FROM user_tasks WHERE user_id = %s AND idempotency_key = %s",
+        (user_id, key),
+    )
+    existing = await cur.fetchone()
+    assert existing is not None
+    return existing, str(existing.pop("payload_hash"))
 
 
 async def get_task(conn: Conn, user_id: str, task_id: str) -> dict[str, Any] | None:

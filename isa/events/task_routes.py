@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from isa.auth import require_principal
+from isa.core.errors import ApiError
 from isa.core.openapi import ATTRIBUTE, Operation
 from isa.events.routes import _body, _query, _service
 from isa.events.schemas import TaskIn, TaskQuery
@@ -36,18 +37,24 @@ def _task_id(request: Request) -> str:
 
 @_describe(Operation("Create a background task", ("tasks",), body=TaskIn, scope="write", status=201, envelope=False))
 async def create_task(request: Request) -> Response:
-    """POST /api/v1/tasks: a web_monitor, schedule, news_digest or threshold_watch task of the caller."""
+    """POST /api/v1/tasks: a web_monitor, schedule, news_digest or threshold_watch task; Idempotency-Key optional."""
     principal = await require_principal(request, "write")
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= 255:
+        raise ApiError(422, "invalid_request", "Idempotency-Key must be 1 to 255 characters")
     body = await _body(request, TaskIn)
-    row = await _service(request).create_task(
+    row, created = await _service(request).create_task_once(
         principal.user_id,
         task_type=body.task_type,
         name=body.name,
         description=body.description,
         config=body.config,
         callback_url=body.callback_url,
+        idempotency_key=key,
     )
-    return JSONResponse(task_out(row), status_code=201, headers=_NO_STORE)
+    # A retry with the same key and body gets the task made the first time, marked as a replay (like Stripe).
+    headers = {**_NO_STORE, "Idempotent-Replayed": "false" if created else "true"} if key else _NO_STORE
+    return JSONResponse(task_out(row), status_code=201, headers=headers)
 
 
 @_describe(Operation("List your background tasks", ("tasks",), query=TaskQuery, envelope=False))

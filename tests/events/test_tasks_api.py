@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -232,3 +233,33 @@ def test_the_task_routes_are_described_in_openapi(url: str) -> None:
     assert {"202", "404", "409", "429"} <= set(run["responses"]) and run["security"]
     create = paths["/api/v1/tasks"]["post"]
     assert "201" in create["responses"] and "requestBody" in create
+
+
+def test_an_idempotency_key_makes_a_retried_create_return_the_first_task_even_when_sent_at_once(
+    url: str, keys: Keys, db_url: str
+) -> None:
+    key = "retry-" + uuid.uuid4().hex
+    body = {"task_type": "schedule", "config": DAILY, "name": "once only"}
+    headers = {"Authorization": f"Bearer {keys.alice}", "Idempotency-Key": key}
+
+    def post(_: int) -> httpx.Response:
+        return httpx.post(url + "/api/v1/tasks", json=body, headers=headers, timeout=30)
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(post, range(8)))
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.json()["task_id"] for r in responses}) == 1
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in responses) == 7
+    stored = sql(db_url, "SELECT count(*) FROM user_tasks WHERE idempotency_key = %s", (key,))
+    assert stored == [{"count": 1}]
+
+    changed = httpx.post(url + "/api/v1/tasks", json={**body, "name": "other"}, headers=headers, timeout=30)
+    assert changed.status_code == 422 and changed.json()["error"]["code"] == "idempotency_key_reused"
+    # The same key is the other user's own: it makes their own task.
+    bob = httpx.post(url + "/api/v1/tasks", json=body, headers={**headers, "Authorization": f"Bearer {keys.bob}"})
+    assert bob.status_code == 201 and bob.headers["idempotent-replayed"] == "false"
+    assert bob.json()["task_id"] != responses[0].json()["task_id"]
+    assert sql(db_url, "SELECT count(*) FROM user_tasks WHERE idempotency_key = %s", (key,)) == [{"count": 2}]
+
+    too_long = httpx.post(url + "/api/v1/tasks", json=body, headers={**headers, "Idempotency-Key": "k" * 256})
+    assert too_long.status_code == 422 and too_long.json()["error"]["code"] == "invalid_request"
