@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from pydantic import ValidationError
 from starlette.routing import Route
 
@@ -50,7 +51,14 @@ def register(builder: AppBuilder) -> None:
     @asynccontextmanager
     async def start() -> AsyncIterator[None]:
         await service.start()
-        yield
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(service.usage_writer.run)
+            try:
+                yield
+            finally:
+                # Runs before the database closes (the app closes it after every lifespan).
+                await service.stop()
+                tg.cancel_scope.cancel()  # a writer still stuck past the drain bound
 
     async def ready() -> None:
         if not service.started:

@@ -11,13 +11,14 @@ import anyio
 
 from isa.auth.principal import Principal
 from isa.core.db import Database
-from isa.core.embeddings import LocalMiniLM
+from isa.core.embeddings import shared_minilm
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
 from isa.model import store
 from isa.model.gateway import ChatStream, Gateway, upstream_error
 from isa.model.sanitize import SCHEMA_STRICT_PROVIDERS, ToolNames, prepare_tools, restore_tool_names
 from isa.model.settings import LOCAL_EMBEDDING_MODEL, Deployment, ModelSettings
+from isa.model.usage import CreditGate, Pending, UsageWriter
 from isa.users.ledger import InsufficientCredits
 
 log = get_logger(__name__)
@@ -29,19 +30,31 @@ _MODEL_TYPES = {"chat": "text", "embedding": "embedding", "image": "image", "tra
 _MILLI = Decimal("0.001")
 
 
+def _user_of(item: Pending) -> str:
+    return item.usage.user_id if item.usage is not None else ""
+
+
 class ModelService:
     def __init__(self, settings: ModelSettings, db: Database) -> None:
         self.settings = settings
         self.db = db
         self.gateway = Gateway(settings)
-        self.local = LocalMiniLM()
+        self.local = shared_minilm()
         self._model_ids: dict[str, str] = {}
+        self.credits = CreditGate(settings.credit_cache_seconds)
+        self.usage_writer = UsageWriter(
+            self._write_usage, self.credits, max_queue=settings.usage_queue_size, max_batch=settings.usage_batch_size
+        )
         self.started = False
 
     async def start(self) -> None:
         """Import litellm and build the Router off the event loop (seconds, once per process)."""
         await anyio.to_thread.run_sync(self.gateway.start)
         self.started = True
+
+    async def stop(self) -> None:
+        """Write every queued usage row before the database closes."""
+        await self.usage_writer.close(self.settings.usage_drain_seconds)
 
     # -- catalog -------------------------------------------------------------------------------
     def resolve(self, name: str, mode: str) -> str:
@@ -103,11 +116,19 @@ class ModelService:
         """402 before any provider call when the caller's credits are exhausted."""
         if not self.settings.require_credits:
             return
-        async with self.db.connection() as conn:
-            balance = await store.balance(conn, principal.user_id)
         needed = self.settings.min_credits_per_call
-        if balance is None or balance < needed:
-            raise InsufficientCredits(balance or Decimal(0), needed)
+        user = principal.user_id
+        cached = self.credits.cached(user)
+        if cached is not None and cached >= needed:
+            return  # read less than credit_cache_seconds ago, less what this node charged since
+        async with self.db.connection() as conn:
+            balance = await store.balance(conn, user)
+        if balance is None:
+            raise InsufficientCredits(Decimal(0), needed)
+        self.credits.remember(user, balance)
+        available = balance - self.credits.pending(user)  # charges still queued for writing count too
+        if available < needed:
+            raise InsufficientCredits(max(available, Decimal(0)), needed)
 
     def credits_for(self, tokens: int, cost_usd: float, flat: Decimal = Decimal(0)) -> Decimal:
         s = self.settings
@@ -201,19 +222,32 @@ class ModelService:
         return model_id
 
     async def record(self, usage: store.Usage | None, deployment: Deployment, *, failed: bool = False) -> None:
-        """Write the usage row, the credit charge and the daily statistics in one transaction."""
-        try:
-            with anyio.CancelScope(shield=True), anyio.fail_after(10):
-                async with self.db.transaction() as conn:
-                    dims = usage.metadata.get("dimensions") if usage else None
-                    model_id = await self._model_id(conn, deployment, dims)
-                    if usage is not None:
-                        await store.record_usage(conn, usage)
-                    await store.add_statistics(conn, model_id, usage, failed=failed)
-                self._model_ids[f"{deployment.provider}/{deployment.provider_model}"] = model_id
-        except Exception:
-            # The answer is already on its way; a lost row is logged loudly, never raised into the client.
-            log.exception("usage_record_failed", deployment=deployment.id, user_id=usage.user_id if usage else None)
+        """Queue the usage row, credit charge and daily statistics of a call (written by the usage writer)."""
+        await self.usage_writer.put(Pending(usage, deployment, failed))
+
+    async def _write_usage(self, batch: list[Pending]) -> list[Decimal | None]:
+        """Usage rows and charges of a batch, and its statistics summed per model, in one transaction."""
+        charged: list[Decimal | None] = [None] * len(batch)
+        new_ids: dict[str, str] = {}
+        deltas: dict[str, store.StatsDelta] = {}
+        # Users in a fixed order, so two writers (two nodes) lock their rows in the same order.
+        order = sorted(range(len(batch)), key=lambda i: _user_of(batch[i]))
+        async with self.db.transaction() as conn:
+            for i in order:
+                item = batch[i]
+                key = f"{item.deployment.provider}/{item.deployment.provider_model}"
+                model_id = self._model_ids.get(key) or new_ids.get(key)
+                if model_id is None:
+                    dims = item.usage.metadata.get("dimensions") if item.usage else None
+                    model_id = new_ids[key] = await self._model_id(conn, item.deployment, dims)
+                if item.usage is not None:
+                    written = await store.record_usage(conn, item.usage)
+                    charged[i] = written[1] if written else None
+                deltas.setdefault(model_id, store.StatsDelta()).add(item.usage, failed=item.failed)
+            for model_id in sorted(deltas):
+                await store.add_statistics(conn, model_id, deltas[model_id])
+        self._model_ids.update(new_ids)  # only ids whose insert committed
+        return charged
 
     async def record_failure(self, group: str) -> None:
         deployments = self.gateway.groups.get(group)

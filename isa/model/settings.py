@@ -117,6 +117,14 @@ class ModelSettings(BaseModel):
     min_credits_per_call: Decimal = Decimal("0.001")
     credits_per_image: Decimal = Decimal("5")
     credits_per_transcription: Decimal = Decimal("1")
+    # A balance read lets calls through for this long (less what this node charged since); a refusal
+    # is always re-read from the database. 0 reads the balance on every call.
+    credit_cache_seconds: float = Field(default=2.0, ge=0)
+    # Usage rows are queued and written in batches off the response path; a full queue makes calls wait.
+    usage_queue_size: int = Field(default=10_000, ge=1)
+    usage_batch_size: int = Field(default=100, ge=1)
+    # On shutdown, how long the writer may take to write what is still queued.
+    usage_drain_seconds: float = Field(default=30.0, ge=0)
     max_audio_bytes: int = 26_214_400
     # Chat bodies may carry base64 images (vision content parts).
     max_request_bytes: int = 20_971_520

@@ -69,10 +69,10 @@ _STATS = """
 INSERT INTO model_statistics AS s
     (model_id, stat_date, total_requests, successful_requests, failed_requests, input_tokens, output_tokens,
      total_tokens, total_units, total_cost_usd, total_latency_ms)
-VALUES (%(model_id)s, (now() AT TIME ZONE 'UTC')::date, 1, %(ok)s, %(failed)s, %(input)s, %(output)s,
+VALUES (%(model_id)s, (now() AT TIME ZONE 'UTC')::date, %(requests)s, %(ok)s, %(failed)s, %(input)s, %(output)s,
         %(input)s + %(output)s, %(units)s, %(cost)s, %(latency)s)
 ON CONFLICT (model_id, stat_date) DO UPDATE SET
-    total_requests = s.total_requests + 1,
+    total_requests = s.total_requests + EXCLUDED.total_requests,
     successful_requests = s.successful_requests + EXCLUDED.successful_requests,
     failed_requests = s.failed_requests + EXCLUDED.failed_requests,
     input_tokens = s.input_tokens + EXCLUDED.input_tokens,
@@ -84,18 +84,44 @@ ON CONFLICT (model_id, stat_date) DO UPDATE SET
 """
 
 
-async def add_statistics(conn: DictConnection, model_id: str, usage: Usage | None, *, failed: bool) -> None:
+@dataclass
+class StatsDelta:
+    """What some calls add to one model's daily statistics (summed, so a batch updates the row once)."""
+
+    requests: int = 0
+    ok: int = 0
+    failed: int = 0
+    input: int = 0
+    output: int = 0
+    units: Decimal = Decimal(0)
+    cost: Decimal = Decimal(0)
+    latency: float = 0.0
+
+    def add(self, usage: Usage | None, *, failed: bool) -> None:
+        self.requests += 1
+        self.ok += 0 if failed or usage is None or usage.status != "completed" else 1
+        self.failed += 1 if failed else 0
+        if usage is not None:
+            self.input += usage.prompt_tokens
+            self.output += usage.completion_tokens
+            self.units += usage.units
+            self.cost += usage.cost_usd
+            self.latency += usage.latency_ms
+
+
+async def add_statistics(conn: DictConnection, model_id: str, delta: StatsDelta) -> None:
     await conn.execute(
         _STATS,
         {
             "model_id": model_id,
-            "ok": 0 if failed or usage is None or usage.status != "completed" else 1,
-            "failed": 1 if failed else 0,
-            "input": usage.prompt_tokens if usage else 0,
-            "output": usage.completion_tokens if usage else 0,
-            "units": usage.units if usage else 0,
-            "cost": usage.cost_usd if usage else 0,
-            "latency": usage.latency_ms if usage else 0,
+            "requests": delta.requests,
+            "ok": delta.ok,
+            "failed": delta.failed,
+            "input": delta.input,
+            "output": delta.output,
+            "units": delta.units,
+            "cost": delta.cost,
+            "latency": delta.latency,
         },
     )
 

@@ -1,10 +1,17 @@
 """Added latency of the model gateway, against calling the provider directly and against LiteLLM's own proxy.
 
-All three targets answer the same non-streamed chat completion from the same fake OpenAI-wire provider
-(its own process, on loopback), in the same run, with the same load: interleaved rounds of sequential
-requests (latency: p50/p95, and overhead = target - direct) and of concurrent requests (requests/s).
+All targets answer the same chat completion from the same fake OpenAI-wire provider (its own process,
+on loopback), in the same run, with the same load: interleaved rounds of sequential requests (latency:
+p50/p95, and overhead = target - direct) and of concurrent requests (requests/s). `--stream` asks for
+SSE streams instead (latency = until the last byte). `--variant NAME:key=value,...` adds another isa
+gateway with those `[model]` settings (e.g. `nocache:credit_cache_seconds=0`), to measure one change
+against the others in the same run.
 
-    .venv/bin/python tests/bench/bench_gateway.py [--proxy-python /tmp/litellm-proxy-venv/bin/python]
+    .venv/bin/python tests/bench/bench_gateway.py [--stream] [--variant ...] [--proxy-python PATH]
+
+`--router-only` measures litellm alone: the gateway's Router (built from the same settings, in this
+process) against a plain httpx call to the fake, with `--litellm-flag NAME=VALUE` set on the litellm
+module first (e.g. `disable_aiohttp_transport=True`), to see what a litellm setting is worth.
 
 LiteLLM's proxy (`pip install 'litellm[proxy]'`) lives in a throwaway venv, never in .venv:
 
@@ -72,10 +79,14 @@ def fake_provider(tmp: Path) -> tuple[ExitStack, str]:
     return stack, f"http://127.0.0.1:{port}/v1"
 
 
-def isa_gateway(tmp: Path, provider: str) -> tuple[ExitStack, str, str]:
-    """`isa serve --role model` on an embedded database, with one user holding credits and a key."""
+def isa_gateway(tmp: Path, provider: str, name: str = "isa", extra: str = "") -> tuple[ExitStack, str, str]:
+    """`isa serve --role model` on an embedded database, with one user holding credits and a key.
+
+    Every gateway of a run shares the embedded database (and so the user and key); `extra` is added to
+    its `[model]` settings.
+    """
     port = free_port()
-    settings_file = tmp / "bench.toml"
+    settings_file = tmp / f"bench-{name}.toml"
     settings_file.write_text(
         f"""
 [default.logging]
@@ -85,6 +96,7 @@ principal_limit = 100000000
 [default.model]
 num_retries = 2
 request_timeout_seconds = 30
+{extra}
 [[default.model.deployments]]
 name = "bench"
 model = "openai/gpt-4o-mini"
@@ -103,19 +115,24 @@ api_key_env = "{FAKE_KEY_ENV}"
     stack = ExitStack()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "isa", "serve", "--role", "model", "--port", str(port)]
-    stack.enter_context(process(cmd, env, tmp / "isa.log", port, ready_url=url + "/health/ready"))
-    os.environ["ISA_DATA_DIR"] = str(data_dir)
-    os.environ["ISA_ENV"] = "development"
-    from isa.core.embedded import embedded_url
-    from isa.core.settings import load_settings
-    from tests.model.conftest import grant
-    from tests.support.auth import create_key
+    stack.enter_context(process(cmd, env, tmp / f"{name}.log", port, ready_url=url + "/health/ready"))
+    global _KEY
+    if _KEY is None:
+        os.environ["ISA_DATA_DIR"] = str(data_dir)
+        os.environ["ISA_ENV"] = "development"
+        from isa.core.embedded import embedded_url
+        from isa.core.settings import load_settings
+        from tests.model.conftest import grant
+        from tests.support.auth import create_key
 
-    settings = load_settings("model")
-    db_url = embedded_url(data_dir)
-    key = create_key(db_url, settings, "bench-user", "write")
-    grant(db_url, settings, "bench-user", Decimal(10_000_000))
-    return stack, url + "/v1", key
+        settings = load_settings("model")
+        db_url = embedded_url(data_dir)
+        _KEY = create_key(db_url, settings, "bench-user", "write")
+        grant(db_url, settings, "bench-user", Decimal(10_000_000))
+    return stack, url + "/v1", _KEY
+
+
+_KEY: str | None = None
 
 
 def litellm_proxy(tmp: Path, provider: str, python: str) -> tuple[ExitStack, str, str]:
@@ -148,13 +165,26 @@ general_settings:
     return stack, url + "/v1", "sk-bench-master"
 
 
+STREAM = False
+
+
+async def one(client: httpx.AsyncClient, base: str, key: str) -> None:
+    """One chat completion, read to its last byte."""
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {**BODY, "stream": True} if STREAM else BODY
+    async with client.stream("POST", base + "/chat/completions", json=body, headers=headers) as response:
+        data = await response.aread()
+        response.raise_for_status()
+    if STREAM and not data.rstrip().endswith(b"data: [DONE]"):
+        raise RuntimeError(f"{base}: the stream did not end with [DONE]")
+
+
 async def sequential(client: httpx.AsyncClient, base: str, key: str, n: int) -> list[float]:
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
-        response = await client.post(base + "/chat/completions", json=BODY, headers={"Authorization": f"Bearer {key}"})
+        await one(client, base, key)
         out.append(time.perf_counter() - t0)
-        response.raise_for_status()
     return out
 
 
@@ -164,10 +194,7 @@ async def concurrent(client: httpx.AsyncClient, base: str, key: str, n: int, con
 
     async def worker() -> None:
         for _ in queue:
-            response = await client.post(
-                base + "/chat/completions", json=BODY, headers={"Authorization": f"Bearer {key}"}
-            )
-            response.raise_for_status()
+            await one(client, base, key)
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -193,19 +220,70 @@ async def run(targets: dict[str, tuple[str, str]], args: argparse.Namespace) -> 
                 rates[name].append(await concurrent(client, base, key, args.concurrent_batch, args.concurrency))
     direct50, direct95 = pct(latencies["direct"], 0.5), pct(latencies["direct"], 0.95)
     n = len(latencies["direct"])
-    print(f"\n{n} sequential + {args.rounds * args.concurrent_batch} concurrent (x{args.concurrency}) requests each")
-    print(f"{'target':<16}{'p50 ms':>9}{'p95 ms':>9}{'p50 added':>11}{'p95 added':>11}{'req/s':>9}")
+    print(f"\nload average before: {args.load_before}, after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+    kind = "streamed" if STREAM else "non-streamed"
+    total = args.rounds * args.concurrent_batch
+    print(f"{kind} chat completions; {n} sequential + {total} concurrent (x{args.concurrency}) requests each")
+    print(f"{'target':<18}{'p50 ms':>9}{'p95 ms':>9}{'p50 added':>11}{'p95 added':>11}{'req/s':>9}")
     for name in targets:
         p50, p95 = pct(latencies[name], 0.5), pct(latencies[name], 0.95)
         rps = statistics.median(rates[name])
         added = "" if name == "direct" else f"{p50 - direct50:>11.2f}{p95 - direct95:>11.2f}"
-        print(f"{name:<16}{p50:>9.2f}{p95:>9.2f}{added or ' ' * 22}{rps:>9.0f}")
+        print(f"{name:<18}{p50:>9.2f}{p95:>9.2f}{added or ' ' * 22}{rps:>9.0f}")
     if "litellm-proxy" in targets:
-        ours = pct(latencies["isa-gateway"], 0.5) - direct50
         theirs = pct(latencies["litellm-proxy"], 0.5) - direct50
-        print(f"\np50 overhead: isa {ours:.2f} ms vs LiteLLM proxy {theirs:.2f} ms (ratio {ours / theirs:.2f})")
-        rps_ratio = statistics.median(rates["isa-gateway"]) / statistics.median(rates["litellm-proxy"])
-        print(f"throughput: isa / LiteLLM proxy = {rps_ratio:.2f}")
+        print()
+        for name in targets:
+            if name in ("direct", "litellm-proxy"):
+                continue
+            ours = pct(latencies[name], 0.5) - direct50
+            rps_ratio = statistics.median(rates[name]) / statistics.median(rates["litellm-proxy"])
+            print(
+                f"{name}: p50 overhead {ours:.2f} ms vs LiteLLM proxy {theirs:.2f} ms (ratio {ours / theirs:.2f}); "
+                f"throughput ratio {rps_ratio:.2f}"
+            )
+
+
+async def router_only(provider: str, rounds: int, batch: int, flags: list[str]) -> None:
+    """p50 of the gateway's Router vs a plain httpx call to the same fake, interleaved, in one process."""
+    import ast
+
+    from isa.model.gateway import Gateway, load_litellm
+    from isa.model.settings import ModelSettings
+
+    litellm = load_litellm()
+    for flag in flags:
+        name, _, value = flag.partition("=")
+        setattr(litellm, name, ast.literal_eval(value))
+    os.environ[FAKE_KEY_ENV] = "sk-bench-provider"
+    deployment = {"name": "bench", "model": "openai/gpt-4o-mini", "api_base": provider, "api_key_env": FAKE_KEY_ENV}
+    gateway = Gateway(ModelSettings.model_validate({"deployments": [deployment], "aliases": {}, "fallbacks": {}}))
+    gateway.start()
+    messages = BODY["messages"]
+    times: dict[str, list[float]] = {"direct": [], "router": []}
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def direct() -> None:
+            body = {"model": "gpt-4o-mini", "messages": messages}
+            response = await client.post(
+                provider + "/chat/completions", json=body, headers={"Authorization": "Bearer x"}
+            )
+            response.raise_for_status()
+
+        async def routed() -> None:
+            await gateway.chat("bench", {"messages": messages})
+
+        for _ in range(50):
+            await direct()
+            await routed()
+        for _ in range(rounds):
+            for name, call in (("direct", direct), ("router", routed)):
+                for _ in range(batch):
+                    t0 = time.perf_counter()
+                    await call()
+                    times[name].append(time.perf_counter() - t0)
+    d50, r50 = pct(times["direct"], 0.5), pct(times["router"], 0.5)
+    print(f"flags {flags or '(none)'}: direct p50 {d50:.2f} ms, Router p50 {r50:.2f} ms, added {r50 - d50:.2f} ms")
 
 
 def main() -> None:
@@ -215,15 +293,31 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--concurrent-batch", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--stream", action="store_true", help="SSE streams instead of plain completions")
+    parser.add_argument("--variant", action="append", default=[], help="NAME:key=value,... (isa [model] settings)")
+    parser.add_argument("--router-only", action="store_true", help="litellm's Router alone vs direct, in-process")
+    parser.add_argument("--litellm-flag", action="append", default=[], help="NAME=VALUE set on litellm (router-only)")
     args = parser.parse_args()
+    args.load_before = " ".join(f"{v:.2f}" for v in os.getloadavg()[:2])
+    global STREAM
+    STREAM = args.stream
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         fake, provider = fake_provider(tmp)
         stack.enter_context(fake)
+        if args.router_only:
+            asyncio.run(router_only(provider, args.rounds, 100, args.litellm_flag))
+            return
         targets = {"direct": (provider, "sk-bench-provider")}
         gateway, url, key = isa_gateway(tmp, provider)
         stack.enter_context(gateway)
         targets["isa-gateway"] = (url, key)
+        for variant in args.variant:
+            name, _, pairs = variant.partition(":")
+            extra = "\n".join(pair.strip() for pair in pairs.split(",") if pair.strip())
+            gw, gw_url, gw_key = isa_gateway(tmp, provider, name, extra)
+            stack.enter_context(gw)
+            targets[f"isa-{name}"] = (gw_url, gw_key)
         if Path(args.proxy_python).exists():
             proxy, proxy_url, master = litellm_proxy(tmp, provider, args.proxy_python)
             stack.enter_context(proxy)

@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 from isa.app import create_app
 from isa.core.db import Database
 from isa.core.settings import Settings
+from isa.model.service import ModelService
 from isa.users import ledger
 from tests.support.auth import create_key
 from tests.support.fake_openai import FAKE_KEY_ENV, FakeOpenAI, model_section
@@ -89,6 +90,12 @@ def new_user(db_url: str, settings: Settings) -> Callable[..., tuple[str, Header
         return user_id, {"Authorization": f"Bearer {key}"}
 
     return make
+
+
+def settle(client: TestClient) -> None:
+    """Wait until the gateway's usage writer has written every call queued so far (rows land after the answer)."""
+    service = client.app.state.isa.get("model", ModelService)  # type: ignore[attr-defined]
+    wait_for(lambda: service.usage_writer.idle, timeout=15)
 
 
 def sql(db_url: str, query: str, *args: Any) -> list[tuple[Any, ...]]:

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from starlette.testclient import TestClient
 
-from tests.model.conftest import Headers, sql
+from tests.model.conftest import Headers, settle, sql
 from tests.support.fake_openai import FakeOpenAI, Reply
 
 NewUser = Callable[..., tuple[str, Headers]]
@@ -16,6 +16,8 @@ HI = [{"role": "user", "content": "hi there"}]
 
 
 def db_url_of(client: TestClient) -> str:
+    """The gateway's database, once every call made so far has its usage written."""
+    settle(client)
     return str(client.app.state.isa.db.url)  # type: ignore[attr-defined]
 
 
@@ -37,6 +39,7 @@ def test_a_chat_call_writes_usage_charges_credits_and_counts_daily_statistics(
     before = daily(db, "total_requests", "alpha", "gpt-4o-mini")
     response = gateway.post("/v1/chat/completions", headers=headers, json={"model": "default", "messages": HI})
     assert response.status_code == 200
+    settle(gateway)
     rows = sql(
         db,
         "SELECT id, event_type, prompt_tokens, completion_tokens, total_tokens, cost_usd, credits_charged, model_name, "
@@ -126,6 +129,7 @@ def test_a_failed_call_charges_nothing_and_counts_as_a_failure(
     response = gateway.post("/v1/chat/completions", headers=headers, json={"model": "backup", "messages": HI})
     assert response.status_code == 502 and response.json()["error"]["code"] == "upstream_auth"
     assert "sk-should-not-leak" not in response.text
+    settle(gateway)
     assert sql(db, "SELECT count(*) FROM user_usage_records WHERE user_id = %s", user_id)[0][0] == 0
     assert sql(db, "SELECT credits_remaining FROM users WHERE user_id = %s", user_id)[0][0] == Decimal(100)
     assert daily(db, "failed_requests", "beta", "gpt-4o") == failed_before + 1
@@ -139,6 +143,7 @@ def test_usage_summaries_are_the_owners_and_everyones_only_for_admins(
     _, admin_headers = new_user(scope="admin")
     for headers in (alice_headers, alice_headers, bob_headers):
         gateway.post("/v1/chat/completions", headers=headers, json={"model": "main", "messages": HI})
+    settle(gateway)
     mine = gateway.get("/api/v1/analytics/usage", headers=alice_headers).json()["data"]
     assert mine["user_id"] == alice and mine["totals"]["requests"] == 2
     assert [row["key"] for row in mine["breakdown"]] == ["gpt-4o-mini"]

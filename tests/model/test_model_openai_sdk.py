@@ -10,7 +10,7 @@ import openai
 import pytest
 from starlette.testclient import TestClient
 
-from tests.model.conftest import Headers, sql
+from tests.model.conftest import Headers, settle, sql
 from tests.support.fake_openai import FakeOpenAI, Reply, call
 
 NewUser = Callable[..., tuple[str, Headers]]
@@ -154,6 +154,7 @@ def test_images_and_transcriptions_go_through_the_router(
 
 
 def db_url_of(client: TestClient) -> str:
+    settle(client)  # usage rows are written after the answer
     return str(client.app.state.isa.db.url)  # type: ignore[attr-defined]
 
 
