@@ -54,15 +54,15 @@ class MemoryUpdate:
 
 
 class Memory(Protocol):
-    async def recall(self, user_id: str, message: str) -> list[str]:
-        """Facts worth putting in front of the model for this message."""
+    async def recall(self, user_id: str, message: str, link: McpLink | None = None) -> list[str]:
+        """Facts worth putting in front of the model for this message (over the run's MCP link when given)."""
 
     async def store(self, user_id: str, session_id: str, message: str, answer: str) -> MemoryUpdate:
         """Keep what this turn taught about the user."""
 
 
 class NoMemory:
-    async def recall(self, user_id: str, message: str) -> list[str]:
+    async def recall(self, user_id: str, message: str, link: McpLink | None = None) -> list[str]:
         return []
 
     async def store(self, user_id: str, session_id: str, message: str, answer: str) -> MemoryUpdate:
@@ -96,11 +96,16 @@ class McpMemory:
         # The chat route required the write scope of this user; the token carries at most read+write.
         return self.upstreams.token_for(Principal(user_id, frozenset({"read", "write"}), "isa"))
 
-    async def _call(self, user_id: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    async def _call(
+        self, user_id: str, tool: str, arguments: dict[str, Any], link: McpLink | None = None
+    ) -> dict[str, Any]:
         limit = self.settings.memory_timeout_seconds
         with anyio.fail_after(limit + 2):  # the handshake too, not only the call
-            async with McpLink(self.upstreams, self._token(user_id), "", self.cache) as link:
+            if link is not None:  # the run's own session (opened for the turn's tools anyway): no extra handshake
                 outcome = await link.call_tool(tool, arguments, limit)
+            else:
+                async with McpLink(self.upstreams, self._token(user_id), "", self.cache) as own:
+                    outcome = await own.call_tool(tool, arguments, limit)
         if outcome.is_error or outcome.envelope is None:
             raise AgentError("memory_failed", f"{tool} failed: {outcome.text[:200]}")
         data = outcome.envelope.get("data")
@@ -108,12 +113,13 @@ class McpMemory:
             raise AgentError("memory_failed", f"{tool} answered {outcome.status}")
         return data
 
-    async def recall(self, user_id: str, message: str) -> list[str]:
+    async def recall(self, user_id: str, message: str, link: McpLink | None = None) -> list[str]:
         s = self.settings
         if s.recall_limit == 0 or not message.strip():
             return []
+        query = {"query": message[:2000], "top_k": s.recall_limit}
         try:
-            data = await self._call(user_id, "search_memories", {"query": message[:2000], "top_k": s.recall_limit})
+            data = await self._call(user_id, "search_memories", query, link)
         except Exception as exc:  # never fail the turn: answer without memories
             log.warning("memory_recall_failed", error=type(exc).__name__, detail=str(exc)[:200])
             return []

@@ -13,7 +13,7 @@ from isa.catalog.routes import ROUTES
 from isa.catalog.service import CatalogService
 from isa.catalog.settings import CatalogSettings
 from isa.core.builder import AppBuilder
-from isa.core.embeddings import LocalMiniLM
+from isa.core.embeddings import shared_minilm
 
 __all__ = ["CatalogItem", "CatalogService", "SearchFilters", "SyncReport", "register"]
 
@@ -24,7 +24,7 @@ def build_service(builder: AppBuilder) -> CatalogService:
     reranker = (
         model_client(builder.settings, settings.rerank_timeout_seconds, "isa-discovery") if settings.rerank else None
     )
-    return CatalogService(builder.state.db, LocalMiniLM(), settings, adapter, reranker)
+    return CatalogService(builder.state.db, shared_minilm(), settings, adapter, reranker)
 
 
 def register(builder: AppBuilder) -> None:

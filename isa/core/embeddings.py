@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import importlib.resources
 import pathlib
 import threading
@@ -136,3 +137,9 @@ class LocalMiniLM:
         vectors = await anyio.to_thread.run_sync(self.embed_batch, list(texts))
         out: list[list[float]] = vectors.tolist()
         return out
+
+
+@functools.cache
+def shared_minilm() -> LocalMiniLM:
+    """The process's one local MiniLM: discovery, memory and the gateway share it (one copy of the weights)."""
+    return LocalMiniLM()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from isa.auth.model_client import model_client
 from isa.core.builder import AppBuilder
-from isa.core.embeddings import LocalMiniLM
+from isa.core.embeddings import shared_minilm
 from isa.memory.knowledge import KnowledgeService, KnowledgeSettings
 from isa.memory.llm_extract import Extractor
 from isa.memory.service import MemoryService
@@ -20,7 +20,7 @@ def register(builder: AppBuilder) -> None:
     if settings.extraction != "rules":
         client = model_client(builder.settings, settings.extraction_timeout_seconds, user_agent="isa-memory")
     extractor = Extractor(client, settings.extraction, settings.extraction_model)
-    memory = MemoryService(builder.state.db, LocalMiniLM(), settings, extractor)
+    memory = MemoryService(builder.state.db, shared_minilm(), settings, extractor)
     builder.provide("memory", memory)
     knowledge = builder.settings.section("knowledge", KnowledgeSettings)
     reranker = None
