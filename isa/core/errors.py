@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -94,4 +95,27 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return error_response(request_id_of(request), exc.status_code, code, message, headers=exc.headers)
 
 
-EXCEPTION_HANDLERS = {ApiError: _api_error, HTTPException: _http_exception}
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    # A lost or refused database connection (or an exhausted pool) is the deployment's trouble, not the caller's:
+    # 503 with Retry-After so clients and the load balancer back off; the pool replaces broken connections.
+    log.warning("database_unavailable", error=type(exc).__name__, path=request.url.path)
+    return error_response(
+        request_id_of(request),
+        503,
+        "database_unavailable",
+        "the database is unavailable; retry shortly",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _too_deep(request: Request, exc: Exception) -> Response:
+    # Only input nests deep enough to exhaust the interpreter's stack here (JSON bodies parsed, then validated).
+    return error_response(request_id_of(request), 422, "invalid_request", "the request is nested too deeply")
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: _api_error,
+    HTTPException: _http_exception,
+    psycopg.OperationalError: _database_unavailable,
+    RecursionError: _too_deep,
+}
