@@ -2,7 +2,8 @@
 
 `McpMemory` (chosen in `register` when an mcp node is configured) uses the memory tools of the mcp node as the user,
 through the agent's own MCP client and a short token minted for that user (never the caller's credential):
-- recall: `search_memories` for the message; at most `recall_limit` hits above `recall_min_similarity`, each one
+- recall: `POST /api/v1/memories/search` on the mcp node (the `search_memories` tool's service over HTTP, so no MCP
+  handshake sits before the first token); at most `recall_limit` hits above `recall_min_similarity`, each one
   line of at most `recall_max_chars`, marked as remembered data. The engine puts them in a system message.
 - store: `store_factual_memory` with the user's words of the turn (the mcp node extracts, LLM or rules),
   `keep_notes=false` (a question or small talk stores nothing) and the session id (its rolling summary).
@@ -54,15 +55,15 @@ class MemoryUpdate:
 
 
 class Memory(Protocol):
-    async def recall(self, user_id: str, message: str, link: McpLink | None = None) -> list[str]:
-        """Facts worth putting in front of the model for this message (over the run's MCP link when given)."""
+    async def recall(self, user_id: str, message: str) -> list[str]:
+        """Facts worth putting in front of the model for this message."""
 
     async def store(self, user_id: str, session_id: str, message: str, answer: str) -> MemoryUpdate:
         """Keep what this turn taught about the user."""
 
 
 class NoMemory:
-    async def recall(self, user_id: str, message: str, link: McpLink | None = None) -> list[str]:
+    async def recall(self, user_id: str, message: str) -> list[str]:
         return []
 
     async def store(self, user_id: str, session_id: str, message: str, answer: str) -> MemoryUpdate:
@@ -96,16 +97,11 @@ class McpMemory:
         # The chat route required the write scope of this user; the token carries at most read+write.
         return self.upstreams.token_for(Principal(user_id, frozenset({"read", "write"}), "isa"))
 
-    async def _call(
-        self, user_id: str, tool: str, arguments: dict[str, Any], link: McpLink | None = None
-    ) -> dict[str, Any]:
+    async def _call(self, user_id: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         limit = self.settings.memory_timeout_seconds
         with anyio.fail_after(limit + 2):  # the handshake too, not only the call
-            if link is not None:  # the run's own session (opened for the turn's tools anyway): no extra handshake
+            async with McpLink(self.upstreams, self._token(user_id), "", self.cache) as link:
                 outcome = await link.call_tool(tool, arguments, limit)
-            else:
-                async with McpLink(self.upstreams, self._token(user_id), "", self.cache) as own:
-                    outcome = await own.call_tool(tool, arguments, limit)
         if outcome.is_error or outcome.envelope is None:
             raise AgentError("memory_failed", f"{tool} failed: {outcome.text[:200]}")
         data = outcome.envelope.get("data")
@@ -113,13 +109,21 @@ class McpMemory:
             raise AgentError("memory_failed", f"{tool} answered {outcome.status}")
         return data
 
-    async def recall(self, user_id: str, message: str, link: McpLink | None = None) -> list[str]:
+    async def recall(self, user_id: str, message: str) -> list[str]:
         s = self.settings
         if s.recall_limit == 0 or not message.strip():
             return []
-        query = {"query": message[:2000], "top_k": s.recall_limit}
+        # Plain HTTP next to /discover, not an MCP session: a handshake would sit on the path to the first token.
+        body = {"query": message[:2000], "top_k": s.recall_limit, "min_similarity": s.recall_min_similarity}
         try:
-            data = await self._call(user_id, "search_memories", query, link)
+            with anyio.fail_after(s.memory_timeout_seconds):
+                async with self.upstreams.client(
+                    "mcp", self._token(user_id), read_timeout=s.memory_timeout_seconds
+                ) as http:
+                    response = await http.post("/api/v1/memories/search", json=body)
+            if response.status_code != 200:
+                raise AgentError("memory_failed", f"memory search answered HTTP {response.status_code}")
+            data = response.json()
         except Exception as exc:  # never fail the turn: answer without memories
             log.warning("memory_recall_failed", error=type(exc).__name__, detail=str(exc)[:200])
             return []

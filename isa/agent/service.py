@@ -134,7 +134,7 @@ class AgentService:
             found.extend(await link.discover(body.message, self.settings.discover_tools))
 
         async def recall() -> None:
-            memories.extend(await self.memory.recall(p.principal.user_id, body.message, link))
+            memories.extend(await self.memory.recall(p.principal.user_id, body.message))
 
         async def load_prompt() -> None:
             if body.prompt_name:

@@ -1,4 +1,4 @@
-"""Long-term memory (five typed tables, sessions) and the user knowledge base (RAG); served as MCP tools only."""
+"""Long-term memory (five typed tables, sessions) and the knowledge base (RAG): MCP tools, and memory search on HTTP."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from isa.core.builder import AppBuilder
 from isa.core.embeddings import shared_minilm
 from isa.memory.knowledge import KnowledgeService, KnowledgeSettings
 from isa.memory.llm_extract import Extractor
+from isa.memory.routes import ROUTES
 from isa.memory.service import MemoryService
 from isa.memory.settings import MemorySettings
 
@@ -22,6 +23,7 @@ def register(builder: AppBuilder) -> None:
     extractor = Extractor(client, settings.extraction, settings.extraction_model)
     memory = MemoryService(builder.state.db, shared_minilm(), settings, extractor)
     builder.provide("memory", memory)
+    builder.add_routes(*ROUTES)
     knowledge = builder.settings.section("knowledge", KnowledgeSettings)
     reranker = None
     if knowledge.rerank:

@@ -15,7 +15,7 @@ from isa.mcp.context import current_call
 from isa.mcp.registry import SecurityLevel
 from isa.memory.caps import capabilities
 from isa.memory.service import MemoryService, NotFound
-from isa.memory.store import MEMORY_TYPES, Filters
+from isa.memory.store import search_filters
 
 log = get_logger(__name__)
 MemoryType = Literal["factual", "episodic", "semantic", "procedural", "working"]
@@ -145,15 +145,8 @@ async def search_memories(
     subject narrows facts and category narrows concepts; the ranking blends similarity, importance and recency.
     """
     user_id, service = _ctx()
-    types = tuple(dict.fromkeys(memory_types)) if memory_types else MEMORY_TYPES
-    if subject is not None:
-        types = tuple(t for t in types if t == "factual")
-    if category is not None:
-        types = tuple(t for t in types if t == "semantic")
-    if not types:
-        return {"query": query, "results": [], "count": 0}
-    filters = Filters(types, subject, None, category, since, until, min_importance)
-    results = await service.search(user_id, query, filters, top_k)
+    filters = search_filters(memory_types, subject, category, since, until, min_importance)
+    results = await service.search(user_id, query, filters, top_k) if filters.types else []
     return {"query": query, "results": results, "count": len(results)}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,6 +44,23 @@ class Filters:
     since: datetime | None = None
     until: datetime | None = None
     min_importance: float = 0.0
+
+
+def search_filters(
+    memory_types: Sequence[str] | None,
+    subject: str | None = None,
+    category: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    min_importance: float = 0.0,
+) -> Filters:
+    """What search_memories filters on: subject narrows to facts, category to concepts (types may end up empty)."""
+    types = tuple(dict.fromkeys(memory_types)) if memory_types else MEMORY_TYPES
+    if subject is not None:
+        types = tuple(t for t in types if t == "factual")
+    if category is not None:
+        types = tuple(t for t in types if t == "semantic")
+    return Filters(types, subject, None, category, since, until, min_importance)
 
 
 @dataclass(frozen=True)
