@@ -24,6 +24,7 @@ import httpx
 from isa.auth.settings import AuthSettings
 from isa.auth.tokens import mint_access_token
 from isa.core.db import Database
+from isa.core.egress import EgressBlocked
 from isa.core.logging import get_logger
 from isa.events import schedule, store, tasks
 from isa.events.egress import guarded_post
@@ -145,7 +146,15 @@ class Worker:
                 callback = await store.task_callback_url(
                     conn, str(event["task_id"]) if event["task_id"] else None, event["user_id"]
                 )
-            delivered = await self._callback(callback, event, answer) if callback else None
+            delivered: int | str | None = None
+            if callback:
+                try:
+                    delivered = await self._callback(callback, event, answer)
+                except EgressBlocked as exc:
+                    # The guard will refuse this URL on every retry: keep the agent's answer, record why the
+                    # callback was not sent, and don't call the agent again for nothing.
+                    delivered = f"blocked: {exc}"[:300]
+                    log.warning("event_callback_blocked", event_id=event_id)
         except Exception as exc:
             retry = attempts < self.settings.max_attempts
             delay = self.settings.backoff_base_seconds * 2 ** (attempts - 1)

@@ -110,7 +110,6 @@ async def rig(
     full = events_settings(
         settings,
         agent_url=agent.url,
-        max_attempts=1,
         egress_allow_cidrs="",
         egress_allow_hosts=f"127.0.0.1:{receiver.port}",
     )
@@ -163,8 +162,11 @@ async def test_a_callback_to_an_internal_address_is_blocked_and_the_target_sees_
     event = await _fire(rig, url)
     assert listener.connections == 0, url
     assert len(agent.calls) == 1  # the event did reach the agent; only the callback was refused
-    assert event["status"] == "failed", (url, event)
-    assert event["last_error"].startswith("EgressBlocked: blocked:"), (url, event["last_error"])
+    # A refusal is permanent: the answer is kept and the event is not retried (no second agent call).
+    assert event["status"] == "processed", (url, event)
+    assert event["processing_result"]["callback_status"].startswith("blocked:"), (url, event["processing_result"])
+    assert event["agent_response"], event
+    assert await rig.worker.process_pending_events() == 0 and len(agent.calls) == 1
     assert receiver.received == []
 
 
