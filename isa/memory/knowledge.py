@@ -1,10 +1,11 @@
 """Knowledge (RAG) over `user_knowledge`: chunk, embed, store; hybrid search through isa.core.search; answers.
 
-Search reuses the discovery engine's hybrid SQL (cosine + ts_rank_cd, fused in one statement) with one slice: the
+Search reuses the discovery engine's hybrid SQL (cosine + BM25, fused in one statement) with one slice: the
 caller's rows (`user_id = <principal>`), ranked exactly (`Slice.exact`) because HNSW post-filtering per user can
-miss rows on pgvector < 0.8. Optionally ([default.knowledge] rerank) the model node reorders the hybrid candidates
-(isa/llm/rerank.py); any failure there falls back to the hybrid order. Without a model node the answer is extractive and
-says so.
+miss rows on pgvector < 0.8. BM25 reads `user_knowledge_postings` (per user, kept by triggers, migration 0019) and
+the caller's N and mean chunk length from `user_knowledge_bm25_stats` (one primary-key lookup per search).
+Optionally ([default.knowledge] rerank) the model node reorders the hybrid candidates (isa/llm/rerank.py); any
+failure there falls back to the hybrid order. Without a model node the answer is extractive and says so.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from pydantic import BaseModel, Field
 
 from isa.auth.model_client import ModelClient
 from isa.auth.principal import Principal
-from isa.core.db import vector_literal
-from isa.core.search import Corpus, Mode, Query, Slice, Weights, hybrid_search
+from isa.core.db import DictConnection, vector_literal
+from isa.core.search import Bm25Stats, Corpus, Mode, Query, Slice, Weights, hybrid_search
 from isa.llm.rerank import rerank
 from isa.memory.documents import Limits
 from isa.memory.service import MemoryService, NotFound, content_hash
 
-CORPUS = Corpus(table="user_knowledge", postings=None, examples=None, active_column=None)
+CORPUS = Corpus(table="user_knowledge", postings="user_knowledge_postings", examples=None, active_column=None)
 COLUMNS = ("document_id", "source_document", "chunk_index", "chunk_count", "content", "metadata", "created_at")
 _WORD = re.compile(r"[a-z0-9]+")
 STOP = frozenset(
@@ -39,10 +40,10 @@ STOP = frozenset(
 class KnowledgeSettings(BaseModel):
     """[default.knowledge] in config/settings.toml."""
 
-    # weighted: (1 - w) * cosine + w * ts_rank_cd / max, in SQL; rrf: 1/(k + dense rank) + 1/(k + lexical rank)
+    # weighted: (1 - w) * cosine + w * bm25 / max, in SQL; rrf: 1/(k + dense rank) + 1/(k + lexical rank)
     # over the same candidates (ranked here, so isa.core.search stays as discovery uses it).
     fusion: Literal["weighted", "rrf"] = "weighted"
-    lexical_weight: float = Field(0.3, ge=0, le=1)
+    lexical_weight: float = Field(0.5, ge=0, le=1)  # chosen on the dev split (docs/benchmarks.md)
     rrf_k: float = Field(60.0, gt=0)
     candidates: int = Field(40, ge=5, le=400)  # per arm, before fusion
     max_pdf_bytes: int = Field(20 * 1024 * 1024, ge=1024)
@@ -91,6 +92,7 @@ class KnowledgeService:
         self.settings = memory.settings
         self.options = options or KnowledgeSettings()
         self.reranker = reranker if self.options.rerank else None
+        self.corpus = CORPUS  # the bench swaps in a corpus without postings to measure the old ts_rank_cd arm
 
     @property
     def limits(self) -> Limits:
@@ -157,7 +159,15 @@ class KnowledgeService:
 
     @property
     def weights(self) -> Weights:
-        return Weights(lexical=self.options.lexical_weight, examples=0.0, candidates=self.options.candidates)
+        # One text field: BM25 over field A alone (B and C are always 0 in the postings).
+        return Weights(
+            lexical=self.options.lexical_weight,
+            examples=0.0,
+            candidates=self.options.candidates,
+            field_a=1.0,
+            field_b=0.0,
+            field_c=0.0,
+        )
 
     async def search(
         self, user_id: str, query: str, top_k: int, mode: Mode = "hybrid", vector: list[float] | None = None
@@ -170,7 +180,8 @@ class KnowledgeService:
         limit = max(top_k, 2 * self.options.candidates) if rrf else top_k  # rrf: every candidate of both arms
         mine = Slice("k", "user_id", user_id, limit, exact=True)
         async with self.db.connection() as conn:
-            rows = await hybrid_search(conn, CORPUS, q, [mine], self.weights, {}, ["id", *COLUMNS])
+            stats = {"k": await bm25_stats(conn, user_id)} if mode != "dense" else {}
+            rows = await hybrid_search(conn, self.corpus, q, [mine], self.weights, stats, ["id", *COLUMNS])
         if rrf:
             rows = reciprocal_rank_fusion(rows, self.options.rrf_k)[:top_k]
         return [_item(r) for r in rows]
@@ -277,7 +288,7 @@ class KnowledgeService:
             "items": int(row["items"]) if row else 0,
             "documents": int(row["documents"]) if row else 0,
             "embedding_model": self.model,
-            "retrieval": "hybrid (exact per-user cosine + ts_rank_cd), isa.core.search",
+            "retrieval": "hybrid (exact per-user cosine + per-user BM25), isa.core.search",
             "generation": "extractive" if not model_configured else "extractive (model path not wired yet)",
             "reranking": f"model node ({self.options.rerank_model})" if self.reranker else "off",
             "lexical_weight": self.options.lexical_weight,
@@ -287,7 +298,7 @@ class KnowledgeService:
 
 
 def reciprocal_rank_fusion(rows: list[dict[str, Any]], k: float) -> list[dict[str, Any]]:
-    """Rows re-scored 1/(k + rank by cosine) + 1/(k + rank by ts_rank_cd, rows with a lexical match only)."""
+    """Rows re-scored 1/(k + rank by cosine) + 1/(k + rank by BM25, rows with a lexical match only)."""
     score = {str(r["id"]): 0.0 for r in rows}
     by_dense = sorted(rows, key=lambda r: (-float(r["dense"]), str(r["id"])))
     by_lex = sorted((r for r in rows if float(r["lex"]) > 0), key=lambda r: (-float(r["lex"]), str(r["id"])))
@@ -296,6 +307,15 @@ def reciprocal_rank_fusion(rows: list[dict[str, Any]], k: float) -> list[dict[st
             score[str(row["id"])] += 1.0 / (k + rank)
     fused = [{**r, "score": score[str(r["id"])]} for r in rows]
     return sorted(fused, key=lambda r: (-r["score"], str(r["id"])))
+
+
+async def bm25_stats(conn: DictConnection, user_id: str) -> Bm25Stats:
+    """The user's BM25 N and mean chunk length (field A), kept by the 0019 triggers."""
+    cur = await conn.execute("SELECT entries, total_len FROM user_knowledge_bm25_stats WHERE user_id = %s", (user_id,))
+    row = await cur.fetchone()
+    entries = int(row["entries"]) if row else 0
+    mean = float(row["total_len"]) / entries if row and entries else 1.0
+    return Bm25Stats(rows=max(entries, 1), len_a=max(mean, 1.0), len_b=0.0, len_c=0.0)
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:

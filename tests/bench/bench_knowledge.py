@@ -1,6 +1,6 @@
-"""search_knowledge retrieval quality: hybrid (ours) vs dense-only vs lexical-only, same data, same run.
+"""search_knowledge retrieval quality and latency: BM25 postings (new) vs ts_rank_cd (old), dense-only, same run.
 
-Run: .venv/bin/python tests/bench/bench_knowledge.py [--weights 0.1,0.3,0.5]
+Run: .venv/bin/python tests/bench/bench_knowledge.py [--weights 0.1,0.3,0.5] [--rrf 20,60] [--big 20000 --users 100]
 
 Passages: the 79 topics of the Python language reference that CPython ships as `pydoc_data.topics` (the text
 `help("assert")` shows; PSF licence), each added as one document through KnowledgeService.add_document — the
@@ -11,9 +11,15 @@ each has an `evidence` phrase copied from the topic's text. A retrieved chunk is
 evidence phrase (case, quotes and emphasis marks ignored) — DPR-style "answer in passage" relevance; duplicated
 text (e.g. the `compound` topic repeats `if`/`while`/...) counts wherever it appears.
 Split: by a hash of the question id, 30 % dev (for choosing the fusion weight) and 70 % test (reported); both
-splits are printed.
+splits are printed, and the weight of the new hybrid is picked on dev by MRR@10 (ties: R@5, then the lower weight).
 Each question is embedded once and run through KnowledgeService.search (the SQL of the search_knowledge tool) in
-modes dense, lexical and hybrid (one row per --weights value).
+modes dense, lexical and hybrid; "old" variants use a corpus without postings (the ts_rank_cd arm that
+search_knowledge used before migration 0019), "new" ones the per-user BM25 postings.
+Latency at scale (--big, --users): one user with --big chunks and --users users with --per-user chunks each, made
+from the real chunks (30 % of words replaced by random corpus words; the chunk's vector plus noise), inserted with
+SQL (so the postings triggers run) under a model name without an HNSW index (searches scan one user's rows
+exactly either way); p50 of KnowledgeService.search per mode, old vs new, plus the statistics lookup alone and
+the postings primary key in both column orders.
 """
 
 from __future__ import annotations
@@ -22,11 +28,14 @@ import argparse
 import asyncio
 import hashlib
 import json
+import random
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -38,13 +47,16 @@ from isa.core.db import Database
 from isa.core.embedded import embedded_url
 from isa.core.embeddings import LocalMiniLM
 from isa.core.migrations import migrate
+from isa.core.search import Corpus
 from isa.core.settings import load_settings
-from isa.memory.knowledge import KnowledgeService, KnowledgeSettings
+from isa.memory.knowledge import CORPUS, KnowledgeService, KnowledgeSettings, bm25_stats
 from isa.memory.service import MemoryService
 from isa.memory.settings import MemorySettings
 
 DATA = Path(__file__).parent / "data" / "knowledge_pydoc_qa.jsonl"
 USER = "bench-knowledge"
+OLD = Corpus(table="user_knowledge", postings=None, examples=None, active_column=None)  # ts_rank_cd arm
+SCALE_MODEL = "bench-scale"  # no HNSW index: loading 40,000 rows stays fast; searches are exact per user anyway
 
 
 def norm(text: str) -> str:
@@ -65,10 +77,212 @@ def metrics(ranks: list[int | None]) -> dict[str, float]:
     }
 
 
-async def run(args: argparse.Namespace) -> None:
-    questions = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+Variant = tuple[str, str, Corpus, KnowledgeSettings]
+
+
+def variants(weights: list[float], rrf: list[float]) -> list[Variant]:
+    out: list[Variant] = [
+        ("dense only", "dense", CORPUS, KnowledgeSettings()),
+        ("lexical old ts_rank_cd", "lexical", OLD, KnowledgeSettings()),
+        ("lexical new BM25", "lexical", CORPUS, KnowledgeSettings()),
+    ]
+    for w in weights:
+        out.append((f"hybrid old w={w:g}", "hybrid", OLD, KnowledgeSettings(lexical_weight=w)))
+        out.append((f"hybrid new w={w:g}", "hybrid", CORPUS, KnowledgeSettings(lexical_weight=w)))
+    for k in rrf:
+        out.append((f"rrf old k={k:g}", "hybrid", OLD, KnowledgeSettings(fusion="rrf", rrf_k=k)))
+        out.append((f"rrf new k={k:g}", "hybrid", CORPUS, KnowledgeSettings(fusion="rrf", rrf_k=k)))
+    return out
+
+
+async def quality(
+    service: KnowledgeService, questions: list[dict[str, Any]], vectors: list[list[float]], args: Any
+) -> None:
     weights = [float(w) for w in args.weights.split(",") if w]
     rrf = [float(k) for k in args.rrf.split(",") if k]
+    table = variants(weights, rrf)
+    ranks: dict[str, list[int | None]] = {name: [] for name, *_ in table}
+    times: dict[str, list[float]] = {name: [] for name, *_ in table}
+    for q, vector in zip(questions, vectors, strict=True):
+        evidence = norm(q["evidence"])
+        for name, mode, corpus, options in table:
+            service.options, service.corpus = options, corpus
+            t = time.perf_counter()
+            hits = await service.search(USER, q["question"], 10, mode, vector)  # type: ignore[arg-type]
+            times[name].append((time.perf_counter() - t) * 1000)
+            found = [i for i, h in enumerate(hits, 1) if evidence in norm(h["content"])]
+            ranks[name].append(found[0] if found else None)
+    service.options, service.corpus = KnowledgeSettings(), CORPUS
+    by_split = {}
+    for split in ("dev", "test"):
+        keep = [i for i, q in enumerate(questions) if split_of(q["id"]) == split]
+        by_split[split] = {name: metrics([r[i] for i in keep]) for name, r in ranks.items()}
+    for label in ("old", "new"):
+        dev = by_split["dev"]
+        best = max(
+            weights, key=lambda w: (dev[f"hybrid {label} w={w:g}"]["MRR@10"], dev[f"hybrid {label} w={w:g}"]["R@5"], -w)
+        )
+        print(f"chosen on dev (MRR@10, then R@5, then the lower weight): hybrid {label} w={best:g}")
+    for split, table_ in by_split.items():
+        n = sum(split_of(q["id"]) == split for q in questions)
+        report(f"{split}: {n} questions, chunks {args.chunk_size}/{args.overlap}", table_, times)
+
+
+def report(title: str, table: dict[str, dict[str, float]], times: dict[str, list[float]]) -> None:
+    dense = table["dense only"]
+    print(f"\n{title}")
+    print(f"{'variant':24} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MRR@10':>7} {'R@5/dense':>10} {'MRR/dense':>10}"
+          f" {'MRR new/old':>12} {'p50 ms':>7}")  # fmt: skip
+    for name, m in table.items():
+        old = table.get(name.replace(" new", " old").replace("BM25", "ts_rank_cd")) if " new" in name else None
+        vs_old = f"{m['MRR@10'] / max(old['MRR@10'], 1e-9):12.2f}" if old else f"{'':12}"
+        print(
+            f"{name:24} {m['R@1']:6.3f} {m['R@5']:6.3f} {m['R@10']:6.3f} {m['MRR@10']:7.3f}"
+            f" {m['R@5'] / max(dense['R@5'], 1e-9):10.2f} {m['MRR@10'] / max(dense['MRR@10'], 1e-9):10.2f}"
+            f" {vs_old} {statistics.median(times[name]):7.1f}"
+        )
+
+
+class ScaleEmbedder:
+    """Never embeds: scale searches get the question vectors; only the model name matters."""
+
+    model_name = SCALE_MODEL
+    dimensions = 384
+
+    def embed_batch(self, texts: list[str]) -> list[list[float]]:
+        raise AssertionError("the scale phase passes vectors")
+
+
+async def load_scale(url: str, big: int, users: int, per_user: int) -> float:
+    """Insert the synthetic users' chunks; returns seconds taken."""
+    rng = random.Random(7)
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT content, embedding::text FROM user_knowledge WHERE user_id = %s", (USER,)
+        ).fetchall()
+        vocab = [w for content, _ in rows for w in content.split()]
+        owners = [("scale-big", big)] + [(f"scale-{i:03d}", per_user) for i in range(users)]
+        conn.execute(
+            "INSERT INTO users (user_id, email, name) SELECT u, u || '@x.test', 'bench' FROM unnest(%s::text[]) u",
+            ([u for u, _ in owners],),
+        )
+
+        def batch(n: int) -> tuple[list[str], list[str]]:
+            texts, vecs = [], []
+            for _ in range(n):
+                content, vec = rng.choice(rows)
+                texts.append(" ".join(rng.choice(vocab) if rng.random() < 0.3 else w for w in content.split()))
+                v = [float(x) + rng.gauss(0, 0.02) for x in vec.strip("[]").split(",")]
+                vecs.append("[" + ",".join(f"{x:.5f}" for x in v) + "]")
+            return texts, vecs
+
+        def insert(user: str, texts: list[str], vecs: list[str]) -> float:
+            t = time.perf_counter()
+            conn.execute(
+                "INSERT INTO user_knowledge (user_id, content, embedding, embedding_model)"
+                " SELECT %s, t, v::vector, %s FROM unnest(%s::text[], %s::text[]) AS x(t, v)",
+                (user, SCALE_MODEL, texts, vecs),
+            )
+            return time.perf_counter() - t
+
+        seconds = 0.0
+        for user, count in owners:
+            for start in range(0, count, 1000):
+                seconds += insert(user, *batch(min(1000, count - start)))
+        # What the postings triggers cost a writer: the same 1,000 chunks with and without them, 3 times each.
+        texts, vecs = batch(1000)
+        cost: dict[bool, list[float]] = {True: [], False: []}
+        conn.execute(
+            "INSERT INTO users (user_id, email, name)"
+            " SELECT 'write-' || i, i || '@w.test', 'w' FROM generate_series(0, 5) i"
+        )
+        for i in range(6):
+            on = i % 2 == 0
+            if not on:
+                conn.execute("ALTER TABLE user_knowledge DISABLE TRIGGER user_knowledge_postings_insert")
+            cost[on].append(insert(f"write-{i}", texts, vecs))
+            conn.execute("ALTER TABLE user_knowledge ENABLE TRIGGER user_knowledge_postings_insert")
+        conn.execute("DELETE FROM user_knowledge WHERE user_id LIKE 'write-%'")
+        on_ms, off_ms = (statistics.median(cost[k]) for k in (True, False))
+        extra = on_ms - off_ms  # seconds per 1,000 chunks = ms per chunk
+        print(
+            f"\nwrite cost, 1,000 chunks in one INSERT (median of 3): {on_ms * 1000:.0f} ms with the postings"
+            f" trigger, {off_ms * 1000:.0f} ms without ({on_ms / off_ms:.2f}x; +{extra:.2f} ms per chunk)"
+        )
+        conn.execute("VACUUM ANALYZE user_knowledge")
+        conn.execute("VACUUM ANALYZE user_knowledge_postings")
+        postings = conn.execute("SELECT count(*) FROM user_knowledge_postings").fetchone()
+        print(
+            f"\nscale: {big} chunks for scale-big + {users} x {per_user}, {postings[0] if postings else 0} postings"
+            f" in all, INSERTs took {seconds:.0f} s"
+        )
+    return seconds
+
+
+async def p50(fn: Callable[[], Awaitable[Any]], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        await fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+async def index_mb(db: Database) -> float:
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT pg_relation_size('user_knowledge_postings_pkey') / 1e6 AS mb")
+        row = await cur.fetchone()
+    return float(row["mb"]) if row else 0.0
+
+
+async def latency(
+    db: Database, url: str, questions: list[dict[str, Any]], vectors: list[list[float]], args: Any
+) -> None:
+    await load_scale(url, args.big, args.users, args.per_user)
+    service = KnowledgeService(MemoryService(db, ScaleEmbedder(), MemorySettings()))  # type: ignore[arg-type]
+    qs = list(zip([q["question"] for q in questions], vectors, strict=True))[: args.queries]
+
+    async def timed(user: str, mode: str) -> tuple[float, float]:
+        """p50 of old and new, alternating per question so load from other processes hits both alike."""
+        times: dict[str, list[float]] = {"old": [], "new": []}
+        for text, vector in qs:
+            for name, corpus in (("old", OLD), ("new", CORPUS)):
+                service.corpus = corpus
+                t = time.perf_counter()
+                await service.search(user, text, 10, mode, vector)  # type: ignore[arg-type]
+                times[name].append((time.perf_counter() - t) * 1000)
+        return statistics.median(times["old"]), statistics.median(times["new"])
+
+    async def stats_only(user: str) -> None:
+        async with db.connection() as conn:
+            await bm25_stats(conn, user)
+
+    users = {"scale-big": f"{args.big} chunks", "scale-000": f"{args.per_user} chunks"}
+    for mode in ("lexical", "hybrid", "dense"):  # warm the caches once, untimed, so the first table is not penalised
+        await timed("scale-big", mode)
+    # The first table is the index as the triggers built it (page splits); then rebuilt in each column order.
+    layouts = [("(user_id, term, entry_id)", "as built by the triggers")]
+    layouts += [("(user_id, term, entry_id)", "rebuilt"), ("(term, user_id, entry_id)", "rebuilt")]
+    for pk, how in layouts if args.compare_pk else layouts[:1]:
+        if how == "rebuilt":
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("ALTER TABLE user_knowledge_postings DROP CONSTRAINT user_knowledge_postings_pkey")
+                conn.execute(f"ALTER TABLE user_knowledge_postings ADD PRIMARY KEY {pk}")
+                conn.execute("ANALYZE user_knowledge_postings")
+        size = await index_mb(db)
+        print(f"\npostings primary key {pk} {how} ({size:.0f} MB); p50 ms over {len(qs)} questions, top_k 10")
+        print(f"{'user':22} {'mode':8} {'old ts_rank_cd':>15} {'new BM25':>9} {'new/old':>8}")
+        for user, label in users.items():
+            for mode in ("lexical", "hybrid", "dense"):
+                old, new = await timed(user, mode)
+                print(f"{user + ' (' + label + ')':22} {mode:8} {old:15.1f} {new:9.1f} {new / max(old, 1e-9):8.2f}")
+            lookup = await p50(lambda u=user: stats_only(u), 200)  # type: ignore[misc]
+            print(f"{user + ' (' + label + ')':22} stats lookup alone (new only): {lookup:.2f} ms")
+    service.corpus = CORPUS
+
+
+async def run(args: argparse.Namespace) -> None:
+    questions = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
     settings = load_settings("all")
     with tempfile.TemporaryDirectory(prefix="isa-bench-knowledge-") as tmp:
         url = embedded_url(Path(tmp))
@@ -96,44 +310,11 @@ async def run(args: argparse.Namespace) -> None:
                 print(f"skipping {len(missing)} questions whose evidence is in no chunk: {missing}")
             questions = [q for q in questions if q["id"] not in missing]
             vectors = await memory.embed([q["question"] for q in questions])
-            variants: list[tuple[str, str, KnowledgeSettings]] = [
-                ("dense only", "dense", KnowledgeSettings()),
-                ("lexical only", "lexical", KnowledgeSettings()),
-            ]
-            variants += [(f"hybrid w_lex={w:g}", "hybrid", KnowledgeSettings(lexical_weight=w)) for w in weights]
-            variants += [(f"hybrid rrf k={k:g}", "hybrid", KnowledgeSettings(fusion="rrf", rrf_k=k)) for k in rrf]
-            ranks: dict[str, list[int | None]] = {name: [] for name, _, _ in variants}
-            times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
-            for q, vector in zip(questions, vectors, strict=True):
-                evidence = norm(q["evidence"])
-                for name, mode, options in variants:
-                    service.options = options
-                    t = time.perf_counter()
-                    hits = await service.search(USER, q["question"], 10, mode, vector)  # type: ignore[arg-type]
-                    times[name].append((time.perf_counter() - t) * 1000)
-                    found = [i for i, h in enumerate(hits, 1) if evidence in norm(h["content"])]
-                    ranks[name].append(found[0] if found else None)
+            await quality(service, questions, vectors, args)
+            if args.big > 0:
+                await latency(db, url, questions, vectors, args)
         finally:
             await db.close()
-    for split in ("dev", "test"):
-        keep = [i for i, q in enumerate(questions) if split_of(q["id"]) == split]
-        picked = {name: [r[i] for i in keep] for name, r in ranks.items()}
-        report(f"{split}: {len(keep)} questions, chunks {args.chunk_size}/{args.overlap}", picked, times)
-
-
-def report(title: str, ranks: dict[str, list[int | None]], times: dict[str, list[float]]) -> None:
-    table = {name: metrics(r) for name, r in ranks.items()}
-    dense, lexical = table["dense only"], table["lexical only"]
-    print(f"\n{title}")
-    head = f"{'variant':22} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MRR@10':>7} {'R@5/dense':>10} {'R@5/lex':>8}"
-    print(head + f" {'MRR/dense':>10} {'MRR/lex':>8} {'p50 ms':>7}")
-    for name, m in table.items():
-        print(
-            f"{name:22} {m['R@1']:6.3f} {m['R@5']:6.3f} {m['R@10']:6.3f} {m['MRR@10']:7.3f}"
-            f" {m['R@5'] / max(dense['R@5'], 1e-9):10.2f} {m['R@5'] / max(lexical['R@5'], 1e-9):8.2f}"
-            f" {m['MRR@10'] / max(dense['MRR@10'], 1e-9):10.2f} {m['MRR@10'] / max(lexical['MRR@10'], 1e-9):8.2f}"
-            f" {statistics.median(times[name]):7.1f}"
-        )
 
 
 def main() -> None:
@@ -142,6 +323,11 @@ def main() -> None:
     ap.add_argument("--rrf", default="", help="reciprocal-rank-fusion k values to compare, e.g. 10,60")
     ap.add_argument("--chunk-size", type=int, default=400)
     ap.add_argument("--overlap", type=int, default=80)
+    ap.add_argument("--big", type=int, default=0, help="chunks of the one large user for the latency phase (0: skip)")
+    ap.add_argument("--users", type=int, default=100, help="other users in the latency phase")
+    ap.add_argument("--per-user", type=int, default=200, help="chunks of each other user")
+    ap.add_argument("--queries", type=int, default=60, help="questions timed per latency cell")
+    ap.add_argument("--compare-pk", action="store_true", help="also time rebuilt postings keys in both column orders")
     asyncio.run(run(ap.parse_args()))
 
 
