@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import psycopg
 from starlette.requests import Request
@@ -106,3 +107,25 @@ def test_revoking_a_key_or_disabling_its_user_stops_it_on_the_next_request(setti
         )
         assert disable.returncode == 0
         assert client.get("/whoami", headers={"X-API-Key": second}).status_code == 401
+
+
+def test_a_keys_last_use_is_recorded_at_most_once_a_minute(settings: Settings, db_url: str) -> None:
+    key = create_key(db_url, settings, "dora", "read")
+
+    def last_used() -> Any:
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute("SELECT last_used_at FROM api_keys WHERE user_id = 'dora'").fetchone()
+        assert row is not None
+        return row[0]
+
+    assert last_used() is None
+    with _client(settings, db_url) as client:
+        assert client.get("/whoami", headers={"X-API-Key": key}).status_code == 200
+        first = last_used()
+        assert first is not None
+        assert client.get("/whoami", headers={"X-API-Key": key}).status_code == 200
+        assert last_used() == first  # within the minute: no write
+        with psycopg.connect(db_url) as conn:
+            conn.execute("UPDATE api_keys SET last_used_at = now() - interval '2 minutes' WHERE user_id = 'dora'")
+        assert client.get("/whoami", headers={"X-API-Key": key}).status_code == 200
+        assert last_used() > first  # older than a minute: touched again
