@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from isa.agent.settings import AgentSettings
 from isa.auth.settings import AuthSettings
 from isa.core.settings import Settings, load_settings
 from isa.core.storage import StorageSettings
@@ -22,10 +23,6 @@ from tests.support.deploy import (
     template_values,
     tf_default,
 )
-
-# The agent's SSE heartbeat (issue 6). Until `agent.heartbeat_seconds` exists in the settings, the documented
-# default applies; once it exists, the configured value is what is checked.
-DOCUMENTED_HEARTBEAT_SECONDS = 15
 
 
 @pytest.fixture()
@@ -50,9 +47,15 @@ def node_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
 
 
 def _heartbeat(settings: Settings) -> float:
-    agent = settings.raw.get("agent", {})
-    configured = [value for key, value in agent.items() if "heartbeat" in key and "second" in key]
-    return float(configured[0]) if configured else DOCUMENTED_HEARTBEAT_SECONDS
+    """The agent's SSE heartbeat as the node runs it; a renamed or dropped setting fails here, loudly."""
+    # The agent reads exactly this field (isa/agent/routes.py); a rename there must rename it here too.
+    assert "heartbeat_seconds" in AgentSettings.model_fields, "AgentSettings has no heartbeat_seconds any more"
+    raw = settings.raw.get("agent", {})
+    # Present in the effective settings (packaged defaults + node files), not just a model default.
+    assert "heartbeat_seconds" in raw, f"agent.heartbeat_seconds is not set on the node; agent keys: {sorted(raw)}"
+    heartbeat = settings.section("agent", AgentSettings).heartbeat_seconds
+    assert heartbeat == float(raw["heartbeat_seconds"])  # the model parsed the configured value, not its default
+    return heartbeat
 
 
 def test_b2_11_keep_alive_exceeds_the_alb_idle_timeout_and_the_sse_heartbeat_stays_below_it(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.support.deploy import SYSTEMD, parse_unit
+from tests.support.deploy import SYSTEMD, parse_unit, tf_default
 
 UNITS = ("isa@mcp.service", "isa@model.service", "isa@agent.service", "isa-migrate.service", "isa-worker.service")
 SYSTEM_UNITS = next((p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir()), None)
@@ -111,3 +112,72 @@ def test_only_the_browser_running_units_relax_namespaces_and_writable_executable
     for name in ("isa@.service", "isa-migrate.service"):
         assert _service(name)["RestrictNamespaces"] == ["yes"]
         assert _service(name)["MemoryDenyWriteExecute"] == ["yes"]
+
+
+# --- Resource limits (gap 10; docs/deploy.md "Resource limits") ------------------------------------------------
+
+# Memory of the instance types deploy/terraform's `nodes` default uses; a new type must be added here.
+INSTANCE_MIB = {"t3.small": 2048, "t3.medium": 4096}
+# What the OS, sshd/SSM and the CloudWatch agent keep on every node, outside isa's units.
+OS_RESERVE_MIB = 384
+_SIZE = {"": 1 / 1048576, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+
+
+def _mib(value: str) -> float:
+    """A systemd size ("512M", "1G", bytes) in MiB; "infinity" or a percentage is not a bound and fails here."""
+    match = re.fullmatch(r"(\d+)([KMGT]?)", value.strip(), re.I)
+    assert match is not None, f"not an absolute size: {value!r}"
+    return int(match.group(1)) * _SIZE[match.group(2).upper()]
+
+
+def _effective(name: str) -> dict[str, list[str]]:
+    """A unit's [Service] as systemd merges it: for isa@<role>, the template, then its drop-ins overriding."""
+    if not name.startswith("isa@"):
+        return _service(name)
+    merged = dict(_service("isa@.service"))
+    for dropin in sorted((SYSTEMD / f"{name}.d").glob("*.conf")):
+        merged.update(parse_unit(dropin).get("Service", {}))
+    return merged
+
+
+def _one(service: dict[str, list[str]], key: str, name: str) -> str:
+    values = service.get(key, [])
+    assert len(values) == 1 and values[0], f"{name}: {key} must be set once, got {values}"
+    return values[0]
+
+
+def test_every_unit_bounds_its_memory_tasks_and_open_files() -> None:
+    for name in UNITS:
+        service = _effective(name)
+        high, hard = _mib(_one(service, "MemoryHigh", name)), _mib(_one(service, "MemoryMax", name))
+        # Throttling and reclaim at MemoryHigh come before the OOM kill at MemoryMax, with room in between.
+        assert 0 < high <= hard * 0.8, f"{name}: MemoryHigh={high} MiB, MemoryMax={hard} MiB"
+        tasks = _one(service, "TasksMax", name)
+        assert tasks.isdigit() and 64 <= int(tasks) <= 4096, f"{name}: TasksMax={tasks}"
+        nofile = _one(service, "LimitNOFILE", name)
+        assert nofile.isdigit() and 1024 <= int(nofile) <= 65536, f"{name}: LimitNOFILE={nofile}"
+
+
+def test_the_units_of_each_node_fit_its_instance_memory_with_room_for_the_os() -> None:
+    nodes = tf_default("nodes")
+    # The mcp node runs its node, the worker and, during an upgrade, the migration beside them.
+    on_node = {
+        "mcp": ("isa@mcp.service", "isa-worker.service", "isa-migrate.service"),
+        "model": ("isa@model.service",),
+        "agent": ("isa@agent.service",),
+    }
+    for role, units in on_node.items():
+        instance = nodes[role]["instance_type"]
+        assert instance in INSTANCE_MIB, f"{role}: add {instance}'s memory to INSTANCE_MIB and re-check the units"
+        total = sum(_mib(_one(_effective(unit), "MemoryMax", unit)) for unit in units)
+        assert total <= INSTANCE_MIB[instance] - OS_RESERVE_MIB, f"{role} on {instance}: units may take {total} MiB"
+
+
+def test_the_browser_running_units_get_more_room_and_survive_a_renderer_being_oom_killed() -> None:
+    mcp, worker, plain = _effective("isa@mcp.service"), _effective("isa-worker.service"), _service("isa@.service")
+    assert _mib(_one(mcp, "MemoryMax", "mcp")) > _mib(_one(plain, "MemoryMax", "template"))
+    assert int(_one(mcp, "TasksMax", "mcp")) > int(_one(plain, "TasksMax", "template"))  # Chromium's threads
+    # A renderer killed by the OOM killer fails one page; systemd's default (stop) would take the node down.
+    assert mcp["OOMPolicy"] == ["continue"] and worker["OOMPolicy"] == ["continue"]
+    # A single-process node has nothing to continue with: the default stops it and Restart= brings it back.
+    assert "OOMPolicy" not in plain and "OOMPolicy" not in _service("isa-migrate.service")

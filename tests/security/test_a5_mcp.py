@@ -160,11 +160,32 @@ def test_a5_15_another_users_token_with_a_session_id_gets_404_never_the_data(nod
     assert sse_json(as_alice.text)[0]["result"]["structuredContent"]["data"]["user_id"] == "alice"
 
 
+def _get_stream(url: str, key: str, session: str, last_event_id: str | None) -> tuple[int, str, str]:
+    """GET /mcp on `session` as a (resuming) client does: status, content type, body (an SSE stream is not read)."""
+    headers = {**raw_headers(key, session), "Accept": "text/event-stream"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    with httpx.stream("GET", url + "/mcp", headers=headers, timeout=10) as response:
+        kind = response.headers.get("content-type", "")
+        body = "" if kind.startswith("text/event-stream") else response.read().decode()
+        return response.status_code, kind, body
+
+
 def test_a5_16_another_user_cannot_resume_a_stream_with_last_event_id(node: Node) -> None:
     session = open_session(node.url, node.alice)
-    headers = {**raw_headers(node.bob, session), "Accept": "text/event-stream", "Last-Event-ID": "1"}
-    response = httpx.get(node.url + "/mcp", headers=headers, timeout=10)
-    assert response.status_code == 404
+    bob_status, _, bob_body = _get_stream(node.url, node.bob, session, last_event_id="1")
+    assert bob_status == 404
+    # Indistinguishable from a session that does not exist: the id tells Bob nothing.
+    unknown_status, _, unknown_body = _get_stream(node.url, node.bob, new_session_id(), last_event_id="1")
+    assert (bob_status, bob_body) == (unknown_status, unknown_body)
+    # Controls: the same GET reaches the session for its owner. isa configures no event store (resumption is
+    # not offered), so Alice's Last-Event-ID request is not replayed, but it is not "not found" either; without
+    # the header she gets the session's SSE stream. So Bob's 404 is the owner check, not a dead session.
+    assert _get_stream(node.url, node.alice, session, last_event_id="1")[0] != 404
+    status, kind, _ = _get_stream(node.url, node.alice, session, last_event_id=None)
+    assert (status, kind.split(";")[0]) == (200, "text/event-stream")
+    still = post(node.url, rpc("tools/list", {}, id_=5), raw_headers(node.alice, session))
+    assert still.status_code == 200 and sse_json(still.text)[0]["result"]["tools"]
 
 
 def test_a5_17_another_user_cannot_delete_a_session_and_it_survives(node: Node) -> None:

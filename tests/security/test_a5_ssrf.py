@@ -5,12 +5,14 @@ The page server under test is on loopback too, opened by the allow list for its 
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
 import pytest
 from playwright.async_api import Page
 
-from isa.web.service import WebError
+from isa.web.service import WebError, WebService
 from tests.support.procs import wait_for
 from tests.support.web_pages import Listener, PageServer, listener, make_service, page_server, stub_resolver
 
@@ -77,24 +79,66 @@ async def test_a5_38_a_redirect_to_loopback_is_blocked_at_the_hop(page_server: P
     assert listener.connections == 0
 
 
-@pytest.mark.anyio
-async def test_a5_39_subresources_fetch_beacon_websocket_and_service_worker_never_reach_loopback(
-    page_server: PageServer, listener: Listener
-) -> None:
-    service = make_service(page_server)
-    before = page_server.hits.count("/done")
+class _PathListener:
+    """A loopback HTTP listener that records the request line of every connection (the control's target)."""
 
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+        self.requests: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    line = conn.recv(4096).split(b"\r\n", 1)[0].decode(errors="replace")
+                    self.requests.append(" ".join(line.split(" ")[:2]))  # "GET /img"
+                    conn.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def _run_subresources_page(service: WebService, page_server: PageServer, port: int) -> None:
     async def settle(page: Page) -> str:
         await page.wait_for_function("document.title === 'done'")
         return page.url
 
     try:
-        await service.browse("alice", f"{page_server.url}/subresources?port={listener.port}", settle)
+        await service.browse("alice", f"{page_server.url}/subresources?port={port}", settle)
     finally:
         await service.close()
+
+
+@pytest.mark.anyio
+async def test_a5_39_subresources_fetch_beacon_websocket_and_service_worker_never_reach_loopback(
+    page_server: PageServer, listener: Listener
+) -> None:
+    before = page_server.hits.count("/done")
+    await _run_subresources_page(make_service(page_server), page_server, listener.port)
     assert page_server.hits.count("/done") == before + 1  # the page ran all its attempts to the end
     assert "/sw.js" not in page_server.hits  # service workers are blocked
     assert listener.connections == 0
+
+    # Control: the same page aimed at a listener the allow list opens does reach it with each kind of request
+    # (so the zero above is the guard's doing, not a page whose requests never leave the browser).
+    allowed = _PathListener()
+    opened = [f"127.0.0.1:{page_server.port}", f"127.0.0.1:{allowed.port}"]
+    try:
+        await _run_subresources_page(make_service(page_server, allow_hosts=opened), page_server, allowed.port)
+        expected = {"GET /img", "GET /frame", "GET /fetch", "GET /ws", "POST /beacon"}
+        wait_for(lambda: expected <= set(allowed.requests), timeout=10)  # a beacon may land after the page settles
+    finally:
+        allowed.close()
+    assert page_server.hits.count("/done") == before + 2
 
 
 @pytest.mark.anyio
