@@ -233,6 +233,10 @@ class McpEndpoint:
             receive = _replay(body, receive)
         scope["user"] = user
         scope["auth"] = credentials
+        if request.method == "GET" and getattr(self.manager, "event_store", None) is None:
+            # No event store, so nothing to replay: the SDK would answer a Last-Event-ID with no response at all
+            # (a bare 500). Resumption is optional in the protocol; the client gets a fresh stream instead.
+            scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"last-event-id"]
         await self.inner(scope, receive, send)
 
     def _unauthorized(self, request: Request) -> ApiError:

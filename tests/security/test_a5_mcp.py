@@ -179,9 +179,10 @@ def test_a5_16_another_user_cannot_resume_a_stream_with_last_event_id(node: Node
     unknown_status, _, unknown_body = _get_stream(node.url, node.bob, new_session_id(), last_event_id="1")
     assert (bob_status, bob_body) == (unknown_status, unknown_body)
     # Controls: the same GET reaches the session for its owner. isa configures no event store (resumption is
-    # not offered), so Alice's Last-Event-ID request is not replayed, but it is not "not found" either; without
-    # the header she gets the session's SSE stream. So Bob's 404 is the owner check, not a dead session.
-    assert _get_stream(node.url, node.alice, session, last_event_id="1")[0] != 404
+    # not offered), so Alice's Last-Event-ID request opens a fresh SSE stream instead of a replay; without the
+    # header she gets the same. So Bob's 404 is the owner check, not a dead session.
+    status, kind, _ = _get_stream(node.url, node.alice, session, last_event_id="1")
+    assert (status, kind.split(";")[0]) == (200, "text/event-stream")
     status, kind, _ = _get_stream(node.url, node.alice, session, last_event_id=None)
     assert (status, kind.split(";")[0]) == (200, "text/event-stream")
     still = post(node.url, rpc("tools/list", {}, id_=5), raw_headers(node.alice, session))
