@@ -21,8 +21,11 @@ from isa.agent.upstream import Upstreams
 from isa.auth.settings import auth_settings
 from isa.core.builder import AppBuilder
 from isa.core.errors import ApiError
+from isa.core.logging import get_logger
 
 __all__ = ["AgentService", "register"]
+
+log = get_logger(__name__)
 
 
 def register(builder: AppBuilder) -> None:
@@ -50,6 +53,19 @@ def register(builder: AppBuilder) -> None:
     memory = McpMemory(upstreams, remember) if remember.agent_memory and upstreams.mcp is not None else None
     service = AgentService(state.db, agent, upstreams, memory)
     builder.provide("agent", service)
+
+    @asynccontextmanager
+    async def settle_runs() -> AsyncIterator[None]:
+        # Exits before the database pool closes: runs the server cancelled at its graceful bound still record
+        # their turn (messages, usage, charge) in a shielded scope and need the pool for that.
+        try:
+            yield
+        finally:
+            left = await service.settle(agent.shutdown_record_seconds)
+            if left:
+                log.warning("agent_runs_unrecorded", runs=left)
+
+    builder.add_lifespan(settle_runs)
     builder.provide("agent.sessions", AgentSessions(state.db))
     builder.add_routes(*routes.ROUTES, *page.routes(agent))
 

@@ -67,6 +67,8 @@ class AgentService:
         self.upstreams = upstreams
         self.memory: Memory = memory or NoMemory()
         self.schemas = SchemaCache()
+        self._running = 0
+        self._settled: anyio.Event | None = None
 
     # -- before the stream opens (errors here are plain HTTP errors) ---------------------------
     async def _balance(self, principal: Principal) -> Decimal:
@@ -175,6 +177,24 @@ class AgentService:
 
     async def execute(self, p: Prepared, emit: Emitter) -> dict[str, Any]:
         """Run the request, emitting its events; returns the outcome (for the non-streamed API)."""
+        self._running += 1
+        try:
+            return await self._execute(p, emit)
+        finally:
+            self._running -= 1
+            if self._running == 0 and self._settled is not None:
+                self._settled.set()
+
+    async def settle(self, seconds: float) -> int:
+        """At shutdown, before the database closes: wait (bounded) for cancelled runs still recording their
+        outcome (messages, usage, charges); returns how many did not finish."""
+        if self._running:
+            self._settled = anyio.Event()
+            with anyio.move_on_after(seconds):
+                await self._settled.wait()
+        return self._running
+
+    async def _execute(self, p: Prepared, emit: Emitter) -> dict[str, Any]:
         started_at, started = datetime.now(UTC), time.perf_counter()
         await emit("resume_start" if p.resumed else "start", "processing started")
         if p.replay is not None:

@@ -29,6 +29,8 @@ class AgentSettings(BaseModel):
     max_iterations: int = Field(default=12, ge=1, le=100)
     max_tokens: int = Field(default=200_000, ge=1)
     time_budget_seconds: float = Field(default=300.0, gt=0)
+    # At shutdown, how long runs cut by the server may take to record their turn before the database closes.
+    shutdown_record_seconds: float = Field(default=10.0, ge=0, le=60)
     # Upstream timeouts: connecting, silence inside a model stream, one tool call.
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     model_idle_timeout_seconds: float = Field(default=60.0, gt=0)
