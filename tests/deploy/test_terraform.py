@@ -103,6 +103,16 @@ def test_no_security_group_lets_the_internet_reach_ssh_or_a_role_port() -> None:
     assert "${aws_subnet.private[" in instance["subnet_id"]
 
 
+def test_every_instance_requires_imdsv2_tokens_with_a_response_hop_limit_of_one() -> None:
+    # Hop limit 1: a container or forwarded hop on the node cannot reach the metadata token endpoint (A2.4).
+    machines = {**tf_resources("aws_instance"), **tf_resources("aws_launch_template")}
+    assert machines, "no aws_instance or aws_launch_template found under deploy/terraform"
+    for name, body in machines.items():
+        options = body.get("metadata_options", [{}])[0]
+        assert options.get("http_tokens") == "required", name
+        assert options.get("http_put_response_hop_limit") == 1, name
+
+
 def test_target_groups_health_check_ready_with_a_timeout_below_the_interval() -> None:
     group = tf_resources("aws_lb_target_group")["role"]
     check = group["health_check"][0]

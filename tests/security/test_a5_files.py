@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
 import anyio
 import httpx
@@ -205,6 +205,36 @@ def test_a5_31_hostile_filenames_never_reach_the_storage_key(s3: TestClient, use
     disposition = got.headers["content-disposition"]
     assert disposition.startswith("attachment;") and "\r" not in disposition and "\n" not in disposition
     assert disposition.count('"') == 2 and "X-Injected" not in got.headers
+
+
+UNICODE_NAMES = ["résumé €.png", "請求書 2024年.png"]
+
+
+def _rfc6266_names(disposition: str) -> tuple[str, str]:
+    """The ASCII `filename` fallback and the decoded `filename*` of an attachment header (RFC 6266 / 5987)."""
+    match = re.fullmatch(r"attachment; filename=\"([^\"]*)\"; filename\*=UTF-8''([A-Za-z0-9%._~-]+)", disposition)
+    assert match, disposition
+    fallback, encoded = match.groups()
+    assert fallback.isascii() and fallback.isprintable() and fallback.strip("_. ")
+    return fallback, unquote(encoded, errors="strict")
+
+
+def test_a3_6_a_non_ascii_filename_downloads_with_an_ascii_fallback_and_the_exact_utf8_name(
+    s3: TestClient, users: dict[str, Any], settings: Any, db_url: str, tmp_path: Path
+) -> None:
+    with files_client(settings, db_url, {"backend": "local", "local_dir": str(tmp_path)}) as local:
+        for name in UNICODE_NAMES:
+            on_s3 = upload(s3, users["a"], users["ka"], name=name)
+            assert on_s3["filename"] == name  # nothing here needs cleaning, so the user's name is kept as is
+            redirect = s3.get(on_s3["download_url"], headers=bearer(users["ka"]), follow_redirects=False)
+            from_s3 = httpx.get(redirect.headers["location"], timeout=10)
+            assert from_s3.status_code == 200
+            fallback, exact = _rfc6266_names(from_s3.headers["content-disposition"])
+            assert exact == name and fallback.endswith(".png")
+            on_disk = upload(local, users["a"], users["ka"], name=name)
+            served = local.get(on_disk["download_url"], headers=bearer(users["ka"]))
+            assert served.status_code == 200
+            assert _rfc6266_names(served.headers["content-disposition"]) == (fallback, name)
 
 
 def test_a5_32_body_larger_than_the_content_length_range_is_refused_and_the_row_stays_pending(

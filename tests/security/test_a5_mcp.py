@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from isa.app import create_app
 from isa.core.settings import Settings
+from isa.mcp.server import IsaMCPServer
 from isa.mcp.transport import new_session_id
 from tests.mcp.sample_domain.tools import RUNS
 from tests.support.auth import create_key
@@ -24,6 +26,7 @@ from tests.support.mcp_servers import (
     open_session,
     raw_headers,
     rpc,
+    serve_asgi,
     serve_isa,
     settings_with,
     sql,
@@ -204,6 +207,27 @@ def test_a5_18_a_guessed_or_unknown_session_id_gets_404(node: Node) -> None:
     for guess in (new_session_id(), "1", "00000000000000000000000000000000"):
         response = post(node.url, rpc("tools/list", {}, id_=2), raw_headers(node.alice, guess))
         assert response.status_code == 404, guess
+
+
+def test_a5_18_a_session_idle_past_the_timeout_expires_to_404_while_a_fresh_one_works(
+    settings: Settings, db_url: str
+) -> None:
+    key = create_key(db_url, settings, "idler", "write")
+    app = create_app(settings_with(settings, mcp={"session_idle_timeout_seconds": 0.5}), "mcp", database_url=db_url)
+    live = app.state.isa.get("mcp.server", IsaMCPServer).sessions
+    with serve_asgi(app) as url:
+        session = open_session(url, key)
+        first = post(url, rpc("tools/list", {}, id_=1), raw_headers(key, session))
+        assert first.status_code == 200 and sse_json(first.text)[0]["result"]["tools"]
+        assert len(live) == 1
+        # The SDK reaps the session on its own idle timer; wait (bounded) for the node to drop it, touching nothing.
+        wait_for(lambda: len(live) == 0, timeout=10)
+        expired = post(url, rpc("tools/list", {}, id_=2), raw_headers(key, session))
+        assert expired.status_code == 404
+        fresh = open_session(url, key)
+        assert fresh != session
+        again = post(url, rpc("tools/list", {}, id_=3), raw_headers(key, fresh))
+        assert again.status_code == 200 and sse_json(again.text)[0]["result"]["tools"]
 
 
 def test_a5_19_session_ids_are_unique_256_bit_values_from_the_os_csprng(node: Node) -> None:
