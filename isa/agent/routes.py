@@ -17,6 +17,7 @@ from isa.agent.sessions import AgentSessions
 from isa.agent.store import plan_view
 from isa.auth import rate_limit, require_principal
 from isa.core.errors import ApiError, request_id_of
+from isa.core.http import invalid, json_body, query_params
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -30,28 +31,6 @@ def _service(request: Request) -> AgentService:
 def _sessions(request: Request) -> AgentSessions:
     sessions: AgentSessions = request.app.state.isa.get("agent.sessions", AgentSessions)
     return sessions
-
-
-def _invalid(exc: ValidationError) -> ApiError:
-    details = exc.errors(include_url=False, include_context=False, include_input=False)
-    return ApiError(
-        422, "invalid_request", "the request is not valid", details=json.loads(json.dumps(details, default=str))
-    )
-
-
-async def _body(request: Request, model: type[M]) -> M:
-    raw = await request.body()
-    try:
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as exc:
-        raise _invalid(exc) from None
-
-
-def _query(request: Request, model: type[M]) -> M:
-    try:
-        return model.model_validate(dict(request.query_params))
-    except ValidationError as exc:
-        raise _invalid(exc) from None
 
 
 async def _chat_principal(request: Request) -> Any:
@@ -72,7 +51,7 @@ def _stream(service: AgentService, prepared: Prepared) -> ChatStream:
 async def chat(request: Request) -> Response:
     """POST /api/chat: one turn, streamed as SSE events ending with `data: [DONE]`."""
     principal = await _chat_principal(request)
-    body = await _body(request, schemas.ChatBody)
+    body = await json_body(request, schemas.ChatBody, empty_ok=True)
     service = _service(request)
     return _stream(service, await service.prepare_chat(principal, body, request_id_of(request)))
 
@@ -80,7 +59,7 @@ async def chat(request: Request) -> Response:
 async def resume(request: Request) -> Response:
     """POST /api/chat/resume: continue the session's run that waits for a human (also after a restart)."""
     principal = await _chat_principal(request)
-    body = await _body(request, schemas.ResumeBody)
+    body = await json_body(request, schemas.ResumeBody, empty_ok=True)
     service = _service(request)
     prepared = await service.prepare_resume(principal, body.session_id, body.resume_value, request_id_of(request))
     return _stream(service, prepared)
@@ -99,7 +78,7 @@ def _plain(result: dict[str, Any]) -> JSONResponse:
 async def chat_message(request: Request) -> Response:
     """POST /api/chat/message: the same turn without streaming -> {response, processing_time, model, ...}."""
     principal = await _chat_principal(request)
-    body = await _body(request, schemas.ChatBody)
+    body = await json_body(request, schemas.ChatBody, empty_ok=True)
     service = _service(request)
     return _plain(await _collect(service, await service.prepare_chat(principal, body, request_id_of(request))))
 
@@ -107,7 +86,7 @@ async def chat_message(request: Request) -> Response:
 async def event_callback(request: Request) -> Response:
     """POST /api/chat/event_callback: a background task's event, handed to the agent as its owner."""
     principal = await _chat_principal(request)
-    event = await _body(request, schemas.EventCallbackBody)
+    event = await json_body(request, schemas.EventCallbackBody, empty_ok=True)
     details = json.dumps(event.data, ensure_ascii=False, default=str)[:20_000]
     text = event.message or f"Background event '{event.event_type}'" + (
         f" of task {event.task_id}" if event.task_id else ""
@@ -151,7 +130,7 @@ async def plan_status(request: Request) -> Response:
 async def create_session(request: Request) -> Response:
     principal = await require_principal(request, "write")
     if request.headers.get("content-type", "").startswith("application/json"):
-        body = await _body(request, schemas.SessionCreateBody)
+        body = await json_body(request, schemas.SessionCreateBody, empty_ok=True)
     else:  # the original sent title and metadata (JSON text) as query parameters
         params = dict(request.query_params)
         try:
@@ -166,26 +145,26 @@ def _query_from(params: dict[str, Any]) -> schemas.SessionCreateBody:
     try:
         return schemas.SessionCreateBody.model_validate(params)
     except ValidationError as exc:
-        raise _invalid(exc) from None
+        raise invalid(exc, "query string") from None
 
 
 async def list_sessions(request: Request) -> Response:
     principal = await require_principal(request, "read")
-    query = _query(request, schemas.SessionListQuery)
+    query = query_params(request, schemas.SessionListQuery)
     return JSONResponse(await _sessions(request).list(principal.user_id, query))
 
 
 async def get_session(request: Request) -> Response:
     principal = await require_principal(request, "read")
     include = request.query_params.get("include_history", "true").lower() not in ("0", "false", "no")
-    limit = _query(request, schemas.MessagesQuery).limit
+    limit = query_params(request, schemas.MessagesQuery).limit
     out = await _sessions(request).get(principal.user_id, request.path_params["session_id"], include, limit)
     return JSONResponse(out)
 
 
 async def update_session(request: Request) -> Response:
     principal = await require_principal(request, "write")
-    body = await _body(request, schemas.SessionUpdateBody)
+    body = await json_body(request, schemas.SessionUpdateBody, empty_ok=True)
     return JSONResponse(await _sessions(request).update(principal.user_id, request.path_params["session_id"], body))
 
 
@@ -196,13 +175,13 @@ async def delete_session(request: Request) -> Response:
 
 async def session_messages(request: Request) -> Response:
     principal = await require_principal(request, "read")
-    query = _query(request, schemas.MessagesQuery)
+    query = query_params(request, schemas.MessagesQuery)
     return JSONResponse(await _sessions(request).messages(principal.user_id, request.path_params["session_id"], query))
 
 
 async def export_session(request: Request) -> Response:
     principal = await require_principal(request, "read")
-    fmt = _query(request, schemas.ExportQuery).format
+    fmt = query_params(request, schemas.ExportQuery).format
     text, media_type, name = await _sessions(request).export(principal.user_id, request.path_params["session_id"], fmt)
     headers = {"Content-Disposition": f'attachment; filename="{name}"', "X-Content-Type-Options": "nosniff"}
     return Response(text, media_type=media_type, headers=headers)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -16,6 +15,7 @@ from isa.auth.schemas import DevTokenRequest, TokenRequest, TokenResponse
 from isa.auth.service import KEY_PREFIX, AuthService, unauthorized
 from isa.auth.tokens import mint_access_token
 from isa.core.errors import ApiError
+from isa.core.http import json_body
 from isa.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -37,17 +37,6 @@ def _presented_api_key(request: Request) -> str | None:
     return key or None
 
 
-async def _body(request: Request, model: type[M]) -> M:
-    raw = await request.body()
-    try:
-        return model.model_validate(json.loads(raw) if raw.strip() else {})
-    except json.JSONDecodeError:
-        raise ApiError(422, "invalid_request", "body must be JSON") from None
-    except ValidationError as exc:
-        details = exc.errors(include_input=False, include_url=False, include_context=False)
-        raise ApiError(422, "invalid_request", "invalid request body", details=details) from None
-
-
 def _token_response(token: str, expires_in: int, scope: str) -> JSONResponse:
     body = TokenResponse(access_token=token, expires_in=expires_in, scope=scope)
     return JSONResponse(body.model_dump(), headers=_NO_STORE)
@@ -61,7 +50,7 @@ async def exchange_token(request: Request) -> JSONResponse:
     if key is None:
         raise unauthorized("present an API key as Bearer or X-API-Key", "invalid_request")
     principal = await service.principal_for_api_key(key)
-    wanted = (await _body(request, TokenRequest)).scopes()
+    wanted = (await json_body(request, TokenRequest, empty_ok=True)).scopes()
     issued = service.issue_access_token(principal, wanted)
     log.info("access_token_issued", user_id=principal.user_id, key_id=principal.key_id, scope=issued.scope)
     return _token_response(issued.token, issued.expires_in, issued.scope)
@@ -76,7 +65,7 @@ async def dev_token(request: Request) -> JSONResponse:
         raise unauthorized("an admin API key is required", "invalid_request")
     admin = await service.principal_for_api_key(key)
     admin.require("admin")
-    body = await _body(request, DevTokenRequest)
+    body = await json_body(request, DevTokenRequest, empty_ok=True)
     if not service.settings.isa_tokens_enabled:
         raise ApiError(503, "not_configured", "isa access tokens are not enabled (AUTH.TOKEN_SECRET)")
     async with service.db.transaction() as conn:

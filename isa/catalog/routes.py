@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -16,6 +16,7 @@ from isa.catalog.models import SearchFilters
 from isa.catalog.schemas import DiscoverBody, SearchBody
 from isa.catalog.service import CatalogService
 from isa.core.errors import ApiError
+from isa.core.http import json_body
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -31,15 +32,6 @@ async def _json(request: Request) -> Any:
         raise ApiError(422, "invalid_request", "the body must be JSON") from None
 
 
-async def _body(request: Request, model: type[M]) -> M:
-    data = await _json(request)
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        raise ApiError(422, "invalid_request", "the request body is not valid", details=details) from None
-
-
 def _limit(request: Request, default: int = 1000) -> int:
     raw = request.query_params.get("limit", str(default))
     if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
@@ -49,14 +41,14 @@ def _limit(request: Request, default: int = 1000) -> int:
 
 async def discover(request: Request) -> JSONResponse:
     principal = await require_principal(request, "read")
-    body = await _body(request, DiscoverBody)
+    body = await json_body(request, DiscoverBody)
     found = await _service(request).discover(body.request, body.max_results.model_dump(), principal)
     return JSONResponse({"capabilities": found})
 
 
 async def search(request: Request) -> JSONResponse:
     principal = await require_principal(request, "read")
-    body = await _body(request, SearchBody)
+    body = await json_body(request, SearchBody)
     f = body.filters
     filters = SearchFilters(
         types=tuple(f.types),

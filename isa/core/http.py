@@ -16,6 +16,8 @@ M = TypeVar("M", bound=BaseModel)
 def invalid(exc: ValidationError, where: str = "body") -> ApiError:
     """422 invalid_request listing pydantic's errors without echoing the input (it may hold secrets)."""
     details = exc.errors(include_url=False, include_context=False, include_input=False)
+    # Round-trip through JSON: a custom validator's error may carry values json.dumps can't write.
+    details = json.loads(json.dumps(details, default=str))
     return ApiError(422, "invalid_request", f"the request {where} is not valid", details=details)
 
 

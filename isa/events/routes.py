@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from isa.auth import require_principal
 from isa.core.errors import ApiError
+from isa.core.http import json_body, query_params
 from isa.events.schemas import BatchIn, EventIn, EventQuery, FeedbackIn, RecentQuery
 from isa.events.service import EventService, event_out, receipt
 from isa.events.worker import Worker
@@ -23,29 +23,6 @@ _NO_STORE = {"Cache-Control": "no-store"}
 def _service(request: Request) -> EventService:
     service: EventService = request.app.state.isa.get("events", EventService)
     return service
-
-
-def _invalid(exc: ValidationError, where: str) -> ApiError:
-    details = exc.errors(include_url=False, include_context=False, include_input=False)
-    return ApiError(422, "invalid_request", f"the {where} is not valid", details=details)
-
-
-async def _body(request: Request, model: type[M]) -> M:
-    try:
-        data = json.loads(await request.body())
-    except ValueError:  # not JSON, or not UTF-8 at all
-        raise ApiError(422, "invalid_request", "the body is not JSON") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise _invalid(exc, "body") from None
-
-
-def _query(request: Request, model: type[M]) -> M:
-    try:
-        return model.model_validate(dict(request.query_params))
-    except ValidationError as exc:
-        raise _invalid(exc, "query string") from None
 
 
 def _key(request: Request, body_key: str | None) -> str | None:
@@ -74,7 +51,7 @@ async def _ingest(service: EventService, user_id: str, item: EventIn, key: str |
 async def create_event(request: Request) -> Response:
     """POST /api/v1/events: store one event; a repeated Idempotency-Key replays the first response."""
     principal = await require_principal(request, "write")
-    item = await _body(request, EventIn)
+    item = await json_body(request, EventIn)
     row, replayed = await _ingest(_service(request), principal.user_id, item, _key(request, item.idempotency_key))
     headers = {**_NO_STORE, "Idempotent-Replayed": "true" if replayed else "false"}
     return JSONResponse(receipt(row), status_code=201, headers=headers)
@@ -83,7 +60,7 @@ async def create_event(request: Request) -> Response:
 async def create_batch(request: Request) -> Response:
     """POST /api/v1/events/batch: per-item status; good items are stored even when others fail."""
     principal = await require_principal(request, "write")
-    batch = await _body(request, BatchIn)
+    batch = await json_body(request, BatchIn)
     service = _service(request)
     if len(batch.events) > service.settings.max_batch_items:
         raise ApiError(422, "invalid_request", f"at most {service.settings.max_batch_items} events per batch")
@@ -101,7 +78,7 @@ async def create_batch(request: Request) -> Response:
 async def list_events(request: Request) -> Response:
     """GET /api/v1/events: the caller's events filtered by type, task and time range, newest first."""
     principal = await require_principal(request, "read")
-    q = _query(request, EventQuery)
+    q = query_params(request, EventQuery)
     rows = await _service(request).list_events(
         principal.user_id,
         event_type=q.event_type,
@@ -118,7 +95,7 @@ async def list_events(request: Request) -> Response:
 async def recent_events(request: Request) -> Response:
     """GET /api/v1/events/recent (and the original's /events/recent): the caller's latest events."""
     principal = await require_principal(request, "read")
-    q = _query(request, RecentQuery)
+    q = query_params(request, RecentQuery)
     rows = await _service(request).list_events(
         principal.user_id, event_type=None, task_id=None, since=None, until=None, limit=q.limit, offset=0
     )
@@ -134,7 +111,7 @@ async def get_event(request: Request) -> Response:
 async def background_feedback(request: Request) -> Response:
     """POST /process_background_feedback and /event_callback: store the event and hand it to the agent now."""
     principal = await require_principal(request, "write")
-    body = await _body(request, FeedbackIn)
+    body = await json_body(request, FeedbackIn)
     service = _service(request)
     data = {k: v for k, v in body.data.items() if k != "user_id"}
     key = _key(request, body.idempotency_key)

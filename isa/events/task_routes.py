@@ -11,8 +11,9 @@ from starlette.routing import Route
 
 from isa.auth import require_principal
 from isa.core.errors import ApiError
+from isa.core.http import json_body, query_params
 from isa.core.openapi import ATTRIBUTE, Operation
-from isa.events.routes import _body, _query, _service
+from isa.events.routes import _service
 from isa.events.schemas import TaskIn, TaskQuery
 from isa.events.service import task_out
 
@@ -42,7 +43,7 @@ async def create_task(request: Request) -> Response:
     key = request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= 255:
         raise ApiError(422, "invalid_request", "Idempotency-Key must be 1 to 255 characters")
-    body = await _body(request, TaskIn)
+    body = await json_body(request, TaskIn)
     row, created = await _service(request).create_task_once(
         principal.user_id,
         task_type=body.task_type,
@@ -61,7 +62,7 @@ async def create_task(request: Request) -> Response:
 async def list_tasks(request: Request) -> Response:
     """GET /api/v1/tasks: the caller's tasks, newest first, by status and type, paged with limit/offset."""
     principal = await require_principal(request, "read")
-    q = _query(request, TaskQuery)
+    q = query_params(request, TaskQuery)
     rows = await _service(request).list_tasks(
         principal.user_id, q.status, limit=q.limit + 1, offset=q.offset, task_type=q.task_type
     )
