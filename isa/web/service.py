@@ -162,9 +162,16 @@ class WebService:
         budget = budget or load
         try:
             async with self.pool.context(user_id) as ctx:
+                crashed = False
+
+                def on_crash(_: object) -> None:
+                    nonlocal crashed
+                    crashed = True
+
                 try:
                     async with asyncio.timeout(budget):
                         page = await ctx.new_page()
+                        page.on("crash", on_crash)
                         response = await page.goto(url, wait_until="load", timeout=min(load, budget) * 1000)
                         if response is not None and BLOCKED_HEADER.decode().lower() in response.headers:
                             raise WebError("blocked", "blocked: the page or a redirect hop is not a public address")
@@ -179,7 +186,8 @@ class WebService:
                     message = str(exc).split("\n", 1)[0]
                     if "ERR_TUNNEL_CONNECTION_FAILED" in message or "ERR_BLOCKED_BY_CLIENT" in message:
                         raise WebError("blocked", "blocked: the page or a redirect hop is not allowed") from None
-                    if "crash" in message.lower():
+                    # A renderer dying mid-navigation surfaces as "page crashed" or as an aborted, detached frame.
+                    if crashed or "crash" in message.lower() or "frame was detached" in message:
                         raise WebError("crashed", "the page crashed the browser's renderer") from None
                     if "Timeout" in message:
                         raise WebError("timeout", f"the page did not load within {min(load, budget):g} s") from None

@@ -159,7 +159,7 @@ async def test_a_crashed_renderer_fails_only_its_call_and_the_pool_keeps_serving
             os.kill(pid, signal.SIGKILL)
         with pytest.raises(WebError) as crashed:
             await victim
-        assert crashed.value.code == "crashed"
+        assert crashed.value.code == "crashed", crashed.value
         assert service.pool.active == 0 and service.pool.closed == service.pool.opened == 2
         assert await service.browse("bob", page_server.url + "/second", _title) == "Second"
         assert service.pool.launches == 1
