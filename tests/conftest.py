@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,12 +20,34 @@ TEMPLATE = "isa_template"
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """An isolated ISA_DATA_DIR for the whole run: nothing touches the developer's own data."""
     path = tmp_path_factory.mktemp("isa-data")
     os.environ["ISA_DATA_DIR"] = str(path)
     os.environ["ISA_ENV"] = "test"
-    return path
+    yield path
+    _stop_embedded_postgres(path / "pg")
+
+
+def _stop_embedded_postgres(pgdata: Path, timeout: float = 15.0) -> None:
+    """Stop the run's Postgres when the run ends.
+
+    pgserver stops it when its last user process exits, but a node a test killed never unregisters, so the
+    server would outlive the run. A fast shutdown (SIGINT to the postmaster) by the run that started it.
+    """
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split("\n", 1)[0])
+        os.kill(pid, signal.SIGINT)
+    except (OSError, ValueError):
+        return  # not running (or already gone)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.05)  # bounded wait for the process to end
 
 
 @pytest.fixture(scope="session")
