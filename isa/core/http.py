@@ -23,7 +23,11 @@ def invalid(exc: ValidationError, where: str = "body") -> ApiError:
 
 async def json_body(request: Request, model: type[M], empty_ok: bool = False) -> M:
     """The JSON body as `model`; 422 when it is not JSON (or not UTF-8) or does not validate."""
-    raw = await request.body()
+    return parse_json(await request.body(), model, empty_ok)
+
+
+def parse_json(raw: bytes, model: type[M], empty_ok: bool = False) -> M:
+    """`raw` as `model` (an empty body is {} when `empty_ok`); 422 when it is not JSON or does not validate."""
     try:
         data = json.loads(raw) if raw.strip() or not empty_ok else {}
     except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from isa.auth import require_principal
 from isa.core.errors import ApiError
+from isa.core.http import parse_json, query_params
 from isa.core.openapi import ATTRIBUTE, Operation
 from isa.files.multipart import MultipartFileReader
 from isa.files.schemas import (
@@ -67,19 +67,6 @@ def _out(request: Request, row: FileRow) -> dict[str, Any]:
     return FileOut.of(row, path).model_dump(mode="json")
 
 
-def _invalid(exc: ValidationError, where: str) -> ApiError:
-    # No input echo: a rejected field may hold something the caller pasted by mistake.
-    details = exc.errors(include_url=False, include_context=False, include_input=False)
-    return ApiError(422, "invalid_request", f"the {where} is not valid", details=details)
-
-
-def _query(request: Request, model: type[M]) -> M:
-    try:
-        return model.model_validate(dict(request.query_params))
-    except ValidationError as exc:
-        raise _invalid(exc, "query string") from None
-
-
 async def _json_body(request: Request, model: type[M]) -> M:
     """Parse a small JSON body with its own cap (the files prefix allows large bodies for uploads)."""
     body = bytearray()
@@ -87,14 +74,7 @@ async def _json_body(request: Request, model: type[M]) -> M:
         body += chunk
         if len(body) > _JSON_LIMIT:
             raise ApiError(413, "payload_too_large", f"request body is larger than {_JSON_LIMIT} bytes")
-    try:
-        data = json.loads(body) if body.strip() else {}
-    except (ValueError, RecursionError):
-        raise ApiError(422, "invalid_request", "the body is not valid JSON") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise _invalid(exc, "body") from None
+    return parse_json(bytes(body), model, empty_ok=True)
 
 
 async def upload(request: Request) -> Response:
@@ -138,7 +118,7 @@ async def complete(request: Request) -> Response:
 async def list_files(request: Request) -> Response:
     """The caller's files, newest first."""
     owner = await _owner(request, "read")
-    q = _query(request, ListQuery)
+    q = query_params(request, ListQuery)
     rows, total = await _service(request).list_files(owner, q.status, q.limit, q.offset)
     return _ok([_out(request, r) for r in rows], total=total, limit=q.limit, offset=q.offset)
 
@@ -149,7 +129,7 @@ async def _row_for(request: Request, scope: str) -> tuple[str, FileRow]:
     service = _service(request)
     if "file_id" in request.path_params:
         return owner, await service.get(owner, str(request.path_params["file_id"]))
-    key = _query(request, PathQuery).file_path
+    key = query_params(request, PathQuery).file_path
     if not _storable(key):
         raise not_found()
     return owner, await service.get_by_key(owner, key)
@@ -164,7 +144,7 @@ async def info(request: Request) -> Response:
 async def download(request: Request) -> Response:
     """302 to a short-lived download link (attachment, capped expiry)."""
     _, row = await _row_for(request, "read")
-    url = await _service(request).download_url(row, _query(request, DownloadQuery).expires_in)
+    url = await _service(request).download_url(row, query_params(request, DownloadQuery).expires_in)
     return RedirectResponse(url, status_code=302, headers=_NO_STORE)
 
 

@@ -24,8 +24,9 @@ from starlette.routing import Route
 from isa.auth import require_principal
 from isa.auth.principal import Principal
 from isa.core.errors import ApiError, request_id_of
+from isa.core.http import invalid
 from isa.model import store
-from isa.model.routes import invalid, service_of
+from isa.model.routes import service_of
 from isa.model.schemas import InvokeRequest
 from isa.model.service import ModelService, stream_chunks
 from isa.model.settings import Deployment

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from isa.auth import require_principal
 from isa.core.errors import ApiError, request_id_of
+from isa.core.http import invalid, query_params
 from isa.model import store
 from isa.model.schemas import ChatRequest, EmbeddingRequest, ImageRequest
 from isa.model.service import ModelService, stream_chunks
@@ -35,13 +36,8 @@ def service_of(request: Request) -> ModelService:
     return service
 
 
-def invalid(exc: ValidationError) -> ApiError:
-    # No input echo: a rejected field may hold a secret pasted by mistake.
-    details = exc.errors(include_url=False, include_context=False, include_input=False)
-    return ApiError(422, "invalid_request", "the request body is not valid", details=details)
-
-
 async def parse(request: Request, model: type[M]) -> M:
+    # pydantic parses the JSON itself here (faster than json.loads + validate on the gateway's hot path).
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as exc:
@@ -241,10 +237,7 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
 async def usage_analytics(request: Request) -> Response:
     """Gateway usage (requests, tokens, USD, credits) of the caller; admins may ask for anyone's."""
     principal = await require_principal(request, "read")
-    try:
-        query = UsageQuery.model_validate(dict(request.query_params))
-    except ValidationError as exc:
-        raise invalid(exc) from None
+    query = query_params(request, UsageQuery)
     user_id: str | None = principal.user_id
     if query.all_users or query.group_by == "user":
         principal.require("admin")

@@ -7,10 +7,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from isa.auth import require_principal
+from isa.core.http import json_body
 from isa.core.openapi import Operation
 from isa.users import schemas
 from isa.users.billing import BillingService
-from isa.users.http import api, body_of, envelope
+from isa.users.http import api, envelope
 
 _TAGS = ("billing",)
 
@@ -49,7 +50,7 @@ async def my_subscription(request: Request) -> Response:
 )
 async def checkout(request: Request) -> Response:
     principal = await require_principal(request, "write")
-    body = await body_of(request, schemas.Checkout)
+    body = await json_body(request, schemas.Checkout, empty_ok=True)
     return envelope(await _service(request).checkout(principal.user_id, body.plan), 201)
 
 

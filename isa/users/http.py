@@ -1,15 +1,14 @@
-"""HTTP plumbing of the user service: the success envelope, strict parsing, and database-error translation."""
+"""HTTP plumbing of the user service: the success envelope and database-error translation (parsing: isa.core.http)."""
 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import psycopg.errors
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -31,32 +30,6 @@ def envelope(data: Any, status: int = 200) -> JSONResponse:
         data = [d.model_dump(mode="json") if isinstance(d, BaseModel) else d for d in data]
     body = {"success": True, "data": data, "timestamp": datetime.now(UTC).isoformat()}
     return JSONResponse(body, status_code=status)
-
-
-def invalid(exc: ValidationError, where: str) -> ApiError:
-    # No input echo: a rejected field may hold a secret the caller pasted by mistake.
-    details = exc.errors(include_url=False, include_context=False, include_input=False)
-    return ApiError(422, "invalid_request", f"the {where} is not valid", details=details)
-
-
-async def body_of(request: Request, model: type[M]) -> M:
-    """The JSON body as `model`; an empty body is {}; bad JSON or fields → 422."""
-    raw = await request.body()
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except (ValueError, RecursionError):
-        raise ApiError(422, "invalid_request", "the body is not valid JSON") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise invalid(exc, "body") from None
-
-
-def query_of(request: Request, model: type[M]) -> M:
-    try:
-        return model.model_validate(dict(request.query_params))
-    except ValidationError as exc:
-        raise invalid(exc, "query string") from None
 
 
 def api(operation: Operation) -> Callable[[Endpoint], Endpoint]:

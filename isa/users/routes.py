@@ -8,9 +8,10 @@ from starlette.routing import Route
 
 from isa.auth import require_principal
 from isa.core.errors import ApiError
+from isa.core.http import json_body, query_params
 from isa.core.openapi import Operation
 from isa.users import schemas
-from isa.users.http import api, body_of, envelope, query_of
+from isa.users.http import api, envelope
 from isa.users.service import UsersService
 
 ME = "/api/v1/users/me"
@@ -38,7 +39,7 @@ def _target(request: Request) -> str:
 @api(Operation("Create or return the caller's user", _USERS, schemas.EnsureUser, None, schemas.EnsuredUser, "write"))
 async def ensure_user(request: Request) -> Response:
     principal = await require_principal(request, "write")
-    body = await body_of(request, schemas.EnsureUser)
+    body = await json_body(request, schemas.EnsureUser, empty_ok=True)
     return envelope(await _service(request).ensure(principal.user_id, body))
 
 
@@ -53,7 +54,7 @@ async def get_me(request: Request) -> Response:
 )
 async def update_me(request: Request) -> Response:
     principal = await require_principal(request, "write")
-    body = await body_of(request, schemas.UpdateProfile)
+    body = await json_body(request, schemas.UpdateProfile, empty_ok=True)
     return envelope(await _service(request).update_profile(principal.user_id, body))
 
 
@@ -70,7 +71,7 @@ async def balance(request: Request) -> Response:
 )
 async def consume(request: Request) -> Response:
     principal = await require_principal(request, "write")
-    body = await body_of(request, schemas.Consume)
+    body = await json_body(request, schemas.Consume, empty_ok=True)
     return envelope(await _service(request).consume(principal.user_id, body))
 
 
@@ -79,7 +80,7 @@ async def consume(request: Request) -> Response:
 )
 async def transactions(request: Request) -> Response:
     principal = await require_principal(request, "read")
-    query = query_of(request, schemas.TransactionQuery)
+    query = query_params(request, schemas.TransactionQuery)
     return envelope(await _service(request).transactions(principal.user_id, query))
 
 
@@ -97,7 +98,7 @@ async def transactions(request: Request) -> Response:
 )
 async def create_usage(request: Request) -> Response:
     principal = await require_principal(request, "write")
-    body = await body_of(request, schemas.UsageCreate)
+    body = await json_body(request, schemas.UsageCreate, empty_ok=True)
     created = await _service(request).record_usage(principal.user_id, body)
     return envelope(created, 200 if created.duplicate else 201)
 
@@ -105,7 +106,7 @@ async def create_usage(request: Request) -> Response:
 @api(Operation("The caller's usage records", _USAGE, query=schemas.UsageQuery, response=schemas.UsagePage))
 async def list_usage(request: Request) -> Response:
     principal = await require_principal(request, "read")
-    query = query_of(request, schemas.UsageQuery)
+    query = query_params(request, schemas.UsageQuery)
     return envelope(await _service(request).usage(principal.user_id, query))
 
 
@@ -119,14 +120,14 @@ async def list_usage(request: Request) -> Response:
 )
 async def usage_stats(request: Request) -> Response:
     principal = await require_principal(request, "read")
-    query = query_of(request, schemas.StatsQuery)
+    query = query_params(request, schemas.StatsQuery)
     return envelope(await _service(request).usage_stats(principal.user_id, query))
 
 
 @api(Operation("List users", _ADMIN, query=schemas.Paging, response=schemas.UserList, scope="admin"))
 async def admin_list_users(request: Request) -> Response:
     await require_principal(request, "admin")
-    query = query_of(request, schemas.Paging)
+    query = query_params(request, schemas.Paging)
     users = await _service(request).list_users(query.limit, query.offset)
     return envelope(schemas.UserList(users=users, limit=query.limit, offset=query.offset))
 
@@ -151,7 +152,7 @@ async def admin_get_user(request: Request) -> Response:
 )
 async def admin_recharge(request: Request) -> Response:
     principal = await require_principal(request, "admin")
-    body = await body_of(request, schemas.Recharge)
+    body = await json_body(request, schemas.Recharge, empty_ok=True)
     return envelope(await _service(request).recharge(_target(request), body, by=principal.user_id))
 
 
@@ -170,7 +171,7 @@ async def admin_transactions(request: Request) -> Response:
     await require_principal(request, "admin")
     service, user_id = _service(request), _target(request)
     await service.get(user_id)
-    return envelope(await service.transactions(user_id, query_of(request, schemas.TransactionQuery)))
+    return envelope(await service.transactions(user_id, query_params(request, schemas.TransactionQuery)))
 
 
 @api(
@@ -188,7 +189,7 @@ async def admin_usage(request: Request) -> Response:
     await require_principal(request, "admin")
     service, user_id = _service(request), _target(request)
     await service.get(user_id)
-    return envelope(await service.usage(user_id, query_of(request, schemas.UsageQuery)))
+    return envelope(await service.usage(user_id, query_params(request, schemas.UsageQuery)))
 
 
 ROUTES = [

@@ -7,9 +7,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from isa.auth import require_principal
+from isa.core.http import json_body, query_params
 from isa.core.openapi import Operation
 from isa.users import schemas
-from isa.users.http import api, body_of, envelope, query_of
+from isa.users.http import api, envelope
 from isa.users.sessions import SessionsService, parse_session_id
 
 BASE = "/api/v1/users/me/sessions"
@@ -33,14 +34,14 @@ def _session_id(request: Request) -> str:
 )
 async def create_session(request: Request) -> Response:
     principal = await require_principal(request, "write")
-    body = await body_of(request, schemas.SessionCreate)
+    body = await json_body(request, schemas.SessionCreate, empty_ok=True)
     return envelope(await _service(request).create(principal.user_id, body), 201)
 
 
 @api(Operation("The caller's sessions", _TAGS, query=schemas.SessionQuery, response=schemas.SessionPage))
 async def list_sessions(request: Request) -> Response:
     principal = await require_principal(request, "read")
-    query = query_of(request, schemas.SessionQuery)
+    query = query_params(request, schemas.SessionQuery)
     return envelope(await _service(request).list(principal.user_id, query))
 
 
@@ -56,7 +57,7 @@ async def list_sessions(request: Request) -> Response:
 )
 async def get_session(request: Request) -> Response:
     principal = await require_principal(request, "read")
-    query = query_of(request, schemas.MessageQuery)
+    query = query_params(request, schemas.MessageQuery)
     return envelope(await _service(request).get(principal.user_id, _session_id(request), query.limit))
 
 
@@ -75,7 +76,7 @@ async def get_session(request: Request) -> Response:
 async def update_session(request: Request) -> Response:
     principal = await require_principal(request, "write")
     session_id = _session_id(request)
-    body = await body_of(request, schemas.SessionUpdate)
+    body = await json_body(request, schemas.SessionUpdate, empty_ok=True)
     return envelope(await _service(request).update(principal.user_id, session_id, body))
 
 
@@ -106,7 +107,7 @@ async def delete_session(request: Request) -> Response:
 )
 async def list_messages(request: Request) -> Response:
     principal = await require_principal(request, "read")
-    query = query_of(request, schemas.MessageQuery)
+    query = query_params(request, schemas.MessageQuery)
     return envelope(await _service(request).messages(principal.user_id, _session_id(request), query))
 
 
@@ -126,7 +127,7 @@ async def list_messages(request: Request) -> Response:
 async def add_message(request: Request) -> Response:
     principal = await require_principal(request, "write")
     session_id = _session_id(request)
-    body = await body_of(request, schemas.MessageCreate)
+    body = await json_body(request, schemas.MessageCreate, empty_ok=True)
     return envelope(await _service(request).add_message(principal.user_id, session_id, body), 201)
 
 
