@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from isa.auth.model_client import model_client
 from isa.catalog.adapter import QueryAdapter
 from isa.catalog.models import CatalogItem, SearchFilters, SyncReport
 from isa.catalog.routes import ROUTES
@@ -14,6 +13,7 @@ from isa.catalog.service import CatalogService
 from isa.catalog.settings import CatalogSettings
 from isa.core.builder import AppBuilder
 from isa.core.embeddings import shared_minilm
+from isa.llm.client import model_client
 
 __all__ = ["CatalogItem", "CatalogService", "SearchFilters", "SyncReport", "register"]
 

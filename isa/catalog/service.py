@@ -14,7 +14,6 @@ import anyio
 import numpy as np
 from psycopg import sql
 
-from isa.auth.model_client import ModelClient
 from isa.auth.principal import Principal
 from isa.catalog import history, store
 from isa.catalog.adapter import QueryAdapter
@@ -31,6 +30,7 @@ from isa.core.embeddings import Embedder
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
 from isa.core.search import Bm25Stats, Corpus, LruCache, Mode, Query, Slice, hybrid_search
+from isa.llm.client import ModelClient
 from isa.llm.rerank import rerank
 
 log = get_logger(__name__)

@@ -1,1 +1,1 @@
-"""Helpers for asking the model node (as the calling user) from tools and services on other nodes."""
+"""Asking the model node as the calling user: the one client (client.py) and what is built on it (rerank)."""

@@ -9,9 +9,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from isa.auth.model_client import ModelClient, ModelUnavailable
 from isa.auth.principal import Principal
 from isa.core.logging import get_logger
+from isa.llm.client import ModelClient, ModelUnavailable
 
 log = get_logger(__name__)
 

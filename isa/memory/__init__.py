@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from isa.auth.model_client import model_client
 from isa.core.builder import AppBuilder
 from isa.core.embeddings import shared_minilm
+from isa.llm.client import model_client
 from isa.memory.knowledge import KnowledgeService, KnowledgeSettings
 from isa.memory.llm_extract import Extractor
 from isa.memory.routes import ROUTES

@@ -18,10 +18,10 @@ from typing import Any, Literal
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
-from isa.auth.model_client import ModelClient
 from isa.auth.principal import Principal
 from isa.core.db import DictConnection, vector_literal
 from isa.core.search import Bm25Stats, Corpus, Mode, Query, Slice, Weights, hybrid_search
+from isa.llm.client import ModelClient
 from isa.llm.rerank import rerank
 from isa.memory.documents import Limits
 from isa.memory.service import MemoryService, NotFound, content_hash

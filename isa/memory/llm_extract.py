@@ -21,9 +21,9 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from isa.auth.model_client import ModelClient, ModelUnavailable
 from isa.auth.principal import Principal
 from isa.core.logging import get_logger
+from isa.llm.client import ModelClient, ModelUnavailable
 from isa.memory import extract
 
 log = get_logger(__name__)

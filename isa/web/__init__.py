@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from isa.auth.model_client import model_client
 from isa.core.builder import AppBuilder
+from isa.llm.client import model_client
 from isa.web.analysis import ModelAnalyst
 from isa.web.service import WebError, WebService
 from isa.web.settings import WebSettings

@@ -20,10 +20,10 @@ from typing import Any
 from playwright.async_api import CDPSession, Page, Request, Response
 from playwright.async_api import Error as PlaywrightError
 
-from isa.auth.model_client import ModelClient, ModelUnavailable
 from isa.auth.principal import Principal
 from isa.core.egress import EgressBlocked
 from isa.core.logging import get_logger
+from isa.llm.client import ModelClient, ModelUnavailable
 from isa.web.proxy import BLOCKED_HEADER
 from isa.web.service import WebError, WebService
 

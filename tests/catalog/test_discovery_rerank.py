@@ -1,6 +1,6 @@
 """The optional LLM step of discovery: the model node reorders /discover's tool candidates, as the caller.
 
-The mcp node's `services.model_url` points at the scripted OpenAI-wire fake, so the request isa.auth.model_client
+The mcp node's `services.model_url` points at the scripted OpenAI-wire fake, so the request isa.llm.client
 sends (with a short isa token minted for the caller) is answered by the script.
 """
 

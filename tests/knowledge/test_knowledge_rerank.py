@@ -1,7 +1,7 @@
 """Optional reranking of search_knowledge / retrieve_context by the model node, against the scripted fake provider.
 
 The mcp node's `services.model_url` points at the fake OpenAI-wire provider itself (as in test_a5_agent), so the
-request isa.auth.model_client sends — with a short isa token for the user — is answered by the script.
+request isa.llm.client sends — with a short isa token for the user — is answered by the script.
 """
 
 from __future__ import annotations

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from isa.auth.model_client import ModelClient
 from isa.auth.principal import Principal
 from isa.auth.settings import auth_settings
 from isa.core.db import Database
 from isa.core.embeddings import LocalMiniLM
 from isa.core.settings import Settings
+from isa.llm.client import ModelClient
 from isa.memory import llm_extract
 from isa.memory.llm_extract import Extractor
 from isa.memory.service import MemoryService

@@ -12,10 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from isa.auth.model_client import ModelClient
 from isa.auth.principal import Principal
 from isa.auth.settings import auth_settings
 from isa.core.settings import Settings
+from isa.llm.client import ModelClient
 from isa.web.analysis import ModelAnalyst
 from isa.web.service import WebService
 from tests.support.mcp_servers import serve_asgi, settings_with

@@ -21,11 +21,11 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from isa.app import create_app
-from isa.auth.model_client import ModelClient
 from isa.auth.principal import Principal
 from isa.auth.settings import auth_settings
 from isa.core.egress import EgressPolicy
 from isa.core.settings import ServicesSettings, Settings
+from isa.llm.client import ModelClient
 from isa.web.analysis import ModelAnalyst
 from isa.web.automation import WebAutomation
 from isa.web.browser import BrowserProxy
