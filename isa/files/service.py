@@ -296,7 +296,12 @@ class FilesService:
         minutes = self.settings.orphan_min_age_minutes if min_age_minutes is None else min_age_minutes
         cutoff = datetime.now(UTC) - timedelta(minutes=minutes)
         objects = await self.storage.list_objects("users/", limit=limit)
-        keys = [o.key for o in objects if o.last_modified is None or o.last_modified <= cutoff]
+        # Only users/{user}/files/...: other domains keep their own objects under users/{user}/ (analytics/).
+        keys = [
+            o.key
+            for o in objects
+            if o.key.split("/")[2:3] == ["files"] and (o.last_modified is None or o.last_modified <= cutoff)
+        ]
         orphans: list[str] = []
         async with self.db.connection() as conn:
             for start in range(0, len(keys), 1000):
