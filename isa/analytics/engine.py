@@ -162,9 +162,11 @@ def excel_to_csv(src: Path, out_dir: Path, max_columns: int) -> list[tuple[str, 
     """Each non-empty sheet as a CSV (first row = header), streamed row by row through openpyxl's read-only mode."""
     from openpyxl import load_workbook  # type: ignore[import-untyped]
 
+    handle = src.open("rb")  # a file object: openpyxl would judge a path by its extension
     try:
-        book = load_workbook(src, read_only=True, data_only=True)
+        book = load_workbook(handle, read_only=True, data_only=True)
     except Exception as exc:  # zip/xml damage surfaces as many exception types
+        handle.close()
         raise IngestFailed(f"the file is not a readable Excel workbook ({type(exc).__name__})") from None
     sheets: list[tuple[str, Path]] = []
     try:
@@ -184,6 +186,7 @@ def excel_to_csv(src: Path, out_dir: Path, max_columns: int) -> list[tuple[str, 
                 sheets.append((sheet.title, target))
     finally:
         book.close()
+        handle.close()
     if not sheets:
         raise IngestFailed("the workbook has no sheet with a header row and data")
     return sheets

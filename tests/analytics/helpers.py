@@ -61,7 +61,9 @@ def sales_csv(rows: int = 500) -> bytes:
     regions = ["north", "south", "east", "west"]
     lines = ["Order ID,Region,Net Revenue (EUR),Order Date,Quantity"]
     for i in range(rows):
-        lines.append(f"{i + 1},{regions[i % 4]},{(i % 50) * 2.5:.2f},2024-{i % 12 + 1:02d}-{i % 28 + 1:02d},{i % 7 + 1}")
+        lines.append(
+            f"{i + 1},{regions[i % 4]},{(i % 50) * 2.5:.2f},2024-{i % 12 + 1:02d}-{i % 28 + 1:02d},{i % 7 + 1}"
+        )
     return ("\n".join(lines) + "\n").encode()
 
 
