@@ -223,7 +223,13 @@ _declare(
     "csv_analyze_prompt",
     "Analyse a CSV file: structure, quality, statistics and insights.",
     ["prompt", "csv_url", "depth"],
-    _brief("", "Describe the columns and types, data quality problems, key statistics and insights."),
+    _brief(
+        "",
+        "Load the data with the ingest_data_source tool (source_path: the id of the user's uploaded file or the"
+        " http(s) URL), find the columns that matter with search_available_data, and compute every figure with"
+        " query_with_language (it runs checked SQL and draws a chart) instead of guessing. Then describe the"
+        " columns and types, data quality problems, key statistics and insights, quoting the SQL behind each number.",
+    ),
 )
 _declare(
     "knowledge_analyze_prompt",
