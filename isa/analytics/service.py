@@ -19,6 +19,7 @@ import math
 import os
 import re
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -468,26 +469,29 @@ class AnalyticsService:
             return target
         partial = self.tmp_dir / f"{uuid.uuid4().hex}.part"
         try:
-            with partial.open("wb") as out:
+            async with await anyio.open_file(partial, "wb") as out:
                 async for chunk in self.storage.read(table.storage_key):
-                    out.write(chunk)
-            partial.replace(target)
+                    await out.write(chunk)
+            partial.replace(target)  # atomic: a concurrent query sees no copy or a whole one
         except (StorageError, OSError):
             raise ApiError(
                 502, "storage_unavailable", "the table's data is not reachable in storage; try again"
             ) from None
         finally:
             partial.unlink(missing_ok=True)
-        self._prune_cache(keep=target)
+        await anyio.to_thread.run_sync(self._prune_cache, target)
         return target
 
     def _prune_cache(self, keep: Path) -> None:
+        """Drop the least recently used copies past cache_bytes; a copy used in the last minute stays (a query
+        on this node may be about to open it)."""
         files = sorted(self.cache_dir.glob("*.parquet"), key=lambda p: p.stat().st_mtime)
         total = sum(p.stat().st_size for p in files)
+        recent = time.time() - 60
         for path in files:
             if total <= self.settings.cache_bytes:
                 break
-            if path != keep:
+            if path != keep and path.stat().st_mtime < recent:
                 total -= path.stat().st_size
                 path.unlink(missing_ok=True)
 

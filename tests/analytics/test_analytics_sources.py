@@ -19,7 +19,7 @@ from isa.app import create_app
 from isa.core.settings import Settings
 from tests.analytics.conftest import Keys
 from tests.analytics.helpers import call, ok, sales_csv, upload
-from tests.support.mcp_servers import serve_asgi, sql
+from tests.support.mcp_servers import mcp_client, serve_asgi, sql
 
 pytestmark = pytest.mark.anyio
 
@@ -179,3 +179,11 @@ async def test_dropping_a_table_removes_its_rows_metadata_and_stored_data(
     )
     again = await call(plain_node, keys.bob, "drop_data_source", {"database_name": "scratch"})
     assert again.is_error and again.code == "not_found"
+
+
+async def test_the_csv_analyze_prompt_sends_the_agent_to_the_analytics_tools(plain_node: str, keys: Keys) -> None:
+    async with mcp_client(plain_node, keys.alice) as client:
+        prompt = await client.get_prompt("csv_analyze_prompt", {"prompt": "find trends", "csv_url": "file-123"})
+    text = prompt.messages[0].content.text  # type: ignore[union-attr]
+    assert "file-123" in text
+    assert all(tool in text for tool in ("ingest_data_source", "search_available_data", "query_with_language"))
