@@ -31,6 +31,7 @@ EXTENSIONS = {
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
     "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
+    "application/vnd.apache.parquet": ".parquet",  # data files for the analytics tools
 }
 TEXT_TYPES = ("text/plain", "text/markdown", "text/csv", "application/json")
 _GENERIC = ("", "application/octet-stream", "binary/octet-stream")
@@ -101,6 +102,8 @@ def sniff(head: bytes, eof: bool) -> str | None:
         return "application/pdf"
     if head.startswith(b"PK\x03\x04"):
         return _zip_kind(head)
+    if head.startswith(b"PAR1\x15"):  # magic, then a thrift page header: text that starts with PAR1 stays text
+        return "application/vnd.apache.parquet"
     return "text" if _is_text(head.removeprefix(codecs.BOM_UTF8), eof) else None
 
 

@@ -81,7 +81,14 @@ def plain_node(settings: Settings, db_url: str, keys: Keys) -> Iterator[str]:
         yield url
 
 
-async def test_tsv_json_lines_and_every_excel_sheet_become_tables(plain_node: str, keys: Keys) -> None:
+async def test_tsv_json_lines_parquet_and_every_excel_sheet_become_tables(
+    plain_node: str, keys: Keys, tmp_path: Path
+) -> None:
+    pq = upload(
+        plain_node, "ana-alice", keys.alice, "cities.parquet", parquet_bytes(tmp_path), "application/octet-stream"
+    )
+    out = await ok(plain_node, keys.alice, "ingest_data_source", {"source_path": pq, "database_name": "formats"})
+    assert out["source"]["type"] == "parquet" and out["tables"][0]["rows"] == 3
     tsv = upload(plain_node, "ana-alice", keys.alice, "orders.tsv", b"id\tqty\n1\t4\n2\t6\n", "text/plain")
     out = await ok(plain_node, keys.alice, "ingest_data_source", {"source_path": tsv, "database_name": "formats"})
     assert [(t["table_name"], t["rows"], [c["name"] for c in t["columns"]]) for t in out["tables"]] == [
