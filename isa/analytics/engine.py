@@ -139,6 +139,17 @@ def locked_connection(paths: Sequence[Path], limits: Limits, setup: Sequence[str
         con.close()
 
 
+@contextmanager
+def _deadline(con: Any, seconds: float) -> Iterator[None]:
+    """Interrupt whatever `con` runs once `seconds` have passed (DuckDB checks for it between vectors)."""
+    timer = threading.Timer(seconds, con.interrupt)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 def _reader(path: Path, source_type: str) -> str:
     p = _literal(str(path))
     if source_type == "csv":
@@ -193,9 +204,10 @@ def excel_to_csv(src: Path, out_dir: Path, max_columns: int) -> list[tuple[str, 
 
 
 def to_parquet(
-    src: Path, source_type: str, out_dir: Path, limits: Limits, max_columns: int, samples: int
+    src: Path, source_type: str, out_dir: Path, limits: Limits, max_columns: int, samples: int, timeout: float = 300
 ) -> list[TableFile]:
-    """Convert the source into one Parquet file per table (DuckDB streams it; Python never holds the rows)."""
+    """Convert the source into one Parquet file per table (DuckDB streams it; Python never holds the rows);
+    each table's conversion and profile is interrupted after `timeout` seconds."""
     parts: list[tuple[str, Path, str]]
     if source_type == "excel":
         parts = [(title, path, "csv") for title, path in excel_to_csv(src, out_dir, max_columns)]
@@ -205,7 +217,7 @@ def to_parquet(
     for index, (part, path, kind) in enumerate(parts):
         out = out_dir / f"table{index}.parquet"
         try:
-            with locked_connection([path, out], limits) as con:
+            with locked_connection([path, out], limits) as con, _deadline(con, timeout):
                 described = con.execute(f"DESCRIBE SELECT * FROM {_reader(path, kind)}").fetchall()
                 if not described:
                     raise IngestFailed("the source has no columns")
@@ -222,6 +234,10 @@ def to_parquet(
                 rows, columns = _profile(con, out, samples)
         except IngestFailed:
             raise
+        except duckdb.InterruptException:
+            raise IngestFailed(f"reading the data took longer than {timeout:g} s") from None
+        except duckdb.OutOfMemoryException:
+            raise IngestFailed(f"reading the data needs more than {limits.memory_limit} of memory") from None
         except duckdb.Error as exc:
             raise IngestFailed(f"the {kind.upper()} data can't be read: {_first_line(exc)}") from None
         if rows == 0:
@@ -259,9 +275,7 @@ def run_query(
         f"CREATE VIEW {_quote(name)} AS SELECT * FROM read_parquet({_literal(str(path))})"
         for name, path in views.items()
     ]
-    with locked_connection(list(views.values()), limits, setup) as con:
-        timer = threading.Timer(timeout, con.interrupt)
-        timer.start()
+    with locked_connection(list(views.values()), limits, setup) as con, _deadline(con, timeout):
         try:
             cursor = con.execute(sql)
             description = cursor.description or []
@@ -282,8 +296,6 @@ def run_query(
             raise QueryFailed("query_too_large", f"the query needs more than {limits.memory_limit} of memory") from None
         except duckdb.Error as exc:
             raise QueryFailed("query_failed", _first_line(exc)) from None
-        finally:
-            timer.cancel()
     return QueryResult(
         columns=tuple(str(d[0]) for d in description),
         types=tuple(str(d[1]) for d in description),

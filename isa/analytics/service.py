@@ -184,6 +184,7 @@ class AnalyticsService:
                         self.limits,
                         self.settings.max_columns,
                         self.settings.sample_values,
+                        self.settings.ingest_timeout_seconds,
                     )
                 )
             except IngestFailed as exc:

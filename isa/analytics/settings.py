@@ -17,6 +17,7 @@ class AnalyticsSettings(BaseModel):
     # Internal hosts/networks a URL may reach on purpose (as [default.web]); everything else must be public.
     allow_hosts: list[str] = Field(default_factory=list)
     allow_cidrs: list[str] = Field(default_factory=list)
+    ingest_timeout_seconds: float = Field(300.0, gt=0)  # converting one table to Parquet and profiling it
     max_tables_per_user: int = Field(100, ge=1)
     max_columns: int = Field(500, ge=1)
     # One query: rows returned, rows counted for the total, wall time, DuckDB memory and threads.
