@@ -137,18 +137,23 @@ class CommerceService:
         if self.storefront is not None:
             await self.storefront.close()
 
-    async def call(
-        self, document: str, variables: dict[str, Any], tolerate: frozenset[str] = frozenset()
-    ) -> dict[str, Any]:
-        """One Storefront operation; `not_configured` without a store, store failures as CommerceError."""
+    def require_store(self) -> Storefront:
+        """The store's client; every commerce tool answers `not_configured` without one."""
         if self.storefront is None:
             raise CommerceError(
                 "not_configured",
                 "no Shopify store is configured (commerce.shopify.store_domain and "
                 "ISA_COMMERCE__SHOPIFY__STOREFRONT_TOKEN)",
             )
+        return self.storefront
+
+    async def call(
+        self, document: str, variables: dict[str, Any], tolerate: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
+        """One Storefront operation; store failures become CommerceError with the store's code."""
+        storefront = self.require_store()
         try:
-            return await self.storefront.execute(document, variables, tolerate=tolerate)
+            return await storefront.execute(document, variables, tolerate=tolerate)
         except StorefrontError as exc:
             raise CommerceError(exc.code, exc.message, exc.retry_after) from None
 

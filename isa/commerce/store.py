@@ -144,7 +144,7 @@ class OrderIn:
 
 
 async def upsert_order(conn: DictConnection, user_id: str, cart_id: str | None, order: OrderIn) -> str:
-    """Insert or refresh an order: "inserted", "updated", or "stale" when a newer version is already stored.
+    """Insert or refresh an order: "inserted", "updated", or "unchanged" when this or a newer version is stored.
 
     Keyed by Shopify's order id, so a redelivered webhook changes nothing; ordered by Shopify's updated_at,
     so a late delivery of an older version does not overwrite a newer one.
@@ -189,7 +189,7 @@ async def upsert_order(conn: DictConnection, user_id: str, cart_id: str | None, 
     )
     row = await cur.fetchone()
     if row is None:
-        return "stale"
+        return "unchanged"
     return "inserted" if row["inserted"] else "updated"
 
 

@@ -43,6 +43,7 @@ async def _run(method: str, *args: Any, with_user: bool = True) -> dict[str, Any
     call = current_call()
     service = call.service("commerce", CommerceService)
     try:
+        service.require_store()
         fn = getattr(service, method)
         result: dict[str, Any] = await (fn(call.principal.user_id, *args) if with_user else fn(*args))
         return result
@@ -123,7 +124,10 @@ async def get_order_status(
     """Your orders (newest first), or one of them by order number, with payment and fulfillment status."""
     call = current_call()
     try:
+        call.service("commerce", CommerceService).require_store()
         return await call.service("commerce.orders", OrderService).orders(call.principal.user_id, order)
+    except CommerceError as exc:
+        raise _failure(exc) from None
     except ApiError as exc:
         raise ToolFailure("error", exc.code, exc.message) from None
 
