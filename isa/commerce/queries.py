@@ -9,6 +9,7 @@ fragment ProductCard on Product {{
   id title handle vendor productType tags availableForSale onlineStoreUrl
   priceRange {{ minVariantPrice {{ {MONEY} }} maxVariantPrice {{ {MONEY} }} }}
   featuredImage {{ url altText }}
+  topVariants: variants(first: 10) {{ edges {{ node {{ id title availableForSale price {{ {MONEY} }} }} }} }}
 }}
 """
 

@@ -90,6 +90,16 @@ def product_card(node: dict[str, Any]) -> dict[str, Any]:
         "price_max": money(prices.get("maxVariantPrice")),
         "image": image.get("url"),
         "url": node.get("onlineStoreUrl"),
+        # The first variants, so an agent can add one to the cart without another call.
+        "variants": [
+            {
+                "id": v.get("id"),
+                "title": v.get("title"),
+                "available": bool(v.get("availableForSale")),
+                "price": money(v.get("price")),
+            }
+            for v in edges(node.get("topVariants"))
+        ],
     }
 
 

@@ -53,7 +53,22 @@ async def _run(method: str, *args: Any, with_user: bool = True) -> dict[str, Any
 
 @tool(
     category="shopify",
-    keywords=["shop", "shopping", "buy", "product", "search", "store", "price", "catalog"],
+    keywords=[
+        "find",
+        "search",
+        "products",
+        "shop",
+        "shopping",
+        "buy",
+        "price",
+        "cheapest",
+        "under",
+        "budget",
+        "clothes",
+        "jacket",
+        "store",
+        "catalog",
+    ],
     untrusted_output=True,
 )
 async def search_products(
@@ -65,7 +80,8 @@ async def search_products(
     limit: Annotated[int, Field(ge=1, le=50)] = 10,
     cursor: Annotated[str | None, Field(max_length=1000, description="next_cursor of a previous page")] = None,
 ) -> dict[str, Any]:
-    """Search the store's products by words, product type and price range; prices are the store's own."""
+    """Find products to buy in the shop by words, product type and price range (e.g. a rain jacket under 100),
+    cheapest first with sort_by=price_asc; each result lists its variants with the store's own prices."""
     if price_min is not None and price_max is not None and price_min > price_max:
         raise ToolFailure("invalid_arguments", "invalid_arguments", "price_min is above price_max")
     return await _run("search_products", query, category, price_min, price_max, sort_by, limit, cursor, with_user=False)
