@@ -257,3 +257,23 @@ async def test_without_a_store_every_commerce_tool_answers_not_configured(
             with pytest.raises(MCPError, match="not_configured"):
                 await client.read_resource("shopify://catalog/collections")
     assert set(codes.values()) == {"not_configured"}, codes
+
+
+async def test_the_six_shopping_prompts_point_at_the_commerce_tools(node: str, keys: Keys) -> None:
+    names = (
+        "personal_stylist_prompt",
+        "product_comparison_prompt",
+        "outfit_coordination_prompt",
+        "shopping_assistant_prompt",
+        "trend_analysis_prompt",
+        "size_fit_consultant_prompt",
+    )
+    async with mcp_client(node, keys.alice) as client:
+        listed = {p.name for p in (await client.list_prompts()).prompts}
+        texts = [await client.get_prompt(name, {"request": "a rain jacket"}) for name in names]
+        tools = {t.name for t in (await client.list_tools()).tools}
+    assert set(names) <= listed
+    for prompt in texts:
+        text = prompt.messages[0].content.text  # type: ignore[union-attr]
+        named = {t for t in COMMERCE_TOOLS if t in text}
+        assert {"search_products", "add_to_cart", "create_checkout"} <= named <= tools
