@@ -26,6 +26,7 @@ class Keys:
     alice: str
     alice_human: str  # alice's own key, for approving what her agent asked
     bob: str
+    carol: str
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,7 @@ def keys(settings: Settings, db_url: str) -> Keys:
         alice=create_key(db_url, settings, "alice", "write"),
         alice_human=create_key(db_url, settings, "alice", "write"),
         bob=create_key(db_url, settings, "bob", "write"),
+        carol=create_key(db_url, settings, "carol", "write"),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -110,6 +111,28 @@ async def test_product_details_carry_variants_prices_availability_and_images(nod
     ]
     assert product["options"][0] == {"name": "Size", "values": ["S", "M", "L"]}
     assert missing["code"] == "not_found"
+
+
+async def test_without_the_inventory_scope_details_still_answer_with_counts_left_empty(
+    node: str, keys: Keys, shop: Store
+) -> None:
+    shop.fake.inventory_scope = False
+    try:
+        async with mcp_client(node, keys.alice) as client:
+            product = ok(await client.call_tool("get_product_details", {"product_id": "4"}))
+    finally:
+        shop.fake.inventory_scope = True
+    assert [(v["available"], v["quantity_available"]) for v in product["variants"]] == [(True, None)]
+
+
+async def test_a_users_concurrent_first_adds_end_in_one_cart_holding_both(node: str, keys: Keys, db_url: str) -> None:
+    async with mcp_client(node, keys.carol) as one, mcp_client(node, keys.carol) as two:
+        async with anyio.create_task_group() as group:
+            group.start_soon(one.call_tool, "add_to_cart", {"variant_id": DRIZZLE_M})
+            group.start_soon(two.call_tool, "add_to_cart", {"variant_id": PUDDLE_S})
+        cart = ok(await one.call_tool("view_cart", {}))
+    assert len(active_carts(db_url, "carol")) == 1
+    assert sorted(line["variant_id"] for line in cart["lines"]) == [DRIZZLE_M, PUDDLE_S]
 
 
 async def test_two_users_carts_are_kept_apart(node: str, keys: Keys, db_url: str) -> None:

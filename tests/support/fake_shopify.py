@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 import anyio
-from graphql import build_schema, graphql
+from graphql import GraphQLError, build_schema, graphql
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -217,6 +217,7 @@ class FakeShopify:
     catalog: list[Product] = field(default_factory=default_catalog)
     requests: list[dict[str, Any]] = field(default_factory=list)
     carts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inventory_scope: bool = True  # False: the token may not read stock counts
     _throttles: list[str] = field(default_factory=list)
     _hanging: threading.Event | None = None
 
@@ -354,13 +355,22 @@ class FakeShopify:
             "sku": variant.id.rsplit("/", 1)[1],
             "availableForSale": variant.available,
             "currentlyNotInStock": not variant.available,
-            "quantityAvailable": variant.quantity,
+            "quantityAvailable": lambda _i: self._quantity(variant),
             "price": _money(variant.price),
             "compareAtPrice": None,
             "selectedOptions": [{"name": k, "value": v} for k, v in variant.options.items()],
             "image": {"url": f"https://cdn.example.test/{variant.id.rsplit('/', 1)[1]}.jpg", "altText": None},
             "product": lambda _i: self._product(product),
         }
+
+    def _quantity(self, variant: Variant) -> int | None:
+        if not self.inventory_scope:  # what Shopify answers when the token lacks the inventory scope
+            raise GraphQLError(
+                "Access denied for quantityAvailable field. Required access: "
+                "`unauthenticated_read_product_inventory` access scope.",
+                extensions={"code": "ACCESS_DENIED"},
+            )
+        return variant.quantity
 
     def _product(self, product: Product) -> dict[str, Any]:
         prices = [v.price for v in product.variants]
