@@ -123,10 +123,15 @@ def search_string(query: str, category: str | None, price_min: float | None, pri
     if category and category.strip():
         parts.append('product_type:"{}"'.format(re.sub(r'["\\]', "", category.strip())))
     if price_min is not None:
-        parts.append(f"variants.price:>={price_min:g}")
+        parts.append(f"variants.price:>={_number(price_min)}")
     if price_max is not None:
-        parts.append(f"variants.price:<={price_max:g}")
+        parts.append(f"variants.price:<={_number(price_max)}")
     return " ".join(parts)
+
+
+def _number(value: float) -> str:
+    """A plain decimal for the search syntax (100, 59.5; never 1e+09)."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def _in_range(card: dict[str, Any], price_min: float | None, price_max: float | None) -> bool:

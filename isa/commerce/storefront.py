@@ -9,9 +9,9 @@ else fails at once with a stable code; the token never appears in an error or a 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+import anyio
 import httpx
 
 from isa.commerce.settings import ShopifySettings
@@ -67,13 +67,15 @@ class Storefront:
                 )
             attempt += 1
             log.info("storefront_retry", attempt=attempt, wait=round(wait, 3))
-            await asyncio.sleep(wait)
+            await anyio.sleep(wait)
 
     async def _post(self, payload: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
         """The answer's JSON, and how long to wait before sending again when it was throttled (else None)."""
         try:
-            response = await self._client.post(self.settings.endpoint, json=payload)
-        except httpx.TimeoutException:
+            # httpx bounds each phase; this bounds the whole exchange (a store trickling bytes included).
+            with anyio.fail_after(self.settings.timeout_seconds):
+                response = await self._client.post(self.settings.endpoint, json=payload)
+        except (TimeoutError, httpx.TimeoutException):
             raise StorefrontError(
                 "store_timeout", f"the store did not answer within {self.settings.timeout_seconds:g}s"
             ) from None

@@ -77,7 +77,7 @@ async def search_products(
     price_min: Annotated[float | None, Field(ge=0, le=1e9)] = None,
     price_max: Annotated[float | None, Field(ge=0, le=1e9)] = None,
     sort_by: SortBy | None = None,
-    limit: Annotated[int, Field(ge=1, le=50)] = 10,
+    limit: Annotated[int | None, Field(ge=1, le=50, description="default: the store's page size")] = None,
     cursor: Annotated[str | None, Field(max_length=1000, description="next_cursor of a previous page")] = None,
 ) -> dict[str, Any]:
     """Find products to buy in the shop by words, product type and price range (e.g. a rain jacket under 100),
