@@ -36,16 +36,16 @@ async def read(client: Any, uri: str) -> Any:
 async def test_a_signed_order_webhook_lands_once_in_the_buyers_orders(
     node: str, keys: Keys, shop: Store, db_url: str
 ) -> None:
-    async with mcp_client(node, keys.alice) as alice:
-        ok(await alice.call_tool("add_to_cart", {"variant_id": JACKET_M, "quantity": 2}))
-    cart_id = active_cart_id(db_url, "alice")
+    async with mcp_client(node, keys.dave) as dave:
+        ok(await dave.call_tool("add_to_cart", {"variant_id": JACKET_M, "quantity": 2}))
+    cart_id = active_cart_id(db_url, "dave")
     body, headers = shop.fake.order_webhook(cart_id, order_id=5001, number=1001)
     first = post_webhook(node, body, headers)
     again = post_webhook(node, body, headers)  # Shopify redelivers until it sees a 2xx
     assert first.status_code == 200 and first.json()["outcome"] == "inserted"
     assert again.status_code == 200 and again.json()["outcome"] == "unchanged"
     rows = sql(db_url, "SELECT * FROM orders WHERE shopify_order_id = '5001'")
-    assert len(rows) == 1 and rows[0]["user_id"] == "alice"
+    assert len(rows) == 1 and rows[0]["user_id"] == "dave"
     assert (rows[0]["order_number"], str(rows[0]["total_amount"]), rows[0]["payment_status"]) == (
         "#1001",
         "173.000",
@@ -59,9 +59,9 @@ async def test_a_signed_order_webhook_lands_once_in_the_buyers_orders(
 async def test_a_webhook_with_a_bad_signature_is_refused_and_stores_nothing(
     node: str, keys: Keys, shop: Store, db_url: str
 ) -> None:
-    async with mcp_client(node, keys.bob) as bob:
-        ok(await bob.call_tool("add_to_cart", {"variant_id": SCARF}))
-    body, headers = shop.fake.order_webhook(active_cart_id(db_url, "bob"), order_id=6001, secret="not-the-secret")
+    async with mcp_client(node, keys.erin) as erin:
+        ok(await erin.call_tool("add_to_cart", {"variant_id": SCARF}))
+    body, headers = shop.fake.order_webhook(active_cart_id(db_url, "erin"), order_id=6001, secret="not-the-secret")
     refused = post_webhook(node, body, headers)
     unsigned = post_webhook(node, body, {k: v for k, v in headers.items() if k != "X-Shopify-Hmac-Sha256"})
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_signature"
@@ -70,7 +70,7 @@ async def test_a_webhook_with_a_bad_signature_is_refused_and_stores_nothing(
 
 
 async def test_a_late_older_update_does_not_overwrite_a_newer_one(node: str, shop: Store, db_url: str) -> None:
-    cart_id = active_cart_id(db_url, "bob")
+    cart_id = active_cart_id(db_url, "erin")
     newer, newer_headers = shop.fake.order_webhook(
         cart_id,
         order_id=7001,
@@ -99,42 +99,42 @@ async def test_an_order_for_a_cart_that_is_not_ours_is_acknowledged_and_not_stor
 
 
 async def test_each_user_sees_only_their_own_orders(node: str, keys: Keys) -> None:
-    async with mcp_client(node, keys.alice) as alice, mcp_client(node, keys.bob) as bob:
-        alice_orders = ok(await alice.call_tool("get_order_status", {}))
-        one = ok(await alice.call_tool("get_order_status", {"order": "#1001"}))
-        bob_orders = ok(await bob.call_tool("get_order_status", {}))
-        not_bobs = await bob.call_tool("get_order_status", {"order": "1001"})
-    assert [o["order_number"] for o in alice_orders["orders"]] == ["#1001"]
+    async with mcp_client(node, keys.dave) as dave, mcp_client(node, keys.erin) as erin:
+        dave_orders = ok(await dave.call_tool("get_order_status", {}))
+        one = ok(await dave.call_tool("get_order_status", {"order": "#1001"}))
+        erin_orders = ok(await erin.call_tool("get_order_status", {}))
+        not_erins = await erin.call_tool("get_order_status", {"order": "1001"})
+    assert [o["order_number"] for o in dave_orders["orders"]] == ["#1001"]
     assert one["orders"][0]["total"] == {"amount": "173.000", "currency": "USD"}
-    assert [o["order_number"] for o in bob_orders["orders"]] == ["#1002"]
-    assert not_bobs.is_error and not_bobs.structured_content is not None
-    assert not_bobs.structured_content["data"]["code"] == "not_found"
-    with httpx.Client(base_url=node, headers={"Authorization": f"Bearer {keys.bob}"}) as http:
+    assert [o["order_number"] for o in erin_orders["orders"]] == ["#1002"]
+    assert not_erins.is_error and not_erins.structured_content is not None
+    assert not_erins.structured_content["data"]["code"] == "not_found"
+    with httpx.Client(base_url=node, headers={"Authorization": f"Bearer {keys.erin}"}) as http:
         assert http.get("/api/v1/commerce/orders/%231001").status_code == 404
         assert [o["order_number"] for o in http.get("/api/v1/commerce/orders").json()["orders"]] == ["#1002"]
     assert httpx.get(f"{node}/api/v1/commerce/orders").status_code == 401
 
 
 async def test_the_profile_and_trends_resources_come_from_the_callers_own_history(node: str, keys: Keys) -> None:
-    async with mcp_client(node, keys.alice) as alice, mcp_client(node, keys.bob) as bob:
-        profile = await read(alice, "shopify://preferences/user_profiles")
-        trends = await read(alice, "shopify://analytics/shopping_trends")
-        bob_trends = await read(bob, "shopify://analytics/shopping_trends")
+    async with mcp_client(node, keys.dave) as dave, mcp_client(node, keys.erin) as erin:
+        profile = await read(dave, "shopify://preferences/user_profiles")
+        trends = await read(dave, "shopify://analytics/shopping_trends")
+        erin_trends = await read(erin, "shopify://analytics/shopping_trends")
     assert profile["based_on"] == {"carts": 1, "orders": 1}
     assert profile["favourite_product_types"] == ["Jackets"] and profile["favourite_vendors"] == ["Northwind"]
     assert profile["preferred_options"] == {"Size": "M", "Color": "Navy"}
     assert trends["top_items"] == [{"title": "Drizzle Rain Jacket", "quantity": 2}]
     assert trends["months"][0]["spent"] == {"USD": "173.000"} and trends["cart_outcomes"] == {"checked_out": 1}
-    assert [i["title"] for i in bob_trends["top_items"]] == ["Wool Scarf"]
+    assert [i["title"] for i in erin_trends["top_items"]] == ["Wool Scarf"]
 
 
 async def test_stock_alerts_show_what_runs_out_in_the_callers_carts(node: str, keys: Keys, shop: Store) -> None:
     _product, scarf = shop.fake.variant(SCARF)
-    async with mcp_client(node, keys.bob) as bob:
-        ok(await bob.call_tool("add_to_cart", {"variant_id": FLEECE_S}))
+    async with mcp_client(node, keys.erin) as erin:
+        ok(await erin.call_tool("add_to_cart", {"variant_id": FLEECE_S}))
         scarf.available = False
         try:
-            alerts = await read(bob, "shopify://inventory/stock_alerts")
+            alerts = await read(erin, "shopify://inventory/stock_alerts")
         finally:
             scarf.available = True
     assert {(a["variant_id"], a["alert"]) for a in alerts["alerts"]} == {
@@ -145,12 +145,12 @@ async def test_stock_alerts_show_what_runs_out_in_the_callers_carts(node: str, k
 
 
 async def test_store_resources_read_the_live_catalog(node: str, keys: Keys) -> None:
-    async with mcp_client(node, keys.alice) as alice:
-        collections = await read(alice, "shopify://catalog/collections")
-        guide = await read(alice, "shopify://knowledge/fashion_guide?limit=2")
-        recommended = await read(alice, "shopify://cache/product_recommendations")
+    async with mcp_client(node, keys.dave) as dave:
+        collections = await read(dave, "shopify://catalog/collections")
+        guide = await read(dave, "shopify://knowledge/fashion_guide?limit=2")
+        recommended = await read(dave, "shopify://cache/product_recommendations")
         with pytest.raises(MCPError):
-            await alice.read_resource("shopify://nowhere/else")
+            await dave.read_resource("shopify://nowhere/else")
     assert [c["handle"] for c in collections["collections"]] == ["outerwear", "all"]
     jackets = guide["categories"][0]
     assert len(guide["categories"]) == 2 and jackets["product_type"] == "Jackets" and jackets["products"] == 3
