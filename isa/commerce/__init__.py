@@ -12,13 +12,21 @@ from isa.commerce.service import CommerceError, CommerceService
 from isa.commerce.settings import CommerceSettings
 from isa.commerce.storefront import Storefront
 from isa.core.builder import AppBuilder
+from isa.core.logging import get_logger
+
+log = get_logger(__name__)
 
 __all__ = ["CommerceError", "CommerceService", "CommerceSettings", "register"]
 
 
 def register(builder: AppBuilder) -> None:
     settings = builder.settings.section("commerce", CommerceSettings)
-    storefront = Storefront(settings.shopify) if settings.shopify.configured else None
+    shopify = settings.shopify
+    storefront = Storefront(shopify) if shopify.configured else None
+    if shopify.store_domain and not shopify.configured:
+        log.warning(
+            "commerce_not_configured", reason="store_domain is set but ISA_COMMERCE__SHOPIFY__STOREFRONT_TOKEN is not"
+        )
     service = CommerceService(builder.state.db, settings, storefront)
     builder.provide("commerce", service)
     builder.provide("commerce.orders", OrderService(builder.state.db, settings.shopify))

@@ -226,8 +226,8 @@ async def test_a_throttled_store_is_asked_again_after_the_wait_it_names(
     assert len(shop.fake.requests) - before == 3
 
 
-async def test_a_store_that_keeps_throttling_gets_a_bounded_number_of_retries(
-    node: str, keys: Keys, shop: Store
+async def test_a_store_that_keeps_throttling_gets_a_bounded_number_of_retries_and_logs_no_token(
+    node: str, keys: Keys, shop: Store, capfd: pytest.CaptureFixture[str]
 ) -> None:
     shop.fake.throttle(10, "graphql")
     before = len(shop.fake.requests)
@@ -238,6 +238,8 @@ async def test_a_store_that_keeps_throttling_gets_a_bounded_number_of_retries(
         shop.fake._throttles.clear()
     assert error["code"] == "store_throttled" and error["retry_after"] >= 1
     assert len(shop.fake.requests) - before == 4  # the first try and max_retries (3) more
+    logged = "".join(capfd.readouterr())
+    assert "storefront_throttled" in logged and shop.fake.token not in logged
 
 
 async def test_a_slow_store_times_out_cleanly(settings: Settings, db_url: str, shop: Store, keys: Keys) -> None:
