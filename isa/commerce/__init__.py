@@ -33,7 +33,7 @@ def register(builder: AppBuilder) -> None:
     builder.provide("commerce.insights", Insights(service))
     builder.add_routes(*ROUTES)
     # Shopify's order payloads carry every line item with its tax and discount detail: allow big orders.
-    builder.allow_body("/api/v1/webhooks/shopify", 5 * 1024 * 1024)
+    builder.allow_body("/api/v1/commerce/webhooks/shopify", 5 * 1024 * 1024)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

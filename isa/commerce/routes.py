@@ -70,7 +70,7 @@ async def my_order(request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/api/v1/webhooks/shopify", shopify_webhook, methods=["POST"]),
+    Route("/api/v1/commerce/webhooks/shopify", shopify_webhook, methods=["POST"]),
     Route("/api/v1/commerce/orders", my_orders, methods=["GET"]),
     Route("/api/v1/commerce/orders/{ref}", my_order, methods=["GET"]),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ from mcp.shared.exceptions import MCPError
 
 from tests.commerce.conftest import Keys, Store
 from tests.commerce.test_commerce_shopping import ok
+from tests.support.fuzz import run_schemathesis
 from tests.support.mcp_servers import mcp_client, sql
 
 pytestmark = pytest.mark.anyio
@@ -20,7 +22,7 @@ SCARF = "gid://shopify/ProductVariant/600"
 
 
 def post_webhook(node: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
-    return httpx.post(f"{node}/api/v1/webhooks/shopify", content=body, headers=headers, timeout=10)
+    return httpx.post(f"{node}/api/v1/commerce/webhooks/shopify", content=body, headers=headers, timeout=10)
 
 
 def active_cart_id(db_url: str, user_id: str) -> str:
@@ -157,3 +159,10 @@ async def test_store_resources_read_the_live_catalog(node: str, keys: Keys) -> N
     assert jackets["price_from"]["amount"] == "59.50" and jackets["options"]["Size"] == ["L", "M", "S"]
     assert recommended["based_on"] == ["gid://shopify/Product/2"]
     assert [p["title"] for p in recommended["products"]] == ["Storm Rain Jacket", "Puddle Rain Jacket"]
+
+
+def test_schemathesis_finds_no_500_on_the_commerce_routes(node: str, keys: Keys, tmp_path: Path) -> None:
+    tested, report = run_schemathesis(
+        node, keys.erin, tmp_path, paths=r"^/api/v1/commerce", config="", max_examples=10, time_budget=10
+    )
+    assert tested == 3, report
