@@ -254,7 +254,9 @@ class CommerceService:
         async with self.db.transaction() as conn:
             created = await store.insert_active_cart(conn, user_id, str(cart["id"]), snap)
             winner = created or await store.active_cart(conn, user_id)
-        if created is None and winner is not None and winner.shopify_cart_id:
+        if created is None:
+            if winner is None or not winner.shopify_cart_id:
+                raise CommerceError("conflict", "your cart changed at the same moment; try again")
             # A concurrent call made the user's cart first: put these lines there (ours just expires at Shopify).
             variables = {"cartId": winner.shopify_cart_id, "lines": lines}
             cart = await self._mutate("cartLinesAdd", q.CART_LINES_ADD, variables)
