@@ -16,6 +16,7 @@ ROLE_DOMAINS: dict[str, tuple[str, ...]] = {
         "isa.web",
         "isa.memory",
         "isa.analytics",
+        "isa.commerce",
     ),
     "model": ("isa.auth", "isa.model"),
     "agent": ("isa.auth", "isa.agent"),

@@ -137,6 +137,12 @@ OMNI = [
     ("implementation_guide_prompt", "Write an implementation guide.", "architecture, steps, configuration, testing"),
 ]
 
+# The shopping prompts name the commerce tools (isa.commerce) so the model uses the store, not its memory.
+SHOP_WITH_TOOLS = (
+    " Use search_products and get_product_details for real products, prices and stock (never state a price the"
+    " store did not give), add_to_cart when the user chooses, and create_checkout only when they ask to pay."
+)
+
 SHOPPING = [
     (
         "personal_stylist_prompt",

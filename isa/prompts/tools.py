@@ -217,7 +217,9 @@ for _name, _description, _focus in texts.OMNI:
     )
 
 for _name, _description, _instruction in texts.SHOPPING:
-    _declare(_name, _description, ["request", "preferences", "budget"], _brief("", _instruction))
+    _declare(
+        _name, _description, ["request", "preferences", "budget"], _brief("", _instruction + texts.SHOP_WITH_TOOLS)
+    )
 
 _declare(
     "csv_analyze_prompt",
