@@ -15,6 +15,7 @@ ROLE_DOMAINS: dict[str, tuple[str, ...]] = {
         "isa.events",
         "isa.web",
         "isa.memory",
+        "isa.media",
     ),
     "model": ("isa.auth", "isa.model"),
     "agent": ("isa.auth", "isa.agent"),
