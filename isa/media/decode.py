@@ -92,10 +92,17 @@ AUDIO_EXTENSIONS = {
 }
 
 
+def _mpeg_frame(head: bytes) -> bool:
+    """An MPEG audio frame header: the 11-bit sync, and no reserved version, layer, bitrate or sample rate."""
+    if len(head) < 3 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return False
+    return (head[1] >> 3) & 3 != 1 and (head[1] >> 1) & 3 != 0 and head[2] >> 4 != 15 and (head[2] >> 2) & 3 != 3
+
+
 def sniff_audio(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         return "audio/wav"
-    if data.startswith(b"ID3") or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
+    if data.startswith(b"ID3") or _mpeg_frame(data):
         return "audio/mpeg"
     if data.startswith(b"OggS"):
         return "audio/ogg"
@@ -122,8 +129,10 @@ class CheckedAudio:
 def _duration(data: bytes, mime: str) -> float | None:
     if mime == "audio/wav":
         with wave.open(io.BytesIO(data)) as w:
-            rate = w.getframerate()
-            return w.getnframes() / rate if rate else None
+            rate, frame = w.getframerate(), w.getsampwidth() * w.getnchannels()
+            # Count the frames really there: a streamed WAV's header may claim 2**31 frames.
+            frames = len(w.readframes(w.getnframes())) // frame if frame else 0
+            return frames / rate if rate else None
     if mime == "audio/webm":
         return None
     import mutagen

@@ -80,7 +80,7 @@ _rapid_engine: Any = None
 def _rapidocr(image: bytes) -> list[Line]:
     global _rapid_engine
     try:
-        from rapidocr_onnxruntime import RapidOCR  # type: ignore[import-untyped]
+        from rapidocr_onnxruntime import RapidOCR  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
         raise MediaError("not_configured", "local OCR engine rapidocr needs the rapidocr-onnxruntime package") from None
     with _rapid_lock:  # one engine per process (loading the models takes a while; inference is not re-entrant)

@@ -19,7 +19,7 @@ from isa.files.multipart import FilePart
 from isa.files.service import FilesService
 from isa.files.store import FileRow
 from isa.llm.client import ModelClient, ModelUnavailable
-from isa.media import ocr
+from isa.media import ocr, speech
 from isa.media.decode import CheckedAudio, CheckedImage, MediaError, check_audio, check_image
 from isa.media.schemas import IMAGE_TYPE_PROMPTS, NEEDS_IMAGE, NEEDS_TARGET
 from isa.media.settings import MediaSettings
@@ -268,26 +268,36 @@ class MediaService:
     async def transcribe(
         self, principal: Principal, source: str, language: str | None, model: str | None
     ) -> dict[str, Any]:
-        if self.client is None:
-            raise MediaError("not_configured", f"transcription needs a speech-to-text provider: {MODEL_SETUP}")
+        """A provider's transcription through the model node; the local model when asked ("local") or when no
+        provider is configured (with a note saying so)."""
+        s = self.settings
         audio = await self.audio(principal.user_id, source)
-        form = {"model": model or self.settings.transcription_model}
-        if language:
-            form["language"] = language
-        answer = await self.call_model(
-            principal,
-            "/v1/audio/transcriptions",
-            "transcription",
-            form=form,
-            upload=(audio.filename, audio.data, audio.mime_type),
+        out: dict[str, Any] = {"duration_seconds": audio.seconds, "mime_type": audio.mime_type}
+        if model != "local":
+            try:
+                if self.client is None:
+                    raise MediaError("not_configured", f"transcription needs a speech-to-text provider: {MODEL_SETUP}")
+                group = model or s.transcription_model
+                form = {"model": group, **({"language": language} if language else {})}
+                answer = await self.call_model(
+                    principal,
+                    "/v1/audio/transcriptions",
+                    "transcription",
+                    form=form,
+                    upload=(audio.filename, audio.data, audio.mime_type),
+                )
+                text = str(answer.get("text", ""))
+                return {**out, "text": text, "language": answer.get("language") or language, "model": group}
+            except MediaError as exc:
+                if exc.code != "not_configured" or not s.local_transcription or model:
+                    raise
+                out["note"] = f"{exc.message}; the local English model answered (less accurate)"
+        if not s.local_transcription:
+            raise MediaError("not_configured", "local transcription is off (media.local_transcription)")
+        text = await speech.transcribe(
+            audio, language, s.local_transcription_max_seconds, s.local_transcription_timeout_seconds
         )
-        return {
-            "text": str(answer.get("text", "")),
-            "language": answer.get("language") or language,
-            "duration_seconds": audio.seconds,
-            "mime_type": audio.mime_type,
-            "model": form["model"],
-        }
+        return {**out, "text": text, "language": "en", "model": "local", "engine": "pocketsphinx"}
 
 
 def parse_json(text: str) -> Any:

@@ -49,6 +49,10 @@ class MediaSettings(BaseModel):
     link_expires_seconds: int = Field(3600, ge=60, le=604_800)
     # Audio: the model group for transcriptions (an alias on the model node).
     transcription_model: str = "transcribe"
+    # Local speech-to-text (PocketSphinx, English, WAV): the fallback when no provider answers, or model="local".
+    local_transcription: bool = True
+    local_transcription_max_seconds: float = Field(300.0, gt=0)
+    local_transcription_timeout_seconds: float = Field(120.0, gt=0)
     # Local OCR (no provider needed): "tesseract" (Debian's tesseract-ocr) or "rapidocr" (ONNX models in its wheel).
     ocr_engine: Literal["tesseract", "rapidocr"] = "tesseract"
     tesseract_path: str = "tesseract"

@@ -19,7 +19,7 @@ from pydantic import Field
 from isa.mcp.context import current_call
 from isa.mcp.envelope import envelope, to_result
 from isa.mcp.registry import Capabilities
-from isa.media import ocr
+from isa.media import ocr, speech
 from isa.media.decode import AUDIO_EXTENSIONS, MediaError
 from isa.media.schemas import (
     COMPARE_INSTRUCTION,
@@ -277,7 +277,8 @@ async def transcribe_audio(
     language: Annotated[str | None, Field(max_length=16)] = None,
     model: Annotated[str | None, Field(max_length=200)] = None,
 ) -> dict[str, Any]:
-    """Transcribe speech in an audio file (one of your files or an http(s) URL; WAV, MP3, Ogg, FLAC, M4A, WebM)."""
+    """Transcribe speech in an audio file (one of your files or an http(s) URL; WAV, MP3, Ogg, FLAC, M4A, WebM).
+    model="local" (or no provider) uses the small built-in English model on 16-bit WAV."""
     call = current_call()
     try:
         return await _service().transcribe(call.principal, audio, language, model or None)
@@ -290,13 +291,21 @@ async def get_audio_capabilities() -> dict[str, Any]:
     """What the audio tools can do here: formats, limits, the transcription model, and whether a provider is set."""
     service = _service()
     s = service.settings
+    local = s.local_transcription and speech.available()
     return {
         "model_node_configured": service.client is not None,
         "transcription_model": s.transcription_model,
-        "operations": {"transcribe_audio": service.client is not None},
-        "local_transcription": False,
-        "note": "transcription needs a speech-to-text provider on the model node (e.g. OPENAI_API_KEY for "
-        "whisper-1); no local speech model ships with isa (see docs/media.md)",
+        "operations": {"transcribe_audio": service.client is not None or local},
+        "local_transcription": {
+            "available": local,
+            "engine": "pocketsphinx",
+            "languages": ["en"],
+            "input_formats": ["audio/wav"],
+            "max_seconds": s.local_transcription_max_seconds,
+        },
+        "note": "a speech-to-text provider on the model node (e.g. OPENAI_API_KEY for whisper-1) is preferred; "
+        "without one, or with model='local', the small local English model answers (16-bit WAV only, far less "
+        "accurate: docs/media.md)",
         "input_formats": sorted(AUDIO_EXTENSIONS),
         "limits": {"max_audio_bytes": s.max_audio_bytes, "max_audio_seconds": s.max_audio_seconds},
     }

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import struct
+import subprocess
 import wave
 import zlib
 from collections.abc import Iterator
@@ -232,10 +233,26 @@ async def test_generate_image_without_a_provider_says_not_configured_and_charges
 async def test_vision_and_transcription_without_a_provider_say_not_configured(bare: Node) -> None:
     file_id = upload(bare, photo("PNG"), "p.png", "image/png")
     assert "not_configured" in error_text(await call(bare, "describe_image", {"image_path": file_id}))
-    speech = bare.assets + "/speech.wav"
-    assert "not_configured" in error_text(await call(bare, "transcribe_audio", {"audio": speech}))
+    mp3ish = upload(bare, b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\x00" * 64, "x.mp3", "audio/mpeg")
+    text = error_text(await call(bare, "transcribe_audio", {"audio": mp3ish, "language": "en"}))
+    assert "invalid_audio" in text or "not_configured" in text
+
+
+@pytest.mark.anyio
+async def test_speech_is_transcribed_by_the_local_model_when_there_is_no_provider(bare: Node) -> None:
+    spoken = subprocess.run(
+        ["espeak-ng", "-v", "en-us", "-s", "130", "--stdout", "one two three four five"],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    file_id = upload(bare, spoken, "count.wav", "audio/wav")
+    out = data(await call(bare, "transcribe_audio", {"audio": file_id}))
+    assert out["model"] == "local" and out["engine"] == "pocketsphinx" and "not_configured" not in out["text"]
+    assert out["text"] == "one two three four five", out
+    assert "credentials" in out["note"]  # the provider path was tried first and named what is missing
     caps = data(await call(bare, "get_audio_capabilities", {}))
-    assert caps["local_transcription"] is False and "provider" in caps["note"]
+    assert caps["local_transcription"]["available"] is True and caps["operations"]["transcribe_audio"] is True
 
 
 @pytest.mark.anyio
@@ -396,7 +413,8 @@ async def test_transcribe_audio_uploads_the_checked_audio_and_enforces_the_durat
 ) -> None:
     fake.reset()
     fake.script("whisper-1", Reply(text="hello from the test"))
-    out = data(await call(node, "transcribe_audio", {"audio": node.assets + "/speech.wav", "language": "en"}))
+    file_id = upload(node, wav(1.5), "speech.wav", "audio/wav")
+    out = data(await call(node, "transcribe_audio", {"audio": file_id, "language": "en"}))
     assert out["text"] == "hello from the test" and out["duration_seconds"] == 1.5 and out["mime_type"] == "audio/wav"
     sent = fake.requests_for("whisper-1")[-1].body
     assert sent["_files"] == ["file"] and sent["language"] == "en"
