@@ -291,7 +291,7 @@ class MediaService:
             except MediaError as exc:
                 if exc.code != "not_configured" or not s.local_transcription or model:
                     raise
-                out["note"] = f"{exc.message}; the small local English model answered (far less accurate than a provider)"
+                out["note"] = f"{exc.message}; the small local English model answered (far less accurate)"
         if not s.local_transcription:
             raise MediaError("not_configured", "local transcription is off (media.local_transcription)")
         text = await speech.transcribe(
