@@ -40,6 +40,7 @@ capabilities = Capabilities("isa.media")
 Source = Annotated[str, Field(min_length=1, max_length=4000, description="one of your file ids, or an http(s) URL")]
 Prompt = Annotated[str, Field(min_length=1, max_length=4000)]
 Model = Annotated[str, Field(max_length=200, description="a model (group) on the model node; empty: the default")]
+Language = Annotated[str, Field(max_length=16, description="an ISO 639-1 code such as en, de, fr")]
 
 
 def _service() -> MediaService:
@@ -127,7 +128,7 @@ async def analyze_image(
     category="vision", keywords=["describe", "caption", "image", "photo", "alt text"], untrusted_output=True
 )
 async def describe_image(
-    image_path: Source, detail_level: DetailLevel = "detailed", language: str = "en"
+    image_path: Source, detail_level: DetailLevel = "detailed", language: Language = "en"
 ) -> dict[str, Any]:
     """Describe an image at a detail level (brief, detailed, comprehensive) in a language."""
     instruction = DETAIL_INSTRUCTIONS[detail_level] + f" Answer in the language with code {language[:16]!r}."
@@ -141,7 +142,7 @@ async def describe_image(
     untrusted_output=True,
 )
 async def extract_text_from_image(
-    image_path: Source, language: str = "en", method: OcrMethod = "auto"
+    image_path: Source, language: Language = "en", method: OcrMethod = "auto"
 ) -> dict[str, Any]:
     """Read the text in an image as lines with boxes. Local OCR needs no provider; method "vision" asks the vision
     model, "auto" uses the vision model when the node has one and falls back to local OCR."""

@@ -211,6 +211,17 @@ async def test_the_ten_media_tools_are_listed_over_mcp(bare: Node) -> None:
 
 
 @pytest.mark.anyio
+async def test_the_dream_prompts_hand_over_to_generate_image_with_their_image_type(bare: Node) -> None:
+    async with mcp_client(bare.url, bare.key) as client:
+        sticker = await client.get_prompt("sticker_generation_prompt", {"prompt": "a fox"})
+        swap = await client.get_prompt("face_swap_prompt", {"hair_source": "keep"})
+    text = " ".join(getattr(m.content, "text", "") for m in sticker.messages)
+    assert "generate_image tool" in text and 'image_type="sticker"' in text and "init_image_url" not in text
+    text = " ".join(getattr(m.content, "text", "") for m in swap.messages)
+    assert 'image_type="face_swap"' in text and "init_image_url" in text
+
+
+@pytest.mark.anyio
 async def test_a_png_uploaded_by_file_id_is_read_by_local_ocr_with_no_provider(bare: Node) -> None:
     file_id = upload(bare, text_png("INVOICE 4711"), "invoice.png", "image/png")
     out = data(await call(bare, "extract_text_from_image", {"image_path": file_id}))
