@@ -210,6 +210,20 @@ async def test_the_ten_media_tools_are_listed_over_mcp(bare: Node) -> None:
     assert names >= TOOLS
 
 
+def test_discovery_finds_the_media_tools_for_image_and_audio_requests(bare: Node) -> None:
+    auth = {"Authorization": f"Bearer {bare.key}"}
+    wanted = {
+        "generate an image of a cat wearing a hat": "generate_image",
+        "read the text in this scanned receipt": "extract_text_from_image",
+        "transcribe this voice memo": "transcribe_audio",
+    }
+    for request, tool in wanted.items():
+        r = httpx.post(bare.url + "/discover", json={"request": request}, headers=auth, timeout=30)
+        assert r.status_code == 200, r.text
+        names = [t["name"] for t in r.json()["capabilities"]["tools"][:3]]
+        assert tool in names, (request, names)
+
+
 @pytest.mark.anyio
 async def test_the_dream_prompts_hand_over_to_generate_image_with_their_image_type(bare: Node) -> None:
     async with mcp_client(bare.url, bare.key) as client:
