@@ -238,6 +238,11 @@ class MediaService:
                 data = base64.b64decode(str(item["b64_json"]), validate=True)
             except ValueError:
                 raise MediaError("model_failed", "the provider's image is not valid base64") from None
+        elif str(item.get("url", "")).startswith("data:image/") and ";base64," in str(item["url"]):
+            try:  # some providers answer with a data URL
+                data = base64.b64decode(str(item["url"]).split(",", 1)[1], validate=True)
+            except ValueError:
+                raise MediaError("model_failed", "the provider's image is not valid base64") from None
         elif item.get("url"):
             data = await self.load(user_id, str(item["url"]), s.max_image_bytes)  # provider links: guarded too
         else:
