@@ -5,6 +5,10 @@ PIP := $(PY) -m pip
 TOOLS := .venv-tools
 # Debian packages the tests drive for real: nginx (the multi-node rehearsal) and chromium (web tools, the chat page).
 SYSTEM_PACKAGES := nginx chromium
+# isa.media's local OCR default (tesseract with its English data).
+SYSTEM_PACKAGES += tesseract-ocr tesseract-ocr-eng
+# espeak-ng speaks the test audio that the local speech model transcribes (tests/media).
+SYSTEM_PACKAGES += espeak-ng
 
 .PHONY: setup system run test lint typecheck unit bench clean
 

@@ -17,6 +17,7 @@ ROLE_DOMAINS: dict[str, tuple[str, ...]] = {
         "isa.memory",
         "isa.analytics",
         "isa.commerce",
+        "isa.media",
     ),
     "model": ("isa.auth", "isa.model"),
     "agent": ("isa.auth", "isa.agent"),

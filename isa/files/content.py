@@ -32,10 +32,26 @@ EXTENSIONS = {
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
     "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
     "application/vnd.apache.parquet": ".parquet",  # data files for the analytics tools
+    # Audio, for transcription (isa.media); each recognised by its container's magic bytes below.
+    "audio/wav": ".wav",
+    "audio/mpeg": ".mp3",
+    "audio/ogg": ".ogg",
+    "audio/flac": ".flac",
+    "audio/mp4": ".m4a",
+    "audio/webm": ".webm",
 }
 TEXT_TYPES = ("text/plain", "text/markdown", "text/csv", "application/json")
 _GENERIC = ("", "application/octet-stream", "binary/octet-stream")
-_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "text/x-markdown": "text/markdown"}
+_ALIASES = {
+    "image/jpg": "image/jpeg",
+    "image/pjpeg": "image/jpeg",
+    "text/x-markdown": "text/markdown",
+    "audio/x-wav": "audio/wav",
+    "audio/wave": "audio/wav",
+    "audio/mp3": "audio/mpeg",
+    "audio/x-flac": "audio/flac",
+    "audio/x-m4a": "audio/mp4",
+}
 _TEXT_HINTS = {".txt": "text/plain", ".md": "text/markdown", ".csv": "text/csv", ".json": "application/json"}
 _ZIP_KINDS = (
     (b"word/", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
@@ -104,7 +120,32 @@ def sniff(head: bytes, eof: bool) -> str | None:
         return _zip_kind(head)
     if head.startswith(b"PAR1\x15"):  # magic, then a thrift page header: text that starts with PAR1 stays text
         return "application/vnd.apache.parquet"
+    if audio := _audio_kind(head):
+        return audio
     return "text" if _is_text(head.removeprefix(codecs.BOM_UTF8), eof) else None
+
+
+def _mpeg_frame(head: bytes) -> bool:
+    """An MPEG audio frame header: the 11-bit sync, and no reserved version, layer, bitrate or sample rate."""
+    if len(head) < 3 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return False
+    return (head[1] >> 3) & 3 != 1 and (head[1] >> 1) & 3 != 0 and head[2] >> 4 != 15 and (head[2] >> 2) & 3 != 3
+
+
+def _audio_kind(head: bytes) -> str | None:
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio/wav"
+    if head.startswith(b"ID3") or _mpeg_frame(head):
+        return "audio/mpeg"  # an ID3 tag, or an MPEG audio frame sync
+    if head.startswith(b"OggS"):
+        return "audio/ogg"
+    if head.startswith(b"fLaC"):
+        return "audio/flac"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"M4A ", b"M4B "):
+        return "audio/mp4"
+    if head.startswith(b"\x1a\x45\xdf\xa3") and b"webm" in head[:64]:
+        return "audio/webm"
+    return None
 
 
 def classify(head: bytes, eof: bool, declared: str | None, filename: str, allowed: tuple[str, ...]) -> str:

@@ -79,6 +79,26 @@ class ModelClient:
         message = await self.chat(principal, messages, model=model, **options)
         return str(message.get("content") or "")
 
+    async def send(
+        self,
+        principal: Principal,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        data: dict[str, str] | None = None,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
+    ) -> httpx.Response:
+        """POST JSON or multipart (audio uploads) and hand back the response whatever its status, so a caller can
+        read the model node's error code (model_unavailable, insufficient_credits, ...); transport failures
+        still raise ModelUnavailable."""
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout, trust_env=False, follow_redirects=False) as client:
+                return await client.post(
+                    self.model_url + path, json=json, data=data, files=files, headers=self._headers(principal)
+                )
+        except httpx.HTTPError as exc:
+            raise ModelUnavailable(f"the model node is unreachable ({type(exc).__name__})") from None
+
 
 def model_client(settings: Settings, timeout: float = 60.0, user_agent: str = "isa") -> ModelClient | None:
     """A client when this node can reach the model node as a user (model_url and isa tokens set), else None."""

@@ -45,6 +45,7 @@ def register(builder: AppBuilder) -> None:
     )
     # Vision content parts carry base64 images; audio uploads are bigger still.
     builder.allow_body("/v1/chat/completions", settings.max_request_bytes)
+    builder.allow_body("/v1/images/generations", settings.max_request_bytes)  # input images for image-to-image
     builder.allow_body("/api/v1/invoke", settings.max_audio_bytes)
     builder.allow_body("/v1/audio/", settings.max_audio_bytes)
 

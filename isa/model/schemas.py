@@ -103,6 +103,10 @@ class ImageRequest(_Wire):
     style: str | None = None
     response_format: Literal["url", "b64_json"] | None = None
     user: str | None = None
+    # Image-to-image inputs (isa.media's generate_image), passed on to the provider: URLs or data URLs.
+    image: str | None = Field(default=None, max_length=20_000_000)
+    target_image: str | None = Field(default=None, max_length=20_000_000)
+    strength: float | None = Field(default=None, ge=0, le=1)
 
 
 class InvokeRequest(_Wire):

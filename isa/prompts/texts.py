@@ -79,6 +79,19 @@ DREAM = [
     ),
 ]
 
+# The dream prompts end by handing their result to isa.media's generate_image with the matching image type.
+DREAM_IMAGE_TYPES = {
+    "text_to_image_prompt": "text_to_image",
+    "image_to_image_prompt": "image_to_image",
+    "style_transfer_prompt": "style_transfer",
+    "face_swap_prompt": "face_swap",
+    "professional_headshot_prompt": "professional_headshot",
+    "emoji_generation_prompt": "emoji",
+    "photo_inpainting_prompt": "inpainting",
+    "photo_outpainting_prompt": "outpainting",
+    "sticker_generation_prompt": "sticker",
+}
+
 HUNT = [
     (
         "hunt_ecommerce_prompt",

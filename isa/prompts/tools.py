@@ -192,13 +192,21 @@ def _brief(lead: str, closing: str) -> Callable[[dict[str, str]], str]:
 for _name, _description, _instruction in texts.AUTONOMOUS:
     _declare(_name, _description, [], _brief("", _instruction))
 
-for _name, _description, _params in texts.DREAM:
-    _declare(
-        _name,
-        _description,
-        _params,
-        _brief(_description, "Describe subject, composition, style, lighting and what to avoid, in one paragraph."),
+
+def _dream_closing(image_type: str) -> str:
+    edit = (
+        ""
+        if image_type in ("text_to_image", "sticker", "emoji")
+        else ", the user's image (file id or URL) as init_image_url"
     )
+    return (
+        "Describe subject, composition, style, lighting and what to avoid, in one paragraph. Then call the "
+        f'generate_image tool with that paragraph as prompt, image_type="{image_type}"{edit}.'
+    )
+
+
+for _name, _description, _params in texts.DREAM:
+    _declare(_name, _description, _params, _brief(_description, _dream_closing(texts.DREAM_IMAGE_TYPES[_name])))
 
 for _name, _description, _instruction in texts.HUNT:
     _declare(

@@ -42,12 +42,12 @@ from starlette.routing import Route
 
 from tests.support.procs import free_port, port_open, wait_for
 
-# A 1x1 transparent PNG, for image generations.
+# A 1x1 transparent PNG, for image generations (one that decodes: isa.media checks every image it stores).
 PNG_1X1 = base64.b64encode(
     bytes.fromhex(
         "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-        "1f15c4890000000d49444154789c6360000002000100ffff03000006000557bfab"
-        "d40000000049454e44ae426082"
+        "1f15c4890000000d49444154789c6360606060000000050001a5f64540"
+        "0000000049454e44ae426082"
     )
 ).decode()
 
@@ -82,6 +82,7 @@ class Reply:
     completion_tokens: int | None = None
     finish_reason: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    image_format: str | None = None  # images: "b64_json" or "url" whatever the request asked (providers differ)
 
     @classmethod
     def error(cls, status: int, times: int = 1, message: str = "scripted failure") -> Reply:
@@ -140,6 +141,7 @@ class FakeOpenAI:
         self.requests: list[Recorded] = []
         self.client_disconnects = 0  # streams the client closed before the end
         self.completed_streams = 0
+        self.image_downloads = 0  # GETs of /images/{name} (the "url" image answers)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.app = Starlette(
@@ -148,6 +150,7 @@ class FakeOpenAI:
                 Route("/v1/embeddings", self._embeddings, methods=["POST"]),
                 Route("/v1/images/generations", self._images, methods=["POST"]),
                 Route("/v1/audio/transcriptions", self._transcriptions, methods=["POST"]),
+                Route("/images/{name}", self._image_file, methods=["GET"]),  # where "url" image answers point
                 Route("/v1/models", self._models, methods=["GET"]),
                 Route("/_fake/script", self._http_script, methods=["POST"]),
                 Route("/_fake/reset", self._http_reset, methods=["POST"]),
@@ -358,11 +361,15 @@ class FakeOpenAI:
         if reply is not None and reply.status != 200:
             return self._error(reply)
         n = int(body.get("n") or 1)
-        if body.get("response_format") == "b64_json":
+        if (reply.image_format if reply and reply.image_format else body.get("response_format")) == "b64_json":
             data = [{"b64_json": PNG_1X1, "revised_prompt": body.get("prompt")} for _ in range(n)]
         else:
             data = [{"url": f"{self.url}/images/{uuid.uuid4().hex}.png"} for _ in range(n)]
         return JSONResponse({"created": int(time.time()), "data": data})
+
+    async def _image_file(self, request: Request) -> Response:
+        self.image_downloads += 1
+        return Response(base64.b64decode(PNG_1X1), media_type="image/png")
 
     async def _transcriptions(self, request: Request) -> Response:
         body, reply = await self._record(request)
