@@ -15,6 +15,8 @@ ROLE_DOMAINS: dict[str, tuple[str, ...]] = {
         "isa.events",
         "isa.web",
         "isa.memory",
+        "isa.graph",
+        "isa.guardrails",
     ),
     "model": ("isa.auth", "isa.model"),
     "agent": ("isa.auth", "isa.agent"),
