@@ -9,7 +9,6 @@ import json
 import uuid
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from pydantic import Field
 
@@ -19,7 +18,7 @@ from isa.graph.extract import system_prompt
 from isa.graph.schemas import ExtractionOut, ProcessOptions, QueryOptions
 from isa.graph.service import GraphError, GraphService
 from isa.guardrails.service import GuardrailService
-from isa.mcp.context import current_call, request_principal
+from isa.mcp.context import current_call, request_principal, request_state
 from isa.mcp.registry import Capabilities, SecurityLevel
 
 capabilities = Capabilities("isa.graph")
@@ -108,12 +107,11 @@ async def delete_knowledge_graph(resource_id: str) -> dict[str, Any]:
 # ---- symbolic:// : views of the caller's own graph and of the rules in force (no user in the URI).
 
 
-def _resource_ctx(ctx: Context) -> tuple[str, AppState]:
+def _resource_ctx() -> tuple[str, AppState]:
     principal = request_principal()
     if principal is None:
         raise ResourceError("authentication required")
-    server: Any = ctx.mcp_server
-    return principal.user_id, server.runner.state
+    return principal.user_id, request_state()
 
 
 def _dump(value: Any) -> str:
@@ -123,9 +121,9 @@ def _dump(value: Any) -> str:
 @capabilities.resource(
     "symbolic://entities/catalog", name="symbolic_entities_catalog", category="graph", keywords=["entities", "types"]
 )
-async def entities_catalog(ctx: Context) -> str:
+async def entities_catalog() -> str:
     """Your graph's entity types with counts and their most connected entities."""
-    user_id, state = _resource_ctx(ctx)
+    user_id, state = _resource_ctx()
     return _dump(await state.get("graph", GraphService).catalog(user_id))
 
 
@@ -135,18 +133,18 @@ async def entities_catalog(ctx: Context) -> str:
     category="graph",
     keywords=["relations", "mapping"],
 )
-async def relationships_mapping(ctx: Context) -> str:
+async def relationships_mapping() -> str:
     """Your graph's relation types by (source type, target type), with counts."""
-    user_id, state = _resource_ctx(ctx)
+    user_id, state = _resource_ctx()
     return _dump(await state.get("graph", GraphService).mapping(user_id))
 
 
 @capabilities.resource(
     "symbolic://rules/business", name="symbolic_rules_business", category="graph", keywords=["rules", "policy"]
 )
-async def rules_business(ctx: Context) -> str:
+async def rules_business() -> str:
     """The rules in force for your graph: how duplicates merge, what a query walks, and the guardrail policies."""
-    user_id, state = _resource_ctx(ctx)
+    user_id, state = _resource_ctx()
     s = state.get("graph", GraphService).settings
     rules: dict[str, Any] = {
         "duplicates": {
@@ -169,9 +167,9 @@ async def rules_business(ctx: Context) -> str:
 @capabilities.resource(
     "symbolic://rules/validation", name="symbolic_rules_validation", category="graph", keywords=["validation", "schema"]
 )
-async def rules_validation(ctx: Context) -> str:
+async def rules_validation() -> str:
     """How the model's extraction answers are validated: the JSON schema every answer must satisfy."""
-    _resource_ctx(ctx)
+    _resource_ctx()
     return _dump(
         {
             "schema": ExtractionOut.model_json_schema(),
@@ -186,9 +184,9 @@ async def rules_validation(ctx: Context) -> str:
 @capabilities.resource(
     "symbolic://reasoning/context", name="symbolic_reasoning_context", category="graph", keywords=["context", "graph"]
 )
-async def reasoning_context(ctx: Context) -> str:
+async def reasoning_context() -> str:
     """What an agent should know before reasoning over your graph: its documents, size, types and relations."""
-    user_id, state = _resource_ctx(ctx)
+    user_id, state = _resource_ctx()
     service = state.get("graph", GraphService)
     graphs = await service.list_graphs(user_id)
     catalog = await service.catalog(user_id)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from pydantic import Field
 
 from isa.guardrails.detect import NATIONAL_ID_PATTERNS, SECRET_PATTERNS
 from isa.guardrails.service import GuardrailService, UnknownPolicy
-from isa.mcp.context import current_call, request_principal
+from isa.mcp.context import current_call, request_principal, request_state
 from isa.mcp.registry import Capabilities
 
 capabilities = Capabilities("isa.guardrails")
@@ -54,20 +53,19 @@ async def format_response(
     return await service.format_response(user_id, content, format_type)
 
 
-def _resource_ctx(ctx: Context) -> tuple[str, GuardrailService]:
+def _resource_ctx() -> tuple[str, GuardrailService]:
     principal = request_principal()
     if principal is None:
         raise ResourceError("authentication required")
-    server: Any = ctx.mcp_server
-    return principal.user_id, server.runner.state.get("guardrails", GuardrailService)
+    return principal.user_id, request_state().get("guardrails", GuardrailService)
 
 
 @capabilities.resource(
     "guardrail://config/pii", name="guardrail_config_pii", category="guardrails", keywords=["pii", "config"]
 )
-async def config_pii(ctx: Context) -> str:
+async def config_pii() -> str:
     """The personal-data detectors in force: types, region, national identifiers, secret patterns, thresholds."""
-    user_id, service = _resource_ctx(ctx)
+    user_id, service = _resource_ctx()
     s = service.settings
     pii = {n: p.model_dump() for n, p in s.policies.items() if set(p.types) - {"medical"}}
     return json.dumps(
@@ -91,9 +89,9 @@ async def config_pii(ctx: Context) -> str:
 @capabilities.resource(
     "guardrail://config/medical", name="guardrail_config_medical", category="guardrails", keywords=["medical"]
 )
-async def config_medical(ctx: Context) -> str:
+async def config_medical() -> str:
     """The medical-term policy in force: the term list and the policies that use it."""
-    user_id, service = _resource_ctx(ctx)
+    user_id, service = _resource_ctx()
     s = service.settings
     medical = {n: p.model_dump() for n, p in s.policies.items() if "medical" in p.types}
     return json.dumps({"terms": s.medical_terms, "policies": medical, "applied_to_you": service.applied(user_id)})
@@ -105,17 +103,17 @@ async def config_medical(ctx: Context) -> str:
     category="guardrails",
     keywords=["policy", "compliance"],
 )
-async def policies_compliance(ctx: Context) -> str:
+async def policies_compliance() -> str:
     """Every guardrail policy of this deployment, and which ones apply to you by default."""
-    user_id, service = _resource_ctx(ctx)
+    user_id, service = _resource_ctx()
     return json.dumps(service.policies_for(user_id))
 
 
 @capabilities.resource(
     "guardrail://check/sample", name="guardrail_check_sample", category="guardrails", keywords=["sample", "check"]
 )
-async def check_sample(ctx: Context) -> str:
+async def check_sample() -> str:
     """The configured sample text checked and redacted under your policies: what the guardrails do right now."""
-    user_id, service = _resource_ctx(ctx)
+    user_id, service = _resource_ctx()
     result = await service.check(user_id, service.settings.sample, None, "redact")
     return json.dumps({"sample": service.settings.sample, **result})
