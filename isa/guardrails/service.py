@@ -109,6 +109,37 @@ class GuardrailService:
             "instructions_fenced": fenced != screened,
         }
 
+    async def screen_output(self, user_id: str, data: Any) -> tuple[Any, dict[str, Any] | None]:
+        """isa.mcp's OutputScreen: every string in an untrusted result screened; a `block` finding withholds it all."""
+        counts: dict[str, int] = {}
+        fenced = 0
+        blocked = False
+
+        async def walk(value: Any, depth: int = 0) -> Any:
+            nonlocal fenced, blocked
+            if isinstance(value, str) and value:
+                out = await self.screen(user_id, value)
+                for f in out["findings"]:
+                    counts[f["type"]] = counts.get(f["type"], 0) + 1
+                fenced += int(out["instructions_fenced"])
+                blocked = blocked or out["blocked"]
+                return out["text"]
+            if depth > 50:  # the runner's envelope is JSON from a tool; deeper nesting is left as it is
+                return value
+            if isinstance(value, dict):
+                return {k: await walk(v, depth + 1) for k, v in value.items()}
+            if isinstance(value, list):
+                return [await walk(v, depth + 1) for v in value]
+            return value
+
+        screened = await walk(data)
+        if not counts and not fenced:
+            return data, None
+        report = {"policies": self.applied(user_id), "counts": counts, "instructions_fenced": fenced}
+        if blocked:
+            return {"withheld": "the tool's output was withheld by guardrail policy"}, {**report, "action": "block"}
+        return screened, report
+
     async def format_response(self, user_id: str, content: str, format_type: str) -> dict[str, Any]:
         """The original's guardrail formatting: the content screened under the caller's policies, then formatted."""
         checked = await self.check(user_id, content, None, "redact")

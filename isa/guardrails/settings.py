@@ -46,6 +46,9 @@ class GuardrailSettings(BaseModel):
     default_policies: list[str] = ["pii", "secrets"]  # what check_guardrails applies when none are named
     user_policies: dict[str, list[str]] = {}  # user_id -> the policies applied to that user instead of the default
     max_chars: int = Field(1_000_000, ge=1000)  # longest text one check accepts
+    # Screen untrusted tool output (imported servers, web pages) with the caller's policies before the agent's
+    # model sees it: redact per policy, fence instruction-like text as data, withhold on a `block` finding.
+    screen_untrusted: bool = False
     sample: str = (
         "Contact Jane Doe at jane.doe@example.org or +1 650-253-0000. Card 4111 1111 1111 1111, "
         "IBAN DE89 3704 0044 0532 0130 00. Diagnosed with diabetes in 2019. key=AKIAIOSFODNN7EXAMPLE"
