@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import bisect
 import importlib
 import math
 import re
@@ -111,10 +112,22 @@ def find_emails(text: str, config: Config) -> Iterable[Finding]:
         yield Finding("email", m.start(), m.end(), 0.95, "pattern", mask(m.group()))
 
 
+# Where a phone number could be: 7+ digits with the separators numbers are written with. libphonenumber's matcher
+# sees only these windows (plus a little context): its whole-text scan gives up after 65535 candidates, so a long
+# text would silently lose its later numbers; per window it can't, and it is no slower (docs/benchmarks.md).
+PHONE_CANDIDATE = re.compile(r"[+(]?\d[\d \t().\-/]{5,}\d")
+
+
 def find_phones(text: str, config: Config) -> Iterable[Finding]:
-    for m in phonenumbers.PhoneNumberMatcher(text, config.phone_region, leniency=phonenumbers.Leniency.VALID):
-        international = m.raw_string.lstrip().startswith(("+", "00"))
-        yield Finding("phone", m.start, m.end, 0.9 if international else 0.8, "phonenumbers", mask(m.raw_string))
+    for candidate in PHONE_CANDIDATE.finditer(text):
+        if sum(c.isdigit() for c in candidate.group()) < 7:
+            continue
+        base = max(0, candidate.start() - 3)
+        window = text[base : candidate.end() + 3]
+        for m in phonenumbers.PhoneNumberMatcher(window, config.phone_region, leniency=phonenumbers.Leniency.VALID):
+            international = m.raw_string.lstrip().startswith(("+", "00"))
+            confidence = 0.9 if international else 0.8
+            yield Finding("phone", base + m.start, base + m.end, confidence, "phonenumbers", mask(m.raw_string))
 
 
 def find_cards(text: str, config: Config) -> Iterable[Finding]:
@@ -223,11 +236,19 @@ def detect(text: str, types: Iterable[FindingType], config: Config, min_confiden
     """Non-overlapping findings of the wanted types at or above `min_confidence`, in text order."""
     found = [f for t in dict.fromkeys(types) for f in DETECTORS[t](text, config) if f.confidence >= min_confidence]
     found.sort(key=lambda f: (-_SPECIFIC[f.type], -f.confidence, -(f.end - f.start), f.start))
+    # Kept findings never overlap, so sorted by start their ends are sorted too: a new finding only has to be
+    # compared with its two neighbours (bisect), not with everything kept (1 MB can hold 10^4+ findings).
     kept: list[Finding] = []
+    starts: list[int] = []
     for f in found:
-        if all(f.end <= k.start or f.start >= k.end for k in kept):
-            kept.append(f)
-    return sorted(kept, key=lambda f: f.start)
+        i = bisect.bisect_left(starts, f.start)
+        if i > 0 and kept[i - 1].end > f.start:
+            continue
+        if i < len(kept) and kept[i].start < f.end:
+            continue
+        kept.insert(i, f)
+        starts.insert(i, f.start)
+    return kept
 
 
 def redact(text: str, findings: Iterable[Finding]) -> str:
