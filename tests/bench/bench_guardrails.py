@@ -27,8 +27,8 @@ from stdnum import luhn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from isa.guardrails.detect import FINDING_TYPES, Config, detect  # noqa: E402
-from isa.guardrails.settings import MEDICAL_TERMS  # noqa: E402
+from isa.guardrails.detect import FINDING_TYPES, Config, detect
+from isa.guardrails.settings import MEDICAL_TERMS
 
 Span = tuple[str, int, int]  # type, start, end
 Sample = tuple[str, list[Span]]
@@ -140,7 +140,9 @@ def negatives(rng: random.Random) -> list[str]:
         out.append(f"SSN 000-{rng.randint(10, 99)}-{rng.randint(1000, 9999)} is invalid.")
         out.append(f"commit {''.join(rng.choice('0123456789abcdef') for _ in range(40))} is on main")
         out.append(f"request id {''.join(rng.choice('0123456789abcdef') for _ in range(32))}")
-        out.append(f"ISBN 978-{rng.randint(0, 9)}-{rng.randint(100, 999)}-{rng.randint(10000, 99999)}-{rng.randint(0, 9)}")
+        out.append(
+            f"ISBN 978-{rng.randint(0, 9)}-{rng.randint(100, 999)}-{rng.randint(10000, 99999)}-{rng.randint(0, 9)}"
+        )
         out.append(f"Invoice total 1,{rng.randint(100, 999)}.{rng.randint(10, 99)} EUR for {rng.randint(2, 90)} items.")
     return out
 
