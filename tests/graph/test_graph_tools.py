@@ -254,3 +254,25 @@ async def test_status_and_the_symbolic_rules_describe_what_is_in_force(node: Nod
     assert set(validation["schema"]["properties"]) == {"entities", "relations", "attributes"}
     context = await read(node.url, node.alice, "symbolic://reasoning/context")
     assert context["how_to_query"].startswith("query_knowledge_graph")
+
+
+@pytest.fixture(scope="module")
+def modelless(settings: Settings, db_url: str, node: Node) -> Iterator[str]:
+    """A second mcp node on the same database without a model node (services.model_url unset)."""
+    with serve_asgi(create_app(settings, "mcp", database_url=db_url)) as url:
+        yield url
+
+
+async def test_without_a_model_extraction_is_refused_and_queries_return_the_subgraph(
+    node: Node, modelless: str, fake: FakeOpenAI
+) -> None:
+    fake.reset()
+    built = await build(node, fake, node.alice, "graph-alice", HARBOUR, HARBOUR_GRAPH, "plain.pdf")
+    with pytest.raises(ToolFailed, match="no model is configured"):
+        await call(modelless, node.alice, "process_pdf_to_knowledge_graph", {"pdf_path": built["file_id"]})
+    out = await call(modelless, node.alice, "query_knowledge_graph", {"query": "Who keeps Skerry Point Lighthouse?"})
+    assert out["method"] == "subgraph" and out["answer"] is None and "no model" in out["note"]
+    assert any(r["relation_type"] == "keeps" and r["cite"] for r in out["subgraph"]["relations"])
+    assert out["citations"] and fake.count(ANSWER) == 0
+    status = await call(modelless, node.alice, "get_graph_analytics_status")
+    assert status["extraction"].startswith("unavailable")
