@@ -21,12 +21,12 @@ from typing import Any
 import anyio
 
 from isa.auth.principal import Principal
-from isa.core.db import Database
+from isa.core.db import Database, DictConnection
 from isa.core.embeddings import Embedder
 from isa.core.logging import get_logger
 from isa.files.service import FilesService
 from isa.graph import store
-from isa.graph.extract import ChunkGraph, ExtractionFailed, extract_chunk, name_key
+from isa.graph.extract import ChunkGraph, Entity, ExtractionFailed, extract_chunk, name_key
 from isa.graph.schemas import ProcessOptions, QueryOptions
 from isa.graph.settings import GraphSettings
 from isa.graph.sources import Limits, UnreadableFile, chunk_text, read_document
@@ -180,7 +180,9 @@ class GraphService:
         vectors = await self.embedder.embed([names[k] for k in keys]) if keys else []
         return dict(zip(keys, vectors, strict=True))
 
-    async def _resolve(self, conn: Any, user_id: str, entity: Any, vector: list[float], counts: dict[str, int]) -> str:
+    async def _resolve(
+        self, conn: DictConnection, user_id: str, entity: Entity, vector: list[float], counts: dict[str, int]
+    ) -> str:
         """The entity's id: the same key and type, else a near-identical name of the same type, else a new row."""
         found = await store.entity_by_key(conn, user_id, entity.key, entity.type)
         if found is None:
