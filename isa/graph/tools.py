@@ -40,7 +40,7 @@ def _resource_id(value: str) -> str:
     category="graph",
     scope="write",
     security=SecurityLevel.MEDIUM,
-    rate_limit_per_minute=10,  # each call is up to graph.max_chunks model calls billed to the caller
+    rate_limit_per_minute=30,  # each call is up to graph.max_chunks model calls billed to the caller
     keywords=["graph", "knowledge graph", "entities", "relations", "pdf", "document", "extract", "graphrag"],
 )
 async def process_pdf_to_knowledge_graph(
