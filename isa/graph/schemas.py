@@ -57,13 +57,13 @@ class ProcessOptions(_Options):
     """`options` of process_pdf_to_knowledge_graph; unset fields take [default.graph]."""
 
     chunk_size: int | None = Field(None, ge=200, le=8000)
-    max_chunks: int | None = Field(None, ge=1, le=1000)
+    max_chunks: int | None = Field(None, ge=1, le=1000)  # at most graph.max_chunks
 
 
 class QueryOptions(_Options):
     """`options` of query_knowledge_graph; unset fields take [default.graph]."""
 
-    hops: int | None = Field(None, ge=1, le=4)
+    hops: int | None = Field(None, ge=1, le=3)  # each hop multiplies the rows the walk reads (docs/graph.md)
     max_nodes: int | None = Field(None, ge=1, le=1000)
     top_k: int | None = Field(None, ge=1, le=50)  # entities linked to the question
     answer: bool = True  # False: return the subgraph without calling the model

@@ -88,7 +88,8 @@ class GraphService:
         if self.client is None:
             raise GraphError("no model is configured on this node (services.model_url); extraction needs one")
         size = options.chunk_size or self.settings.chunk_size
-        limit = options.max_chunks or self.settings.max_chunks
+        # The caller may ask for fewer passages, never more than the deployment allows (each is a model call).
+        limit = min(options.max_chunks or self.settings.max_chunks, self.settings.max_chunks)
         pieces = chunk_text(text, size, min(self.settings.chunk_overlap, size // 4))
         if not pieces:
             raise GraphError("the document has no text")

@@ -20,7 +20,7 @@ class GraphSettings(BaseModel):
     # Query: entities whose name embedding is at least this similar to the question seed the walk.
     link_min_similarity: float = Field(0.35, ge=0, le=1)
     link_top_k: int = Field(5, ge=1, le=50)
-    hops: int = Field(2, ge=1, le=4)
+    hops: int = Field(2, ge=1, le=3)
     max_nodes: int = Field(60, ge=1, le=1000)  # entities a query subgraph may hold
     max_context_chunks: int = Field(8, ge=1, le=40)  # source chunks the answering model sees
     answer_model: str = "default"
