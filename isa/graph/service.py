@@ -225,7 +225,11 @@ class GraphService:
                 conn, user_id, vector, self.embedding_model, top_k, self.settings.link_min_similarity
             ):
                 seeds.setdefault(row["id"], row)
-            reached = await store.walk(conn, user_id, list(seeds), hops, max_nodes, resource_id) if seeds else []
+            reached = (
+                await store.walk(conn, user_id, list(seeds), hops, max_nodes, resource_id, self.settings.max_fanout)
+                if seeds
+                else []
+            )
             ids = [r["id"] for r in reached]
             depth = {r["id"]: int(r["depth"]) for r in reached}
             nodes = await store.entities(conn, user_id, ids) if ids else []

@@ -22,5 +22,6 @@ class GraphSettings(BaseModel):
     link_top_k: int = Field(5, ge=1, le=50)
     hops: int = Field(2, ge=1, le=3)
     max_nodes: int = Field(60, ge=1, le=1000)  # entities a query subgraph may hold
+    max_fanout: int = Field(200, ge=1, le=10000)  # edges per direction one entity expands along in the walk
     max_context_chunks: int = Field(8, ge=1, le=40)  # source chunks the answering model sees
     answer_model: str = "default"

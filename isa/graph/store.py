@@ -203,20 +203,33 @@ async def named_in(conn: DictConnection, user_id: str, question_key: str, limit:
 
 
 async def walk(
-    conn: DictConnection, user_id: str, seeds: list[str], hops: int, max_nodes: int, document_id: str | None
+    conn: DictConnection,
+    user_id: str,
+    seeds: list[str],
+    hops: int,
+    max_nodes: int,
+    document_id: str | None,
+    fanout: int = 200,
 ) -> list[dict[str, Any]]:
-    """Entities within `hops` edges (either direction) of the seeds, nearest first, at most `max_nodes`."""
+    """Entities within `hops` edges (either direction) of the seeds, nearest first, at most `max_nodes`.
+
+    Each direction is its own index lookup, and each entity expands along at most `fanout` edges per direction,
+    so a hub with thousands of edges can't make one hop read thousands of rows (the p95 of docs/benchmarks.md).
+    """
     cur = await conn.execute(
         "WITH RECURSIVE walk (entity_id, depth) AS ("
         "  SELECT e.id, 0 FROM graph_entities e WHERE e.user_id = %(u)s AND e.id = ANY (%(seeds)s::uuid[])"
         " UNION"
-        "  SELECT CASE WHEN r.source_id = w.entity_id THEN r.target_id ELSE r.source_id END, w.depth + 1"
-        "  FROM walk w JOIN graph_relations r"
-        "    ON r.user_id = %(u)s AND (r.source_id = w.entity_id OR r.target_id = w.entity_id)"
-        "  WHERE w.depth < %(k)s AND (%(doc)s::uuid IS NULL OR r.document_id = %(doc)s::uuid)"
+        "  SELECT n.id, w.depth + 1 FROM walk w CROSS JOIN LATERAL ("
+        "    (SELECT r.target_id AS id FROM graph_relations r WHERE r.user_id = %(u)s AND r.source_id = w.entity_id"
+        "       AND (%(doc)s::uuid IS NULL OR r.document_id = %(doc)s::uuid) LIMIT %(f)s)"
+        "    UNION ALL"
+        "    (SELECT r.source_id FROM graph_relations r WHERE r.user_id = %(u)s AND r.target_id = w.entity_id"
+        "       AND (%(doc)s::uuid IS NULL OR r.document_id = %(doc)s::uuid) LIMIT %(f)s)"
+        "  ) n WHERE w.depth < %(k)s"
         ") SELECT entity_id::text AS id, min(depth) AS depth FROM walk GROUP BY entity_id"
         " ORDER BY min(depth), entity_id LIMIT %(n)s",
-        {"u": user_id, "seeds": seeds, "k": hops, "n": max_nodes, "doc": document_id},
+        {"u": user_id, "seeds": seeds, "k": hops, "n": max_nodes, "doc": document_id, "f": fanout},
     )
     return list(await cur.fetchall())
 
