@@ -66,7 +66,7 @@ def fake() -> Iterator[FakeOpenAI]:
 def node(settings: Settings, db_url: str, fake: FakeOpenAI) -> Iterator[Node]:
     raw = copy.deepcopy(settings.raw)
     raw.setdefault("auth", {})["token_secret"] = "graph-test-secret-0123456789abcdef0123456789"
-    raw["graph"] = {**raw.get("graph", {}), "extraction_model": EXTRACT, "answer_model": ANSWER}
+    raw["graph"] = {**raw.get("graph", {}), "extraction_model": EXTRACT, "answer_model": ANSWER, "max_chunks": 3}
     on = settings.model_copy(update={"raw": raw, "services": ServicesSettings(model_url=fake.url)})
     alice = create_key(db_url, settings, "graph-alice", "write")
     bob = create_key(db_url, settings, "graph-bob", "write")
@@ -276,3 +276,16 @@ async def test_without_a_model_extraction_is_refused_and_queries_return_the_subg
     assert out["citations"] and fake.count(ANSWER) == 0
     status = await call(modelless, node.alice, "get_graph_analytics_status")
     assert status["extraction"].startswith("unavailable")
+
+
+async def test_a_caller_can_not_raise_the_deployments_passage_limit(node: Node, fake: FakeOpenAI) -> None:
+    fake.reset()
+    long_text = " ".join([HARBOUR, MOORING] * 4)
+    file_id = upload(node.url, "graph-alice", node.alice, "long.txt", long_text.encode(), "text/plain")
+    fake.script(EXTRACT, Reply(text='{"entities": []}', times=3))
+    out = await call(
+        node.url, node.alice, "process_pdf_to_knowledge_graph",
+        {"pdf_path": file_id, "options": {"chunk_size": 200, "max_chunks": 1000}},
+    )  # fmt: skip
+    assert out["chunks"] == 3 and out["truncated"] is True and out["status"] == "complete"
+    assert fake.count(EXTRACT) == 3
