@@ -219,10 +219,10 @@ class GraphService:
             if resource_id is not None and not await store.document_exists(conn, user_id, resource_id):
                 raise GraphError(f"no knowledge graph {resource_id}")
             seeds: dict[str, dict[str, Any]] = {}
-            for row in await store.named_in(conn, user_id, name_key(question), top_k):
+            for row in await store.named_in(conn, user_id, name_key(question), top_k, resource_id):
                 seeds.setdefault(row["id"], row)
             for row in await store.link(
-                conn, user_id, vector, self.embedding_model, top_k, self.settings.link_min_similarity
+                conn, user_id, vector, self.embedding_model, top_k, self.settings.link_min_similarity, resource_id
             ):
                 seeds.setdefault(row["id"], row)
             reached = (

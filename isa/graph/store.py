@@ -10,6 +10,11 @@ from psycopg.types.json import Jsonb
 from isa.core.db import DictConnection, vector_literal
 
 DIM = 384  # the local MiniLM; entity vectors of other models are simply not linked
+# With a resource_id, only entities that document mentions can seed a query.
+_IN_DOCUMENT = (
+    "(%(doc)s::uuid IS NULL OR EXISTS (SELECT 1 FROM graph_mentions m WHERE m.user_id = e.user_id"
+    " AND m.entity_id = e.id AND m.document_id = %(doc)s::uuid))"
+)
 
 
 async def insert_document(
@@ -180,24 +185,33 @@ async def delete_document(conn: DictConnection, user_id: str, document_id: str) 
 
 
 async def link(
-    conn: DictConnection, user_id: str, vector: list[float], model: str, top_k: int, min_similarity: float
+    conn: DictConnection,
+    user_id: str,
+    vector: list[float],
+    model: str,
+    top_k: int,
+    min_similarity: float,
+    document_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Entities whose name embedding is closest to the question (exact per-user scan, like knowledge search)."""
     cur = await conn.execute(
         f"SELECT id::text, name, entity_type, 1 - (embedding::vector({DIM}) <=> %(v)s::vector({DIM})) AS score"
-        " FROM graph_entities WHERE user_id = %(u)s AND embedding_model = %(m)s"
+        f" FROM graph_entities e WHERE user_id = %(u)s AND embedding_model = %(m)s AND {_IN_DOCUMENT}"
         f" ORDER BY embedding::vector({DIM}) <=> %(v)s::vector({DIM}) LIMIT %(k)s",
-        {"u": user_id, "m": model, "k": top_k, "v": vector_literal(vector)},
+        {"u": user_id, "m": model, "k": top_k, "v": vector_literal(vector), "doc": document_id},
     )
     return [r for r in await cur.fetchall() if float(r["score"]) >= min_similarity]
 
 
-async def named_in(conn: DictConnection, user_id: str, question_key: str, limit: int) -> list[dict[str, Any]]:
+async def named_in(
+    conn: DictConnection, user_id: str, question_key: str, limit: int, document_id: str | None = None
+) -> list[dict[str, Any]]:
     """Entities whose whole name (key) appears in the question's key, longest names first."""
     cur = await conn.execute(
-        "SELECT id::text, name, entity_type, 1.0::float AS score FROM graph_entities WHERE user_id = %s"
-        " AND strpos(' ' || %s || ' ', ' ' || name_key || ' ') > 0 ORDER BY length(name_key) DESC LIMIT %s",
-        (user_id, question_key, limit),
+        "SELECT id::text, name, entity_type, 1.0::float AS score FROM graph_entities e WHERE user_id = %(u)s"
+        f" AND strpos(' ' || %(q)s || ' ', ' ' || name_key || ' ') > 0 AND {_IN_DOCUMENT}"
+        " ORDER BY length(name_key) DESC LIMIT %(k)s",
+        {"u": user_id, "q": question_key, "k": limit, "doc": document_id},
     )
     return list(await cur.fetchall())
 

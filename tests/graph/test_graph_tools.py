@@ -178,6 +178,11 @@ async def test_a_second_document_merges_duplicates_by_name_and_embedding(
         {"query": "Oriel Vance", "resource_id": built["resource_id"], "options": {"answer": False, "top_k": 1}},
     )  # fmt: skip
     assert "Skerry Point Lighthouse" not in {e["name"] for e in scoped["subgraph"]["entities"]}
+    elsewhere = await call(
+        node.url, node.alice, "query_knowledge_graph",
+        {"query": "Skerry Point Lighthouse", "resource_id": built["resource_id"], "options": {"answer": False}},
+    )  # fmt: skip
+    assert "Skerry Point Lighthouse" not in {s["name"] for s in elsewhere["seeds"]}  # not mentioned in that document
 
     await call(node.url, node.alice, "delete_knowledge_graph", {"resource_id": built["resource_id"]})
     assert count(db_url, "graph_relations", "graph-alice") == 3  # the first document's facts stay
