@@ -18,6 +18,8 @@ ROLE_DOMAINS: dict[str, tuple[str, ...]] = {
         "isa.analytics",
         "isa.commerce",
         "isa.media",
+        "isa.graph",
+        "isa.guardrails",
     ),
     "model": ("isa.auth", "isa.model"),
     "agent": ("isa.auth", "isa.agent"),

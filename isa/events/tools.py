@@ -7,12 +7,12 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from pydantic import Field
 
 from isa.core.errors import ApiError
 from isa.events.service import EventService, event_out, task_out
-from isa.mcp.context import current_call, request_principal
+from isa.mcp.context import current_call, request_principal, request_state
 from isa.mcp.registry import Capabilities
 
 capabilities = Capabilities("isa.events")
@@ -125,3 +125,66 @@ async def event_resource(event_id: str, ctx: Context) -> str:
     except (ApiError, ToolError):
         raise ValueError("event not found") from None
     return json.dumps(event_out(row), default=str)
+
+
+# ---- the original's other event:// resources (issue #20): the caller's own tasks, through EventService only.
+
+EXAMPLE_CONFIGS: dict[str, dict[str, Any]] = {
+    "web_monitor": {"urls": ["https://example.com/pricing"], "keywords": ["price"], "check_interval_minutes": 60},
+    "schedule": {"schedule_type": "daily", "time": "08:30", "timezone": "Europe/Berlin", "prompt": "Plan my day"},
+    "news_digest": {"urls": ["https://example.com/news"], "keywords": ["ai"], "schedule_type": "daily",
+                    "time": "07:00"},
+    "threshold_watch": {"url": "https://example.com/api/price", "above": 100, "interval_minutes": 30},
+}  # fmt: skip
+
+
+def _events_ctx() -> tuple[str, EventService]:
+    principal = request_principal()
+    if principal is None:
+        raise ResourceError("authentication required")
+    return principal.user_id, request_state().get("events", EventService)
+
+
+def _tasks(rows: list[dict[str, Any]]) -> str:
+    return json.dumps({"tasks": [task_out(r) for r in rows], "count": len(rows)}, default=str)
+
+
+@capabilities.resource("event://tasks", name="event_tasks", category="events", keywords=["tasks", "background"])
+async def tasks_resource() -> str:
+    """Your background tasks (newest first, at most 100)."""
+    user_id, service = _events_ctx()
+    return _tasks(await service.list_tasks(user_id))
+
+
+@capabilities.resource("event://tasks/active", name="event_tasks_active", category="events", keywords=["active"])
+async def active_tasks_resource() -> str:
+    """Your active background tasks."""
+    user_id, service = _events_ctx()
+    return _tasks(await service.list_tasks(user_id, "active"))
+
+
+@capabilities.resource("event://status", name="event_status", category="events", keywords=["status", "events"])
+async def status_resource() -> str:
+    """The event service's state and your counts of events and tasks."""
+    user_id, service = _events_ctx()
+    return json.dumps(await service.status(user_id), default=str)
+
+
+@capabilities.resource(
+    "event://config/examples", name="event_config_examples", category="events", keywords=["examples", "config"]
+)
+async def config_examples_resource() -> str:
+    """A valid config for each background task type, to copy into create_background_task."""
+    _events_ctx()
+    return json.dumps({"task_types": list(EXAMPLE_CONFIGS), "examples": EXAMPLE_CONFIGS})
+
+
+@capabilities.resource(
+    "event://tasks/by-type/{task_type}", name="event_tasks_by_type", category="events", keywords=["tasks", "type"]
+)
+async def tasks_by_type_resource(task_type: str) -> str:
+    """Your background tasks of one type (web_monitor, schedule, news_digest, threshold_watch)."""
+    if task_type not in EXAMPLE_CONFIGS:
+        raise ResourceError(f"unknown task type {task_type!r}")
+    user_id, service = _events_ctx()
+    return _tasks(await service.list_tasks(user_id, task_type=task_type))

@@ -40,6 +40,21 @@ def request_principal() -> Principal | None:
     return None if token is None else principal_from_token(token)
 
 
+_request_state: ContextVar[AppState | None] = ContextVar("isa_mcp_request_state", default=None)
+
+
+def request_state() -> AppState:
+    """The process's services while an MCP request is served (static resources get no Context to find them)."""
+    state = _request_state.get()
+    if state is None:
+        raise RuntimeError("request_state() is only available while an MCP request is served")
+    return state
+
+
+def bind_request_state(state: AppState) -> Any:
+    return _request_state.set(state)
+
+
 @dataclass(frozen=True)
 class ToolCall:
     """What a tool function may know about its call: the caller and the process's services."""

@@ -25,6 +25,7 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
         "timestamp": {"type": "string", "format": "date-time"},
         "billing": {"type": "object"},
         "untrusted": {"type": "boolean"},
+        "guardrail": {"type": "object"},  # what the output screen did to untrusted data (isa/mcp/screen.py)
         "error": {"type": "string"},
     },
     "required": ["status", "action", "data", "timestamp"],

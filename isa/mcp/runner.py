@@ -43,6 +43,7 @@ from isa.mcp.envelope import (
 )
 from isa.mcp.limits import ToolLimiter
 from isa.mcp.registry import Registry, SecurityLevel, ToolDecl
+from isa.mcp.screen import OUTPUT_SCREEN, OutputScreen
 from isa.mcp.settings import McpSettings
 from isa.mcp.upstream import Upstream
 
@@ -285,7 +286,10 @@ class ToolRunner:
                 else [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in upstream.content]
             )
             status = "error" if upstream.is_error else "success"
+            data, report = await self._screened(call.principal.user_id, data)
             body = envelope(status, target.name, data, billing=charge, untrusted=True)
+            if report is not None:
+                body["guardrail"] = report
             return to_result(body, is_error=bool(upstream.is_error), untrusted=True)
         assert target.own is not None
         token = call_context.bind(call)
@@ -299,9 +303,18 @@ class ToolRunner:
             return value
         status, data = (value.status, value.data) if isinstance(value, Marker) else ("success", value)
         untrusted = target.untrusted
-        return to_result(
-            envelope(status, target.name, _data(data), billing=charge, untrusted=untrusted), untrusted=untrusted
-        )
+        data, report = await self._screened(call.principal.user_id, _data(data)) if untrusted else (_data(data), None)
+        body = envelope(status, target.name, data, billing=charge, untrusted=untrusted)
+        if report is not None:
+            body["guardrail"] = report
+        return to_result(body, untrusted=untrusted)
+
+    async def _screened(self, user_id: str, data: Any) -> tuple[Any, dict[str, Any] | None]:
+        """Untrusted data through the deployment's output screen (isa/mcp/screen.py), when one is provided."""
+        screen = self.state.services.get(OUTPUT_SCREEN)
+        if not isinstance(screen, OutputScreen):
+            return data, None
+        return await screen.screen_output(user_id, data)
 
 
 def _tool_failure(tool: str, exc: ToolError) -> ToolFailure:

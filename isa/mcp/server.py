@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from isa.auth.principal import Principal
 from isa.core.logging import get_logger
-from isa.mcp.context import request_principal
+from isa.mcp.context import bind_request_state, request_principal
 from isa.mcp.envelope import ENVELOPE_SCHEMA
 from isa.mcp.registry import Registry, ToolDecl
 from isa.mcp.runner import ToolRunner
@@ -103,6 +103,7 @@ class IsaMCPServer(MCPServer[Any]):
         return manager
 
     async def _observe(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        bind_request_state(self.runner.state)  # static resources reach the services through request_state()
         result = await call_next(ctx)
         if ctx.method == "initialize" and isinstance(result, dict):
             # We do send tools/list_changed; the SDK's default capabilities don't say so.
