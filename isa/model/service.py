@@ -18,8 +18,9 @@ from isa.model import store
 from isa.model.gateway import ChatStream, Gateway, upstream_error
 from isa.model.sanitize import SCHEMA_STRICT_PROVIDERS, ToolNames, prepare_tools, restore_tool_names
 from isa.model.settings import LOCAL_EMBEDDING_MODEL, Deployment, ModelSettings
-from isa.model.usage import CreditGate, Pending, UsageWriter
-from isa.users.ledger import InsufficientCredits
+from isa.model.usage import CreditGate, Pending, UsageWriter, record_usage
+from isa.users import credits
+from isa.users.credits import InsufficientCredits
 
 log = get_logger(__name__)
 
@@ -122,7 +123,7 @@ class ModelService:
         if cached is not None and cached >= needed:
             return  # read less than credit_cache_seconds ago, less what this node charged since
         async with self.db.connection() as conn:
-            balance = await store.balance(conn, user)
+            balance = await credits.balance(conn, user)
         if balance is None:
             raise InsufficientCredits(Decimal(0), needed)
         self.credits.remember(user, balance)
@@ -241,7 +242,7 @@ class ModelService:
                     dims = item.usage.metadata.get("dimensions") if item.usage else None
                     model_id = new_ids[key] = await self._model_id(conn, item.deployment, dims)
                 if item.usage is not None:
-                    written = await store.record_usage(conn, item.usage)
+                    written = await record_usage(conn, item.usage)
                     charged[i] = written[1] if written else None
                 deltas.setdefault(model_id, store.StatsDelta()).add(item.usage, failed=item.failed)
             for model_id in sorted(deltas):

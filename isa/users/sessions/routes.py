@@ -11,7 +11,7 @@ from isa.core.http import json_body, query_params
 from isa.core.openapi import Operation
 from isa.users import schemas
 from isa.users.http import api, envelope
-from isa.users.sessions import SessionsService, parse_session_id
+from isa.users.sessions.service import SessionsService, parse_session_id
 
 BASE = "/api/v1/users/me/sessions"
 _TAGS = ("sessions",)

@@ -1,19 +1,17 @@
-"""The credit ledger: every change is one SQL statement that moves the balance and records the move.
+"""The credit ledger's rules: every change is one SQL statement that moves the balance and records the move.
 
-Concurrent consumers can't double-spend: the balance update is conditional
-(`credits_remaining >= amount`) and row-locked by Postgres for the statement, and the transaction
-row is written from the same statement's RETURNING values.
+Concurrent consumers can't double-spend: see `store._MOVE`.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from isa.core.db import DictConnection
 from isa.core.errors import ApiError
+from isa.users.credits import store
 
 
 class InsufficientCredits(ApiError):
@@ -33,23 +31,6 @@ class LedgerEntry:
     credits_after: Decimal
 
 
-_MOVE = """
-WITH moved AS (
-    UPDATE users SET credits_remaining = credits_remaining + %(delta)s,
-                     credits_total = credits_total + GREATEST(%(delta)s, 0)
-    WHERE user_id = %(user_id)s AND credits_remaining + %(delta)s >= 0
-    RETURNING credits_remaining - %(delta)s AS before, credits_remaining AS after
-)
-INSERT INTO user_credit_transactions
-    (user_id, transaction_type, credits_amount, credits_before, credits_after,
-     usage_record_id, idempotency_key, description, metadata)
-SELECT %(user_id)s, %(kind)s, %(delta)s, before, after,
-       %(usage_record_id)s, %(idempotency_key)s, %(description)s, %(metadata)s::jsonb
-FROM moved
-RETURNING id, credits_before, credits_after
-"""
-
-
 async def _move(
     conn: DictConnection,
     user_id: str,
@@ -60,28 +41,15 @@ async def _move(
     idempotency_key: str | None,
     metadata: dict[str, Any] | None,
 ) -> LedgerEntry | None:
-    cur = await conn.execute(
-        _MOVE,
-        {
-            "user_id": user_id,
-            "delta": delta,
-            "kind": kind,
-            "description": description,
-            "usage_record_id": usage_record_id,
-            "idempotency_key": idempotency_key,
-            "metadata": json.dumps(metadata or {}),
-        },
-    )
-    row = await cur.fetchone()
+    row = await store.move(conn, user_id, delta, kind, description, usage_record_id, idempotency_key, metadata)
     if row is None:
         return None
     return LedgerEntry(str(row["id"]), row["credits_before"], row["credits_after"])
 
 
-async def balance(conn: DictConnection, user_id: str) -> Decimal | None:
-    cur = await conn.execute("SELECT credits_remaining FROM users WHERE user_id = %s", (user_id,))
-    row = await cur.fetchone()
-    return None if row is None else Decimal(row["credits_remaining"])
+async def balance(conn: DictConnection, user_id: str, *, lock: bool = False) -> Decimal | None:
+    """The user's balance (None: no such user); `lock` holds the user row until the transaction ends."""
+    return await store.balance(conn, user_id, lock=lock)
 
 
 async def consume(
@@ -137,14 +105,9 @@ async def credit_once(
     The user row is locked first, so two concurrent calls with the same key serialise and the second
     sees the first one's move instead of failing on the unique key.
     """
-    cur = await conn.execute("SELECT 1 FROM users WHERE user_id = %s FOR UPDATE", (user_id,))
-    if await cur.fetchone() is None:
+    if await store.balance(conn, user_id, lock=True) is None:
         raise ApiError(404, "user_not_found", "no such user")
-    cur = await conn.execute(
-        "SELECT 1 FROM user_credit_transactions WHERE user_id = %s AND idempotency_key = %s",
-        (user_id, idempotency_key),
-    )
-    if await cur.fetchone() is not None:
+    if await store.has_move(conn, user_id, idempotency_key):
         return None
     return await credit(
         conn, user_id, credits, kind=kind, description=description, idempotency_key=idempotency_key, metadata=metadata
