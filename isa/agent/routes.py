@@ -17,7 +17,7 @@ from isa.agent.sessions import AgentSessions
 from isa.agent.store import plan_view
 from isa.auth import rate_limit, require_principal
 from isa.core.errors import ApiError, request_id_of
-from isa.core.http import invalid, json_body, query_params
+from isa.core.http import invalid, json_body, json_response, query_params
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -121,7 +121,7 @@ async def plan_status(request: Request) -> Response:
         plan = await store.get_plan(conn, principal.user_id, request.path_params["plan_id"])
     if plan is None:
         raise ApiError(404, "plan_not_found", "no such plan")
-    return JSONResponse(json.loads(json.dumps(plan_view(plan), default=str)))
+    return json_response(plan_view(plan))
 
 
 # -- sessions ---------------------------------------------------------------------------------

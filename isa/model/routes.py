@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import json
 import struct
 import time
-from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
@@ -19,12 +17,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from isa.auth import require_principal
+from isa.auth.principal import Principal
 from isa.core.errors import ApiError, request_id_of
-from isa.core.http import invalid, query_params
+from isa.core.http import invalid, json_response, query_params
 from isa.model import store
 from isa.model.schemas import ChatRequest, EmbeddingRequest, ImageRequest
 from isa.model.service import ModelService, stream_chunks
-from isa.model.streaming import EventStream, sse
+from isa.model.streaming import EventStream, relay, sse
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -44,17 +43,26 @@ async def parse(request: Request, model: type[M]) -> M:
         raise invalid(exc) from None
 
 
+R = TypeVar("R", ChatRequest, EmbeddingRequest, ImageRequest)
+
+
+async def admit(request: Request, model: type[R], kind: str) -> tuple[Principal, ModelService, R, str]:
+    """The gateway's prologue, in this order: the caller (401/403), the body (422), its model group, credits (402)."""
+    principal = await require_principal(request, "write")
+    service = service_of(request)
+    body = await parse(request, model)
+    group = service.resolve(body.model, kind)
+    await service.check_credits(principal)
+    return principal, service, body, group
+
+
 def deployment_headers(group: str, deployment_id: str) -> dict[str, str]:
     return {"x-isa-deployment": deployment_id, "x-isa-model-group": group}
 
 
 async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions: streaming or not, tools, JSON mode, vision content parts."""
-    principal = await require_principal(request, "write")
-    service = service_of(request)
-    body = await parse(request, ChatRequest)
-    group = service.resolve(body.model, "chat")
-    await service.check_credits(principal)
+    principal, service, body, group = await admit(request, ChatRequest, "chat")
     payload = body.provider_payload()
     started = time.perf_counter()
     rid = request_id_of(request)
@@ -85,12 +93,9 @@ async def chat_completions(request: Request) -> Response:
 
     async def frames() -> Any:
         result: dict[str, Any] = {}
-        # aclosing: if the client leaves while we wait to send, the upstream closes now, not at GC.
         chunks = stream_chunks(service, stream, names, usage_of, include_usage=include_usage, result=result)
-        async with aclosing(chunks):
-            async for chunk in chunks:
-                chunk["model"] = body.model
-                yield sse(chunk)
+        async for out in relay(chunks, lambda chunk: [sse({**chunk, "model": body.model})]):
+            yield out
         error = result.get("error")
         if error is not None:
             yield sse({"error": {"code": error.code, "message": error.message, "type": error.code, "request_id": rid}})
@@ -108,11 +113,7 @@ def _encode(vector: list[float], encoding: str) -> Any:
 
 async def embeddings(request: Request) -> Response:
     """OpenAI embeddings; the `embed` alias is the local MiniLM unless a provider model is configured."""
-    principal = await require_principal(request, "write")
-    service = service_of(request)
-    body = await parse(request, EmbeddingRequest)
-    group = service.resolve(body.model, "embedding")
-    await service.check_credits(principal)
+    principal, service, body, group = await admit(request, EmbeddingRequest, "embedding")
     started = time.perf_counter()
     texts = body.texts()
     vectors, deployment, tokens, cost = await service.embed(group, texts, body.dimensions)
@@ -147,11 +148,7 @@ async def embeddings(request: Request) -> Response:
 
 async def image_generations(request: Request) -> Response:
     """OpenAI image generation (any image deployment, e.g. OpenAI or Replicate)."""
-    principal = await require_principal(request, "write")
-    service = service_of(request)
-    body = await parse(request, ImageRequest)
-    group = service.resolve(body.model, "image")
-    await service.check_credits(principal)
+    principal, service, body, group = await admit(request, ImageRequest, "image")
     started = time.perf_counter()
     params = body.model_dump(exclude_none=True, exclude={"model", "prompt"})
     served = await service.guarded(group, service.gateway.image(group, body.prompt, **params))
@@ -258,7 +255,7 @@ async def usage_analytics(request: Request) -> Response:
             "breakdown": [_plain(r) for r in rows],
         },
     }
-    return JSONResponse(json.loads(json.dumps(body, default=str)))
+    return json_response(body)
 
 
 async def model_analytics(request: Request) -> Response:
@@ -270,7 +267,7 @@ async def model_analytics(request: Request) -> Response:
     since = datetime.now(UTC) - timedelta(days=int(days))
     async with request.app.state.isa.db.connection() as conn:
         rows = await store.model_statistics(conn, since)
-    return JSONResponse(json.loads(json.dumps({"success": True, "data": rows}, default=str)))
+    return json_response({"success": True, "data": rows})
 
 
 def routes() -> list[Route]:
