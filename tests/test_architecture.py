@@ -26,7 +26,10 @@ def _modules(root: Path) -> list[Path]:
 def _is_store(path: Path, root: Path) -> bool:
     rel = path.relative_to(root)
     return (
-        rel.parts[0] == "core" or path.name == "store.py" or path.name.endswith("_store.py") or "store" in rel.parts[:-1]
+        rel.parts[0] == "core"
+        or path.name == "store.py"
+        or path.name.endswith("_store.py")
+        or "store" in rel.parts[:-1]
     )
 
 

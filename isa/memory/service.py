@@ -287,7 +287,7 @@ class MemoryService:
     ) -> dict[str, Any]:
         async with self.db.transaction() as conn:
             row = await sessions.add_note(
-                conn, user_id, session_id, role=role, message_type=message_type, content=content, importance=importance
+                conn, user_id, session_id, sessions.Note(role, message_type, content, importance)
             )
         if row is None:
             raise NotFound(f"no session {session_id}")

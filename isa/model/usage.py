@@ -217,24 +217,7 @@ async def record_usage(conn: DictConnection, usage: Usage) -> tuple[str, Decimal
     }
     if charge < usage.credits_due:
         metadata["credits_shortfall"] = str(usage.credits_due - charge)
-    usage_id = await users_usage.record_gateway_usage(
-        conn,
-        users_usage.GatewayUsage(
-            user_id=usage.user_id,
-            request_id=usage.request_id,
-            endpoint=usage.endpoint,
-            event_type=usage.event_type,
-            credits_charged=charge,
-            cost_usd=usage.cost_usd,
-            calculation_method=usage.calculation_method,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            model_name=usage.model_name,
-            provider=usage.provider,
-            operation=usage.operation,
-            metadata=metadata,
-        ),
-    )
+    usage_id = await users_usage.record_call(conn, usage, charge, metadata)
     if charge > 0:
         await credits.consume(
             conn,

@@ -7,23 +7,20 @@ through `isa.users.credits`; the users API (`POST /api/v1/users/me/usage`) write
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from isa.core.db import DictConnection
 from isa.users import store
 
 
-@dataclass(frozen=True)
-class GatewayUsage:
-    """One call the model gateway made, as it is recorded."""
+class BillableCall(Protocol):
+    """What a usage row says about one call another domain made (the model gateway's `Usage` is one)."""
 
     user_id: str
     request_id: str
     endpoint: str
     event_type: str
-    credits_charged: Decimal
     cost_usd: Decimal
     calculation_method: str
     prompt_tokens: int
@@ -31,27 +28,26 @@ class GatewayUsage:
     model_name: str
     provider: str
     operation: str
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
-async def record_gateway_usage(conn: DictConnection, usage: GatewayUsage) -> str:
-    """Insert the usage row in the caller's transaction; its id."""
+async def record_call(conn: DictConnection, call: BillableCall, credits: Decimal, metadata: dict[str, Any]) -> str:
+    """Insert the usage row of a call already made, charged `credits`, in the caller's transaction; its id."""
     return await store.insert_gateway_usage(
         conn,
         {
-            "user_id": usage.user_id,
-            "request_id": usage.request_id,
-            "endpoint": usage.endpoint,
-            "event_type": usage.event_type,
-            "credits": usage.credits_charged,
-            "cost": usage.cost_usd,
-            "method": usage.calculation_method,
-            "total": usage.prompt_tokens + usage.completion_tokens,
-            "prompt": usage.prompt_tokens,
-            "completion": usage.completion_tokens,
-            "model_name": usage.model_name,
-            "provider": usage.provider,
-            "operation": usage.operation,
-            "metadata": json.dumps(usage.metadata),
+            "user_id": call.user_id,
+            "request_id": call.request_id,
+            "endpoint": call.endpoint,
+            "event_type": call.event_type,
+            "credits": credits,
+            "cost": call.cost_usd,
+            "method": call.calculation_method,
+            "total": call.prompt_tokens + call.completion_tokens,
+            "prompt": call.prompt_tokens,
+            "completion": call.completion_tokens,
+            "model_name": call.model_name,
+            "provider": call.provider,
+            "operation": call.operation,
+            "metadata": json.dumps(metadata),
         },
     )

@@ -6,6 +6,7 @@ caller's connection so a charge joins the caller's transaction (a usage row and 
 
 from __future__ import annotations
 
-from isa.users.credits.ledger import InsufficientCredits, LedgerEntry, balance, consume, credit, credit_once
+from isa.users.credits.ledger import InsufficientCredits, balance, consume, credit, credit_once
+from isa.users.credits.store import LedgerEntry
 
 __all__ = ["InsufficientCredits", "LedgerEntry", "balance", "consume", "credit", "credit_once"]

@@ -5,13 +5,13 @@ Concurrent consumers can't double-spend: see `store._MOVE`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from isa.core.db import DictConnection
 from isa.core.errors import ApiError
 from isa.users.credits import store
+from isa.users.credits.store import LedgerEntry, Move
 
 
 class InsufficientCredits(ApiError):
@@ -22,29 +22,6 @@ class InsufficientCredits(ApiError):
             f"this needs {needed} credits; the balance is {balance}",
             details={"balance": str(balance), "needed": str(needed)},
         )
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    transaction_id: str
-    credits_before: Decimal
-    credits_after: Decimal
-
-
-async def _move(
-    conn: DictConnection,
-    user_id: str,
-    delta: Decimal,
-    kind: str,
-    description: str,
-    usage_record_id: str | None,
-    idempotency_key: str | None,
-    metadata: dict[str, Any] | None,
-) -> LedgerEntry | None:
-    row = await store.move(conn, user_id, delta, kind, description, usage_record_id, idempotency_key, metadata)
-    if row is None:
-        return None
-    return LedgerEntry(str(row["id"]), row["credits_before"], row["credits_after"])
 
 
 async def balance(conn: DictConnection, user_id: str, *, lock: bool = False) -> Decimal | None:
@@ -65,7 +42,9 @@ async def consume(
     """Take `credits` from the user, or raise InsufficientCredits (402) and change nothing."""
     if credits < 0:
         raise ValueError("consume takes a non-negative amount")
-    entry = await _move(conn, user_id, -credits, "consume", description, usage_record_id, idempotency_key, metadata)
+    entry = await store.move(
+        conn, Move(user_id, -credits, "consume", description, usage_record_id, idempotency_key, metadata)
+    )
     if entry is None:
         raise InsufficientCredits(await balance(conn, user_id) or Decimal(0), credits)
     return entry
@@ -84,7 +63,7 @@ async def credit(
     """Add credits (recharge, refund, grant, subscription). Callers check who may do this."""
     if credits < 0:
         raise ValueError("credit takes a non-negative amount")
-    entry = await _move(conn, user_id, credits, kind, description, None, idempotency_key, metadata)
+    entry = await store.move(conn, Move(user_id, credits, kind, description, None, idempotency_key, metadata))
     if entry is None:
         raise ApiError(404, "user_not_found", "no such user")
     return entry

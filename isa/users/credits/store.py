@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -28,30 +29,32 @@ RETURNING id, credits_before, credits_after
 """
 
 
-async def move(
-    conn: DictConnection,
-    user_id: str,
-    delta: Decimal,
-    kind: str,
-    description: str,
-    usage_record_id: str | None,
-    idempotency_key: str | None,
-    metadata: dict[str, Any] | None,
-) -> dict[str, Any] | None:
-    """The ledger row of the move, or None when the user is missing or the balance would go negative."""
-    cur = await conn.execute(
-        _MOVE,
-        {
-            "user_id": user_id,
-            "delta": delta,
-            "kind": kind,
-            "description": description,
-            "usage_record_id": usage_record_id,
-            "idempotency_key": idempotency_key,
-            "metadata": json.dumps(metadata or {}),
-        },
-    )
-    return await cur.fetchone()
+@dataclass(frozen=True)
+class Move:
+    """One change of a balance: `delta` < 0 takes credits, > 0 adds them."""
+
+    user_id: str
+    delta: Decimal
+    kind: str
+    description: str
+    usage_record_id: str | None = None
+    idempotency_key: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    transaction_id: str
+    credits_before: Decimal
+    credits_after: Decimal
+
+
+async def move(conn: DictConnection, m: Move) -> LedgerEntry | None:
+    """The ledger entry of the move, or None when the user is missing or the balance would go negative."""
+    params = {**asdict(m), "metadata": json.dumps(m.metadata or {})}
+    cur = await conn.execute(_MOVE, params)
+    row = await cur.fetchone()
+    return None if row is None else LedgerEntry(str(row["id"]), row["credits_before"], row["credits_after"])
 
 
 async def balance(conn: DictConnection, user_id: str, *, lock: bool = False) -> Decimal | None:

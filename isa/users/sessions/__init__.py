@@ -12,8 +12,8 @@ from typing import Any
 from isa.core.db import DictConnection
 from isa.users import schemas
 from isa.users.sessions.service import SessionsService, parse_session_id, session_not_found
-from isa.users.sessions.store import count_message as _count_message
 from isa.users.sessions.store import (
+    Note,
     create_session,
     delete_session,
     get_session,
@@ -27,9 +27,11 @@ from isa.users.sessions.store import (
     session_brief,
     update_session,
 )
+from isa.users.sessions.store import count_message as _count_message
 from isa.users.sessions.store import insert_message as _insert_message
 
 __all__ = [
+    "Note",
     "SessionsService",
     "add_note",
     "append_message",
@@ -59,24 +61,13 @@ async def append_message(
     return row
 
 
-async def add_note(
-    conn: DictConnection,
-    user_id: str,
-    session_id: str,
-    *,
-    role: str,
-    message_type: str,
-    content: str,
-    importance: float,
-) -> dict[str, Any] | None:
+async def add_note(conn: DictConnection, user_id: str, session_id: str, note: Note) -> dict[str, Any] | None:
     """Append a memory-tool message to the caller's own session; None when the session isn't theirs.
 
     The session row is locked first so concurrent appends keep `message_count` exact.
     """
     if await get_session(conn, user_id, session_id, lock=True) is None:
         return None
-    row = await insert_note(
-        conn, user_id, session_id, role=role, message_type=message_type, content=content, importance=importance
-    )
+    row = await insert_note(conn, user_id, session_id, note)
     await _count_message(conn, user_id, session_id, 0, 0)
     return row

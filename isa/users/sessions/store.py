@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -167,21 +168,21 @@ async def messages_for_context(conn: DictConnection, user_id: str, session_id: s
     return list(await cur.fetchall())
 
 
-async def insert_note(
-    conn: DictConnection,
-    user_id: str,
-    session_id: str,
-    *,
-    role: str,
-    message_type: str,
-    content: str,
-    importance: float,
-) -> dict[str, Any]:
-    """A message written by the memory tools (with an importance score, no tokens or cost)."""
+@dataclass(frozen=True)
+class Note:
+    """A message the memory tools add to a session: an importance score, no tokens or cost."""
+
+    role: str
+    message_type: str
+    content: str
+    importance: float
+
+
+async def insert_note(conn: DictConnection, user_id: str, session_id: str, note: Note) -> dict[str, Any]:
     cur = await conn.execute(
         "INSERT INTO session_messages (session_id, user_id, message_type, role, content, importance_score)"
         " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id::text, created_at",
-        (session_id, user_id, message_type, role, content, importance),
+        (session_id, user_id, note.message_type, note.role, note.content, note.importance),
     )
     row = await cur.fetchone()
     assert row is not None
