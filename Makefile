@@ -6,7 +6,7 @@ TOOLS := .venv-tools
 # Debian packages the tests drive for real: nginx (the multi-node rehearsal) and chromium (web tools, the chat page).
 SYSTEM_PACKAGES := nginx chromium
 
-.PHONY: setup system run test lint typecheck unit bench clean
+.PHONY: setup system run test test-fast lint typecheck unit bench clean
 
 setup: $(VENV)/.installed
 
@@ -47,6 +47,11 @@ unit: setup system $(TOOLS)/checkov/.installed
 	$(PY) -m pytest
 
 test: lint typecheck unit
+
+# The fast subset for the edit-test loop: no test that starts a process, a browser or nginx (tests/conftest.py
+# marks those `slow`). CI runs `make test`.
+test-fast: setup
+	$(PY) -m pytest -m "not slow" -q
 
 bench: setup
 	@ls tests/bench/bench_*.py | sed 's/^/  $(PY) /'
