@@ -96,6 +96,11 @@ class AgentSessions:
         items = [_message(m) for m in rows if query.role is None or m["role"] == query.role][: query.limit]
         return {"messages": items, "limit": query.limit, "offset": query.offset}
 
+    async def plan(self, user_id: str, plan_id: str) -> dict[str, Any] | None:
+        """One of the caller's plans (a plan belongs to a session's conversation), as stored."""
+        async with self.db.connection() as conn:
+            return await store.get_plan(conn, user_id, plan_id)
+
     async def export(self, user_id: str, raw_id: str, fmt: str) -> tuple[str, str, str]:
         """(body, media type, file name) of the whole conversation."""
         async with self.db.connection() as conn:

@@ -20,7 +20,6 @@ from isa.auth import require_principal
 from isa.auth.principal import Principal
 from isa.core.errors import ApiError, request_id_of
 from isa.core.http import invalid, json_response, query_params
-from isa.model import store
 from isa.model.schemas import ChatRequest, EmbeddingRequest, ImageRequest
 from isa.model.service import ModelService, stream_chunks
 from isa.model.streaming import EventStream, relay, sse
@@ -243,8 +242,7 @@ async def usage_analytics(request: Request) -> Response:
         principal.require("admin")  # another user's usage is an admin's business only
         user_id = query.user_id
     since = datetime.now(UTC) - timedelta(days=query.days)
-    async with request.app.state.isa.db.connection() as conn:
-        totals, rows = await store.usage_summary(conn, user_id, since, query.group_by)
+    totals, rows = await service_of(request).usage_summary(user_id, since, query.group_by)
     body = {
         "success": True,
         "data": {
@@ -265,8 +263,7 @@ async def model_analytics(request: Request) -> Response:
     if not days.isdigit() or not 1 <= int(days) <= 366:
         raise ApiError(422, "invalid_request", "days must be between 1 and 366")
     since = datetime.now(UTC) - timedelta(days=int(days))
-    async with request.app.state.isa.db.connection() as conn:
-        rows = await store.model_statistics(conn, since)
+    rows = await service_of(request).model_statistics(since)
     return json_response({"success": True, "data": rows})
 
 

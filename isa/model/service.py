@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Callable
+from datetime import datetime
 from decimal import ROUND_UP, Decimal
 from typing import Any
 
@@ -221,6 +222,17 @@ class ModelService:
             dims = (dimensions or 1) if model_type == "embedding" else None
             model_id = await store.ensure_model(conn, deployment.provider_model, deployment.provider, model_type, dims)
         return model_id
+
+    async def usage_summary(
+        self, user_id: str | None, since: datetime, group_by: str
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Totals and a breakdown of gateway usage since `since`; `user_id` None: every user (admins only)."""
+        async with self.db.connection() as conn:
+            return await store.usage_summary(conn, user_id, since, group_by)
+
+    async def model_statistics(self, since: datetime) -> list[dict[str, Any]]:
+        async with self.db.connection() as conn:
+            return await store.model_statistics(conn, since)
 
     async def record(self, usage: store.Usage | None, deployment: Deployment, *, failed: bool = False) -> None:
         """Queue the usage row, credit charge and daily statistics of a call (written by the usage writer)."""
