@@ -10,7 +10,7 @@ SYSTEM_PACKAGES += tesseract-ocr tesseract-ocr-eng
 # espeak-ng speaks the test audio that the local speech model transcribes (tests/media).
 SYSTEM_PACKAGES += espeak-ng
 
-.PHONY: setup system run test lint typecheck unit bench clean
+.PHONY: setup system run test test-fast lint typecheck unit bench clean
 
 setup: $(VENV)/.installed
 
@@ -51,6 +51,11 @@ unit: setup system $(TOOLS)/checkov/.installed
 	$(PY) -m pytest
 
 test: lint typecheck unit
+
+# The fast subset for the edit-test loop: no test that starts a process, a browser or nginx (tests/conftest.py
+# marks those `slow`). CI runs `make test`.
+test-fast: setup
+	$(PY) -m pytest -m "not slow" -q
 
 bench: setup
 	@ls tests/bench/bench_*.py | sed 's/^/  $(PY) /'

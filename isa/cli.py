@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from isa.core.logging import configure_logging
 from isa.core.migrations import MigrationError
@@ -103,19 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--role", choices=ROLE_NAMES)
     doctor.set_defaults(func=cmd_doctor)
 
-    from isa.auth.cli import add_commands as auth_commands
-
-    auth_commands(sub, _settings)
-    from isa.catalog.cli import add_commands as catalog_commands
-
-    catalog_commands(sub, _settings)
-    from isa.files.cli import add_commands as files_commands
-
-    files_commands(sub, _settings)
-    from isa.events.cli import add_commands as events_commands
-
-    events_commands(sub, _settings)
+    for module in domain_cli_modules():
+        importlib.import_module(module).add_commands(sub, _settings)
     return parser
+
+
+def domain_cli_modules() -> list[str]:
+    """`<domain>.cli` of every domain that has one, in roles.py's order.
+
+    Found by file, not by import: importing every domain package (litellm, the MCP SDK) would slow each command.
+    """
+    from isa.roles import domains_for
+
+    root = Path(__file__).resolve().parent
+    return [f"{d}.cli" for d in domains_for("all") if (root / d.removeprefix("isa.") / "cli.py").is_file()]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -35,3 +35,12 @@ def domains_for(role: str) -> tuple[str, ...]:
         return ROLE_DOMAINS[role]
     except KeyError:
         raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLE_DOMAINS)}") from None
+
+
+# `isa.agent` is on the mcp role for its planning tools only; its chat (routes, the page, the run engine)
+# is served where the agent role is. Domains ask here instead of comparing role names themselves.
+CHAT_ROLES = ("agent", "all")
+
+
+def serves_chat(role: str) -> bool:
+    return role in CHAT_ROLES

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import signal
 import time
 import uuid
@@ -107,3 +109,31 @@ def settings(data_dir: Path) -> Settings:
 @pytest.fixture()
 def anyio_backend() -> str:
     return "asyncio"
+
+
+# -- the fast subset ----------------------------------------------------------------------------
+# A test is `slow` when it (or a fixture it uses) starts a process (`isa serve`, `isa worker`, any subprocess),
+# drives a browser or nginx. Marked here from the source rather than by hand in 60 files, so a new test that
+# starts a node is slow without anyone remembering to say so. `make test-fast` runs `-m "not slow"`.
+_STARTS_PROCESSES = re.compile(
+    r"\b(isa_serve|isa_worker|deploy_with_worker|subprocess|Popen|playwright|chromium|nginx|npx)\b"
+)
+
+
+def _starts_processes(obj: object, seen: dict[object, bool]) -> bool:
+    if obj not in seen:
+        try:
+            seen[obj] = bool(_STARTS_PROCESSES.search(inspect.getsource(obj)))  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            seen[obj] = False
+    return seen[obj]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    seen: dict[object, bool] = {}
+    for item in items:
+        if item.get_closest_marker("slow") or not isinstance(item, pytest.Function):
+            continue
+        fixtures = [d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs]
+        if any(_starts_processes(obj, seen) for obj in (item.module, *fixtures)):
+            item.add_marker(pytest.mark.slow)

@@ -22,6 +22,7 @@ from isa.auth.settings import auth_settings
 from isa.core.builder import AppBuilder
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
+from isa.roles import serves_chat
 
 __all__ = ["AgentService", "register"]
 
@@ -47,8 +48,8 @@ def register(builder: AppBuilder) -> None:
                 tg.cancel_scope.cancel()
 
     builder.add_lifespan(in_process)
-    if state.role == "mcp":
-        return  # planning tools only
+    if not serves_chat(state.role):
+        return  # planning tools only (their capabilities are in tools.py)
     remember = builder.settings.section("memory", AgentMemorySettings)
     memory = McpMemory(upstreams, remember) if remember.agent_memory and upstreams.mcp is not None else None
     service = AgentService(state.db, agent, upstreams, memory)

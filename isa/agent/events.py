@@ -16,10 +16,10 @@ from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from isa.core.logging import get_logger
+from isa.core.sse import SseResponse, cancel_on_disconnect, data_frame
 
 log = get_logger(__name__)
 
@@ -60,7 +60,7 @@ def now_iso() -> str:
 
 
 def frame(event: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(event, separators=(',', ':'), ensure_ascii=False, default=str)}\n\n".encode()
+    return data_frame(json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str))
 
 
 class Emitter:
@@ -98,17 +98,11 @@ class Emitter:
 Worker = Callable[[Emitter], Awaitable[None]]
 
 
-class ChatStream(Response):
+class ChatStream(SseResponse):
     """An SSE response that runs `worker` and streams what it emits, with heartbeats and a final `[DONE]`."""
 
-    media_type = "text/event-stream"
-
     def __init__(self, worker: Worker, session_id: str, heartbeat_seconds: float, *, resumed: bool = False) -> None:
-        super().__init__(
-            content=None,
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no", "x-isa-session-id": session_id},
-        )
-        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+        super().__init__({"x-isa-session-id": session_id})
         self.worker = worker
         self.session_id = session_id
         self.heartbeat_seconds = heartbeat_seconds
@@ -121,11 +115,6 @@ class ChatStream(Response):
         try:
             async with anyio.create_task_group() as tg:
 
-                async def watch_disconnect() -> None:
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
-                    tg.cancel_scope.cancel()
-
                 async def work() -> None:
                     async with sender:
                         try:
@@ -134,9 +123,9 @@ class ChatStream(Response):
                             log.exception("chat_worker_crashed", session_id=self.session_id)
                             await emitter("error", "the request failed", code="internal_error")
 
-                tg.start_soon(watch_disconnect)
+                tg.start_soon(cancel_on_disconnect, receive, tg.cancel_scope)
                 tg.start_soon(work)
-                await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+                await self.start(send)
                 async with events:
                     while True:
                         with anyio.move_on_after(self.heartbeat_seconds):
@@ -144,10 +133,10 @@ class ChatStream(Response):
                                 event = await events.receive()
                             except anyio.EndOfStream:
                                 break
-                            await send({"type": "http.response.body", "body": frame(event), "more_body": True})
+                            await self.chunk(send, frame(event))
                             continue
-                        await send({"type": "http.response.body", "body": HEARTBEAT, "more_body": True})
-                await send({"type": "http.response.body", "body": DONE, "more_body": False})
+                        await self.chunk(send, HEARTBEAT)
+                await self.chunk(send, DONE, last=True)
                 finished = True
                 tg.cancel_scope.cancel()
         finally:
@@ -165,6 +154,6 @@ class ChatStream(Response):
         }
         with anyio.CancelScope(shield=True), anyio.move_on_after(1):
             try:
-                await send({"type": "http.response.body", "body": frame(event) + DONE, "more_body": False})
+                await self.chunk(send, frame(event) + DONE, last=True)
             except Exception:  # the connection is gone: nobody to tell
                 return

@@ -11,7 +11,7 @@ from isa.agent.events import AgentError
 from isa.agent.state import RunState
 from isa.core.db import Database, DictConnection
 from isa.core.logging import get_logger
-from isa.users import ledger, schemas, session_store
+from isa.users import credits, schemas, sessions
 
 if TYPE_CHECKING:
     from isa.agent.service import Prepared
@@ -20,9 +20,7 @@ log = get_logger(__name__)
 
 
 async def _add(conn: DictConnection, user_id: str, session_id: str, message: schemas.MessageCreate) -> None:
-    row = await session_store.insert_message(conn, user_id, session_id, message)
-    if row is not None:
-        await session_store.count_message(conn, user_id, session_id, message.tokens_used, message.cost_usd)
+    await sessions.append_message(conn, user_id, session_id, message)
 
 
 async def _user_message(conn: DictConnection, user_id: str, state: RunState) -> None:
@@ -62,21 +60,21 @@ async def _turn(conn: DictConnection, user_id: str, state: RunState) -> None:
 
 
 async def _charge(conn: DictConnection, user_id: str, counters: Counters, p: Prepared, run_id: str) -> dict[str, Any]:
-    credits = counters.credits
+    amount = counters.credits
     billing: dict[str, Any] = {
         "success": True,
         "model_calls": counters.model_calls,
         "tool_calls": counters.tool_calls,
-        "total_credits": float(credits),
+        "total_credits": float(amount),
         "credits_remaining": None,
         "error_message": None,
     }
     try:
         async with conn.transaction():  # a savepoint: a refused charge leaves the rest of the request intact
-            entry = await ledger.consume(
+            entry = await credits.consume(
                 conn,
                 user_id,
-                credits,
+                amount,
                 description="agent chat",
                 idempotency_key=f"agent:{p.request_id or run_id}:{run_id}",
                 metadata={
@@ -86,7 +84,7 @@ async def _charge(conn: DictConnection, user_id: str, counters: Counters, p: Pre
                 },
             )
         billing["credits_remaining"] = float(entry.credits_after)
-    except ledger.InsufficientCredits as exc:
+    except credits.InsufficientCredits as exc:
         billing.update(success=False, error_message=exc.message, total_credits=0)
     return billing
 

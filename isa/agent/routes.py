@@ -10,14 +10,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from isa.agent import schemas, store
+from isa.agent import schemas
 from isa.agent.events import ChatStream, Emitter
 from isa.agent.service import AgentService, Prepared
 from isa.agent.sessions import AgentSessions
 from isa.agent.store import plan_view
 from isa.auth import rate_limit, require_principal
 from isa.core.errors import ApiError, request_id_of
-from isa.core.http import invalid, json_body, query_params
+from isa.core.http import invalid, json_body, json_response, query_params
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -117,11 +117,10 @@ async def config(request: Request) -> Response:
 async def plan_status(request: Request) -> Response:
     """GET /api/chat/plans/{plan_id}: the stored state of one of the caller's plans."""
     principal = await require_principal(request, "read")
-    async with request.app.state.isa.db.connection() as conn:
-        plan = await store.get_plan(conn, principal.user_id, request.path_params["plan_id"])
+    plan = await _sessions(request).plan(principal.user_id, request.path_params["plan_id"])
     if plan is None:
         raise ApiError(404, "plan_not_found", "no such plan")
-    return JSONResponse(json.loads(json.dumps(plan_view(plan), default=str)))
+    return json_response(plan_view(plan))
 
 
 # -- sessions ---------------------------------------------------------------------------------

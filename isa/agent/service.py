@@ -32,7 +32,7 @@ from isa.auth.principal import Principal
 from isa.core.db import Database
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
-from isa.users import ledger, schemas, session_store
+from isa.users import credits, schemas, sessions
 from isa.users.sessions import parse_session_id, session_not_found
 
 log = get_logger(__name__)
@@ -73,9 +73,9 @@ class AgentService:
     # -- before the stream opens (errors here are plain HTTP errors) ---------------------------
     async def _balance(self, principal: Principal) -> Decimal:
         async with self.db.connection() as conn:
-            balance = await ledger.balance(conn, principal.user_id)
+            balance = await credits.balance(conn, principal.user_id)
         if balance is None or balance < 1:
-            raise ledger.InsufficientCredits(balance or Decimal(0), Decimal(1))
+            raise credits.InsufficientCredits(balance or Decimal(0), Decimal(1))
         return balance
 
     async def prepare_chat(self, principal: Principal, body: ChatBody, request_id: str) -> Prepared:
@@ -85,16 +85,16 @@ class AgentService:
         async with self.db.transaction() as conn:
             if body.session_id:
                 session_id = parse_session_id(body.session_id)
-                if await session_store.get_session(conn, user, session_id) is None:
+                if await sessions.get_session(conn, user, session_id) is None:
                     raise session_not_found()
                 await store.abandon_paused(conn, user, session_id)
             else:
                 title = " ".join(body.message.split())[:60] or "New chat"
-                row = await session_store.create_session(conn, user, schemas.SessionCreate(title=title))
+                row = await sessions.create_session(conn, user, schemas.SessionCreate(title=title))
                 session_id = row["session_id"]
             replay = None
             if body.idempotency_key:
-                replay = await session_store.message_by_key(conn, user, session_id, f"{body.idempotency_key}:assistant")
+                replay = await sessions.message_by_key(conn, user, session_id, f"{body.idempotency_key}:assistant")
         return Prepared(principal, session_id, request_id, balance, body=body, replay=replay)
 
     async def prepare_resume(self, principal: Principal, session_id: str, value: Any, request_id: str) -> Prepared:
@@ -102,7 +102,7 @@ class AgentService:
         balance = await self._balance(principal)
         session_id = parse_session_id(session_id)
         async with self.db.transaction() as conn:
-            if await session_store.get_session(conn, principal.user_id, session_id) is None:
+            if await sessions.get_session(conn, principal.user_id, session_id) is None:
                 raise session_not_found()
             row = await store.claim_paused(conn, principal.user_id, session_id)
         if row is None:
@@ -124,7 +124,7 @@ class AgentService:
         async def load_history() -> None:
             async with self.db.connection() as conn:
                 history.extend(
-                    await store.messages_for_context(
+                    await sessions.messages_for_context(
                         conn, p.principal.user_id, p.session_id, self.settings.history_messages
                     )
                 )

@@ -10,7 +10,7 @@ from typing import Any
 from isa.agent import schemas, store
 from isa.core.db import Database
 from isa.users import schemas as user_schemas
-from isa.users import session_store
+from isa.users import sessions
 from isa.users.sessions import parse_session_id, session_not_found
 
 
@@ -31,14 +31,14 @@ class AgentSessions:
 
     async def create(self, user_id: str, body: schemas.SessionCreateBody) -> dict[str, Any]:
         async with self.db.transaction() as conn:
-            row = await session_store.create_session(
+            row = await sessions.create_session(
                 conn, user_id, user_schemas.SessionCreate(title=body.title or "New chat", metadata=body.metadata)
             )
         return _session(row)
 
     async def list(self, user_id: str, query: schemas.SessionListQuery) -> dict[str, Any]:
         async with self.db.connection() as conn:
-            rows, total = await store.search_sessions(
+            rows, total = await sessions.search_sessions(
                 conn, user_id, search=query.search, status=query.status, limit=query.limit, offset=query.offset
             )
         return {
@@ -52,7 +52,7 @@ class AgentSessions:
         }
 
     async def _owned(self, conn: Any, user_id: str, raw_id: str) -> dict[str, Any]:
-        row = await session_store.get_session(conn, user_id, parse_session_id(raw_id))
+        row = await sessions.get_session(conn, user_id, parse_session_id(raw_id))
         if row is None:
             raise session_not_found()
         return row
@@ -62,7 +62,7 @@ class AgentSessions:
             row = await self._owned(conn, user_id, raw_id)
             out = _session(row)
             if include_history:
-                messages = await session_store.list_messages(conn, user_id, row["session_id"], limit, 0)
+                messages = await sessions.list_messages(conn, user_id, row["session_id"], limit, 0)
                 out["messages"] = [_message(m) for m in messages]
             paused = await store.paused_view(conn, user_id, row["session_id"])
         out["waiting_for_human"] = paused["pending"] if paused else None
@@ -75,7 +75,7 @@ class AgentSessions:
             if body.tags is not None:
                 metadata["tags"] = body.tags
             change = user_schemas.SessionUpdate(title=body.title, status=body.status, metadata=metadata)
-            updated = await session_store.update_session(conn, user_id, row["session_id"], change)
+            updated = await sessions.update_session(conn, user_id, row["session_id"], change)
         if updated is None:
             raise session_not_found()
         return _session(updated)
@@ -83,26 +83,29 @@ class AgentSessions:
     async def delete(self, user_id: str, raw_id: str) -> dict[str, Any]:
         session_id = parse_session_id(raw_id)
         async with self.db.transaction() as conn:
-            if not await session_store.delete_session(conn, user_id, session_id):
+            if not await sessions.delete_session(conn, user_id, session_id):
                 raise session_not_found()
         return {"deleted": True, "id": session_id}
 
     async def messages(self, user_id: str, raw_id: str, query: schemas.MessagesQuery) -> dict[str, Any]:
         async with self.db.connection() as conn:
             row = await self._owned(conn, user_id, raw_id)
-            rows = await session_store.list_messages(
+            rows = await sessions.list_messages(
                 conn, user_id, row["session_id"], 1000 if query.role else query.limit, query.offset
             )
         items = [_message(m) for m in rows if query.role is None or m["role"] == query.role][: query.limit]
         return {"messages": items, "limit": query.limit, "offset": query.offset}
 
+    async def plan(self, user_id: str, plan_id: str) -> dict[str, Any] | None:
+        """One of the caller's plans (a plan belongs to a session's conversation), as stored."""
+        async with self.db.connection() as conn:
+            return await store.get_plan(conn, user_id, plan_id)
+
     async def export(self, user_id: str, raw_id: str, fmt: str) -> tuple[str, str, str]:
         """(body, media type, file name) of the whole conversation."""
         async with self.db.connection() as conn:
             row = await self._owned(conn, user_id, raw_id)
-            messages = [
-                _message(m) for m in await session_store.list_messages(conn, user_id, row["session_id"], 100_000, 0)
-            ]
+            messages = [_message(m) for m in await sessions.list_messages(conn, user_id, row["session_id"], 100_000, 0)]
         session = _session(row)
         name = f"session-{session['session_id']}"
         if fmt == "json":

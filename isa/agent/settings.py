@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from isa.core.settings import ConfigError, Settings
+from isa.core.settings import Settings
 
 
 def _words(value: Any) -> Any:
@@ -57,10 +57,4 @@ class AgentSettings(BaseModel):
 
 def load(settings: Settings) -> AgentSettings:
     """The agent section, checked; a bad value is a start-up error naming the setting."""
-    try:
-        return settings.section("agent", AgentSettings)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"AGENT.{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors(include_input=False)
-        )
-        raise ConfigError(problems) from None
+    return settings.section("agent", AgentSettings)

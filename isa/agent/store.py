@@ -1,6 +1,6 @@
 """SQL of the agent: plans and their steps, paused runs (checkpoints), traces, and session search.
 
-Every statement names the owning user; sessions and messages themselves go through `isa.users.session_store`.
+Every statement names the owning user; sessions and messages themselves go through `isa.users.sessions`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from isa.core.db import DictConnection
-from isa.users.session_store import _SESSION_COLUMNS
 
 _PLAN_COLUMNS = "id::text AS plan_id, user_id, session_id::text, request, status, replans, summary, error, " \
     "created_at, updated_at, finished_at"  # fmt: skip
@@ -270,41 +269,6 @@ async def write_trace(
             ],
         )
     return trace_id
-
-
-# -- sessions ---------------------------------------------------------------------------------
-
-
-async def search_sessions(
-    conn: DictConnection, user_id: str, *, search: str | None, status: str | None, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
-    """The user's sessions, newest activity first, filtered by title/summary/message text; and the total."""
-    pattern = None if not search else "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    where = """WHERE s.user_id = %(user)s AND (%(status)s::text IS NULL OR s.status = %(status)s)
-               AND (%(pattern)s::text IS NULL OR s.title ILIKE %(pattern)s OR s.session_summary ILIKE %(pattern)s
-                    OR EXISTS (SELECT 1 FROM session_messages m WHERE m.session_id = s.id AND m.user_id = s.user_id
-                               AND m.content ILIKE %(pattern)s))"""
-    params = {"user": user_id, "status": status, "pattern": pattern, "limit": limit, "offset": offset}
-    cur = await conn.execute(f"SELECT count(*) AS total FROM sessions s {where}", params)
-    total_row = await cur.fetchone()
-    columns = ", ".join("s." + c.strip() for c in _SESSION_COLUMNS.split(","))
-    order = "ORDER BY s.last_activity_at DESC, s.id LIMIT %(limit)s OFFSET %(offset)s"
-    cur = await conn.execute(f"SELECT {columns} FROM sessions s {where} {order}", params)
-    return list(await cur.fetchall()), int(total_row["total"]) if total_row else 0
-
-
-async def messages_for_context(conn: DictConnection, user_id: str, session_id: str, limit: int) -> list[dict[str, Any]]:
-    """The last `limit` complete user/assistant chat messages of a session, oldest first."""
-    cur = await conn.execute(
-        """SELECT role, content FROM (
-               SELECT role, content, seq FROM session_messages
-               WHERE session_id = %s::uuid AND user_id = %s AND status = 'complete'
-                 AND message_type = 'chat' AND role IN ('user', 'assistant')
-               ORDER BY seq DESC LIMIT %s) recent
-           ORDER BY seq""",
-        (session_id, user_id, limit),
-    )
-    return list(await cur.fetchall())
 
 
 _VIEW_RESULT_CHARS = 2000

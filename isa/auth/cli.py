@@ -4,35 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
-
-import anyio
 
 from isa.auth import store
 from isa.auth.principal import SCOPES
 from isa.auth.service import AuthService
-from isa.core.db import Database, resolve_url
-from isa.core.migrations import migrate
+from isa.core.cli import run_with_database
+from isa.core.db import Database
 from isa.core.settings import Settings
 
 T = TypeVar("T")
-
-
-def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
-    url = resolve_url(settings)
-    if settings.database.auto_migrate:
-        migrate(url, lock_timeout_ms=settings.migrations.lock_timeout_ms)
-
-    async def main() -> T:
-        db = Database(url, settings)
-        await db.open()
-        try:
-            return await work(db)
-        finally:
-            await db.close()
-
-    return anyio.run(main)
 
 
 def _print(obj: Any, as_json: bool, text: str) -> None:
@@ -44,7 +26,7 @@ def users_create(settings: Settings, args: argparse.Namespace) -> int:
         async with db.transaction() as conn:
             return await store.ensure_user(conn, args.user, args.email, args.name)
 
-    created = _run(settings, work)
+    created = run_with_database(settings, work)
     _print(
         {"user_id": args.user, "created": created}, args.json, f"user {args.user} {'created' if created else 'exists'}"
     )
@@ -56,7 +38,7 @@ def users_list(settings: Settings, args: argparse.Namespace) -> int:
         async with db.connection() as conn:
             return await store.list_users(conn, args.limit, 0)
 
-    rows = _run(settings, work)
+    rows = run_with_database(settings, work)
     if args.json:
         print(json.dumps(rows, default=str))
     for r in rows if not args.json else []:
@@ -71,7 +53,7 @@ def users_set_active(settings: Settings, args: argparse.Namespace) -> int:
         async with db.transaction() as conn:
             return await store.set_user_active(conn, args.user, active)
 
-    if not _run(settings, work):
+    if not run_with_database(settings, work):
         print(f"no user {args.user}")
         return 1
     print(f"user {args.user} {'enabled' if active else 'disabled'}")
@@ -85,7 +67,7 @@ def keys_create(settings: Settings, args: argparse.Namespace) -> int:
         new = await AuthService(db).create_api_key(args.user, [args.scope], args.name, created_by="cli")
         return {"key": new.key, "id": new.id, "user_id": new.user_id, "scopes": new.scopes}
 
-    out = _run(settings, work)
+    out = run_with_database(settings, work)
     _print(out, args.json, f"{out['key']}\n(key id {out['id']}; shown once — store it now)")
     return 0
 
@@ -95,7 +77,7 @@ def keys_list(settings: Settings, args: argparse.Namespace) -> int:
         async with db.connection() as conn:
             return await store.list_api_keys(conn, args.user)
 
-    rows = _run(settings, work)
+    rows = run_with_database(settings, work)
     if args.json:
         print(json.dumps([r.__dict__ for r in rows], default=str))
         return 0
@@ -110,7 +92,7 @@ def keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
         async with db.transaction() as conn:
             return await store.revoke_api_key(conn, args.key_id, None)
 
-    if not _run(settings, work):
+    if not run_with_database(settings, work):
         print(f"no active key {args.key_id}")
         return 1
     print(f"key {args.key_id} revoked")

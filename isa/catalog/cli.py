@@ -9,35 +9,23 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio
-
 from isa.catalog.importer import parse_import
 from isa.catalog.service import CatalogService
 from isa.catalog.settings import CatalogSettings
-from isa.core.db import Database, resolve_url
+from isa.core.cli import run_with_database
+from isa.core.db import Database
 from isa.core.embeddings import LocalMiniLM
 from isa.core.errors import ApiError
-from isa.core.migrations import migrate
 from isa.core.settings import Settings
 
 T = TypeVar("T")
 
 
 def _run(settings: Settings, work: Callable[[CatalogService], Awaitable[T]]) -> T:
-    url = resolve_url(settings)
-    if settings.database.auto_migrate:
-        migrate(url, lock_timeout_ms=settings.migrations.lock_timeout_ms)
+    def with_service(db: Database) -> Awaitable[T]:
+        return work(CatalogService(db, LocalMiniLM(), settings.section("catalog", CatalogSettings)))
 
-    async def main() -> T:
-        db = Database(url, settings)
-        await db.open()
-        try:
-            service = CatalogService(db, LocalMiniLM(), settings.section("catalog", CatalogSettings))
-            return await work(service)
-        finally:
-            await db.close()
-
-    return anyio.run(main)
+    return run_with_database(settings, with_service)
 
 
 def _fail(exc: ApiError) -> int:

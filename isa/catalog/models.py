@@ -44,11 +44,3 @@ class SearchFilters:
     min_score: float = 0.0
     max_results: int = 10
     mode: Literal["hybrid", "lexical", "dense"] = "hybrid"
-
-
-@dataclass(frozen=True)
-class ImportedServer:
-    name: str
-    description: str
-    url: str | None
-    tool_count: int

@@ -15,7 +15,7 @@ import numpy as np
 from psycopg import sql
 
 from isa.auth.principal import Principal
-from isa.catalog import history, store
+from isa.catalog import history_store, store
 from isa.catalog.adapter import QueryAdapter
 from isa.catalog.history import Selection, SelectionLog
 from isa.catalog.importer import server_items
@@ -226,7 +226,7 @@ class CatalogService:
         """Store queries whose discovered tool the same user then called successfully as `usage` examples."""
         settings = self.settings
         async with self.db.connection() as conn:
-            pairs = await history.confirmed_selections(conn, settings.learn_window_minutes, settings.learn_batch)
+            pairs = await history_store.confirmed_selections(conn, settings.learn_window_minutes, settings.learn_batch)
         if not pairs:
             return 0
         model = self.embedder.model_name
@@ -390,7 +390,7 @@ class CatalogService:
 
     async def stats(self) -> dict[str, Any]:
         async with self.db.connection() as conn:
-            out = await history.stats(conn)
+            out = await history_store.stats(conn)
         out["log"] = {"written": self.selections.written, "dropped": self.selections.dropped}
         out["query_cache"] = {"entries": len(self._cache), "size": self._cache.size}
         return out

@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import json
-from typing import TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from isa.core.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
 
 
+def jsonable(value: Any) -> Any:
+    """A JSON-safe copy: what json.dumps can't write (datetimes, decimals, UUIDs, exceptions) becomes a string."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def json_response(value: Any, status_code: int = 200, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """A JSON response for rows and dicts straight from the database (see `jsonable`)."""
+    return JSONResponse(jsonable(value), status_code=status_code, headers=headers)
+
+
 def invalid(exc: ValidationError, where: str = "body") -> ApiError:
     """422 invalid_request listing pydantic's errors without echoing the input (it may hold secrets)."""
-    details = exc.errors(include_url=False, include_context=False, include_input=False)
-    # Round-trip through JSON: a custom validator's error may carry values json.dumps can't write.
-    details = json.loads(json.dumps(details, default=str))
+    # JSON-safe: a custom validator's error may carry values json.dumps can't write.
+    details = jsonable(exc.errors(include_url=False, include_context=False, include_input=False))
     return ApiError(422, "invalid_request", f"the request {where} is not valid", details=details)
 
 

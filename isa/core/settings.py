@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import platformdirs
+import pydantic
 from dynaconf import Dynaconf, ValidationError, Validator
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -98,12 +99,29 @@ class Settings(_Section):
     raw: dict[str, Any] = Field(default_factory=dict, repr=False)
 
     def section(self, name: str, model: type[S]) -> S:
-        """Parse one settings section (e.g. "auth") into the domain's own model."""
-        return model.model_validate(self.raw.get(name, {}))
+        """Parse one settings section (e.g. "auth") into the domain's own model.
+
+        The one place a bad section becomes a start-up error (`isa serve` exits 2): a ConfigError naming each
+        bad key as NAME.KEY (the ISA_NAME__KEY spelling), without the input values (a mistyped secret must
+        never end up in a log or on a terminal).
+        """
+        try:
+            return model.model_validate(self.raw.get(name, {}))
+        except pydantic.ValidationError as exc:
+            raise ConfigError(section_problems(name, exc)) from None
 
     @property
     def embedded_database(self) -> bool:
         return not self.database.url
+
+
+def section_problems(name: str, exc: pydantic.ValidationError) -> str:
+    """`invalid <name> settings: NAME.KEY: why; …`, never echoing the values given."""
+    problems = "; ".join(
+        ".".join([*([name] if name else []), *(str(p) for p in e["loc"])]).upper() + f": {e['msg']}"
+        for e in exc.errors(include_input=False, include_context=False, include_url=False)
+    )
+    return f"invalid {name or 'core'} settings: {problems}"
 
 
 def _required(name: str, why: str) -> Validator:
@@ -156,8 +174,8 @@ def load_settings(role: str | None = None) -> Settings:
     known = {k: raw[k] for k in Settings.model_fields if k in raw and k not in ("raw", "env", "role", "data_dir")}
     try:
         return Settings(env=env_name, role=chosen, data_dir=data_dir, raw=raw, **known)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    except pydantic.ValidationError as exc:
+        raise ConfigError(section_problems("", exc)) from None
 
 
 def _lower_keys(value: Any) -> Any:

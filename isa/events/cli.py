@@ -6,40 +6,28 @@ import argparse
 from collections.abc import Callable
 from datetime import datetime
 
-import anyio
-
 from isa.auth.settings import auth_settings
-from isa.core.db import Database, resolve_url
-from isa.core.migrations import migrate
+from isa.core.cli import run_with_database
+from isa.core.db import Database
 from isa.core.settings import Settings
 from isa.events.settings import EventsSettings
 from isa.events.worker import Worker
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    url = resolve_url(settings, keep_running=True)
-    if settings.database.auto_migrate:
-        migrate(url, lock_timeout_ms=settings.migrations.lock_timeout_ms)
     fixed = datetime.fromisoformat(args.now) if args.now else None
 
-    async def main() -> int:
-        db = Database(url, settings)
-        await db.open()
-        try:
-            clock = (lambda: fixed) if fixed else None
-            worker = Worker(
-                db, settings.section("events", EventsSettings), auth_settings(settings), clock, args.worker_id
-            )
-            if args.once:
-                tasks, events = await worker.run_once()
-                print(f"worker={worker.id} tasks_run={tasks} events_processed={events}", flush=True)
-            else:
-                await worker.run_forever()
-        finally:
-            await db.close()
+    async def main(db: Database) -> int:
+        clock = (lambda: fixed) if fixed else None
+        worker = Worker(db, settings.section("events", EventsSettings), auth_settings(settings), clock, args.worker_id)
+        if args.once:
+            tasks, events = await worker.run_once()
+            print(f"worker={worker.id} tasks_run={tasks} events_processed={events}", flush=True)
+        else:
+            await worker.run_forever()
         return 0
 
-    return anyio.run(main)
+    return run_with_database(settings, main, keep_running=True)
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], load: Callable[..., Settings]) -> None:

@@ -7,10 +7,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import anyio
-
-from isa.core.db import Database, resolve_url
-from isa.core.migrations import migrate
+from isa.core.cli import run_with_database
+from isa.core.db import Database
 from isa.core.settings import ConfigError, Settings
 from isa.core.storage import StorageError, StorageSettings, build_storage
 from isa.files.schemas import FilesSettings
@@ -23,26 +21,17 @@ def sweep(settings: Settings, args: argparse.Namespace) -> int:
     except StorageError as exc:
         raise ConfigError(str(exc)) from None
 
-    url = resolve_url(settings)
-    if settings.database.auto_migrate:
-        migrate(url, lock_timeout_ms=settings.migrations.lock_timeout_ms)
+    async def main(db: Database) -> dict[str, Any]:
+        service = FilesService(db, storage, settings.section("files", FilesSettings))
+        expired = await service.sweep_pending(args.older_than)
+        out: dict[str, Any] = {"expired_pending": [r.id for r in expired]}
+        if args.orphans:
+            orphans = await service.collect_orphans(delete=args.delete, min_age_minutes=args.orphan_age)
+            out["orphans"] = orphans
+            out["orphans_deleted"] = args.delete
+        return out
 
-    async def main() -> dict[str, Any]:
-        db = Database(url, settings)
-        await db.open()
-        try:
-            service = FilesService(db, storage, settings.section("files", FilesSettings))
-            expired = await service.sweep_pending(args.older_than)
-            out: dict[str, Any] = {"expired_pending": [r.id for r in expired]}
-            if args.orphans:
-                orphans = await service.collect_orphans(delete=args.delete, min_age_minutes=args.orphan_age)
-                out["orphans"] = orphans
-                out["orphans_deleted"] = args.delete
-            return out
-        finally:
-            await db.close()
-
-    result = anyio.run(main)
+    result = run_with_database(settings, main)
     if args.json:
         print(json.dumps(result))
     else:

@@ -8,7 +8,7 @@ from typing import Any
 
 from isa.core.db import Database
 from isa.mcp.envelope import ToolFailure
-from isa.users import ledger
+from isa.users import credits
 
 
 class Billing:
@@ -22,7 +22,7 @@ class Billing:
         charge_id = str(uuid.uuid4())
         try:
             async with self.db.transaction() as conn:
-                entry = await ledger.consume(
+                entry = await credits.consume(
                     conn,
                     user_id,
                     cost,
@@ -30,7 +30,7 @@ class Billing:
                     idempotency_key=f"mcp-tool:{charge_id}",
                     metadata={"tool": tool},
                 )
-        except ledger.InsufficientCredits as exc:
+        except credits.InsufficientCredits as exc:
             raise ToolFailure(
                 "insufficient_credits", "insufficient_credits", exc.message, details=exc.details or {}
             ) from None
@@ -46,7 +46,7 @@ class Billing:
         if charge is None:
             return
         async with self.db.transaction() as conn:
-            await ledger.credit_once(
+            await credits.credit_once(
                 conn,
                 user_id,
                 Decimal(charge["credits_charged"]),

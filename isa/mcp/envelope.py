@@ -10,6 +10,7 @@ from typing import Any
 
 from mcp_types import CallToolResult, TextContent
 
+from isa.core.http import jsonable
 from isa.core.logging import redact_text
 
 # Statuses a client (the agent) branches on; the two markers pause the agent for a human.
@@ -95,11 +96,6 @@ def failure_result(action: str, failure: ToolFailure) -> CallToolResult:
     if failure.retry_after is not None:
         data["retry_after"] = failure.retry_after
     return to_result(envelope("error", action, data, error=failure.message), is_error=True)
-
-
-def jsonable(value: Any) -> Any:
-    """A JSON-safe copy (dates, decimals and models become strings)."""
-    return json.loads(json.dumps(value, default=str))
 
 
 def canonical(arguments: dict[str, Any]) -> str:

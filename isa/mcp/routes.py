@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from isa.auth import require_principal
-from isa.core.errors import ApiError
+from isa.core.http import json_body, jsonable, query_params
 from isa.mcp import store
 from isa.mcp.approvals import Approvals
-from isa.mcp.envelope import jsonable
 from isa.mcp.runner import ToolRunner
 
 STATUSES = ("pending", "approved", "denied", "used")
@@ -43,31 +40,13 @@ class MetricsQuery(BaseModel):
     hours: int = Field(default=24, ge=1, le=24 * 30)
 
 
-def _parse(model: type[BaseModel], data: Any) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        details = [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        raise ApiError(422, "invalid_request", "the request is not valid", details=jsonable(details)) from None
-
-
-async def _decision(request: Request) -> Decision:
-    raw = await request.body()
-    if not raw.strip():
-        return Decision()
-    try:
-        return _parse(Decision, await request.json())  # type: ignore[no-any-return]
-    except ValueError:
-        raise ApiError(400, "invalid_json", "the body is not JSON") from None
-
-
 def _approvals(request: Request) -> Approvals:
     return request.app.state.isa.get("mcp.approvals", Approvals)  # type: ignore[no-any-return]
 
 
 async def list_authorizations(request: Request) -> JSONResponse:
     principal = await require_principal(request, "read")
-    query = _parse(ListQuery, dict(request.query_params))
+    query = query_params(request, ListQuery)
     items = await _approvals(request).list(principal, everyone=query.all, status=query.status, limit=query.limit)
     return JSONResponse({"authorizations": jsonable(items)})
 
@@ -80,7 +59,7 @@ async def get_authorization(request: Request) -> JSONResponse:
 
 async def _decide(request: Request, approve: bool) -> JSONResponse:
     principal = await require_principal(request, "write")
-    decision = await _decision(request)
+    decision = await json_body(request, Decision, empty_ok=True)
     item = await _approvals(request).decide(
         principal, request.path_params["request_id"], approve=approve, note=decision.note
     )
@@ -97,7 +76,7 @@ async def deny(request: Request) -> JSONResponse:
 
 async def audit_log(request: Request) -> JSONResponse:
     await require_principal(request, "admin")
-    query = _parse(AuditQuery, dict(request.query_params))
+    query = query_params(request, AuditQuery)
     async with request.app.state.isa.db.connection() as conn:
         rows = await store.list_audit(conn, user_id=query.user_id, tool_name=query.tool_name, limit=query.limit)
     return JSONResponse({"entries": jsonable(rows)})
@@ -105,7 +84,7 @@ async def audit_log(request: Request) -> JSONResponse:
 
 async def metrics(request: Request) -> JSONResponse:
     await require_principal(request, "admin")
-    query = _parse(MetricsQuery, dict(request.query_params))
+    query = query_params(request, MetricsQuery)
     async with request.app.state.isa.db.connection() as conn:
         body = await store.metrics(conn, query.hours)
     runner: ToolRunner = request.app.state.isa.get("mcp.runner", ToolRunner)

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from isa.auth.principal import Principal
 from isa.core.builder import AppState
 from isa.core.errors import ApiError, request_id_of
+from isa.core.http import jsonable
 from isa.core.logging import get_logger
 from isa.mcp import context as call_context
 from isa.mcp import store
@@ -37,7 +38,6 @@ from isa.mcp.envelope import (
     arguments_hash,
     envelope,
     failure_result,
-    jsonable,
     mask_arguments,
     to_result,
 )

@@ -17,20 +17,11 @@ from isa.mcp.approvals import Approvals
 from isa.mcp.context import current_call
 from isa.mcp.discovery import Discovery
 from isa.mcp.envelope import AUTHORIZATION_REQUESTED, HUMAN_INPUT_REQUESTED, arguments_hash, mask_arguments
-from isa.mcp.registry import Capabilities, SecurityLevel
+from isa.mcp.registry import Capabilities
 from isa.mcp.runner import Marker, ToolRunner
 
 capabilities = Capabilities("isa.mcp")
 tool = capabilities.tool
-
-# Fixed table names: the argument picks one, it never becomes SQL text.
-MEMORY_TABLES = {
-    "factual": "factual_memories",
-    "episodic": "episodic_memories",
-    "semantic": "semantic_memories",
-    "procedural": "procedural_memories",
-    "working": "working_memories",
-}
 
 
 @tool(category="general", keywords=["time", "date", "clock", "timezone", "now"])
@@ -91,27 +82,6 @@ async def check_authorization(request_id: str) -> dict[str, Any]:
     """The state of one of your authorization requests: pending, approved, denied, used or expired."""
     call = current_call()
     return await call.service("mcp.approvals", Approvals).get(call.principal, request_id)
-
-
-@tool(
-    category="memory",
-    keywords=["forget", "delete", "erase", "memories", "privacy"],
-    security=SecurityLevel.HIGH,
-    scope="write",
-    rate_limit_per_minute=10,
-)
-async def delete_my_memories(
-    memory_type: Literal["factual", "episodic", "semantic", "procedural", "working", "all"],
-) -> dict[str, Any]:
-    """Permanently delete your stored memories of one type (or all); needs a human's approval first."""
-    call = current_call()
-    tables = MEMORY_TABLES.values() if memory_type == "all" else [MEMORY_TABLES[memory_type]]
-    deleted: dict[str, int] = {}
-    async with call.db.transaction() as conn:
-        for table in tables:
-            cur = await conn.execute(f"DELETE FROM {table} WHERE user_id = %s", (call.principal.user_id,))
-            deleted[table] = cur.rowcount
-    return {"deleted": deleted, "total": sum(deleted.values())}
 
 
 @tool(category="admin", keywords=["admin", "approvals", "pending", "authorization"], scope="admin")

@@ -15,15 +15,15 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
 from isa.auth.principal import Principal
-from isa.core.db import DictConnection, vector_literal
-from isa.core.search import Bm25Stats, Corpus, Mode, Query, Slice, Weights, hybrid_search
+from isa.core.search import Corpus, Mode, Query, Slice, Weights, hybrid_search
 from isa.llm.client import ModelClient
 from isa.llm.rerank import rerank
+from isa.memory import knowledge_store as kstore
 from isa.memory.documents import Limits
+from isa.memory.knowledge_store import bm25_stats
 from isa.memory.service import MemoryService, NotFound, content_hash
 
 CORPUS = Corpus(table="user_knowledge", postings="user_knowledge_postings", examples=None, active_column=None)
@@ -111,40 +111,29 @@ class KnowledgeService:
         ids: list[str] = []
         async with self.db.transaction() as conn:
             for i, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True)):
-                cur = await conn.execute(
-                    "INSERT INTO user_knowledge (user_id, document_id, source_document, chunk_index, chunk_count,"
-                    " content, content_hash, metadata, embedding, embedding_model)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::vector(384), %s) RETURNING id::text",
-                    (
-                        user_id,
-                        doc_id,
-                        source,
-                        i,
-                        len(chunks) if document else None,
-                        chunk,
-                        content_hash(chunk),
-                        Jsonb(metadata),
-                        vector_literal(vector),
-                        self.model,
-                    ),
+                item_id = await kstore.insert_chunk(
+                    conn,
+                    user_id,
+                    document_id=doc_id,
+                    source=source,
+                    index=i,
+                    count=len(chunks) if document else None,
+                    content=chunk,
+                    digest=content_hash(chunk),
+                    metadata=metadata,
+                    vector=vector,
+                    model=self.model,
                 )
-                row = await cur.fetchone()
-                assert row is not None
-                ids.append(row["id"])
+                ids.append(item_id)
         return {"document_id": doc_id, "ids": ids, "chunks": len(ids)}
 
     async def store_text(self, user_id: str, text: str, metadata: dict[str, Any]) -> dict[str, Any]:
         """One item; storing the same text again returns the existing item."""
         text = text.replace("\x00", " ").strip()
         async with self.db.connection() as conn:
-            cur = await conn.execute(
-                "SELECT id::text FROM user_knowledge WHERE user_id = %s AND content_hash = %s AND document_id IS NULL"
-                " LIMIT 1",
-                (user_id, content_hash(text)),
-            )
-            found = await cur.fetchone()
+            found = await kstore.item_by_hash(conn, user_id, content_hash(text))
         if found is not None:
-            return {"id": found["id"], "action": "exists"}
+            return {"id": found, "action": "exists"}
         out = await self._insert(user_id, [text], metadata, metadata.get("source"), document=False)
         return {"id": out["ids"][0], "action": "created"}
 
@@ -240,25 +229,12 @@ class KnowledgeService:
 
     async def list_items(self, user_id: str, limit: int, offset: int) -> dict[str, Any]:
         async with self.db.connection() as conn:
-            cur = await conn.execute(
-                "SELECT id::text, document_id::text, source_document, chunk_index, chunk_count,"
-                " left(content, 160) AS preview, metadata, created_at FROM user_knowledge WHERE user_id = %s"
-                " ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
-                (user_id, limit, offset),
-            )
-            rows = await cur.fetchall()
-            cur = await conn.execute("SELECT count(*) AS n FROM user_knowledge WHERE user_id = %s", (user_id,))
-            total = await cur.fetchone()
-        return {"items": [_plain(r) for r in rows], "total": int(total["n"]) if total else 0}
+            rows, total = await kstore.list_items(conn, user_id, limit, offset)
+        return {"items": [_plain(r) for r in rows], "total": total}
 
     async def get_item(self, user_id: str, item_id: str) -> dict[str, Any]:
         async with self.db.connection() as conn:
-            cur = await conn.execute(
-                "SELECT id::text, document_id::text, source_document, chunk_index, chunk_count, content, metadata,"
-                " created_at FROM user_knowledge WHERE id = %s AND user_id = %s",
-                (parse_uuid(item_id), user_id),
-            )
-            row = await cur.fetchone()
+            row = await kstore.get_item(conn, user_id, parse_uuid(item_id))
         if row is None:
             raise NotFound(f"no knowledge item {item_id}")
         return _plain(row)
@@ -266,23 +242,14 @@ class KnowledgeService:
     async def delete_item(self, user_id: str, item_id: str, whole_document: bool) -> dict[str, Any]:
         """Delete one item, or every chunk of its document."""
         async with self.db.transaction() as conn:
-            cur = await conn.execute(
-                "DELETE FROM user_knowledge WHERE user_id = %(u)s AND (id = %(id)s OR (%(whole)s AND document_id ="
-                " (SELECT document_id FROM user_knowledge WHERE id = %(id)s AND user_id = %(u)s)))",
-                {"u": user_id, "id": parse_uuid(item_id), "whole": whole_document},
-            )
-            if cur.rowcount == 0:
+            deleted = await kstore.delete_item(conn, user_id, parse_uuid(item_id), whole_document)
+            if deleted == 0:
                 raise NotFound(f"no knowledge item {item_id}")
-        return {"deleted": cur.rowcount}
+        return {"deleted": deleted}
 
     async def status(self, user_id: str, model_configured: bool) -> dict[str, Any]:
         async with self.db.connection() as conn:
-            cur = await conn.execute(
-                "SELECT count(*) AS items, count(DISTINCT document_id) AS documents FROM user_knowledge"
-                " WHERE user_id = %s",
-                (user_id,),
-            )
-            row = await cur.fetchone()
+            row = await kstore.counts(conn, user_id)
         return {
             "status": "ok",
             "items": int(row["items"]) if row else 0,
@@ -309,15 +276,6 @@ def reciprocal_rank_fusion(rows: list[dict[str, Any]], k: float) -> list[dict[st
     return sorted(fused, key=lambda r: (-r["score"], str(r["id"])))
 
 
-async def bm25_stats(conn: DictConnection, user_id: str) -> Bm25Stats:
-    """The user's BM25 N and mean chunk length (field A), kept by the 0019 triggers."""
-    cur = await conn.execute("SELECT entries, total_len FROM user_knowledge_bm25_stats WHERE user_id = %s", (user_id,))
-    row = await cur.fetchone()
-    entries = int(row["entries"]) if row else 0
-    mean = float(row["total_len"]) / entries if row and entries else 1.0
-    return Bm25Stats(rows=max(entries, 1), len_a=max(mean, 1.0), len_b=0.0, len_c=0.0)
-
-
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
 
@@ -331,3 +289,6 @@ def _item(row: dict[str, Any]) -> dict[str, Any]:
     out.pop("votes", None)
     out.pop("slice", None)
     return out
+
+
+__all__ = ["CORPUS", "KnowledgeService", "KnowledgeSettings", "bm25_stats", "chunk_text", "reciprocal_rank_fusion"]

@@ -19,6 +19,7 @@ from isa.memory.documents import UnreadableFile, read_text
 from isa.memory.knowledge import KnowledgeService
 from isa.memory.service import MemoryService, NotFound
 from isa.memory.store import MEMORY_TYPES, Filters
+from isa.users import sessions
 
 Text = Annotated[str, Field(min_length=1, max_length=200_000)]
 Question = Annotated[str, Field(min_length=1, max_length=2000)]
@@ -161,12 +162,7 @@ async def memory_sessions_resource(limit: str, ctx: Context) -> str:
     user_id, service = _resource_ctx(ctx)
     n = min(max(int(limit) if limit.isdigit() else 20, 1), 100)
     async with service.db.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id::text, title, status, message_count, last_activity_at FROM sessions WHERE user_id = %s"
-            " ORDER BY last_activity_at DESC LIMIT %s",
-            (user_id, n),
-        )
-        rows = await cur.fetchall()
+        rows = await sessions.recent_sessions(conn, user_id, n)
     return json.dumps(rows, default=str)
 
 

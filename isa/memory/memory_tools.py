@@ -1,4 +1,4 @@
-"""The 13 memory tools (the original's names); the owner is always the caller, never an argument."""
+"""The 13 memory tools (the original's names) and `delete_my_memories`; the owner is always the caller."""
 
 from __future__ import annotations
 
@@ -201,3 +201,18 @@ async def get_memory_statistics() -> dict[str, Any]:
     """How many memories of each type you have (expired ones not counted)."""
     user_id, service = _ctx()
     return await service.statistics(user_id)
+
+
+@capabilities.tool(
+    category="memory",
+    keywords=["forget", "delete", "erase", "memories", "privacy"],
+    security=SecurityLevel.HIGH,
+    scope="write",
+    rate_limit_per_minute=10,
+)
+async def delete_my_memories(
+    memory_type: Literal["factual", "episodic", "semantic", "procedural", "working", "all"],
+) -> dict[str, Any]:
+    """Permanently delete your stored memories of one type (or all); needs a human's approval first."""
+    user_id, service = _ctx()
+    return await service.forget(user_id, None if memory_type == "all" else memory_type)

@@ -22,6 +22,7 @@ from isa.memory import extract, store
 from isa.memory.llm_extract import Extractor, Outcome
 from isa.memory.settings import MemorySettings
 from isa.memory.store import Blend, Filters
+from isa.users import sessions
 
 log = get_logger(__name__)
 
@@ -86,11 +87,7 @@ class MemoryService:
             if existing is not None:
                 await store.reinforce(conn, memory_type, user_id, existing, importance)
                 if memory_type == "working":  # the same task again: its TTL restarts
-                    await conn.execute(
-                        "UPDATE working_memories SET expires_at = greatest(expires_at, %s) WHERE id = %s"
-                        " AND user_id = %s",
-                        (values["expires_at"], existing, user_id),
-                    )
+                    await store.extend_working(conn, user_id, existing, values["expires_at"])
                 result = {"memory_type": memory_type, "id": existing, "action": "reinforced"}
             else:
                 row = await store.insert(
@@ -289,23 +286,11 @@ class MemoryService:
         self, user_id: str, session_id: str, content: str, message_type: str, role: str, importance: float
     ) -> dict[str, Any]:
         async with self.db.transaction() as conn:
-            cur = await conn.execute(
-                "SELECT id FROM sessions WHERE id = %s AND user_id = %s FOR UPDATE", (session_id, user_id)
+            row = await sessions.add_note(
+                conn, user_id, session_id, sessions.Note(role, message_type, content, importance)
             )
-            if await cur.fetchone() is None:
-                raise NotFound(f"no session {session_id}")
-            cur = await conn.execute(
-                "INSERT INTO session_messages (session_id, user_id, message_type, role, content, importance_score)"
-                " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id::text, created_at",
-                (session_id, user_id, message_type, role, content, importance),
-            )
-            row = await cur.fetchone()
-            await conn.execute(
-                "UPDATE sessions SET message_count = message_count + 1, last_activity_at = now()"
-                " WHERE id = %s AND user_id = %s",
-                (session_id, user_id),
-            )
-        assert row is not None
+        if row is None:
+            raise NotFound(f"no session {session_id}")
         return {"id": row["id"], "session_id": session_id, "created_at": row["created_at"].isoformat()}
 
     async def search(
@@ -331,30 +316,24 @@ class MemoryService:
         self, user_id: str, session_id: str, include_summaries: bool, max_recent: int
     ) -> dict[str, Any]:
         async with self.db.connection() as conn:
-            cur = await conn.execute(
-                "SELECT id::text, title, status, message_count, session_summary, created_at, last_activity_at"
-                " FROM sessions WHERE id = %s AND user_id = %s",
-                (session_id, user_id),
-            )
-            session = await cur.fetchone()
+            session = await sessions.session_brief(conn, user_id, session_id)
             if session is None:
                 raise NotFound(f"no session {session_id}")
-            cur = await conn.execute(
-                "SELECT * FROM (SELECT role, message_type, content, created_at, seq FROM session_messages"
-                " WHERE session_id = %s AND user_id = %s ORDER BY seq DESC LIMIT %s) m ORDER BY seq",
-                (session_id, user_id, max_recent),
-            )
-            messages = [_plain({k: v for k, v in r.items() if k != "seq"}) for r in await cur.fetchall()]
+            messages = [_plain(r) for r in await sessions.recent_messages(conn, user_id, session_id, max_recent)]
             summary = None
             if include_summaries:
-                cur = await conn.execute(
-                    "SELECT conversation_summary, key_decisions, ongoing_tasks, important_facts, last_summary_at"
-                    " FROM session_memories WHERE session_id = %s AND user_id = %s",
-                    (session_id, user_id),
-                )
-                found = await cur.fetchone()
+                found = await store.session_summary(conn, user_id, session_id)
                 summary = _plain(found) if found else None
         return {"session": _plain(session), "recent_messages": messages, "summary": summary}
+
+    async def forget(self, user_id: str, memory_type: str | None) -> dict[str, Any]:
+        """Delete the user's memories of one type (None: every type) in one transaction; counts by table."""
+        types = store.MEMORY_TYPES if memory_type is None else (memory_type,)
+        deleted: dict[str, int] = {}
+        async with self.db.transaction() as conn:
+            for kind in types:
+                deleted[store.TABLES[kind]] = await store.delete_all(conn, user_id, kind)
+        return {"deleted": deleted, "total": sum(deleted.values())}
 
     async def statistics(self, user_id: str) -> dict[str, Any]:
         async with self.db.connection() as conn:

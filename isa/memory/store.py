@@ -420,3 +420,28 @@ async def save_summary(
             "n": total,
         },
     )
+
+
+async def extend_working(conn: DictConnection, user_id: str, memory_id: str, expires_at: Any) -> None:
+    """The same task again: a working memory's TTL restarts (never shortens)."""
+    await conn.execute(
+        "UPDATE working_memories SET expires_at = greatest(expires_at, %s) WHERE id = %s AND user_id = %s",
+        (expires_at, memory_id, user_id),
+    )
+
+
+async def session_summary(conn: DictConnection, user_id: str, session_id: str) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        "SELECT conversation_summary, key_decisions, ongoing_tasks, important_facts, last_summary_at"
+        " FROM session_memories WHERE session_id = %s AND user_id = %s",
+        (session_id, user_id),
+    )
+    return await cur.fetchone()
+
+
+async def delete_all(conn: DictConnection, user_id: str, memory_type: str) -> int:
+    """Delete every memory of one type of the user; the number deleted."""
+    cur = await conn.execute(
+        sql.SQL("DELETE FROM {} WHERE user_id = %s").format(sql.Identifier(TABLES[memory_type])), (user_id,)
+    )
+    return cur.rowcount

@@ -10,13 +10,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-from pydantic import ValidationError
 from starlette.routing import Route
 
 from isa.core import health
 from isa.core.builder import AppBuilder
 from isa.core.errors import ApiError
-from isa.core.settings import ConfigError
 from isa.model import invoke, openapi, routes
 from isa.model.service import ModelService
 from isa.model.settings import ModelSettings
@@ -25,10 +23,7 @@ __all__ = ["ModelService", "ModelSettings", "register"]
 
 
 def model_settings(builder: AppBuilder) -> ModelSettings:
-    try:
-        return builder.settings.section("model", ModelSettings)
-    except ValidationError as exc:
-        raise ConfigError(f"MODEL: {exc}") from None
+    return builder.settings.section("model", ModelSettings)
 
 
 def register(builder: AppBuilder) -> None:

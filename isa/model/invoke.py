@@ -11,7 +11,6 @@ import base64
 import json
 import math
 import time
-from contextlib import aclosing
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,7 +29,7 @@ from isa.model.routes import service_of
 from isa.model.schemas import InvokeRequest
 from isa.model.service import ModelService, stream_chunks
 from isa.model.settings import Deployment
-from isa.model.streaming import EventStream, sse
+from isa.model.streaming import EventStream, relay, sse
 
 ENDPOINT = "/api/v1/invoke"
 _DEFAULT_ALIAS = {"text": "default", "vision": "vision", "embedding": "embed", "image": "image", "audio": "transcribe"}
@@ -347,6 +346,11 @@ async def _chat(
     )
 
 
+def _token_frames(chunk: dict[str, Any]) -> list[bytes]:
+    deltas = ((choice.get("delta") or {}).get("content") for choice in chunk.get("choices", ()))
+    return [sse({"token": token}) for token in deltas if token]
+
+
 async def _chat_stream(
     service: ModelService,
     principal: Principal,
@@ -361,14 +365,9 @@ async def _chat_stream(
 
     async def frames() -> Any:
         result: dict[str, Any] = {}
-        # aclosing: if the client leaves while we wait to send, the upstream closes now, not at GC.
         chunks = stream_chunks(service, stream, names, usage_of, include_usage=False, result=result)
-        async with aclosing(chunks):
-            async for chunk in chunks:
-                for choice in chunk.get("choices", ()):
-                    token = (choice.get("delta") or {}).get("content")
-                    if token:
-                        yield sse({"token": token})
+        async for out in relay(chunks, _token_frames):
+            yield out
         error = result.get("error")
         if error is not None:
             yield sse({"error": {"code": error.code, "message": error.message, "request_id": rid}})

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import json
 import struct
 import time
-from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
@@ -19,12 +17,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from isa.auth import require_principal
+from isa.auth.principal import Principal
 from isa.core.errors import ApiError, request_id_of
-from isa.core.http import invalid, query_params
-from isa.model import store
+from isa.core.http import invalid, json_response, query_params
 from isa.model.schemas import ChatRequest, EmbeddingRequest, ImageRequest
 from isa.model.service import ModelService, stream_chunks
-from isa.model.streaming import EventStream, sse
+from isa.model.streaming import EventStream, relay, sse
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -44,17 +42,26 @@ async def parse(request: Request, model: type[M]) -> M:
         raise invalid(exc) from None
 
 
+R = TypeVar("R", ChatRequest, EmbeddingRequest, ImageRequest)
+
+
+async def admit(request: Request, model: type[R], kind: str) -> tuple[Principal, ModelService, R, str]:
+    """The gateway's prologue, in this order: the caller (401/403), the body (422), its model group, credits (402)."""
+    principal = await require_principal(request, "write")
+    service = service_of(request)
+    body = await parse(request, model)
+    group = service.resolve(body.model, kind)
+    await service.check_credits(principal)
+    return principal, service, body, group
+
+
 def deployment_headers(group: str, deployment_id: str) -> dict[str, str]:
     return {"x-isa-deployment": deployment_id, "x-isa-model-group": group}
 
 
 async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions: streaming or not, tools, JSON mode, vision content parts."""
-    principal = await require_principal(request, "write")
-    service = service_of(request)
-    body = await parse(request, ChatRequest)
-    group = service.resolve(body.model, "chat")
-    await service.check_credits(principal)
+    principal, service, body, group = await admit(request, ChatRequest, "chat")
     payload = body.provider_payload()
     started = time.perf_counter()
     rid = request_id_of(request)
@@ -85,12 +92,9 @@ async def chat_completions(request: Request) -> Response:
 
     async def frames() -> Any:
         result: dict[str, Any] = {}
-        # aclosing: if the client leaves while we wait to send, the upstream closes now, not at GC.
         chunks = stream_chunks(service, stream, names, usage_of, include_usage=include_usage, result=result)
-        async with aclosing(chunks):
-            async for chunk in chunks:
-                chunk["model"] = body.model
-                yield sse(chunk)
+        async for out in relay(chunks, lambda chunk: [sse({**chunk, "model": body.model})]):
+            yield out
         error = result.get("error")
         if error is not None:
             yield sse({"error": {"code": error.code, "message": error.message, "type": error.code, "request_id": rid}})
@@ -108,11 +112,7 @@ def _encode(vector: list[float], encoding: str) -> Any:
 
 async def embeddings(request: Request) -> Response:
     """OpenAI embeddings; the `embed` alias is the local MiniLM unless a provider model is configured."""
-    principal = await require_principal(request, "write")
-    service = service_of(request)
-    body = await parse(request, EmbeddingRequest)
-    group = service.resolve(body.model, "embedding")
-    await service.check_credits(principal)
+    principal, service, body, group = await admit(request, EmbeddingRequest, "embedding")
     started = time.perf_counter()
     texts = body.texts()
     vectors, deployment, tokens, cost = await service.embed(group, texts, body.dimensions)
@@ -147,11 +147,7 @@ async def embeddings(request: Request) -> Response:
 
 async def image_generations(request: Request) -> Response:
     """OpenAI image generation (any image deployment, e.g. OpenAI or Replicate)."""
-    principal = await require_principal(request, "write")
-    service = service_of(request)
-    body = await parse(request, ImageRequest)
-    group = service.resolve(body.model, "image")
-    await service.check_credits(principal)
+    principal, service, body, group = await admit(request, ImageRequest, "image")
     started = time.perf_counter()
     params = body.model_dump(exclude_none=True, exclude={"model", "prompt"})
     served = await service.guarded(group, service.gateway.image(group, body.prompt, **params))
@@ -246,8 +242,7 @@ async def usage_analytics(request: Request) -> Response:
         principal.require("admin")  # another user's usage is an admin's business only
         user_id = query.user_id
     since = datetime.now(UTC) - timedelta(days=query.days)
-    async with request.app.state.isa.db.connection() as conn:
-        totals, rows = await store.usage_summary(conn, user_id, since, query.group_by)
+    totals, rows = await service_of(request).usage_summary(user_id, since, query.group_by)
     body = {
         "success": True,
         "data": {
@@ -258,7 +253,7 @@ async def usage_analytics(request: Request) -> Response:
             "breakdown": [_plain(r) for r in rows],
         },
     }
-    return JSONResponse(json.loads(json.dumps(body, default=str)))
+    return json_response(body)
 
 
 async def model_analytics(request: Request) -> Response:
@@ -268,9 +263,8 @@ async def model_analytics(request: Request) -> Response:
     if not days.isdigit() or not 1 <= int(days) <= 366:
         raise ApiError(422, "invalid_request", "days must be between 1 and 366")
     since = datetime.now(UTC) - timedelta(days=int(days))
-    async with request.app.state.isa.db.connection() as conn:
-        rows = await store.model_statistics(conn, since)
-    return JSONResponse(json.loads(json.dumps({"success": True, "data": rows}, default=str)))
+    rows = await service_of(request).model_statistics(since)
+    return json_response({"success": True, "data": rows})
 
 
 def routes() -> list[Route]:

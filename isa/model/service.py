@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Callable
+from datetime import datetime
 from decimal import ROUND_UP, Decimal
 from typing import Any
 
@@ -18,8 +19,9 @@ from isa.model import store
 from isa.model.gateway import ChatStream, Gateway, upstream_error
 from isa.model.sanitize import SCHEMA_STRICT_PROVIDERS, ToolNames, prepare_tools, restore_tool_names
 from isa.model.settings import LOCAL_EMBEDDING_MODEL, Deployment, ModelSettings
-from isa.model.usage import CreditGate, Pending, UsageWriter
-from isa.users.ledger import InsufficientCredits
+from isa.model.usage import CreditGate, Pending, UsageWriter, record_usage
+from isa.users import credits
+from isa.users.credits import InsufficientCredits
 
 log = get_logger(__name__)
 
@@ -122,7 +124,7 @@ class ModelService:
         if cached is not None and cached >= needed:
             return  # read less than credit_cache_seconds ago, less what this node charged since
         async with self.db.connection() as conn:
-            balance = await store.balance(conn, user)
+            balance = await credits.balance(conn, user)
         if balance is None:
             raise InsufficientCredits(Decimal(0), needed)
         self.credits.remember(user, balance)
@@ -221,6 +223,17 @@ class ModelService:
             model_id = await store.ensure_model(conn, deployment.provider_model, deployment.provider, model_type, dims)
         return model_id
 
+    async def usage_summary(
+        self, user_id: str | None, since: datetime, group_by: str
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Totals and a breakdown of gateway usage since `since`; `user_id` None: every user (admins only)."""
+        async with self.db.connection() as conn:
+            return await store.usage_summary(conn, user_id, since, group_by)
+
+    async def model_statistics(self, since: datetime) -> list[dict[str, Any]]:
+        async with self.db.connection() as conn:
+            return await store.model_statistics(conn, since)
+
     async def record(self, usage: store.Usage | None, deployment: Deployment, *, failed: bool = False) -> None:
         """Queue the usage row, credit charge and daily statistics of a call (written by the usage writer)."""
         await self.usage_writer.put(Pending(usage, deployment, failed))
@@ -241,7 +254,7 @@ class ModelService:
                     dims = item.usage.metadata.get("dimensions") if item.usage else None
                     model_id = new_ids[key] = await self._model_id(conn, item.deployment, dims)
                 if item.usage is not None:
-                    written = await store.record_usage(conn, item.usage)
+                    written = await record_usage(conn, item.usage)
                     charged[i] = written[1] if written else None
                 deltas.setdefault(model_id, store.StatsDelta()).add(item.usage, failed=item.failed)
             for model_id in sorted(deltas):

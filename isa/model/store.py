@@ -1,15 +1,13 @@
-"""SQL for the model gateway: credit checks, usage records, daily model statistics, usage summaries."""
+"""SQL for the model gateway: the models catalogue, daily model statistics, usage summaries (read-only)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from isa.core.db import DictConnection
-from isa.users import ledger
 
 
 @dataclass
@@ -38,12 +36,6 @@ class Usage:
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
-
-
-async def balance(conn: DictConnection, user_id: str) -> Decimal | None:
-    cur = await conn.execute("SELECT credits_remaining FROM users WHERE user_id = %s", (user_id,))
-    row = await cur.fetchone()
-    return None if row is None else Decimal(row["credits_remaining"])
 
 
 async def ensure_model(
@@ -124,72 +116,6 @@ async def add_statistics(conn: DictConnection, model_id: str, delta: StatsDelta)
             "latency": delta.latency,
         },
     )
-
-
-_INSERT_USAGE = """
-INSERT INTO user_usage_records
-    (user_id, request_id, endpoint, event_type, credits_charged, cost_usd, calculation_method, total_tokens,
-     prompt_tokens, completion_tokens, model_name, provider, operation_name, billing_metadata)
-VALUES (%(user_id)s, %(request_id)s, %(endpoint)s, %(event_type)s, %(credits)s, %(cost)s, %(method)s, %(total)s,
-        %(prompt)s, %(completion)s, %(model_name)s, %(provider)s, %(operation)s, %(metadata)s::jsonb)
-RETURNING id
-"""
-
-
-async def record_usage(conn: DictConnection, usage: Usage) -> tuple[str, Decimal] | None:
-    """Insert the usage row and charge up to the balance, in the caller's transaction.
-
-    The call has already happened, so a balance that ran short meanwhile is charged what it has
-    (the shortfall is kept in billing_metadata); None when the user has no row.
-    """
-    cur = await conn.execute("SELECT credits_remaining FROM users WHERE user_id = %s FOR UPDATE", (usage.user_id,))
-    row = await cur.fetchone()
-    if row is None:
-        return None
-    charge = min(usage.credits_due, Decimal(row["credits_remaining"]))
-    metadata = {
-        **usage.metadata,
-        "model_group": usage.model_group,
-        "deployment": usage.deployment_id,
-        "status": usage.status,
-        "latency_ms": round(usage.latency_ms, 2),
-        "credits_due": str(usage.credits_due),
-        "units": str(usage.units),
-    }
-    if charge < usage.credits_due:
-        metadata["credits_shortfall"] = str(usage.credits_due - charge)
-    cur = await conn.execute(
-        _INSERT_USAGE,
-        {
-            "user_id": usage.user_id,
-            "request_id": usage.request_id,
-            "endpoint": usage.endpoint,
-            "event_type": usage.event_type,
-            "credits": charge,
-            "cost": usage.cost_usd,
-            "method": usage.calculation_method,
-            "total": usage.total_tokens,
-            "prompt": usage.prompt_tokens,
-            "completion": usage.completion_tokens,
-            "model_name": usage.model_name,
-            "provider": usage.provider,
-            "operation": usage.operation,
-            "metadata": json.dumps(metadata),
-        },
-    )
-    inserted = await cur.fetchone()
-    assert inserted is not None
-    usage_id = str(inserted["id"])
-    if charge > 0:
-        await ledger.consume(
-            conn,
-            usage.user_id,
-            charge,
-            description=f"{usage.event_type}: {usage.model_group}",
-            usage_record_id=usage_id,
-            metadata={"deployment": usage.deployment_id, "request_id": usage.request_id},
-        )
-    return usage_id, charge
 
 
 _GROUPS = {

@@ -20,9 +20,12 @@ from decimal import Decimal
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from isa.core.db import DictConnection
 from isa.core.logging import get_logger
 from isa.model.settings import Deployment
 from isa.model.store import Usage
+from isa.users import credits
+from isa.users import usage as users_usage
 
 log = get_logger(__name__)
 
@@ -191,3 +194,37 @@ class UsageWriter:
         )
         if usage is not None:
             self.gate.written(usage.user_id, usage.credits_due, None)
+
+
+async def record_usage(conn: DictConnection, usage: Usage) -> tuple[str, Decimal] | None:
+    """Insert the usage row and charge up to the balance, in the caller's transaction.
+
+    The call has already happened, so a balance that ran short meanwhile is charged what it has
+    (the shortfall is kept in billing_metadata); None when the user has no row.
+    """
+    available = await credits.balance(conn, usage.user_id, lock=True)
+    if available is None:
+        return None
+    charge = min(usage.credits_due, available)
+    metadata = {
+        **usage.metadata,
+        "model_group": usage.model_group,
+        "deployment": usage.deployment_id,
+        "status": usage.status,
+        "latency_ms": round(usage.latency_ms, 2),
+        "credits_due": str(usage.credits_due),
+        "units": str(usage.units),
+    }
+    if charge < usage.credits_due:
+        metadata["credits_shortfall"] = str(usage.credits_due - charge)
+    usage_id = await users_usage.record_call(conn, usage, charge, metadata)
+    if charge > 0:
+        await credits.consume(
+            conn,
+            usage.user_id,
+            charge,
+            description=f"{usage.event_type}: {usage.model_group}",
+            usage_record_id=usage_id,
+            metadata={"deployment": usage.deployment_id, "request_id": usage.request_id},
+        )
+    return usage_id, charge

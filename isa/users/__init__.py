@@ -6,10 +6,11 @@ from starlette.routing import Route
 
 from isa.core.builder import AppBuilder
 from isa.core.openapi import openapi_json
-from isa.users import billing_routes, routes, session_routes
+from isa.users import billing_routes, routes
 from isa.users.billing import BillingService
 from isa.users.service import UsersService
 from isa.users.sessions import SessionsService
+from isa.users.sessions import routes as session_routes
 from isa.users.settings import billing_settings
 
 __all__ = ["BillingService", "SessionsService", "UsersService", "register"]

@@ -11,7 +11,7 @@ from isa.core.db import Database, DictConnection
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
 from isa.users import billing_store as bstore
-from isa.users import ledger, schemas, store
+from isa.users import credits, schemas, store
 from isa.users.service import user_not_found
 from isa.users.settings import BillingSettings, PlanSettings
 from isa.users.stripe import SignatureError, StripeClient, verify_signature
@@ -197,7 +197,7 @@ class BillingService:
     async def _grant(self, conn: DictConnection, user_id: str, plan_name: str, invoice_id: str) -> bool:
         """The plan's credits for one paid invoice; keyed by invoice so checkout and invoice events grant once."""
         plan = self.billing.plans[plan_name]
-        entry = await ledger.credit_once(
+        entry = await credits.credit_once(
             conn,
             user_id,
             plan.credits,

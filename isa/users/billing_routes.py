@@ -6,12 +6,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from isa.auth import require_principal
+from isa.auth.principal import Principal
 from isa.core.http import json_body
 from isa.core.openapi import Operation
 from isa.users import schemas
 from isa.users.billing import BillingService
-from isa.users.http import api, envelope
+from isa.users.http import api, envelope, public_api
 
 _TAGS = ("billing",)
 
@@ -21,7 +21,7 @@ def _service(request: Request) -> BillingService:
     return service
 
 
-@api(
+@public_api(
     Operation(
         "The plans on offer (credits and prices come from settings)", _TAGS, response=schemas.PlanList, scope=None
     )
@@ -31,8 +31,7 @@ async def plans(request: Request) -> Response:
 
 
 @api(Operation("The caller's plan and subscription", _TAGS, response=schemas.CurrentSubscription, errors=(404,)))
-async def my_subscription(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+async def my_subscription(request: Request, principal: Principal) -> Response:
     return envelope(await _service(request).current(principal.user_id))
 
 
@@ -48,13 +47,12 @@ async def my_subscription(request: Request) -> Response:
         errors=(404, 502, 503, 504),
     )
 )
-async def checkout(request: Request) -> Response:
-    principal = await require_principal(request, "write")
+async def checkout(request: Request, principal: Principal) -> Response:
     body = await json_body(request, schemas.Checkout, empty_ok=True)
     return envelope(await _service(request).checkout(principal.user_id, body.plan), 201)
 
 
-@api(
+@public_api(
     Operation(
         "Stripe webhook (authenticated by the Stripe-Signature header)",
         _TAGS,

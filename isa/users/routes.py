@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from isa.auth import require_principal
+from isa.auth.principal import Principal
 from isa.core.errors import ApiError
 from isa.core.http import json_body, query_params
 from isa.core.openapi import Operation
@@ -37,30 +37,26 @@ def _target(request: Request) -> str:
 
 
 @api(Operation("Create or return the caller's user", _USERS, schemas.EnsureUser, None, schemas.EnsuredUser, "write"))
-async def ensure_user(request: Request) -> Response:
-    principal = await require_principal(request, "write")
+async def ensure_user(request: Request, principal: Principal) -> Response:
     body = await json_body(request, schemas.EnsureUser, empty_ok=True)
     return envelope(await _service(request).ensure(principal.user_id, body))
 
 
 @api(Operation("The caller's account", _USERS, response=schemas.User, errors=(404,)))
-async def get_me(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+async def get_me(request: Request, principal: Principal) -> Response:
     return envelope(await _service(request).get(principal.user_id))
 
 
 @api(
     Operation("Update the caller's profile", _USERS, schemas.UpdateProfile, None, schemas.User, "write", errors=(404,))
 )
-async def update_me(request: Request) -> Response:
-    principal = await require_principal(request, "write")
+async def update_me(request: Request, principal: Principal) -> Response:
     body = await json_body(request, schemas.UpdateProfile, empty_ok=True)
     return envelope(await _service(request).update_profile(principal.user_id, body))
 
 
 @api(Operation("The caller's credit balance", _CREDITS, response=schemas.Balance, errors=(404,)))
-async def balance(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+async def balance(request: Request, principal: Principal) -> Response:
     return envelope(await _service(request).balance(principal.user_id))
 
 
@@ -69,8 +65,7 @@ async def balance(request: Request) -> Response:
         "Spend the caller's credits", _CREDITS, schemas.Consume, None, schemas.Consumed, "write", errors=(402, 404)
     )
 )
-async def consume(request: Request) -> Response:
-    principal = await require_principal(request, "write")
+async def consume(request: Request, principal: Principal) -> Response:
     body = await json_body(request, schemas.Consume, empty_ok=True)
     return envelope(await _service(request).consume(principal.user_id, body))
 
@@ -78,8 +73,7 @@ async def consume(request: Request) -> Response:
 @api(
     Operation("The caller's credit history", _CREDITS, query=schemas.TransactionQuery, response=schemas.TransactionPage)
 )
-async def transactions(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+async def transactions(request: Request, principal: Principal) -> Response:
     query = query_params(request, schemas.TransactionQuery)
     return envelope(await _service(request).transactions(principal.user_id, query))
 
@@ -96,16 +90,14 @@ async def transactions(request: Request) -> Response:
         errors=(402, 404),
     )
 )
-async def create_usage(request: Request) -> Response:
-    principal = await require_principal(request, "write")
+async def create_usage(request: Request, principal: Principal) -> Response:
     body = await json_body(request, schemas.UsageCreate, empty_ok=True)
     created = await _service(request).record_usage(principal.user_id, body)
     return envelope(created, 200 if created.duplicate else 201)
 
 
 @api(Operation("The caller's usage records", _USAGE, query=schemas.UsageQuery, response=schemas.UsagePage))
-async def list_usage(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+async def list_usage(request: Request, principal: Principal) -> Response:
     query = query_params(request, schemas.UsageQuery)
     return envelope(await _service(request).usage(principal.user_id, query))
 
@@ -118,23 +110,20 @@ async def list_usage(request: Request) -> Response:
         response=schemas.UsageStats,
     )
 )
-async def usage_stats(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+async def usage_stats(request: Request, principal: Principal) -> Response:
     query = query_params(request, schemas.StatsQuery)
     return envelope(await _service(request).usage_stats(principal.user_id, query))
 
 
 @api(Operation("List users", _ADMIN, query=schemas.Paging, response=schemas.UserList, scope="admin"))
-async def admin_list_users(request: Request) -> Response:
-    await require_principal(request, "admin")
+async def admin_list_users(request: Request, principal: Principal) -> Response:
     query = query_params(request, schemas.Paging)
     users = await _service(request).list_users(query.limit, query.offset)
     return envelope(schemas.UserList(users=users, limit=query.limit, offset=query.offset))
 
 
 @api(Operation("A user's account", _ADMIN, response=schemas.User, scope="admin", errors=(404,), path_params=_USER_PATH))
-async def admin_get_user(request: Request) -> Response:
-    await require_principal(request, "admin")
+async def admin_get_user(request: Request, principal: Principal) -> Response:
     return envelope(await _service(request).get(_target(request)))
 
 
@@ -150,8 +139,7 @@ async def admin_get_user(request: Request) -> Response:
         path_params=_USER_PATH,
     )
 )
-async def admin_recharge(request: Request) -> Response:
-    principal = await require_principal(request, "admin")
+async def admin_recharge(request: Request, principal: Principal) -> Response:
     body = await json_body(request, schemas.Recharge, empty_ok=True)
     return envelope(await _service(request).recharge(_target(request), body, by=principal.user_id))
 
@@ -167,8 +155,7 @@ async def admin_recharge(request: Request) -> Response:
         path_params=_USER_PATH,
     )
 )
-async def admin_transactions(request: Request) -> Response:
-    await require_principal(request, "admin")
+async def admin_transactions(request: Request, principal: Principal) -> Response:
     service, user_id = _service(request), _target(request)
     await service.get(user_id)
     return envelope(await service.transactions(user_id, query_params(request, schemas.TransactionQuery)))
@@ -185,8 +172,7 @@ async def admin_transactions(request: Request) -> Response:
         path_params=_USER_PATH,
     )
 )
-async def admin_usage(request: Request) -> Response:
-    await require_principal(request, "admin")
+async def admin_usage(request: Request, principal: Principal) -> Response:
     service, user_id = _service(request), _target(request)
     await service.get(user_id)
     return envelope(await service.usage(user_id, query_params(request, schemas.UsageQuery)))

@@ -10,7 +10,7 @@ import psycopg.errors
 from isa.core.db import Database, DictConnection
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
-from isa.users import ledger, schemas, store
+from isa.users import credits, schemas, store
 from isa.users.settings import BillingSettings
 
 log = get_logger(__name__)
@@ -55,7 +55,7 @@ class UsersService:
         async with self.db.transaction() as conn:
             created = await store.upsert_user(conn, user_id, body.email, body.name)
             if plan.credits > 0:
-                await ledger.credit_once(
+                await credits.credit_once(
                     conn,
                     user_id,
                     plan.credits,
@@ -97,7 +97,7 @@ class UsersService:
             async with self.db.transaction() as conn:
                 if key and (done := await store.transaction_by_key(conn, user_id, key)):
                     return _consumed(done)
-                entry = await ledger.consume(
+                entry = await credits.consume(
                     conn,
                     user_id,
                     body.amount,
@@ -130,7 +130,7 @@ class UsersService:
         try:
             async with self.db.transaction() as conn:
                 if body.reference_id:
-                    entry = await ledger.credit_once(
+                    entry = await credits.credit_once(
                         conn,
                         user_id,
                         body.amount,
@@ -140,10 +140,10 @@ class UsersService:
                         metadata=meta,
                     )
                 else:
-                    entry = await ledger.credit(
+                    entry = await credits.credit(
                         conn, user_id, body.amount, kind="recharge", description=body.description, metadata=meta
                     )
-                balance = await ledger.balance(conn, user_id) or Decimal(0)
+                balance = await credits.balance(conn, user_id) or Decimal(0)
         except psycopg.errors.DataError:
             raise ApiError(422, "balance_out_of_range", "this recharge would exceed the largest balance") from None
         log.info("credits_recharged", user_id=user_id, by=by, amount=str(body.amount), applied=entry is not None)
@@ -177,7 +177,7 @@ class UsersService:
                     return schemas.UsageCreated(**again, duplicate=True)
                 remaining = None
                 if body.credits_charged > 0:
-                    entry = await ledger.consume(
+                    entry = await credits.consume(
                         conn,
                         user_id,
                         body.credits_charged,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from isa.core.settings import ConfigError, Settings
 
@@ -70,10 +70,7 @@ class BillingSettings(_Section):
 
 def billing_settings(settings: Settings) -> BillingSettings:
     """The validated `[billing]` section; a missing default plan is a start-up error."""
-    try:
-        billing = settings.section("billing", BillingSettings)
-    except ValidationError as exc:
-        raise ConfigError(f"BILLING: {exc}") from None
+    billing = settings.section("billing", BillingSettings)
     if billing.default_plan not in billing.plans:
         raise ConfigError(f"BILLING.PLANS must define the default plan {billing.default_plan!r}")
     return billing

@@ -153,6 +153,24 @@ async def insert_usage(conn: DictConnection, user_id: str, body: schemas.UsageCr
     return await cur.fetchone()
 
 
+_INSERT_GATEWAY_USAGE = """
+INSERT INTO user_usage_records
+    (user_id, request_id, endpoint, event_type, credits_charged, cost_usd, calculation_method, total_tokens,
+     prompt_tokens, completion_tokens, model_name, provider, operation_name, billing_metadata)
+VALUES (%(user_id)s, %(request_id)s, %(endpoint)s, %(event_type)s, %(credits)s, %(cost)s, %(method)s, %(total)s,
+        %(prompt)s, %(completion)s, %(model_name)s, %(provider)s, %(operation)s, %(metadata)s::jsonb)
+RETURNING id
+"""
+
+
+async def insert_gateway_usage(conn: DictConnection, params: dict[str, Any]) -> str:
+    """A usage row for a call the model gateway already made (no idempotency key: one row per call)."""
+    cur = await conn.execute(_INSERT_GATEWAY_USAGE, params)
+    row = await cur.fetchone()
+    assert row is not None
+    return str(row["id"])
+
+
 async def usage_by_key(conn: DictConnection, user_id: str, key: str) -> dict[str, Any] | None:
     cur = await conn.execute(
         f"SELECT {_USAGE_COLUMNS} FROM user_usage_records WHERE user_id = %s AND idempotency_key = %s",

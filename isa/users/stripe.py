@@ -86,12 +86,6 @@ def verify_signature(payload: bytes, header: str | None, secret: str, tolerance:
     return timestamp
 
 
-def signature_header(payload: bytes, secret: str, timestamp: int | None = None) -> str:
-    """A header as Stripe would send it (used by tests and the fake)."""
-    t = int(time.time()) if timestamp is None else timestamp
-    return f"t={t},{SIGNATURE_SCHEME}={compute_signature(payload, secret, t)}"
-
-
 class StripeClient:
     """The few Stripe API calls we make, over plain HTTPS with explicit timeouts and no retries."""
 

@@ -49,3 +49,35 @@ def test_config_show_masks_secrets_and_url_passwords() -> None:
     assert shown["database"]["url"] == "postgresql://isa:***@db.internal:5432/isa"
     assert shown["auth"]["token_secret"] == "***"
     assert "hunter2" not in result.stdout and "s3cr3t" not in result.stdout
+
+
+def test_a_bad_section_value_is_a_config_error_that_names_the_key_but_never_echoes_the_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One translation for every domain's section (here catalog, which used to print a traceback)."""
+    monkeypatch.setenv("ISA_CATALOG__QUERY_CACHE_SIZE", "hunter2-not-a-number")
+    monkeypatch.setenv("ISA_MCP__MAX_BODY_BYTES", "-7777")
+    settings = load_settings("mcp")
+    from isa.catalog.settings import CatalogSettings
+    from isa.mcp import settings as mcp_settings
+
+    with pytest.raises(ConfigError, match=r"CATALOG\.QUERY_CACHE_SIZE") as caught:
+        settings.section("catalog", CatalogSettings)
+    assert "hunter2" not in str(caught.value)
+    with pytest.raises(ConfigError, match=r"MCP\.MAX_BODY_BYTES") as caught:
+        mcp_settings.load(settings)
+    assert "7777" not in str(caught.value)
+
+
+def test_isa_serve_exits_2_on_a_bad_section_value_without_a_traceback() -> None:
+    env = {**os.environ, "ISA_EVENTS__POLL_INTERVAL_SECONDS": "soonish-xyz"}
+    result = subprocess.run(
+        [sys.executable, "-m", "isa", "serve", "--role", "mcp", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "EVENTS.POLL_INTERVAL_SECONDS" in result.stderr and "Traceback" not in result.stderr
+    assert "soonish" not in result.stderr

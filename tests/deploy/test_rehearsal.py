@@ -162,8 +162,8 @@ def api_key(topology: Topology) -> str:
 
 
 def _require(app: Starlette, method: str, path: str, issue: str) -> None:
-    if not serves_method(app, method, path):
-        pytest.skip(f"step waits for {method} {path} ({issue}); the role does not serve it yet")
+    """The route this step drives must exist: a removed route fails the rehearsal instead of skipping it."""
+    assert serves_method(app, method, path), f"the role no longer serves {method} {path} ({issue})"
 
 
 def test_each_node_answers_its_health_checks_through_the_proxy(topology: Topology) -> None:

@@ -93,6 +93,9 @@ async def test_a_denied_call_fails_and_does_not_run(mcp_url: str, keys: Keys) ->
         asked = await agent.call_tool("critical_echo", {"text": "deny me"})
         assert asked.structured_content is not None
         request_id = asked.structured_content["data"]["id"]
+        # A body that isn't JSON is refused like on every other route (core/http.py: 422, was 400 here).
+        garbled = _http(mcp_url, keys.alice_second, "POST", f"/api/v1/authorizations/{request_id}/deny", content=b"{no")
+        assert garbled.status_code == 422 and garbled.json()["error"]["code"] == "invalid_request"
         denied = _http(
             mcp_url, keys.alice_second, "POST", f"/api/v1/authorizations/{request_id}/deny", json={"note": "no"}
         )

@@ -48,8 +48,10 @@ def test_after_the_cooldown_one_probe_passes_and_its_success_closes_the_breaker(
         breaker.failure("up")
     clock.now += 30
     breaker.before("up")  # the probe
+    assert breaker.snapshot()["up"] == {"failures": 5, "open": True, "probing": True}
     _fail_fast(breaker, "up")  # everyone else still fails fast while it runs
     breaker.success("up")
+    assert "up" not in breaker.snapshot()  # closed: the circuit is forgotten
     breaker.before("up")
     breaker.before("up")
 
@@ -73,6 +75,7 @@ def test_a_success_resets_the_count_of_consecutive_failures() -> None:
     breaker.success("up")
     for _ in range(4):
         breaker.failure("up")
+    assert breaker.snapshot()["up"] == {"failures": 4, "open": False, "probing": False}  # 4, not 8
     breaker.before("up")
 
 

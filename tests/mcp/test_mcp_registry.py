@@ -166,7 +166,7 @@ def test_a_broken_declaration_stops_the_node_from_starting(tmp_path: Path, setti
 
 
 def test_every_own_capability_converts_to_a_catalog_item_with_a_valid_call_name() -> None:
-    registry = Registry.discover(["isa.mcp", SAMPLE_DOMAIN])
+    registry = Registry.discover(["isa.mcp", "isa.memory", SAMPLE_DOMAIN])  # delete_my_memories is memory's
     items = catalog_items(registry)
     kinds = {item.item_type for item in items}
     assert kinds == {"tool", "prompt", "resource"}

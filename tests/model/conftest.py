@@ -20,7 +20,7 @@ from isa.app import create_app
 from isa.core.db import Database
 from isa.core.settings import Settings
 from isa.model.service import ModelService
-from isa.users import ledger
+from isa.users import credits as ledger
 from tests.support.auth import create_key
 from tests.support.fake_openai import FAKE_KEY_ENV, FakeOpenAI, model_section
 from tests.support.procs import free_port, wait_for

@@ -4,8 +4,8 @@ Three real nodes on loopback (mcp, model in front of the scripted fake provider,
 tests/agent/test_agent_e2e.py. The fake streams slowly, so the chat streams outlive the agent's drain and graceful
 bounds. On SIGTERM: readiness turns 503 at once while the node keeps serving for `drain_seconds`; requests in
 flight are answered; each stream still open when the graceful bound runs out gets a final `error` event
-(`stream_interrupted`) and then `[DONE]`; the process exits 0 within the bounds. Two parts fail today and are
-marked xfail(strict) with the cause: the cut turns are not recorded, and the log has tracebacks.
+(`stream_interrupted`) and then `[DONE]`; the process exits 0 within the bounds. One part fails today and is
+marked xfail(strict) with the cause: the log has tracebacks.
 """
 
 from __future__ import annotations

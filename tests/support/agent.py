@@ -20,7 +20,7 @@ from isa.core.settings import Settings
 from isa.mcp.discovery import catalog_items
 from isa.mcp.registry import Registry
 from isa.roles import domains_for
-from isa.users import ledger
+from isa.users import credits as ledger
 from tests.support.auth import create_key
 from tests.support.fake_openai import FakeOpenAI, model_section
 

@@ -10,7 +10,7 @@ import pytest
 
 from isa.core.db import Database
 from isa.core.settings import Settings
-from isa.users import ledger
+from isa.users import credits as ledger
 
 
 @pytest.mark.anyio

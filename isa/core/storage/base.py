@@ -6,10 +6,11 @@ import base64
 import hashlib
 import json
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
@@ -92,6 +93,19 @@ class PresignedUpload:
     headers: dict[str, str] = field(default_factory=dict)  # PUT headers the signature covers
 
 
+@dataclass(frozen=True)
+class Link:
+    """A presigned link being made: its validated key and its lifetime (seconds, and the epoch second it ends)."""
+
+    key: str
+    seconds: int
+    deadline: int
+
+    @property
+    def expires_at(self) -> datetime:
+        return datetime.fromtimestamp(self.deadline, UTC)
+
+
 def validate_key(key: str) -> str:
     """Keys are built by the app; anything else (.., empty segments, odd bytes) is a bug or an attack."""
     if len(key) > 1024 or not _KEY.match(key) or any(seg in (".", "..") for seg in key.split("/")):
@@ -137,7 +151,6 @@ class Storage(ABC):
     async def delete(self, key: str) -> None:
         """Remove the object (every version of it where the backend keeps versions); missing is fine."""
 
-    @abstractmethod
     async def presign_download(
         self,
         key: str,
@@ -148,8 +161,9 @@ class Storage(ABC):
         version_id: str | None = None,
     ) -> str:
         """A link that downloads the object as an attachment until it expires."""
+        link = self._link(key, expires_in)
+        return await self._download_link(link, attachment_disposition(filename), content_type, version_id)
 
-    @abstractmethod
     async def presign_upload(
         self,
         key: str,
@@ -160,6 +174,23 @@ class Storage(ABC):
         method: Literal["POST", "PUT"] = "POST",
     ) -> PresignedUpload:
         """A one-key upload link bound to the content type and (POST) a content-length range."""
+        link = self._link(key, expires_in, self.settings.upload_expires_seconds)
+        return await self._upload_link(link, content_type, max_bytes, method)
+
+    def _link(self, key: str, requested: int | None, default: int | None = None) -> Link:
+        validate_key(key)
+        seconds = self.expires(requested, default)
+        return Link(key, seconds, int(time.time()) + seconds)
+
+    @abstractmethod
+    async def _download_link(self, link: Link, disposition: str, content_type: str, version_id: str | None) -> str:
+        """The backend's signed GET for a validated key."""
+
+    @abstractmethod
+    async def _upload_link(
+        self, link: Link, content_type: str, max_bytes: int, method: Literal["POST", "PUT"]
+    ) -> PresignedUpload:
+        """The backend's signed upload for a validated key."""
 
     @abstractmethod
     async def list_objects(self, prefix: str, *, limit: int = 1000) -> list[ObjectInfo]:

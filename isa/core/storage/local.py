@@ -21,6 +21,7 @@ import anyio.to_thread
 from isa.core.storage.base import (
     CHUNK,
     InvalidLink,
+    Link,
     ObjectExists,
     ObjectInfo,
     PresignedUpload,
@@ -28,7 +29,6 @@ from isa.core.storage.base import (
     StorageSettings,
     StoredObject,
     _Sha256Counter,
-    attachment_disposition,
     validate_key,
 )
 
@@ -129,21 +129,11 @@ class LocalStorage(Storage):
 
         await anyio.to_thread.run_sync(remove)
 
-    async def presign_download(
-        self,
-        key: str,
-        *,
-        filename: str,
-        content_type: str,
-        expires_in: int | None = None,
-        version_id: str | None = None,
-    ) -> str:
-        validate_key(key)
-        expires = str(int(time.time()) + self.expires(expires_in))
-        disposition = attachment_disposition(filename)
-        sig = self.sign("GET", key, expires, content_type, disposition)
+    async def _download_link(self, link: Link, disposition: str, content_type: str, version_id: str | None) -> str:
+        expires = str(link.deadline)
+        sig = self.sign("GET", link.key, expires, content_type, disposition)
         query = urlencode({"expires": expires, "type": content_type, "disposition": disposition, "sig": sig})
-        return f"{self.url_prefix}{key}?{query}"
+        return f"{self.url_prefix}{link.key}?{query}"
 
     def check_download(self, key: str, query: dict[str, str], now: float | None = None) -> tuple[Path, str, str]:
         """(path, content type, disposition) for a valid, unexpired GET link; InvalidLink otherwise."""
@@ -151,24 +141,15 @@ class LocalStorage(Storage):
         self._check(query.get("sig", ""), expires, now, "GET", key, expires, ctype, disposition)
         return self.path_for(key), ctype, disposition
 
-    async def presign_upload(
-        self,
-        key: str,
-        *,
-        content_type: str,
-        max_bytes: int,
-        expires_in: int | None = None,
-        method: Literal["POST", "PUT"] = "POST",
+    async def _upload_link(
+        self, link: Link, content_type: str, max_bytes: int, method: Literal["POST", "PUT"]
     ) -> PresignedUpload:
         # One shape locally: a signed PUT bound to the key, type and size cap (enforced by check_upload).
-        validate_key(key)
-        seconds = self.expires(expires_in, self.settings.upload_expires_seconds)
-        expires = str(int(time.time()) + seconds)
-        sig = self.sign("PUT", key, expires, content_type, str(max_bytes))
+        expires = str(link.deadline)
+        sig = self.sign("PUT", link.key, expires, content_type, str(max_bytes))
         query = urlencode({"expires": expires, "type": content_type, "max": str(max_bytes), "sig": sig})
-        expires_at = datetime.fromtimestamp(int(expires), UTC)
         return PresignedUpload(
-            "PUT", f"{self.url_prefix}{key}?{query}", expires_at, headers={"Content-Type": content_type}
+            "PUT", f"{self.url_prefix}{link.key}?{query}", link.expires_at, headers={"Content-Type": content_type}
         )
 
     def check_upload(self, key: str, query: dict[str, str], now: float | None = None) -> tuple[str, int]:

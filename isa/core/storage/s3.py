@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -13,6 +11,7 @@ import anyio.to_thread
 from isa.core.logging import get_logger
 from isa.core.storage.base import (
     CHUNK,
+    Link,
     ObjectExists,
     ObjectInfo,
     PresignedUpload,
@@ -22,7 +21,6 @@ from isa.core.storage.base import (
     StoredObject,
     T,
     _Sha256Counter,
-    attachment_disposition,
     validate_key,
 )
 
@@ -188,41 +186,23 @@ class S3Storage(Storage):
             if version.get("Key") == key:
                 await self._call(self.client.delete_object, Bucket=self.bucket, Key=key, VersionId=version["VersionId"])
 
-    async def presign_download(
-        self,
-        key: str,
-        *,
-        filename: str,
-        content_type: str,
-        expires_in: int | None = None,
-        version_id: str | None = None,
-    ) -> str:
-        validate_key(key)
+    async def _download_link(self, link: Link, disposition: str, content_type: str, version_id: str | None) -> str:
         params: dict[str, Any] = {
             "Bucket": self.bucket,
-            "Key": key,
-            "ResponseContentDisposition": attachment_disposition(filename),
+            "Key": link.key,
+            "ResponseContentDisposition": disposition,
             "ResponseContentType": content_type,
         }
         if version_id:
             params["VersionId"] = version_id  # serve exactly the bytes that were checked
-        seconds = self.expires(expires_in)
         return await self._call(
-            self.client.generate_presigned_url, ClientMethod="get_object", Params=params, ExpiresIn=seconds
+            self.client.generate_presigned_url, ClientMethod="get_object", Params=params, ExpiresIn=link.seconds
         )
 
-    async def presign_upload(
-        self,
-        key: str,
-        *,
-        content_type: str,
-        max_bytes: int,
-        expires_in: int | None = None,
-        method: Literal["POST", "PUT"] = "POST",
+    async def _upload_link(
+        self, link: Link, content_type: str, max_bytes: int, method: Literal["POST", "PUT"]
     ) -> PresignedUpload:
-        validate_key(key)
-        seconds = self.expires(expires_in, self.settings.upload_expires_seconds)
-        expires_at = datetime.fromtimestamp(int(time.time()) + seconds, UTC)
+        key, seconds, expires_at = link.key, link.seconds, link.expires_at
         if method == "PUT":
             # A PUT can't bound the size; If-None-Match makes a second use of the link fail with 412.
             headers = {"Content-Type": content_type, "x-amz-server-side-encryption": "AES256", "If-None-Match": "*"}

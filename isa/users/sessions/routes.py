@@ -6,12 +6,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from isa.auth import require_principal
+from isa.auth.principal import Principal
 from isa.core.http import json_body, query_params
 from isa.core.openapi import Operation
 from isa.users import schemas
 from isa.users.http import api, envelope
-from isa.users.sessions import SessionsService, parse_session_id
+from isa.users.sessions.service import SessionsService, parse_session_id
 
 BASE = "/api/v1/users/me/sessions"
 _TAGS = ("sessions",)
@@ -32,15 +32,13 @@ def _session_id(request: Request) -> str:
         "Start a session", _TAGS, schemas.SessionCreate, None, schemas.Session, "write", status=201, errors=(404,)
     )
 )
-async def create_session(request: Request) -> Response:
-    principal = await require_principal(request, "write")
+async def create_session(request: Request, principal: Principal) -> Response:
     body = await json_body(request, schemas.SessionCreate, empty_ok=True)
     return envelope(await _service(request).create(principal.user_id, body), 201)
 
 
 @api(Operation("The caller's sessions", _TAGS, query=schemas.SessionQuery, response=schemas.SessionPage))
-async def list_sessions(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+async def list_sessions(request: Request, principal: Principal) -> Response:
     query = query_params(request, schemas.SessionQuery)
     return envelope(await _service(request).list(principal.user_id, query))
 
@@ -55,8 +53,7 @@ async def list_sessions(request: Request) -> Response:
         path_params=_SESSION_PATH,
     )
 )
-async def get_session(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+async def get_session(request: Request, principal: Principal) -> Response:
     query = query_params(request, schemas.MessageQuery)
     return envelope(await _service(request).get(principal.user_id, _session_id(request), query.limit))
 
@@ -73,8 +70,7 @@ async def get_session(request: Request) -> Response:
         path_params=_SESSION_PATH,
     )
 )
-async def update_session(request: Request) -> Response:
-    principal = await require_principal(request, "write")
+async def update_session(request: Request, principal: Principal) -> Response:
     session_id = _session_id(request)
     body = await json_body(request, schemas.SessionUpdate, empty_ok=True)
     return envelope(await _service(request).update(principal.user_id, session_id, body))
@@ -90,8 +86,7 @@ async def update_session(request: Request) -> Response:
         path_params=_SESSION_PATH,
     )
 )
-async def delete_session(request: Request) -> Response:
-    principal = await require_principal(request, "write")
+async def delete_session(request: Request, principal: Principal) -> Response:
     return envelope(await _service(request).delete(principal.user_id, _session_id(request)))
 
 
@@ -105,8 +100,7 @@ async def delete_session(request: Request) -> Response:
         path_params=_SESSION_PATH,
     )
 )
-async def list_messages(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+async def list_messages(request: Request, principal: Principal) -> Response:
     query = query_params(request, schemas.MessageQuery)
     return envelope(await _service(request).messages(principal.user_id, _session_id(request), query))
 
@@ -124,8 +118,7 @@ async def list_messages(request: Request) -> Response:
         path_params=_SESSION_PATH,
     )
 )
-async def add_message(request: Request) -> Response:
-    principal = await require_principal(request, "write")
+async def add_message(request: Request, principal: Principal) -> Response:
     session_id = _session_id(request)
     body = await json_body(request, schemas.MessageCreate, empty_ok=True)
     return envelope(await _service(request).add_message(principal.user_id, session_id, body), 201)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -133,3 +134,85 @@ async def count_message(conn: DictConnection, user_id: str, session_id: str, tok
            WHERE id = %s::uuid AND user_id = %s""",
         (tokens, cost, session_id, user_id),
     )
+
+
+async def search_sessions(
+    conn: DictConnection, user_id: str, *, search: str | None, status: str | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The user's sessions, newest activity first, filtered by title/summary/message text; and the total."""
+    pattern = None if not search else "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    where = """WHERE s.user_id = %(user)s AND (%(status)s::text IS NULL OR s.status = %(status)s)
+               AND (%(pattern)s::text IS NULL OR s.title ILIKE %(pattern)s OR s.session_summary ILIKE %(pattern)s
+                    OR EXISTS (SELECT 1 FROM session_messages m WHERE m.session_id = s.id AND m.user_id = s.user_id
+                               AND m.content ILIKE %(pattern)s))"""
+    params = {"user": user_id, "status": status, "pattern": pattern, "limit": limit, "offset": offset}
+    cur = await conn.execute(f"SELECT count(*) AS total FROM sessions s {where}", params)
+    total_row = await cur.fetchone()
+    columns = ", ".join("s." + c.strip() for c in _SESSION_COLUMNS.split(","))
+    order = "ORDER BY s.last_activity_at DESC, s.id LIMIT %(limit)s OFFSET %(offset)s"
+    cur = await conn.execute(f"SELECT {columns} FROM sessions s {where} {order}", params)
+    return list(await cur.fetchall()), int(total_row["total"]) if total_row else 0
+
+
+async def messages_for_context(conn: DictConnection, user_id: str, session_id: str, limit: int) -> list[dict[str, Any]]:
+    """The last `limit` complete user/assistant chat messages of a session, oldest first."""
+    cur = await conn.execute(
+        """SELECT role, content FROM (
+               SELECT role, content, seq FROM session_messages
+               WHERE session_id = %s::uuid AND user_id = %s AND status = 'complete'
+                 AND message_type = 'chat' AND role IN ('user', 'assistant')
+               ORDER BY seq DESC LIMIT %s) recent
+           ORDER BY seq""",
+        (session_id, user_id, limit),
+    )
+    return list(await cur.fetchall())
+
+
+@dataclass(frozen=True)
+class Note:
+    """A message the memory tools add to a session: an importance score, no tokens or cost."""
+
+    role: str
+    message_type: str
+    content: str
+    importance: float
+
+
+async def insert_note(conn: DictConnection, user_id: str, session_id: str, note: Note) -> dict[str, Any]:
+    cur = await conn.execute(
+        "INSERT INTO session_messages (session_id, user_id, message_type, role, content, importance_score)"
+        " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id::text, created_at",
+        (session_id, user_id, note.message_type, note.role, note.content, note.importance),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def recent_sessions(conn: DictConnection, user_id: str, limit: int) -> list[dict[str, Any]]:
+    """The user's newest sessions, in the short form the memory resources show."""
+    cur = await conn.execute(
+        "SELECT id::text, title, status, message_count, last_activity_at FROM sessions WHERE user_id = %s"
+        " ORDER BY last_activity_at DESC LIMIT %s",
+        (user_id, limit),
+    )
+    return list(await cur.fetchall())
+
+
+async def session_brief(conn: DictConnection, user_id: str, session_id: str) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        "SELECT id::text, title, status, message_count, session_summary, created_at, last_activity_at"
+        " FROM sessions WHERE id = %s AND user_id = %s",
+        (session_id, user_id),
+    )
+    return await cur.fetchone()
+
+
+async def recent_messages(conn: DictConnection, user_id: str, session_id: str, limit: int) -> list[dict[str, Any]]:
+    """The last `limit` messages of any kind, oldest first (for memory's session context)."""
+    cur = await conn.execute(
+        "SELECT role, message_type, content, created_at FROM (SELECT role, message_type, content, created_at, seq"
+        " FROM session_messages WHERE session_id = %s AND user_id = %s ORDER BY seq DESC LIMIT %s) m ORDER BY seq",
+        (session_id, user_id, limit),
+    )
+    return list(await cur.fetchall())
