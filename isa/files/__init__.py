@@ -14,8 +14,9 @@ from isa.core.storage import LocalStorage, StorageError, StorageSettings, build_
 from isa.files import local_routes, routes
 from isa.files.schemas import FilesSettings
 from isa.files.service import FilesService
+from isa.files.store import FileRow
 
-__all__ = ["FilesService", "FilesSettings", "register"]
+__all__ = ["FileRow", "FilesService", "FilesSettings", "register"]
 
 log = get_logger(__name__)
 # Multipart framing around the file: boundaries, part headers (a file name can be long), other small fields.

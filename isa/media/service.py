@@ -15,9 +15,9 @@ from isa.auth.principal import Principal
 from isa.core.egress import EgressBlocked, EgressFailed, EgressPolicy, GuardedClient, Resolver, system_resolver
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
+from isa.files import FileRow
 from isa.files.multipart import FilePart
 from isa.files.service import FilesService
-from isa.files.store import FileRow
 from isa.llm.client import ModelClient, ModelUnavailable
 from isa.media import ocr, speech
 from isa.media.decode import CheckedAudio, CheckedImage, MediaError, check_audio, check_image
