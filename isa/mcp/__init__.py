@@ -47,6 +47,7 @@ def register(builder: AppBuilder) -> None:
     builder.provide("mcp.approvals", approvals)
     builder.provide("mcp.discovery", discovery)
     builder.allow_body("/mcp", mcp.max_body_bytes)
+    builder.add_ready_check("catalog", discovery.check_ready)
     metadata = resource_metadata_endpoint(mcp)
     builder.add_routes(
         Route("/mcp", endpoint=endpoint),

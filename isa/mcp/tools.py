@@ -150,6 +150,9 @@ async def discover_tools(request: str, limit: Annotated[int, Field(ge=1, le=50)]
     """Find the tools that fit a task described in plain words; returns their names and input schemas."""
     call = current_call()
     tools = await call.service("mcp.discovery", Discovery).tools(request, limit, call.principal)
+    if not tools:
+        # Nothing above the relevance floor among the tools this caller may run: say so, don't pad the list.
+        return {"request": request, "tools": [], "message": "no tool you may use fits this request; rephrase it"}
     return {"request": request, "tools": tools, "how_to_call": "call a tool by its name, or through call_tool"}
 
 
