@@ -211,7 +211,8 @@ def _slice_sql(
         ctes.append(
             sql.SQL(
                 "{ex} AS (SELECT x.entry_id AS id, sum(power(greatest(1 - (x.v <=> (SELECT v FROM qv)), 0), {pw}))"
-                " AS votes, max(1 - (x.v <=> (SELECT v FROM qv))) AS best FROM (SELECT e.entry_id, {xv} AS v FROM {examples} e WHERE e.{model_col} = {model}"
+                " AS votes, max(1 - (x.v <=> (SELECT v FROM qv))) AS best"
+                " FROM (SELECT e.entry_id, {xv} AS v FROM {examples} e WHERE e.{model_col} = {model}"
                 " AND e.{col} = {val} ORDER BY {xorder} LIMIT {k}) x GROUP BY x.entry_id)"
             ).format(
                 ex=sql.Identifier(f"{p}_ex"),
