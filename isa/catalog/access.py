@@ -50,18 +50,23 @@ class Floor:
 
     min_similarity: float
     high_risk_margin: float = 0.0
+    example_margin: float = 0.0  # an item's nearest example query must be this much closer than the floor
 
     @property
     def off(self) -> bool:
         return self.min_similarity <= 0
 
-    def sql(self) -> sql.Composable | None:
-        """The per-row floor as SQL over `e` (None: no floor)."""
+    def condition(self, extra: float = 0.0) -> sql.Composable | None:
+        """The per-row floor (+ `extra`) as SQL over `e` (None: no floor)."""
         if self.off:
             return None
-        high = min(self.min_similarity + self.high_risk_margin, 1.0)
+        low = min(self.min_similarity + extra, 1.0)
+        high = min(low + self.high_risk_margin, 1.0)
         return sql.SQL("CASE WHEN e.security_level IN ({levels}) THEN {high} ELSE {low} END").format(
             levels=sql.SQL(", ").join(sql.Literal(level) for level in _HIGH_RISK),
             high=sql.Literal(round(high, 4)),
-            low=sql.Literal(round(self.min_similarity, 4)),
+            low=sql.Literal(round(low, 4)),
         )
+
+    def example_condition(self) -> sql.Composable | None:
+        return self.condition(self.example_margin)

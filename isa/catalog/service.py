@@ -334,9 +334,12 @@ class CatalogService:
         started = time.perf_counter()
         rerank_tools = self.reranker is not None and principal is not None and limits["tools"] > 0
         pool = {**limits, "tools": max(limits["tools"], self.settings.rerank_candidates)} if rerank_tools else limits
-        where, floor = access_sql(principal), self._floor(min_similarity).sql()
+        where, floor = access_sql(principal), self._floor(min_similarity)
+        below, examples_below = floor.condition(), floor.example_condition()
         slices = [
-            Slice(t, "item_type", t, pool[t + "s"], where=where, floor=floor) for t in ITEM_TYPES if pool[t + "s"] > 0
+            Slice(t, "item_type", t, pool[t + "s"], where=where, floor=below, example_floor=examples_below)
+            for t in ITEM_TYPES
+            if pool[t + "s"] > 0
         ]
         rows = await self._rank(request, slices, "hybrid") if slices else []
         out: dict[str, list[dict[str, Any]]] = {"tools": [], "prompts": [], "resources": []}
@@ -383,9 +386,18 @@ class CatalogService:
         started = time.perf_counter()
         where, params = filter_sql(filters)
         where = sql.SQL("({}) AND ({})").format(access_sql(principal), where)
-        floor = self._floor(filters.min_similarity).sql()
+        floor = self._floor(filters.min_similarity)
         slices = [
-            Slice(t, "item_type", t, filters.max_results, where=where, exact=params, floor=floor)
+            Slice(
+                t,
+                "item_type",
+                t,
+                filters.max_results,
+                where=where,
+                exact=params,
+                floor=floor.condition(),
+                example_floor=floor.example_condition(),
+            )
             for t in dict.fromkeys(filters.types)
         ]
         rows = await self._rank(query, slices, filters.mode)

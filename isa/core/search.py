@@ -69,6 +69,9 @@ class Slice:
     # Minimum cosine similarity (SQL over the row `e`): rows below it are dropped before the limit, so a
     # request about nothing in the table gets nothing. Ignored without a query vector (lexical mode).
     floor: sql.Composable | None = None
+    # The same for the nearest example query (short questions resemble each other more than a question and a
+    # description do, so examples get their own, higher floor). None: examples are held to `floor`.
+    example_floor: sql.Composable | None = None
 
 
 @dataclass(frozen=True)
@@ -256,11 +259,11 @@ def _slice_sql(
     # is closer. The floor compares it; kept as a column and applied last, so it never changes any score.
     best_expr = sql.SQL("coalesce(x.best, 0)") if use_examples else sql.SQL("0")
     similarity = sql.SQL("greatest({}, {})").format(dense_expr, best_expr) if dense_expr is not None else None
-    keep = (
-        sql.SQL("{} >= ({})").format(similarity, s.floor)
-        if s.floor is not None and similarity is not None
-        else sql.SQL("TRUE")
-    )
+    keep: sql.Composable = sql.SQL("TRUE")
+    if s.floor is not None and dense_expr is not None:
+        keep = sql.SQL("{} >= ({}) OR {} >= ({})").format(
+            dense_expr, s.floor, best_expr, s.example_floor if s.example_floor is not None else s.floor
+        )
     out_cols = sql.SQL(", ").join(sql.SQL("e.{}").format(sql.Identifier(c)) for c in columns)
     ctes.append(
         sql.SQL(

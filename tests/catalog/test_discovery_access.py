@@ -158,6 +158,8 @@ def test_every_hit_is_above_the_floor_and_high_risk_tools_above_the_higher_one(n
         hits = node.post("write", "/discover", {"request": request, "max_results": {"tools": 20}})["capabilities"]
         for hit in hits["tools"]:
             assert hit["similarity"] >= (high if hit["security_level"] in ("HIGH", "CRITICAL") else floor), hit
+    # A direct request still reaches the HIGH tool over its higher floor.
+    assert "delete_my_memories" in node.tools("write", "delete all my stored memories")
 
 
 @pytest.mark.anyio
