@@ -26,8 +26,12 @@ IMPORTED = [
         "name": "vault",
         "tools": [
             # An import file can't make a HIGH tool readable: the catalog decides its scope, not the file.
-            {"name": "wipe_secrets", "description": "Delete every secret in the vault", "securityLevel": "HIGH",
-             "scope": "read"},
+            {
+                "name": "wipe_secrets",
+                "description": "Delete every secret in the vault",
+                "securityLevel": "HIGH",
+                "scope": "read",
+            },
             {"name": "list_secrets", "description": "List the names of the secrets in the vault"},
         ],
     }

@@ -82,9 +82,7 @@ async def test_select_announces_list_changed_then_lists_and_calls_the_tool_and_d
     assert changed == 2
 
 
-async def test_an_admin_only_or_unknown_tool_is_refused_with_the_reason_and_never_listed(
-    node: str, keys: Keys
-) -> None:
+async def test_an_admin_only_or_unknown_tool_is_refused_with_the_reason_and_never_listed(node: str, keys: Keys) -> None:
     async with mcp_client(node, keys.alice) as client:
         out = data(await client.call_tool("select_tools", {"names": ["admin_get_metrics", "no_such_tool"]}))
         assert out["added"] == []
