@@ -74,7 +74,9 @@ def register(builder: AppBuilder) -> None:
             except Exception as exc:
                 log.warning("own_capabilities_sync_failed", error=type(exc).__name__, retry_in=delay)
                 await anyio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+                # Short: /health/ready waits for this sync, so a node must not sit out a long back-off once its
+                # database is back (a failed attempt while it is down costs a pool wait, not work).
+                delay = min(delay * 2, 2.0)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
