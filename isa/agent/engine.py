@@ -29,6 +29,8 @@ from isa.core.db import Database
 
 PLAN_TOOL = "create_execution_plan"
 REPLAN_TOOL = "replan_execution"
+PLANNER_FAILURES = ("plan_failed", "plan_invalid")
+PLANNER_HINT = "No plan was made. Retry once, answer without a plan, or ask the user."
 REQUEST_AUTHORIZATION = "request_authorization"
 MODEL_CALL_CREDITS = Decimal(1)
 TOOL_CALL_CREDITS = Decimal(2)
@@ -236,7 +238,15 @@ class Run:
         if name == PLAN_TOOL and where == "main":
             from isa.agent.plans import PlanRunner
 
-            summary = await PlanRunner(self).run_plan(call, arguments)
+            try:
+                summary = await PlanRunner(self).run_plan(call, arguments)
+            except AgentError as exc:
+                if exc.code not in PLANNER_FAILURES:
+                    raise
+                # The model gets the failure as this call's result and decides (retry, answer without a plan,
+                # ask the user); the run's own bounds still end a model that keeps retrying.
+                failure = {"status": "error", "error": exc.code, "message": exc.message, "hint": PLANNER_HINT}
+                return {**reply, "content": json.dumps(failure, ensure_ascii=False)}
             return {**reply, "content": json.dumps(summary, ensure_ascii=False)}
         self._afford(TOOL_CALL_CREDITS)
         self.ctx.counters.tool_calls += 1

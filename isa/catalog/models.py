@@ -42,5 +42,6 @@ class SearchFilters:
     servers: tuple[str, ...] = ()
     security_levels: tuple[str, ...] = ()
     min_score: float = 0.0
+    min_similarity: float | None = None  # None: the configured relevance floor; 0: none
     max_results: int = 10
     mode: Literal["hybrid", "lexical", "dense"] = "hybrid"

@@ -20,6 +20,8 @@ def discovery_hit(row: dict[str, Any]) -> dict[str, Any]:
     else:
         out["uri"] = row["item_name"]
     out["score"] = round(float(row["score"]), 4)
+    out["similarity"] = round(float(row["similarity"]), 4)  # what the relevance floor compares
+    out["security_level"] = row["security_level"]
     out["description"] = row["description"]
     if kind == "tool":
         out["input_schema"] = row["input_schema"] or {"type": "object"}
@@ -36,6 +38,7 @@ def search_hit(r: dict[str, Any]) -> dict[str, Any]:
         "server": r["server"],
         "item": r["item_name"],
         "score": round(float(r["score"]), 4),
+        "similarity": round(float(r["similarity"]), 4),
         "description": r["description"],
         "category": r["category"] or "",
         "keywords": list(r["keywords"] or ()),

@@ -19,6 +19,8 @@ from isa.core.errors import ApiError
 from isa.core.http import json_body
 
 M = TypeVar("M", bound=BaseModel)
+# Said when nothing passed: every result is either above the relevance floor and usable by the caller, or absent.
+NOTHING_RELEVANT = "nothing you may use is relevant enough to this request (see docs/discovery.md, relevance floor)"
 
 
 def _service(request: Request) -> CatalogService:
@@ -42,8 +44,12 @@ def _limit(request: Request, default: int = 1000) -> int:
 async def discover(request: Request) -> JSONResponse:
     principal = await require_principal(request, "read")
     body = await json_body(request, DiscoverBody)
-    found = await _service(request).discover(body.request, body.max_results.model_dump(), principal)
-    return JSONResponse({"capabilities": found})
+    service = _service(request)
+    found = await service.discover(body.request, body.max_results.model_dump(), principal, body.min_similarity)
+    out: dict[str, Any] = {"capabilities": found}
+    if not any(found.values()):
+        out["message"] = NOTHING_RELEVANT
+    return JSONResponse(out)
 
 
 async def search(request: Request) -> JSONResponse:
@@ -56,25 +62,27 @@ async def search(request: Request) -> JSONResponse:
         servers=tuple(f.servers),
         security_levels=tuple(f.security_levels),
         min_score=f.min_score,
+        min_similarity=f.min_similarity,
         max_results=body.max_results,
         mode=body.mode,
     )
-    results = await _service(request).search(body.query, filters, principal.user_id)
-    return JSONResponse(
-        {
-            "query": body.query,
-            "filters": f.model_dump(),
-            "mode": body.mode,
-            "results": results,
-            "result_count": len(results),
-            "max_results": body.max_results,
-        }
-    )
+    results = await _service(request).search(body.query, filters, principal)
+    out: dict[str, Any] = {
+        "query": body.query,
+        "filters": f.model_dump(),
+        "mode": body.mode,
+        "results": results,
+        "result_count": len(results),
+        "max_results": body.max_results,
+    }
+    if not results:
+        out["message"] = NOTHING_RELEVANT
+    return JSONResponse(out)
 
 
 async def capabilities(request: Request) -> JSONResponse:
-    await require_principal(request, "read")
-    return JSONResponse({"capabilities": await _service(request).capabilities(_limit(request))})
+    principal = await require_principal(request, "read")
+    return JSONResponse({"capabilities": await _service(request).capabilities(_limit(request), principal)})
 
 
 async def stats(request: Request) -> JSONResponse:
@@ -83,8 +91,8 @@ async def stats(request: Request) -> JSONResponse:
 
 
 async def security_levels(request: Request) -> JSONResponse:
-    await require_principal(request, "read")
-    return JSONResponse(await _service(request).security_levels(_limit(request)))
+    principal = await require_principal(request, "read")
+    return JSONResponse(await _service(request).security_levels(_limit(request), principal))
 
 
 async def list_servers(request: Request) -> JSONResponse:

@@ -71,6 +71,8 @@ class MaxResults(_Strict):
 class DiscoverBody(_Strict):
     request: str = Field(min_length=1, max_length=4_000)
     max_results: MaxResults = Field(default_factory=MaxResults)
+    # The relevance floor for this request (absent: the configured one; 0: none). docs/discovery.md.
+    min_similarity: float | None = Field(default=None, ge=0, le=1)
 
     @field_validator("request")
     @classmethod
@@ -86,6 +88,7 @@ class SearchFiltersBody(_Strict):
     servers: list[str] = Field(default_factory=list, max_length=50)
     security_levels: list[Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]] = Field(default_factory=list)
     min_score: float = Field(default=0.0, ge=-1.0, le=10.0)
+    min_similarity: float | None = Field(default=None, ge=0, le=1)
 
 
 class SearchBody(_Strict):

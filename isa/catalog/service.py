@@ -16,6 +16,7 @@ from psycopg import sql
 
 from isa.auth.principal import Principal
 from isa.catalog import history_store, store
+from isa.catalog.access import Floor, access_sql
 from isa.catalog.adapter import QueryAdapter
 from isa.catalog.history import Selection, SelectionLog
 from isa.catalog.importer import server_items
@@ -93,6 +94,11 @@ class CatalogService:
 
     async def _embed(self, texts: Sequence[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
         return await anyio.to_thread.run_sync(self.embedder.embed_batch, list(texts), limiter=self._limiter)
+
+    async def warm_up(self) -> None:
+        """Load the encoder and read the BM25 statistics now, not on the first user's request."""
+        await self._embed(["warm up the encoder"])
+        await self._refresh_stats()
 
     async def _query_vector(self, text: str) -> list[float]:
         key = " ".join(text.split())
@@ -309,9 +315,17 @@ class CatalogService:
             return await hybrid_search(conn, CORPUS, query, slices, self.weights, stats, store.ITEM_COLUMNS)
 
     async def discover(
-        self, request: str, max_results: dict[str, int] | None, principal: Principal | None
+        self,
+        request: str,
+        max_results: dict[str, int] | None,
+        principal: Principal | None,
+        min_similarity: float | None = None,
     ) -> dict[str, list[dict[str, Any]]]:
-        """The few tools, prompts and resources that fit `request`, best first, each list ranked on its own."""
+        """The few tools, prompts and resources that fit `request` and that this caller may use, best first.
+
+        Each list is ranked on its own; items the caller may not use and items below the relevance floor
+        (`min_similarity` overrides the configured one; 0: none) are left out in SQL, before the limit.
+        """
         if not request or not request.strip():
             raise ApiError(422, "invalid_request", "request must not be blank")
         limits = {**_DEFAULT_LIMITS, **(max_results or {})}
@@ -320,7 +334,13 @@ class CatalogService:
         started = time.perf_counter()
         rerank_tools = self.reranker is not None and principal is not None and limits["tools"] > 0
         pool = {**limits, "tools": max(limits["tools"], self.settings.rerank_candidates)} if rerank_tools else limits
-        slices = [Slice(t, "item_type", t, pool[t + "s"]) for t in ITEM_TYPES if pool[t + "s"] > 0]
+        where, floor = access_sql(principal), self._floor(min_similarity)
+        below, examples_below = floor.condition(), floor.example_condition()
+        slices = [
+            Slice(t, "item_type", t, pool[t + "s"], where=where, floor=below, example_floor=examples_below)
+            for t in ITEM_TYPES
+            if pool[t + "s"] > 0
+        ]
         rows = await self._rank(request, slices, "hybrid") if slices else []
         out: dict[str, list[dict[str, Any]]] = {"tools": [], "prompts": [], "resources": []}
         for row in rows:
@@ -340,6 +360,10 @@ class CatalogService:
         )
         return out
 
+    def _floor(self, min_similarity: float | None) -> Floor:
+        configured = self.settings.floor()
+        return configured if min_similarity is None else replace(configured, min_similarity=min_similarity)
+
     async def _rerank(self, request: str, tools: list[dict[str, Any]], principal: Principal) -> list[dict[str, Any]]:
         """The hybrid candidates in the model node's order (the hybrid order if it fails)."""
         assert self.reranker is not None
@@ -354,14 +378,26 @@ class CatalogService:
         log.info("discovery_reranked", outcome=how.split(" ")[0], candidates=len(tools))
         return [{k: v for k, v in hit.items() if k != "hybrid_rank"} for hit in ranked]
 
-    async def search(self, query: str, filters: SearchFilters, user_id: str | None = None) -> list[dict[str, Any]]:
-        """One ranking across the chosen types, with filters; best first, at most `filters.max_results`."""
+    async def search(self, query: str, filters: SearchFilters, principal: Principal | None) -> list[dict[str, Any]]:
+        """One ranking across the chosen types, with filters, over what the caller may use and above the floor;
+        best first, at most `filters.max_results`."""
         if not query or not query.strip():
             raise ApiError(422, "invalid_request", "query must not be blank")
         started = time.perf_counter()
         where, params = filter_sql(filters)
+        where = sql.SQL("({}) AND ({})").format(access_sql(principal), where)
+        floor = self._floor(filters.min_similarity)
         slices = [
-            Slice(t, "item_type", t, filters.max_results, where=where, exact=params)
+            Slice(
+                t,
+                "item_type",
+                t,
+                filters.max_results,
+                where=where,
+                exact=params,
+                floor=floor.condition(),
+                example_floor=floor.example_condition(),
+            )
             for t in dict.fromkeys(filters.types)
         ]
         rows = await self._rank(query, slices, filters.mode)
@@ -372,7 +408,7 @@ class CatalogService:
             Selection(
                 "search",
                 query,
-                user_id,
+                principal.user_id if principal else None,
                 latency,
                 [(r["item_type"], r["qualified_name"], r["server"], float(r["score"])) for r in rows],
                 filters={"types": list(filters.types), "mode": filters.mode},
@@ -380,13 +416,15 @@ class CatalogService:
         )
         return [search_hit(r) for r in rows]
 
-    async def capabilities(self, limit: int) -> dict[str, Any]:
+    async def capabilities(self, limit: int, principal: Principal | None) -> dict[str, Any]:
+        """Counts and call names of what this caller may use."""
         async with self.db.connection() as conn:
-            return await store.capabilities(conn, limit)
+            return await store.capabilities(conn, limit, access_sql(principal))
 
-    async def security_levels(self, limit: int) -> dict[str, Any]:
+    async def security_levels(self, limit: int, principal: Principal | None) -> dict[str, Any]:
+        """Tools by security level, among those this caller may use."""
         async with self.db.connection() as conn:
-            return await store.security_levels(conn, limit)
+            return await store.security_levels(conn, limit, access_sql(principal))
 
     async def stats(self) -> dict[str, Any]:
         async with self.db.connection() as conn:

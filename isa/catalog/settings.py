@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from isa.catalog.access import Floor
 from isa.core.search import Weights
 
 
@@ -35,8 +36,17 @@ class CatalogSettings(BaseModel):
     rerank_model: str = "fast"
     rerank_candidates: int = Field(default=20, ge=2, le=50)
     rerank_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Relevance floor (docs/discovery.md): items whose cosine similarity to the request is below it are not
+    # offered; HIGH and CRITICAL tools need high_risk_margin more, a match through an item's example query
+    # example_margin more. 0 turns it off. Chosen on the dev splits.
+    min_similarity: float = Field(default=0.2, ge=0, le=1)
+    high_risk_margin: float = Field(default=0.1, ge=0, le=1)
+    example_margin: float = Field(default=0.2, ge=0, le=1)
     # POST /catalog/import body limit.
     import_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
+    def floor(self) -> Floor:
+        return Floor(self.min_similarity, self.high_risk_margin, self.example_margin)
 
     def weights(self) -> Weights:
         return Weights(lexical=self.lexical_weight, examples=self.examples_weight, candidates=self.candidates)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from isa.catalog.models import CatalogItem, ItemType
@@ -316,11 +317,13 @@ async def replace_examples(
     await add_examples(conn, rows, model, source)
 
 
-async def capabilities(conn: DictConnection, limit: int) -> dict[str, Any]:
-    """Counts per type and the call names (at most `limit` per type)."""
+async def capabilities(conn: DictConnection, limit: int, access: sql.Composable) -> dict[str, Any]:
+    """Counts per type and the call names (at most `limit` per type) of the rows `access` lets through."""
     cur = await conn.execute(
-        "SELECT item_type, count(*) AS n, (array_agg(qualified_name ORDER BY server = 'isa' DESC, qualified_name))"
-        "[1:%s] AS names FROM mcp_unified_search_embeddings WHERE is_active GROUP BY item_type",
+        sql.SQL(
+            "SELECT item_type, count(*) AS n, (array_agg(qualified_name ORDER BY server = 'isa' DESC, qualified_name))"
+            "[1:%s] AS names FROM mcp_unified_search_embeddings e WHERE is_active AND ({}) GROUP BY item_type"
+        ).format(access),
         (limit,),
     )
     found = {r["item_type"]: r for r in await cur.fetchall()}
@@ -333,18 +336,23 @@ async def capabilities(conn: DictConnection, limit: int) -> dict[str, Any]:
     return out
 
 
-async def security_levels(conn: DictConnection, limit: int) -> dict[str, Any]:
-    """Tools by security level: a summary and the tools (at most `limit`)."""
+async def security_levels(conn: DictConnection, limit: int, access: sql.Composable) -> dict[str, Any]:
+    """Tools by security level among the rows `access` lets through: a summary and the tools (at most `limit`)."""
     cur = await conn.execute(
-        "SELECT security_level, count(*) AS n FROM mcp_unified_search_embeddings"
-        " WHERE item_type = 'tool' AND is_active GROUP BY security_level"
+        sql.SQL(
+            "SELECT security_level, count(*) AS n FROM mcp_unified_search_embeddings e"
+            " WHERE item_type = 'tool' AND is_active AND ({}) GROUP BY security_level"
+        ).format(access)
     )
     summary = {level: 0 for level in ("LOW", "MEDIUM", "HIGH", "CRITICAL")}
     summary.update({r["security_level"]: int(r["n"]) for r in await cur.fetchall()})
     cur = await conn.execute(
-        "SELECT qualified_name AS name, server, security_level FROM mcp_unified_search_embeddings"
-        " WHERE item_type = 'tool' AND is_active"
-        " ORDER BY array_position(ARRAY['CRITICAL','HIGH','MEDIUM','LOW'], security_level), qualified_name LIMIT %s",
+        sql.SQL(
+            "SELECT qualified_name AS name, server, security_level FROM mcp_unified_search_embeddings e"
+            " WHERE item_type = 'tool' AND is_active AND ({})"
+            " ORDER BY array_position(ARRAY['CRITICAL','HIGH','MEDIUM','LOW'], security_level), qualified_name"
+            " LIMIT %s"
+        ).format(access),
         (limit,),
     )
     tools = [{**r, "requires_authorization": r["security_level"] in ("HIGH", "CRITICAL")} for r in await cur.fetchall()]

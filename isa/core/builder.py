@@ -18,6 +18,14 @@ ReadyCheck = Callable[[], Awaitable[None]]
 Lifespan = Callable[[], AbstractAsyncContextManager[Any]]
 
 
+class NotReady(Exception):
+    """Raised by a ready check that knows why: /health/ready answers 503 with this code (e.g. catalog_syncing)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass
 class AppState:
     """Shared by every domain of one process; domains find each other's services here."""

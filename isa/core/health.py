@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import isa
-from isa.core.builder import AppBuilder, AppState, ReadyCheck
+from isa.core.builder import AppBuilder, AppState, NotReady, ReadyCheck
 from isa.core.errors import error_body, request_id_of
 
 
@@ -32,6 +32,8 @@ async def _run_checks(checks: dict[str, ReadyCheck], limit: float) -> dict[str, 
             results[name] = "ok"
         except TimeoutError:
             results[name] = f"timed out after {limit:g}s"
+        except NotReady as exc:
+            results[name] = exc.code
         except Exception as exc:
             # Name the failure class only: messages can carry hosts or credentials.
             results[name] = f"failed: {type(exc).__name__}"
@@ -52,7 +54,11 @@ def ready_endpoint(checks: dict[str, ReadyCheck]) -> Route:
         failing = sorted(name for name, result in results.items() if result != "ok")
         if failing:
             message = "not ready: " + ", ".join(f"{name} {results[name]}" for name in failing)
-            body = error_body("not_ready", message, request_id_of(request))
+            # Checks that said why (NotReady) report a code, others "failed: ..." or "timed out ...":
+            # when every failure gave the same code, that code is the answer's.
+            reasons = {results[name] for name in failing}
+            code = reasons.pop() if len(reasons) == 1 and next(iter(reasons)).isidentifier() else "not_ready"
+            body = error_body(code, message, request_id_of(request))
             return JSONResponse({**body, "checks": results}, status_code=503)
         return JSONResponse({"status": "ready", "role": state.role, "checks": results})
 

@@ -66,6 +66,12 @@ class Slice:
     limit: int
     where: sql.Composable = field(default_factory=lambda: sql.SQL("TRUE"))
     exact: bool = False  # a selective filter: rank its rows exactly instead of through the index
+    # Minimum cosine similarity (SQL over the row `e`): rows below it are dropped before the limit, so a
+    # request about nothing in the table gets nothing. Ignored without a query vector (lexical mode).
+    floor: sql.Composable | None = None
+    # The same for the nearest example query (short questions resemble each other more than a question and a
+    # description do, so examples get their own, higher floor). None: examples are held to `floor`.
+    example_floor: sql.Composable | None = None
 
 
 @dataclass(frozen=True)
@@ -208,7 +214,8 @@ def _slice_sql(
         ctes.append(
             sql.SQL(
                 "{ex} AS (SELECT x.entry_id AS id, sum(power(greatest(1 - (x.v <=> (SELECT v FROM qv)), 0), {pw}))"
-                " AS votes FROM (SELECT e.entry_id, {xv} AS v FROM {examples} e WHERE e.{model_col} = {model}"
+                " AS votes, max(1 - (x.v <=> (SELECT v FROM qv))) AS best"
+                " FROM (SELECT e.entry_id, {xv} AS v FROM {examples} e WHERE e.{model_col} = {model}"
                 " AND e.{col} = {val} ORDER BY {xorder} LIMIT {k}) x GROUP BY x.entry_id)"
             ).format(
                 ex=sql.Identifier(f"{p}_ex"),
@@ -248,12 +255,22 @@ def _slice_sql(
             "(1 - {wl}) * s.dense + {wl} * s.lex / greatest(max(s.lex) OVER (), 1e-9) + {wx} * s.votes"
         ).format(wx=sql.Placeholder(f"{p}_wx"), wl=sql.Placeholder(f"{p}_wl"))
     lex_filter = sql.SQL(" WHERE s.lex > 0") if q.mode == "lexical" else sql.SQL("")
+    # Similarity: to the row itself or to the nearest question it is known to answer (an example), whichever
+    # is closer. The floor compares it; kept as a column and applied last, so it never changes any score.
+    best_expr = sql.SQL("coalesce(x.best, 0)") if use_examples else sql.SQL("0")
+    similarity = sql.SQL("greatest({}, {})").format(dense_expr, best_expr) if dense_expr is not None else None
+    keep: sql.Composable = sql.SQL("TRUE")
+    if s.floor is not None and dense_expr is not None:
+        keep = sql.SQL("{} >= ({}) OR {} >= ({})").format(
+            dense_expr, s.floor, best_expr, s.example_floor if s.example_floor is not None else s.floor
+        )
     out_cols = sql.SQL(", ").join(sql.SQL("e.{}").format(sql.Identifier(c)) for c in columns)
     ctes.append(
         sql.SQL(
-            "{scored} AS (SELECT e.id, {dense} AS dense, {lex} AS lex, {votes} AS votes FROM ({cand}) c"
-            " JOIN {table} e ON e.id = c.id{joins} WHERE {active} AND {where}),"
-            " {final} AS (SELECT s.id, {score} AS score, s.dense, s.lex, s.votes FROM {scored} s{lex_filter})"
+            "{scored} AS (SELECT e.id, {dense} AS dense, {lex} AS lex, {votes} AS votes, {similarity} AS similarity,"
+            " {keep} AS keep FROM ({cand}) c JOIN {table} e ON e.id = c.id{joins} WHERE {active} AND {where}),"
+            " {final} AS (SELECT s.id, {score} AS score, s.dense, s.lex, s.votes, s.similarity, s.keep"
+            " FROM {scored} s{lex_filter})"
         ).format(
             scored=sql.Identifier(f"{p}_scored"),
             final=sql.Identifier(f"{p}_final"),
@@ -264,14 +281,16 @@ def _slice_sql(
             table=table,
             joins=joins,
             where=s.where,
+            similarity=similarity or sql.SQL("0"),
+            keep=keep,
             score=score,
             lex_filter=lex_filter,
             active=active,
         )
     )
     select = sql.SQL(
-        "(SELECT {name} AS slice, f.score, f.dense, f.lex, f.votes, {cols} FROM {final} f"
-        " JOIN {table} e ON e.id = f.id ORDER BY f.score DESC, e.id LIMIT {limit})"
+        "(SELECT {name} AS slice, f.score, f.dense, f.lex, f.votes, f.similarity, {cols} FROM {final} f"
+        " JOIN {table} e ON e.id = f.id WHERE f.keep ORDER BY f.score DESC, e.id LIMIT {limit})"
     ).format(
         name=sql.Literal(s.name),
         cols=out_cols,
@@ -290,7 +309,8 @@ def hybrid_sql(
     stats: dict[str, Bm25Stats],
     columns: Sequence[str],
 ) -> tuple[sql.Composed, dict[str, Any]]:
-    """One statement ranking every slice; rows carry `slice`, `score`, `dense`, `lex`, `votes` and `columns`."""
+    """One statement ranking every slice; rows carry `slice`, `score`, `dense`, `lex`, `votes`, `similarity`
+    (the larger of `dense` and the nearest example's cosine) and `columns`."""
     params: dict[str, Any] = {"text": q.text}
     heads: list[sql.Composable] = [
         sql.SQL("qt AS (SELECT DISTINCT u.lexeme AS term FROM unnest(to_tsvector({cfg}, %(text)s)) u)").format(

@@ -18,6 +18,7 @@ from isa.mcp.billing import Billing
 from isa.mcp.discovery import Discovery
 from isa.mcp.registry import Registry
 from isa.mcp.runner import ToolRunner
+from isa.mcp.selection import ToolSelection
 from isa.mcp.server import IsaMCPServer, LiveSessions
 from isa.mcp.transport import McpEndpoint, resource_metadata_endpoint, transport_security
 from isa.mcp.upstream import CircuitBreaker, Upstream
@@ -38,6 +39,8 @@ def register(builder: AppBuilder) -> None:
     discovery = Discovery(state, registry)
     runner.lookup_imported = discovery.imported
     server = IsaMCPServer(registry, runner, mcp, LiveSessions())
+    selection = ToolSelection(state.db, runner, mcp.max_selected_tools)
+    server.selection = selection
     manager = server.session_manager_for()
     auth = state.get("auth", AuthService)
     endpoint = McpEndpoint(manager, transport_security(builder.settings, mcp), mcp, auth)
@@ -46,7 +49,9 @@ def register(builder: AppBuilder) -> None:
     builder.provide("mcp.runner", runner)
     builder.provide("mcp.approvals", approvals)
     builder.provide("mcp.discovery", discovery)
+    builder.provide("mcp.selection", selection)
     builder.allow_body("/mcp", mcp.max_body_bytes)
+    builder.add_ready_check("catalog", discovery.check_ready)
     metadata = resource_metadata_endpoint(mcp)
     builder.add_routes(
         Route("/mcp", endpoint=endpoint),
@@ -69,7 +74,9 @@ def register(builder: AppBuilder) -> None:
             except Exception as exc:
                 log.warning("own_capabilities_sync_failed", error=type(exc).__name__, retry_in=delay)
                 await anyio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+                # Short: /health/ready waits for this sync, so a node must not sit out a long back-off once its
+                # database is back (a failed attempt while it is down costs a pool wait, not work).
+                delay = min(delay * 2, 2.0)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

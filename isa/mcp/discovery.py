@@ -8,7 +8,7 @@ from typing import Any
 from isa.auth.principal import Principal
 from isa.catalog.models import OWN_SERVER, CatalogItem
 from isa.catalog.service import CatalogService
-from isa.core.builder import AppState
+from isa.core.builder import AppState, NotReady
 from isa.core.logging import get_logger
 from isa.mcp.envelope import ToolFailure
 from isa.mcp.registry import Registry, SecurityLevel
@@ -82,6 +82,9 @@ class Discovery:
         self.state = state
         self.registry = registry
         self._imported: dict[str, ImportedTool | None] = {}
+        # Set once our own capabilities are in the catalog and the encoder has answered a query:
+        # /health/ready waits for it, so a load balancer never routes to a node whose discovery is empty.
+        self.synced = False
 
     def catalog(self) -> CatalogService | None:
         service = self.state.services.get("catalog")
@@ -93,6 +96,13 @@ class Discovery:
         if catalog is not None:
             report = await catalog.sync_own(catalog_items(self.registry))
             log.info("own_capabilities_synced", upserted=report.upserted, removed=report.removed)
+            await catalog.warm_up()
+        self.synced = True
+
+    async def check_ready(self) -> None:
+        """Ready check: 503 catalog_syncing until the first sync and the encoder's warm-up are done."""
+        if self.catalog() is not None and not self.synced:
+            raise NotReady("catalog_syncing", "the tool catalog is still being synced; discovery would be empty")
 
     def forget(self) -> None:
         """The catalog changed: look imported tools up again."""
@@ -103,14 +113,9 @@ class Discovery:
         catalog = self.catalog()
         if catalog is None:
             raise ToolFailure("error", "discovery_unavailable", "tool discovery is not served by this node")
+        # The catalog leaves out what this caller may not run (in SQL, before the limit) and what is off-topic.
         found = await catalog.discover(request, {"tools": limit, "prompts": 0, "resources": 0}, principal)
-        usable = []
-        for hit in found["tools"]:
-            own = self.registry.tools.get(hit["name"]) if hit.get("server") == OWN_SERVER else None
-            if own is not None and own.scope not in principal.scopes:
-                continue
-            usable.append(hit)
-        return usable
+        return found["tools"]
 
     async def imported(self, name: str) -> ImportedTool | None:
         """An imported (other server's) tool by the name it is called here, with its server's URL."""

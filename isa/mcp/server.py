@@ -19,13 +19,14 @@ from isa.core.logging import get_logger
 from isa.mcp.context import bind_request_state, request_principal
 from isa.mcp.envelope import ENVELOPE_SCHEMA
 from isa.mcp.registry import Registry, ToolDecl
-from isa.mcp.runner import ToolRunner
+from isa.mcp.runner import Target, ToolRunner
+from isa.mcp.selection import ToolSelection, current_session
 from isa.mcp.settings import McpSettings
 from isa.mcp.transport import IsaSessionManager
 
 log = get_logger(__name__)
 
-META_TOOLS = ("discover_tools", "call_tool")
+META_TOOLS = ("discover_tools", "call_tool", "select_tools", "deselect_tools")
 INSTRUCTIONS = (
     "isa hosts many tools. Call discover_tools with what you want to do to find the right ones, then call "
     "them by name (or through call_tool). Results are JSON envelopes {status, action, data, timestamp}; "
@@ -66,6 +67,36 @@ def tool_meta(decl: ToolDecl) -> dict[str, Any]:
     }
 
 
+def _own_tool(decl: ToolDecl) -> MCPTool:
+    return MCPTool(
+        name=decl.name,
+        title=decl.sdk.annotations.title if decl.sdk.annotations else None,
+        description=decl.description,
+        input_schema=decl.input_schema,
+        output_schema=ENVELOPE_SCHEMA,
+        annotations=decl.sdk.annotations,
+        _meta=tool_meta(decl),
+    )
+
+
+def _selected_tool(target: Target) -> MCPTool:
+    if target.own is not None:
+        return _own_tool(target.own)
+    assert target.imported is not None
+    return MCPTool(
+        name=target.name,
+        description=target.imported.description,
+        input_schema=target.imported.input_schema,
+        output_schema=ENVELOPE_SCHEMA,
+        _meta={
+            "isa/server": target.server,
+            "isa/security_level": target.security.value,
+            "isa/requires_approval": target.security.needs_approval,
+            "isa/cost_credits": str(target.cost),
+        },
+    )
+
+
 class IsaMCPServer(MCPServer[Any]):
     """The SDK's MCPServer with our registry's capabilities; listing and calling go through our runner."""
 
@@ -84,6 +115,7 @@ class IsaMCPServer(MCPServer[Any]):
         self.runner = runner
         self.mcp_settings = settings
         self.sessions = sessions
+        self.selection: ToolSelection | None = None
         for prompt in registry.prompts.values():
             self.add_prompt(prompt.sdk)
         for res in registry.resources.values():
@@ -99,19 +131,32 @@ class IsaMCPServer(MCPServer[Any]):
             max_request_body_size=self.mcp_settings.max_body_bytes,
             max_sessions=self.mcp_settings.max_sessions,
         )
-        manager.on_discard = self.sessions.discard
+        manager.on_discard = self._session_ended
         return manager
+
+    async def _session_ended(self, session_id: str) -> None:
+        self.sessions.discard(session_id)
+        if self.selection is not None:
+            try:
+                await self.selection.ended(session_id)
+            except Exception as exc:  # the rows stay; they are keyed by a session id that never comes back
+                log.warning("session_tools_not_dropped", error=type(exc).__name__)
 
     async def _observe(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         bind_request_state(self.runner.state)  # static resources reach the services through request_state()
-        result = await call_next(ctx)
+        request = ctx.request
+        session_id = request.headers.get("mcp-session-id") if isinstance(request, Request) else None
+        token = current_session.set(session_id)
+        try:
+            result = await call_next(ctx)
+        finally:
+            current_session.reset(token)
+        if session_id:
+            self.sessions.seen(session_id, ctx.session)
         if ctx.method == "initialize" and isinstance(result, dict):
             # We do send tools/list_changed; the SDK's default capabilities don't say so.
             tools = result.setdefault("capabilities", {}).setdefault("tools", {})
             tools["listChanged"] = True
-        request = ctx.request
-        if isinstance(request, Request) and (session_id := request.headers.get("mcp-session-id")):
-            self.sessions.seen(session_id, ctx.session)
         return result
 
     def visible(self, principal: Principal, decl: ToolDecl) -> bool:
@@ -126,19 +171,13 @@ class IsaMCPServer(MCPServer[Any]):
         principal = request_principal()
         if principal is None:
             return []
-        return [
-            MCPTool(
-                name=decl.name,
-                title=decl.sdk.annotations.title if decl.sdk.annotations else None,
-                description=decl.description,
-                input_schema=decl.input_schema,
-                output_schema=ENVELOPE_SCHEMA,
-                annotations=decl.sdk.annotations,
-                _meta=tool_meta(decl),
-            )
-            for decl in self.registry.tools.values()
-            if self.visible(principal, decl)
-        ]
+        listed = [_own_tool(decl) for decl in self.registry.tools.values() if self.visible(principal, decl)]
+        if self.selection is not None:  # plus what this session selected (select_tools), still usable
+            names = {t.name for t in listed}
+            for target in await self.selection.selected(principal, current_session.get()):
+                if target.name not in names:
+                    listed.append(_selected_tool(target))
+        return listed
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None

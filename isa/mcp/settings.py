@@ -34,6 +34,8 @@ class McpSettings(BaseModel):
         default_factory=lambda: ["get_current_time", "format_json", "ask_human", "request_authorization"]
     )
     discover_max: int = Field(default=20, gt=0)
+    # Progressive disclosure: tools one session may add to its tools/list with select_tools.
+    max_selected_tools: int = Field(default=64, ge=1, le=1000)
     default_rate_limit_per_minute: int = Field(default=120, ge=0)
     approval_ttl_seconds: int = Field(default=1800, gt=0)
     approval_valid_seconds: int = Field(default=3600, gt=0)

@@ -268,3 +268,42 @@ def request_view(row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, datetime):
             out[key] = value.isoformat()
     return out
+
+
+# --- progressive disclosure: the tools a session selected (mcp_session_tools) ---------------------------------
+
+
+async def select_tools(conn: DictConnection, user_id: str, session_id: str, names: list[str], cap: int) -> list[str]:
+    """Add `names` to the session's selection unless it would then hold more than `cap`; returns the selection."""
+    await conn.execute(
+        "INSERT INTO mcp_session_tools (user_id, session_id, tool_name)"
+        " SELECT %(user)s, %(session)s, n FROM unnest(%(names)s::text[]) AS n"
+        " WHERE (SELECT count(*) FROM mcp_session_tools WHERE user_id = %(user)s AND session_id = %(session)s"
+        " AND NOT (tool_name = ANY(%(names)s))) + cardinality(%(names)s::text[]) <= %(cap)s"
+        " ON CONFLICT DO NOTHING",
+        {"user": user_id, "session": session_id, "names": names, "cap": cap},
+    )
+    return await selected_tools(conn, user_id, session_id)
+
+
+async def deselect_tools(conn: DictConnection, user_id: str, session_id: str, names: list[str] | None) -> int:
+    """Remove `names` (None: all) from the session's selection; returns how many went."""
+    cur = await conn.execute(
+        "DELETE FROM mcp_session_tools WHERE user_id = %s AND session_id = %s"
+        " AND (%s::text[] IS NULL OR tool_name = ANY(%s::text[]))",
+        (user_id, session_id, names, names),
+    )
+    return cur.rowcount
+
+
+async def selected_tools(conn: DictConnection, user_id: str, session_id: str) -> list[str]:
+    cur = await conn.execute(
+        "SELECT tool_name FROM mcp_session_tools WHERE user_id = %s AND session_id = %s"
+        " ORDER BY selected_at, tool_name",
+        (user_id, session_id),
+    )
+    return [r["tool_name"] for r in await cur.fetchall()]
+
+
+async def drop_session_tools(conn: DictConnection, session_id: str) -> None:
+    await conn.execute("DELETE FROM mcp_session_tools WHERE session_id = %s", (session_id,))

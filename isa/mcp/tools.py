@@ -19,6 +19,7 @@ from isa.mcp.discovery import Discovery
 from isa.mcp.envelope import AUTHORIZATION_REQUESTED, HUMAN_INPUT_REQUESTED, arguments_hash, mask_arguments
 from isa.mcp.registry import Capabilities
 from isa.mcp.runner import Marker, ToolRunner
+from isa.mcp.selection import ToolSelection
 
 capabilities = Capabilities("isa.mcp")
 tool = capabilities.tool
@@ -116,11 +117,60 @@ async def admin_get_metrics(hours: Annotated[int, Field(ge=1, le=24 * 30)] = 24)
 
 
 @tool(category="meta", keywords=["discover", "search", "find", "tools", "capabilities"])
-async def discover_tools(request: str, limit: Annotated[int, Field(ge=1, le=50)] = 5) -> dict[str, Any]:
-    """Find the tools that fit a task described in plain words; returns their names and input schemas."""
+async def discover_tools(
+    request: str,
+    ctx: Context,
+    limit: Annotated[int, Field(ge=1, le=50)] = 5,
+    light: bool = False,
+    select: bool = False,
+) -> dict[str, Any]:
+    """Find the tools that fit a task described in plain words; returns their names and input schemas.
+
+    light: names, servers, one-line descriptions and security levels only (cheap to browse).
+    select: also add them to this session's tools/list (as select_tools does).
+    """
     call = current_call()
     tools = await call.service("mcp.discovery", Discovery).tools(request, limit, call.principal)
-    return {"request": request, "tools": tools, "how_to_call": "call a tool by its name, or through call_tool"}
+    if not tools:
+        # Nothing above the relevance floor among the tools this caller may run: say so, don't pad the list.
+        return {"request": request, "tools": [], "message": "no tool you may use fits this request; rephrase it"}
+    out: dict[str, Any] = {"request": request, "how_to_call": "call a tool by its name, or through call_tool"}
+    out["tools"] = [_light(t) for t in tools] if light else tools
+    if select:
+        out["selection"] = await _select(ctx, [t["name"] for t in tools])
+    return out
+
+
+def _light(hit: dict[str, Any]) -> dict[str, Any]:
+    first = str(hit.get("description") or "").strip().split("\n")[0][:200]
+    return {"name": hit["name"], "server": hit["server"], "description": first, "security_level": hit["security_level"]}
+
+
+async def _select(ctx: Context, names: list[str]) -> dict[str, Any]:
+    call = current_call()
+    out = await call.service("mcp.selection", ToolSelection).select(call.principal, call.session_id, names)
+    if out["added"]:
+        await ctx.session.send_tool_list_changed()
+    return out
+
+
+@tool(category="meta", keywords=["select", "enable", "load", "tools", "add", "list"])
+async def select_tools(names: Annotated[list[str], Field(min_length=1, max_length=50)], ctx: Context) -> dict[str, Any]:
+    """Add tools (found with discover_tools) to this session's tools/list, with full schemas; names you may not
+    use are refused with the reason. The client is told to list tools again."""
+    return await _select(ctx, names)
+
+
+@tool(category="meta", keywords=["deselect", "remove", "unload", "tools", "reset"])
+async def deselect_tools(
+    ctx: Context, names: Annotated[list[str], Field(max_length=1000)] | None = None
+) -> dict[str, Any]:
+    """Remove tools from this session's selection (no names: all of them, back to the default list)."""
+    call = current_call()
+    out = await call.service("mcp.selection", ToolSelection).deselect(call.principal, call.session_id, names)
+    if out["removed"]:
+        await ctx.session.send_tool_list_changed()
+    return out
 
 
 @tool(category="meta", keywords=["call", "run", "execute", "tool", "invoke"])

@@ -13,7 +13,7 @@ import json
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -103,7 +103,7 @@ class PrincipalTokenVerifier:
 class IsaSessionManager(StreamableHTTPSessionManager):
     """The SDK's session manager with 256-bit session ids and a callback when a session ends."""
 
-    on_discard: Callable[[str], None] | None = None
+    on_discard: Callable[[str], Awaitable[None]] | None = None
 
     def _admit_session(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
         # Same as the SDK's, but the SDK names sessions with uuid4 (122 random bits); we want >= 128.
@@ -126,7 +126,7 @@ class IsaSessionManager(StreamableHTTPSessionManager):
     async def _discard_session(self, session_id: str, transport: StreamableHTTPServerTransport) -> None:
         await super()._discard_session(session_id, transport)
         if self.on_discard is not None:
-            self.on_discard(session_id)
+            await self.on_discard(session_id)
 
 
 def transport_security(settings: Settings, mcp: McpSettings) -> TransportSecuritySettings:

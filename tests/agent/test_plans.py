@@ -115,3 +115,20 @@ def _status(node: str, key: str, plan_id: str) -> dict[str, object]:
         return data
 
     return anyio.run(main)
+
+
+def test_a_planner_answer_that_is_not_json_goes_back_to_the_model_which_answers_without_a_plan(
+    node: str, fake: FakeOpenAI, all_settings: Settings, db_url: str
+) -> None:
+    _, key = new_user(db_url, all_settings)
+    fake.script(
+        FAKE_MODEL,
+        Reply(tool_calls=[call("create_execution_plan", {"request": "compare the weather in Paris and Rome"})]),
+        Reply(text="Sure! Here is a plan: first Paris, then Rome."),  # the planner, not JSON
+        Reply(text="I couldn't plan it, but both cities look sunny."),
+    )
+    result = chat(node, key, {"message": "Compare the weather in Paris and Rome tomorrow"})
+    assert result.error_code is None, result.events
+    assert result.text == "I couldn't plan it, but both cities look sunny."
+    seen = fake.requests_for(FAKE_MODEL)[-1].body["messages"][-1]
+    assert seen["role"] == "tool" and json.loads(seen["content"])["status"] == "error"

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from isa.auth.principal import Principal
 from isa.catalog.models import CatalogItem
 from isa.catalog.service import CatalogService
 from isa.core.db import Database
@@ -18,6 +19,7 @@ from isa.core.embeddings import LocalMiniLM
 from isa.core.settings import Settings
 
 _MODEL = LocalMiniLM()
+READER = Principal("catalog-reader", frozenset({"read"}), "api_key")
 
 
 class CountingEmbedder:

@@ -77,7 +77,7 @@ def test_every_discovery_is_logged_with_query_results_scores_latency_and_user(
     client: TestClient, keys: Any, db_url: str
 ) -> None:
     query = "merge the pull request for logging test"
-    client.post("/discover", json={"request": query}, headers=keys["read"])
+    client.post("/discover", json={"request": query}, headers=keys["admin"])
 
     def logged() -> list[tuple[Any, ...]]:
         with psycopg.connect(db_url) as conn:
@@ -88,16 +88,16 @@ def test_every_discovery_is_logged_with_query_results_scores_latency_and_user(
             ).fetchall()
 
     rows = wait_for(logged, timeout=10)
-    assert rows[0][0] == "cat-reader" and rows[0][1] == "github__merge_pull_request" and rows[0][2] == 1
+    assert rows[0][0] == "cat-admin" and rows[0][1] == "github__merge_pull_request" and rows[0][2] == 1
     assert rows[0][4] > 0
-    stats = client.get("/stats", headers=keys["read"]).json()
+    stats = client.get("/stats", headers=keys["admin"]).json()
     assert stats["calls"]["discover"]["total"] >= 1
     assert any(t["name"] == "github__merge_pull_request" for t in stats["usage"]["tools"])
 
 
 def test_search_filters_by_server_security_level_type_and_min_score(client: TestClient, keys: Any) -> None:
     def search(**body: Any) -> list[dict[str, Any]]:
-        r = client.post("/search", json={"query": "github issue pull request weather", **body}, headers=keys["read"])
+        r = client.post("/search", json={"query": "github issue pull request weather", **body}, headers=keys["admin"])
         assert r.status_code == 200, r.text
         return r.json()["results"]  # type: ignore[no-any-return]
 
@@ -116,9 +116,9 @@ def test_search_filters_by_server_security_level_type_and_min_score(client: Test
 
 
 def test_capabilities_and_security_levels_describe_the_catalog(client: TestClient, keys: Any) -> None:
-    caps = client.get("/capabilities", headers=keys["read"]).json()["capabilities"]
+    caps = client.get("/capabilities", headers=keys["admin"]).json()["capabilities"]
     assert caps["tools"]["count"] >= 3 and "github__create_issue" in caps["tools"]["available"]
-    levels = client.get("/security/levels", headers=keys["read"]).json()
+    levels = client.get("/security/levels", headers=keys["admin"]).json()
     assert levels["summary"]["HIGH"] >= 1
     merge = next(t for t in levels["tools"] if t["name"] == "github__merge_pull_request")
     assert merge["requires_authorization"] is True

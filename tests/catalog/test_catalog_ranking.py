@@ -11,7 +11,7 @@ from isa.catalog.models import SearchFilters
 from isa.catalog.service import CORPUS
 from isa.core.search import Corpus, Query, Slice, Weights, hybrid_search, hybrid_sql
 from isa.core.settings import Settings
-from tests.catalog.conftest import CountingEmbedder, catalog
+from tests.catalog.conftest import READER, CountingEmbedder, catalog
 
 pytestmark = pytest.mark.anyio
 
@@ -81,7 +81,7 @@ async def test_ours_finds_what_lexical_only_and_dense_only_miss(
         top: dict[str, list[str | None]] = {"lexical": [], "dense": [], "hybrid": []}
         for query, _ in QUERIES:
             for mode in top:
-                hits = await service.search(query, SearchFilters(types=("tool",), max_results=1, mode=mode))  # type: ignore[arg-type]
+                hits = await service.search(query, SearchFilters(types=("tool",), max_results=1, mode=mode), READER)  # type: ignore[arg-type]
                 top[mode].append(hits[0]["item"] if hits else None)
         wanted = [w for _, w in QUERIES]
         assert top["hybrid"] == wanted, top

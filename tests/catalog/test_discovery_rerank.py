@@ -53,7 +53,8 @@ def _catalog_size(url: str, key: str) -> int:
 
 
 def _tools(url: str, key: str, limit: int) -> list[str]:
-    body = {"request": QUERY, "max_results": {"tools": limit, "prompts": 0, "resources": 0}}
+    # No relevance floor here: these tests are about the rerank step and need all of its candidates.
+    body = {"request": QUERY, "max_results": {"tools": limit, "prompts": 0, "resources": 0}, "min_similarity": 0}
     response = httpx.post(url + "/discover", json=body, headers={"X-API-Key": key}, timeout=30)
     assert response.status_code == 200, response.text
     return [t["name"] for t in response.json()["capabilities"]["tools"]]

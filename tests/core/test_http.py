@@ -7,6 +7,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.requests import Request
@@ -16,6 +17,7 @@ from starlette.testclient import TestClient
 
 from isa.app import create_app
 from isa.core.settings import Settings
+from tests.support.procs import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +49,17 @@ def test_liveness_answers_without_touching_the_database(settings: Settings, tmp_
         assert "postgres" not in json.dumps(body)  # no connection details leak
 
 
-def test_readiness_is_200_when_the_database_answers(client: TestClient) -> None:
-    ready = client.get("/health/ready")
+def test_readiness_is_200_when_the_database_answers_and_the_catalog_is_synced(client: TestClient) -> None:
+    def answer() -> Any:
+        response = client.get("/health/ready")
+        if response.status_code == 503:  # only while the node's first catalog sync runs
+            assert response.json()["error"]["code"] == "catalog_syncing", response.text
+            return None
+        return response
+
+    ready = wait_for(answer, timeout=60)
     assert ready.status_code == 200
-    assert ready.json()["checks"]["database"] == "ok"
+    assert ready.json()["checks"]["database"] == "ok" and ready.json()["checks"]["catalog"] == "ok"
 
 
 def test_unknown_route_gets_the_json_error_shape_with_the_request_id(client: TestClient) -> None:

@@ -171,7 +171,7 @@ async def test_search_then_call_lists_a_small_set_and_call_tool_runs_any_tool(
             direct = await client.call_tool("whoami", {})
             recursive = await client.call_tool("call_tool", {"name": "call_tool", "arguments": {}})
     assert listed == {"get_current_time", "format_json", "ask_human", "request_authorization", "discover_tools",
-                      "call_tool"}  # fmt: skip
+                      "call_tool", "select_tools", "deselect_tools"}  # fmt: skip
     assert via_meta.structured_content is not None and via_meta.structured_content["data"]["user_id"] == "bob"
     assert direct.structured_content is not None and direct.structured_content["action"] == "whoami"
     assert recursive.is_error
