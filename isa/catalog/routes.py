@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -16,7 +15,7 @@ from isa.catalog.models import SearchFilters
 from isa.catalog.schemas import DiscoverBody, SearchBody
 from isa.catalog.service import CatalogService
 from isa.core.errors import ApiError
-from isa.core.http import json_body
+from isa.core.http import json_body, load_json
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -26,10 +25,7 @@ def _service(request: Request) -> CatalogService:
 
 
 async def _json(request: Request) -> Any:
-    try:
-        return json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(422, "invalid_request", "the body must be JSON") from None
+    return load_json(await request.body())
 
 
 def _limit(request: Request, default: int = 1000) -> int:

@@ -359,9 +359,9 @@ class CatalogService:
         if not query or not query.strip():
             raise ApiError(422, "invalid_request", "query must not be blank")
         started = time.perf_counter()
-        where, params = filter_sql(filters)
+        where, bound = filter_sql(filters)
         slices = [
-            Slice(t, "item_type", t, filters.max_results, where=where, exact=params)
+            Slice(t, "item_type", t, filters.max_results, where=where, exact=bool(bound), params=bound)
             for t in dict.fromkeys(filters.types)
         ]
         rows = await self._rank(query, slices, filters.mode)

@@ -16,7 +16,7 @@ Per slice and query:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -66,6 +66,7 @@ class Slice:
     limit: int
     where: sql.Composable = field(default_factory=lambda: sql.SQL("TRUE"))
     exact: bool = False  # a selective filter: rank its rows exactly instead of through the index
+    params: Mapping[str, Any] = field(default_factory=dict)  # values `where` binds by name (never inlined)
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def _slice_sql(
     use_dense = q.mode != "lexical" and q.vector is not None
     use_lex = q.mode != "dense"
     use_examples = q.mode == "hybrid" and corpus.examples is not None and w.examples > 0 and q.vector is not None
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = dict(s.params)
     ctes: list[sql.Composable] = []
     arms: list[str] = []
     active = sql.SQL("e.{}").format(sql.Identifier(corpus.active_column)) if corpus.active_column else sql.SQL("TRUE")

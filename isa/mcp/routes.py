@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from isa.auth import require_principal
 from isa.core.errors import ApiError
+from isa.core.http import input_problem
 from isa.mcp import store
 from isa.mcp.approvals import Approvals
 from isa.mcp.envelope import jsonable
@@ -44,6 +45,9 @@ class MetricsQuery(BaseModel):
 
 
 def _parse(model: type[BaseModel], data: Any) -> Any:
+    problem = input_problem(data)
+    if problem:
+        raise ApiError(422, "invalid_request", problem)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -112,9 +112,11 @@ async def embeddings(request: Request) -> Response:
     service = service_of(request)
     body = await parse(request, EmbeddingRequest)
     group = service.resolve(body.model, "embedding")
-    await service.check_credits(principal)
-    started = time.perf_counter()
     texts = body.texts()
+    # Bounded and paid for up front: refused before any vector is computed (never run first, charged short later).
+    _, estimate = service.embedding_estimate(texts)
+    await service.check_credits(principal, estimate)
+    started = time.perf_counter()
     vectors, deployment, tokens, cost = await service.embed(group, texts, body.dimensions)
     usage = service.usage(
         principal,
