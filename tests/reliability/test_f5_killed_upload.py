@@ -70,9 +70,7 @@ def test_f5_a_kill_9_mid_upload_leaves_nothing_once_the_node_is_back(
     with isa_serve("mcp", tmp_path, env=env, log_dir=tmp_path) as node:
         node.wait_ready()
         wait_for(lambda: not any(p.exists() for p in partial), timeout=30)
-        expired = wait_for(
-            lambda: [r for r in sql(db_url, pending, (user,)) if r["status"] == "deleted"], timeout=30
-        )
+        expired = wait_for(lambda: [r for r in sql(db_url, pending, (user,)) if r["status"] == "deleted"], timeout=30)
         assert expired[0]["status_reason"] == "expired"
         listed = node.get(f"/api/v1/users/{user}/files", headers={"Authorization": f"Bearer {key}"})
         assert listed.status_code == 200 and listed.json()["data"] == []
