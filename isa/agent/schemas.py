@@ -56,6 +56,19 @@ class SessionListQuery(_Body):
     status: Literal["active", "ended", "expired", "archived"] | None = None
 
 
+class SessionSearchQuery(_Body):
+    """The original's GET /api/sessions/search (its `user_id` is ignored: the caller is the principal)."""
+
+    query: Annotated[str, Field(min_length=1, max_length=200)]
+    limit: int = Field(default=20, ge=1, le=100)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
+
+
+class ActiveSessionsQuery(_Body):
+    limit: int = Field(default=20, ge=1, le=100)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
+
+
 class MessagesQuery(_Body):
     limit: int = Field(default=100, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=1_000_000)

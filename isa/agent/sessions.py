@@ -68,6 +68,22 @@ class AgentSessions:
         out["waiting_for_human"] = paused["pending"] if paused else None
         return out
 
+    async def stats(self, user_id: str, raw_id: str) -> dict[str, Any]:
+        """The original's GET /api/sessions/{id}/stats: the counters the session row keeps."""
+        async with self.db.connection() as conn:
+            row = await self._owned(conn, user_id, raw_id)
+        session = _session(row)
+        return {
+            "session_id": session["session_id"],
+            "status": session["status"],
+            "message_count": session["message_count"],
+            "total_tokens": session["total_tokens"],
+            "total_cost": session["total_cost"],
+            "created_at": session["created_at"],
+            "last_activity_at": session["last_activity_at"],
+            "duration_seconds": round((row["last_activity_at"] - row["created_at"]).total_seconds(), 3),
+        }
+
     async def update(self, user_id: str, raw_id: str, body: schemas.SessionUpdateBody) -> dict[str, Any]:
         async with self.db.transaction() as conn:
             row = await self._owned(conn, user_id, raw_id)

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from isa.auth import require_principal
 from isa.catalog.importer import parse_import
 from isa.catalog.models import SearchFilters
-from isa.catalog.schemas import DiscoverBody, SearchBody
+from isa.catalog.schemas import DISCOVER_RANKED_CHARS, DiscoverBody, SearchBody, SecuritySearchBody
 from isa.catalog.service import CatalogService
 from isa.core.errors import ApiError
 from isa.core.http import json_body, load_json
@@ -38,8 +38,13 @@ def _limit(request: Request, default: int = 1000) -> int:
 async def discover(request: Request) -> JSONResponse:
     principal = await require_principal(request, "read")
     body = await json_body(request, DiscoverBody)
-    found = await _service(request).discover(body.request, body.max_results.model_dump(), principal)
-    return JSONResponse({"capabilities": found})
+    head = body.request[:DISCOVER_RANKED_CHARS]
+    found = await _service(request).discover(head, body.max_results.model_dump(), principal)
+    if len(body.request) <= DISCOVER_RANKED_CHARS:
+        return JSONResponse({"capabilities": found})
+    # Said in the response, so a caller knows the tail (a pasted document, say) did not steer the ranking.
+    truncated = {"request_chars": len(body.request), "ranked_chars": DISCOVER_RANKED_CHARS}
+    return JSONResponse({"capabilities": found, "request_truncated": truncated})
 
 
 async def search(request: Request) -> JSONResponse:
@@ -83,6 +88,14 @@ async def security_levels(request: Request) -> JSONResponse:
     return JSONResponse(await _service(request).security_levels(_limit(request)))
 
 
+async def security_search(request: Request) -> JSONResponse:
+    await require_principal(request, "read")
+    body = await json_body(request, SecuritySearchBody)
+    level = "LOW" if body.security_level == "DEFAULT" else body.security_level
+    tools = await _service(request).tools_at_level(level, body.max_results)
+    return JSONResponse({"security_level": level, "tools": tools, "count": len(tools)})
+
+
 async def list_servers(request: Request) -> JSONResponse:
     await require_principal(request, "read")
     return JSONResponse({"servers": await _service(request).list_servers()})
@@ -106,6 +119,7 @@ ROUTES = [
     Route("/capabilities", capabilities, methods=["GET"]),
     Route("/stats", stats, methods=["GET"]),
     Route("/security/levels", security_levels, methods=["GET"]),
+    Route("/security/search", security_search, methods=["POST"]),
     Route("/catalog/servers", list_servers, methods=["GET"]),
     Route("/catalog/import", import_servers, methods=["POST"]),
     Route("/catalog/servers/{name:str}", remove_server, methods=["DELETE"]),

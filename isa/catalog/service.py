@@ -388,6 +388,10 @@ class CatalogService:
         async with self.db.connection() as conn:
             return await store.security_levels(conn, limit)
 
+    async def tools_at_level(self, level: str, limit: int) -> list[dict[str, Any]]:
+        async with self.db.connection() as conn:
+            return await store.tools_at_level(conn, level, limit)
+
     async def stats(self) -> dict[str, Any]:
         async with self.db.connection() as conn:
             out = await history.stats(conn)

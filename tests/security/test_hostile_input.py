@@ -4,6 +4,7 @@ loopback (real HTTP, real MCP client), each answered 4xx in the error shape or s
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
 from isa.app import create_app
 from isa.core.settings import Settings
@@ -223,3 +226,57 @@ def test_f6_a_consume_key_reused_with_a_different_amount_is_422_idempotency_key_
     assert again.status_code == 200 and again.json()["data"] == first.json()["data"]
     rows = sql(db_url, "SELECT credits_remaining FROM users WHERE user_id = 'hostile-bob'")
     assert rows[0]["credits_remaining"] == 97
+
+
+# --- A request pasted with a document: ranked on its head, said so, never refused ----------------------------
+
+
+def test_a_20000_character_discover_request_is_ranked_on_its_head_and_says_so(node: Node) -> None:
+    request = "what time is it in Lisbon? " + "a pasted report paragraph. " * 740  # ~20,000 characters
+    response = _post(node, "/discover", {"request": request})
+    assert response.status_code == 200, response.text[:300]
+    body = response.json()
+    assert body["request_truncated"] == {"request_chars": len(request), "ranked_chars": 4000}
+    assert body["capabilities"], body
+    short = _post(node, "/discover", {"request": "what time is it in Lisbon?"}).json()
+    assert "request_truncated" not in short
+    assert _refused(_post(node, "/discover", {"request": "x" * 100_001})) == "invalid_request"
+
+
+# --- I1: failures any user can trigger are clean MCP errors, not ERROR tracebacks ------------------------------
+
+
+@pytest.mark.anyio
+async def test_i1_an_unknown_or_foreign_event_uri_and_a_prompt_without_arguments_log_no_error(
+    node: Node, settings: Settings, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    other = create_key(db_url, settings, "hostile-eve", "write")
+    created = _post(node, "/api/v1/events", {"event_type": "bob.private", "data": {"n": 1}})
+    assert created.status_code == 201, created.text
+    bob_event = created.json()["event_id"]
+    caplog.set_level(logging.INFO)
+    async with mcp_client(node.url, other) as eve:
+        for uri in (f"event://{uuid.uuid4()}", "event://not-a-uuid", f"event://{bob_event}"):
+            with pytest.raises(MCPError) as refused:
+                await eve.read_resource(uri)
+            assert "not found" in refused.value.error.message
+        prompt = (await eve.list_prompts()).prompts[0]
+        assert any(a.required for a in prompt.arguments or ()), prompt
+        with pytest.raises(MCPError) as missing:
+            await eve.get_prompt(prompt.name, {})
+        assert missing.value.error.code == INVALID_PARAMS
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+
+
+def test_post_security_search_lists_the_tools_of_one_level(node: Node) -> None:
+    """The original's POST /security/search answered 404 here."""
+    for level in ("LOW", "HIGH"):
+        response = _post(node, "/security/search", {"security_level": level, "max_results": 50})
+        assert response.status_code == 200, response.text[:300]
+        tools = response.json()["tools"]
+        assert tools and {t["security_level"] for t in tools} == {level}
+        assert all(t["requires_authorization"] == (level == "HIGH") for t in tools)
+    default = _post(node, "/security/search", {"security_level": "DEFAULT", "max_results": 3}).json()
+    assert default["security_level"] == "LOW" and len(default["tools"]) == 3
+    assert _refused(_post(node, "/security/search", {"security_level": "ROOT"})) == "invalid_request"
