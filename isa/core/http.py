@@ -17,28 +17,29 @@ M = TypeVar("M", bound=BaseModel)
 MAX_JSON_DEPTH = 64
 
 
-def input_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+def input_problem(value: Any, max_depth: int = MAX_JSON_DEPTH, *, text: bool = True) -> str | None:
     """Why parsed JSON can't be taken as input (nested too deep, a NUL or a lone surrogate in text), or None.
 
     Postgres text and jsonb can't hold NUL, and a lone surrogate can't be encoded: both would fail only when the
-    value reaches the database. One iterative walk (no recursion, so depth itself can't crash it).
+    value reaches the database. One iterative walk (no recursion, so depth itself can't crash it). `text=False`
+    checks depth only (for a caller that reports bad text per item, as the events batch does).
     """
     if isinstance(value, str):
-        return text_problem(value)
+        return text_problem(value) if text else None
     stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
     while stack:
         node, depth = stack.pop()
         if depth > max_depth:
             return f"the request is nested too deeply (at most {max_depth} levels)"
         items = node.values() if isinstance(node, dict) else node
-        if isinstance(node, dict):
+        if isinstance(node, dict) and text:
             for key in node:
                 problem = text_problem(key)
                 if problem:
                     return problem
         for item in items:  # numbers, booleans and null need no look (a million-element array stays cheap)
             if isinstance(item, str):
-                problem = text_problem(item)
+                problem = text_problem(item) if text else None
                 if problem:
                     return problem
             elif isinstance(item, dict | list):
@@ -58,13 +59,13 @@ def text_problem(text: str) -> str | None:
     return None
 
 
-def load_json(raw: bytes, empty_ok: bool = False) -> Any:
+def load_json(raw: bytes, empty_ok: bool = False, *, text: bool = True) -> Any:
     """`raw` parsed as JSON input (an empty body is {} when `empty_ok`); 422 when it is not JSON or not storable."""
     try:
         data = json.loads(raw) if raw.strip() or not empty_ok else {}
     except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
         raise ApiError(422, "invalid_request", "the body must be JSON") from None
-    problem = input_problem(data) if _worth_a_look(raw) else None
+    problem = input_problem(data, text=text) if _worth_a_look(raw) else None
     if problem:
         raise ApiError(422, "invalid_request", problem)
     return data
@@ -85,14 +86,14 @@ def invalid(exc: ValidationError, where: str = "body") -> ApiError:
     return ApiError(422, "invalid_request", f"the request {where} is not valid", details=details)
 
 
-async def json_body(request: Request, model: type[M], empty_ok: bool = False) -> M:
+async def json_body(request: Request, model: type[M], empty_ok: bool = False, *, text: bool = True) -> M:
     """The JSON body as `model`; 422 when it is not JSON (or not UTF-8) or does not validate."""
-    return parse_json(await request.body(), model, empty_ok)
+    return parse_json(await request.body(), model, empty_ok, text=text)
 
 
-def parse_json(raw: bytes, model: type[M], empty_ok: bool = False) -> M:
+def parse_json(raw: bytes, model: type[M], empty_ok: bool = False, *, text: bool = True) -> M:
     """`raw` as `model` (an empty body is {} when `empty_ok`); 422 when it is not JSON or does not validate."""
-    data = load_json(raw, empty_ok)
+    data = load_json(raw, empty_ok, text=text)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

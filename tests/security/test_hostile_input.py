@@ -280,3 +280,33 @@ def test_post_security_search_lists_the_tools_of_one_level(node: Node) -> None:
     default = _post(node, "/security/search", {"security_level": "DEFAULT", "max_results": 3}).json()
     assert default["security_level"] == "LOW" and len(default["tools"]) == 3
     assert _refused(_post(node, "/security/search", {"security_level": "ROOT"})) == "invalid_request"
+
+
+# --- I4 and a smaller defect: task URLs are vetted and config keys checked when the task is made --------------
+
+
+def test_i4_internal_callback_and_monitor_urls_are_refused_when_the_task_is_created(node: Node) -> None:
+    internal = [
+        "http://127.0.0.1:9/x",
+        "http://169.254.169.254/latest",
+        "http://[::ffff:127.0.0.1]/",
+        "http://2130706433/",
+    ]
+    for url in internal:
+        cases = [
+            {"task_type": "schedule", "config": {"message": "hi"}, "callback_url": url},
+            {"task_type": "web_monitor", "config": {"urls": ["https://example.com/", url]}},
+            {"task_type": "threshold_watch", "config": {"url": url, "above": 3}},
+        ]
+        for body in cases:
+            response = _post(node, "/api/v1/tasks", body)
+            assert _refused(response) == "url_blocked", (url, body)
+            assert "blocked" in response.json()["error"]["message"]
+    ok = _post(node, "/api/v1/tasks", {"task_type": "web_monitor", "config": {"urls": ["https://example.com/"]}})
+    assert ok.status_code == 201, ok.text
+
+
+def test_a_misspelled_task_config_key_is_refused_not_stored(node: Node) -> None:
+    body = {"task_type": "web_monitor", "config": {"urls": ["https://example.com/"], "intervl_minutes": 5}}
+    response = _post(node, "/api/v1/tasks", body)
+    assert _refused(response) == "invalid_request" and "intervl_minutes" in response.json()["error"]["message"]
