@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -246,8 +247,7 @@ def test_a_20000_character_discover_request_is_ranked_on_its_head_and_says_so(no
 # --- I1: failures any user can trigger are clean MCP errors, not ERROR tracebacks ------------------------------
 
 
-@pytest.mark.anyio
-async def test_i1_an_unknown_or_foreign_event_uri_and_a_prompt_without_arguments_log_no_error(
+def test_i1_an_unknown_or_foreign_event_uri_and_a_prompt_without_arguments_log_no_error(
     node: Node, settings: Settings, db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     other = create_key(db_url, settings, "hostile-eve", "write")
@@ -255,31 +255,22 @@ async def test_i1_an_unknown_or_foreign_event_uri_and_a_prompt_without_arguments
     assert created.status_code == 201, created.text
     bob_event = created.json()["event_id"]
     caplog.set_level(logging.INFO)
-    async with mcp_client(node.url, other) as eve:
-        for uri in (f"event://{uuid.uuid4()}", "event://not-a-uuid", f"event://{bob_event}"):
-            with pytest.raises(MCPError) as refused:
-                await eve.read_resource(uri)
-            assert "not found" in refused.value.error.message
-        prompt = (await eve.list_prompts()).prompts[0]
-        assert any(a.required for a in prompt.arguments or ()), prompt
-        with pytest.raises(MCPError) as missing:
-            await eve.get_prompt(prompt.name, {})
-        assert missing.value.error.code == INVALID_PARAMS
+
+    async def as_eve() -> None:
+        async with mcp_client(node.url, other) as eve:
+            for uri in (f"event://{uuid.uuid4()}", "event://not-a-uuid", f"event://{bob_event}"):
+                with pytest.raises(MCPError) as refused:
+                    await eve.read_resource(uri)
+                assert "not found" in refused.value.error.message
+            prompts = (await eve.list_prompts()).prompts
+            prompt = next(p for p in prompts if any(a.required for a in p.arguments or ()))
+            with pytest.raises(MCPError) as missing:
+                await eve.get_prompt(prompt.name, {})
+            assert missing.value.error.code == INVALID_PARAMS
+
+    anyio.run(as_eve)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
-
-
-def test_post_security_search_lists_the_tools_of_one_level(node: Node) -> None:
-    """The original's POST /security/search answered 404 here."""
-    for level in ("LOW", "HIGH"):
-        response = _post(node, "/security/search", {"security_level": level, "max_results": 50})
-        assert response.status_code == 200, response.text[:300]
-        tools = response.json()["tools"]
-        assert tools and {t["security_level"] for t in tools} == {level}
-        assert all(t["requires_authorization"] == (level == "HIGH") for t in tools)
-    default = _post(node, "/security/search", {"security_level": "DEFAULT", "max_results": 3}).json()
-    assert default["security_level"] == "LOW" and len(default["tools"]) == 3
-    assert _refused(_post(node, "/security/search", {"security_level": "ROOT"})) == "invalid_request"
 
 
 # --- I4 and a smaller defect: task URLs are vetted and config keys checked when the task is made --------------
