@@ -170,6 +170,23 @@ async def search_sessions(request: Request) -> Response:
     return JSONResponse(await _sessions(request).list(principal.user_id, query))
 
 
+async def get_context(request: Request) -> Response:
+    principal = await require_principal(request, "read")
+    return JSONResponse(await _sessions(request).context(principal.user_id, request.path_params["session_id"]))
+
+
+async def put_context(request: Request) -> Response:
+    principal = await require_principal(request, "write")
+    body = await json_body(request, schemas.SessionContextBody)
+    sessions = _sessions(request)
+    return JSONResponse(await sessions.context(principal.user_id, request.path_params["session_id"], body.context))
+
+
+async def delete_context(request: Request) -> Response:
+    principal = await require_principal(request, "write")
+    return JSONResponse(await _sessions(request).context(principal.user_id, request.path_params["session_id"], {}))
+
+
 async def session_stats(request: Request) -> Response:
     principal = await require_principal(request, "read")
     return JSONResponse(await _sessions(request).stats(principal.user_id, request.path_params["session_id"]))
@@ -222,6 +239,9 @@ ROUTES = [
     Route("/api/sessions/search", search_sessions, methods=["GET"]),
     Route("/api/sessions/{session_id}", get_session, methods=["GET"]),
     Route("/api/sessions/{session_id}/stats", session_stats, methods=["GET"]),
+    Route("/api/sessions/{session_id}/context", get_context, methods=["GET"]),
+    Route("/api/sessions/{session_id}/context", put_context, methods=["PUT"]),
+    Route("/api/sessions/{session_id}/context", delete_context, methods=["DELETE"]),
     Route("/api/sessions/{session_id}", update_session, methods=["PUT"]),
     Route("/api/sessions/{session_id}", delete_session, methods=["DELETE"]),
     Route("/api/sessions/{session_id}/messages", session_messages, methods=["GET"]),

@@ -49,6 +49,12 @@ class SessionUpdateBody(_Body):
     status: Literal["active", "ended", "archived"] | None = None
 
 
+class SessionContextBody(_Body):
+    """PUT /api/sessions/{id}/context: the whole context object (replaces the stored one)."""
+
+    context: JsonObject
+
+
 class SessionListQuery(_Body):
     limit: int = Field(default=20, ge=1, le=100)
     offset: int = Field(default=0, ge=0, le=1_000_000)
