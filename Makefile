@@ -10,7 +10,7 @@ SYSTEM_PACKAGES += tesseract-ocr tesseract-ocr-eng
 # espeak-ng speaks the test audio that the local speech model transcribes (tests/media).
 SYSTEM_PACKAGES += espeak-ng
 
-.PHONY: setup system run test test-fast lint typecheck unit bench clean
+.PHONY: setup system run test test-fast lint typecheck unit bench clean soak load
 
 setup: $(VENV)/.installed
 
@@ -59,6 +59,15 @@ test-fast: setup
 
 bench: setup
 	@ls tests/bench/bench_*.py | sed 's/^/  $(PY) /'
+
+# Drills B2.22 (soak) and B2.23 (load baseline), not part of `make test`: loopback only, bounded in time and in
+# requests, and they stop by themselves (`timeout` is the outer bound). Override SOAK_MINUTES / LOAD_CALLS.
+SOAK_MINUTES ?= 10
+LOAD_CALLS ?= 2000
+soak: setup system
+	timeout $$(( $(SOAK_MINUTES) * 60 + 300 )) $(PY) tests/bench/soak.py --minutes $(SOAK_MINUTES) --max-requests 20000
+load: setup
+	timeout 1800 $(PY) tests/bench/bench_mcp_throughput.py --calls $(LOAD_CALLS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS)

@@ -139,6 +139,14 @@ class ChatStream(SseResponse):
                 await self.chunk(send, DONE, last=True)
                 finished = True
                 tg.cancel_scope.cancel()
+        except anyio.get_cancelled_exc_class():
+            if finished or not _shutting_down(scope):
+                raise
+            # uvicorn cancels the requests still running when its graceful bound ends; the ASGI server logs any
+            # exception that leaves the app as a crash. The client gets its last words and the request ends here,
+            # an expected stop without a traceback (drill B2.9). Any other cancellation keeps propagating.
+            finished = True
+            await self._last_words(send)
         finally:
             if not finished:
                 await self._last_words(send)
@@ -157,3 +165,10 @@ class ChatStream(SseResponse):
                 await self.chunk(send, frame(event) + DONE, last=True)
             except Exception:  # the connection is gone: nobody to tell
                 return
+
+
+def _shutting_down(scope: Scope) -> bool:
+    """Whether the node is past SIGTERM (isa.server sets it before uvicorn starts stopping)."""
+    app = scope.get("app")
+    state = getattr(getattr(app, "state", None), "isa", None)
+    return bool(getattr(state, "shutting_down", False))

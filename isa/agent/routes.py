@@ -153,6 +153,44 @@ async def list_sessions(request: Request) -> Response:
     return JSONResponse(await _sessions(request).list(principal.user_id, query))
 
 
+async def active_sessions(request: Request) -> Response:
+    """GET /api/sessions/active: the caller's active sessions (the original's route)."""
+    principal = await require_principal(request, "read")
+    q = query_params(request, schemas.ActiveSessionsQuery)
+    query = schemas.SessionListQuery(limit=q.limit, offset=q.offset, status="active")
+    return JSONResponse(await _sessions(request).list(principal.user_id, query))
+
+
+async def search_sessions(request: Request) -> Response:
+    """GET /api/sessions/search?query=: the caller's sessions whose title or summary mention the text."""
+    principal = await require_principal(request, "read")
+    q = query_params(request, schemas.SessionSearchQuery)
+    query = schemas.SessionListQuery(limit=q.limit, offset=q.offset, search=q.query)
+    return JSONResponse(await _sessions(request).list(principal.user_id, query))
+
+
+async def get_context(request: Request) -> Response:
+    principal = await require_principal(request, "read")
+    return JSONResponse(await _sessions(request).context(principal.user_id, request.path_params["session_id"]))
+
+
+async def put_context(request: Request) -> Response:
+    principal = await require_principal(request, "write")
+    body = await json_body(request, schemas.SessionContextBody)
+    sessions = _sessions(request)
+    return JSONResponse(await sessions.context(principal.user_id, request.path_params["session_id"], body.context))
+
+
+async def delete_context(request: Request) -> Response:
+    principal = await require_principal(request, "write")
+    return JSONResponse(await _sessions(request).context(principal.user_id, request.path_params["session_id"], {}))
+
+
+async def session_stats(request: Request) -> Response:
+    principal = await require_principal(request, "read")
+    return JSONResponse(await _sessions(request).stats(principal.user_id, request.path_params["session_id"]))
+
+
 async def get_session(request: Request) -> Response:
     principal = await require_principal(request, "read")
     include = request.query_params.get("include_history", "true").lower() not in ("0", "false", "no")
@@ -195,7 +233,14 @@ ROUTES = [
     Route("/api/chat/plans/{plan_id}", plan_status, methods=["GET"]),
     Route("/api/sessions", create_session, methods=["POST"]),
     Route("/api/sessions", list_sessions, methods=["GET"]),
+    # Before /{session_id}, which would otherwise take "active" and "search" as ids.
+    Route("/api/sessions/active", active_sessions, methods=["GET"]),
+    Route("/api/sessions/search", search_sessions, methods=["GET"]),
     Route("/api/sessions/{session_id}", get_session, methods=["GET"]),
+    Route("/api/sessions/{session_id}/stats", session_stats, methods=["GET"]),
+    Route("/api/sessions/{session_id}/context", get_context, methods=["GET"]),
+    Route("/api/sessions/{session_id}/context", put_context, methods=["PUT"]),
+    Route("/api/sessions/{session_id}/context", delete_context, methods=["DELETE"]),
     Route("/api/sessions/{session_id}", update_session, methods=["PUT"]),
     Route("/api/sessions/{session_id}", delete_session, methods=["DELETE"]),
     Route("/api/sessions/{session_id}/messages", session_messages, methods=["GET"]),

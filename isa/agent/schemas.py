@@ -49,11 +49,30 @@ class SessionUpdateBody(_Body):
     status: Literal["active", "ended", "archived"] | None = None
 
 
+class SessionContextBody(_Body):
+    """PUT /api/sessions/{id}/context: the whole context object (replaces the stored one)."""
+
+    context: JsonObject
+
+
 class SessionListQuery(_Body):
     limit: int = Field(default=20, ge=1, le=100)
     offset: int = Field(default=0, ge=0, le=1_000_000)
     search: Annotated[str, Field(max_length=200)] | None = None
     status: Literal["active", "ended", "expired", "archived"] | None = None
+
+
+class SessionSearchQuery(_Body):
+    """The original's GET /api/sessions/search (its `user_id` is ignored: the caller is the principal)."""
+
+    query: Annotated[str, Field(min_length=1, max_length=200)]
+    limit: int = Field(default=20, ge=1, le=100)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
+
+
+class ActiveSessionsQuery(_Body):
+    limit: int = Field(default=20, ge=1, le=100)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
 
 
 class MessagesQuery(_Body):

@@ -68,6 +68,35 @@ class AgentSessions:
         out["waiting_for_human"] = paused["pending"] if paused else None
         return out
 
+    async def context(self, user_id: str, raw_id: str, replace: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The original's /api/sessions/{id}/context: read it, or replace it ({} clears it)."""
+        session_id = parse_session_id(raw_id)
+        if replace is None:
+            async with self.db.connection() as conn:
+                found = await sessions.get_context(conn, user_id, session_id)
+        else:
+            async with self.db.transaction() as conn:
+                found = await sessions.set_context(conn, user_id, session_id, replace)
+        if found is None:
+            raise session_not_found()
+        return {"session_id": session_id, "context": found}
+
+    async def stats(self, user_id: str, raw_id: str) -> dict[str, Any]:
+        """The original's GET /api/sessions/{id}/stats: the counters the session row keeps."""
+        async with self.db.connection() as conn:
+            row = await self._owned(conn, user_id, raw_id)
+        session = _session(row)
+        return {
+            "session_id": session["session_id"],
+            "status": session["status"],
+            "message_count": session["message_count"],
+            "total_tokens": session["total_tokens"],
+            "total_cost": session["total_cost"],
+            "created_at": session["created_at"],
+            "last_activity_at": session["last_activity_at"],
+            "duration_seconds": round((row["last_activity_at"] - row["created_at"]).total_seconds(), 3),
+        }
+
     async def update(self, user_id: str, raw_id: str, body: schemas.SessionUpdateBody) -> dict[str, Any]:
         async with self.db.transaction() as conn:
             row = await self._owned(conn, user_id, raw_id)

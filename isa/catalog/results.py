@@ -48,16 +48,23 @@ def search_hit(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def filter_sql(filters: SearchFilters) -> tuple[sql.Composable, bool]:
-    """The WHERE part for /search filters (values inlined as literals), and whether any filter is set."""
+def filter_sql(filters: SearchFilters) -> tuple[sql.Composable, dict[str, Any]]:
+    """The WHERE part for /search filters and the values it binds (empty when no filter is set).
+
+    Values travel as bound parameters, never in the SQL text: psycopg would otherwise read a `%` in them as a
+    placeholder (a 500 today, an injection under client-side binding).
+    """
     parts: list[sql.Composable] = []
+    params: dict[str, Any] = {}
     for column, values in (
         ("category", filters.categories),
         ("server", filters.servers),
         ("security_level", filters.security_levels),
     ):
         if values:
-            parts.append(sql.SQL("e.{} = ANY({})").format(sql.Identifier(column), sql.Literal(list(values))))
+            name = f"filter_{column}"
+            params[name] = list(values)
+            parts.append(sql.SQL("e.{} = ANY({}::text[])").format(sql.Identifier(column), sql.Placeholder(name)))
     if not parts:
-        return sql.SQL("TRUE"), False
-    return sql.SQL(" AND ").join(parts), True
+        return sql.SQL("TRUE"), params
+    return sql.SQL(" AND ").join(parts), params

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -13,10 +12,10 @@ from starlette.routing import Route
 from isa.auth import require_principal
 from isa.catalog.importer import parse_import
 from isa.catalog.models import SearchFilters
-from isa.catalog.schemas import DiscoverBody, SearchBody
+from isa.catalog.schemas import DISCOVER_RANKED_CHARS, DiscoverBody, SearchBody, SecuritySearchBody
 from isa.catalog.service import CatalogService
 from isa.core.errors import ApiError
-from isa.core.http import json_body
+from isa.core.http import json_body, load_json
 
 M = TypeVar("M", bound=BaseModel)
 # Said when nothing passed: every result is either above the relevance floor and usable by the caller, or absent.
@@ -28,10 +27,7 @@ def _service(request: Request) -> CatalogService:
 
 
 async def _json(request: Request) -> Any:
-    try:
-        return json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(422, "invalid_request", "the body must be JSON") from None
+    return load_json(await request.body())
 
 
 def _limit(request: Request, default: int = 1000) -> int:
@@ -44,11 +40,14 @@ def _limit(request: Request, default: int = 1000) -> int:
 async def discover(request: Request) -> JSONResponse:
     principal = await require_principal(request, "read")
     body = await json_body(request, DiscoverBody)
-    service = _service(request)
-    found = await service.discover(body.request, body.max_results.model_dump(), principal, body.min_similarity)
+    head = body.request[:DISCOVER_RANKED_CHARS]
+    found = await _service(request).discover(head, body.max_results.model_dump(), principal, body.min_similarity)
     out: dict[str, Any] = {"capabilities": found}
     if not any(found.values()):
         out["message"] = NOTHING_RELEVANT
+    if len(body.request) > DISCOVER_RANKED_CHARS:
+        # Said in the response, so a caller knows the tail (a pasted document, say) did not steer the ranking.
+        out["request_truncated"] = {"request_chars": len(body.request), "ranked_chars": DISCOVER_RANKED_CHARS}
     return JSONResponse(out)
 
 
@@ -95,6 +94,14 @@ async def security_levels(request: Request) -> JSONResponse:
     return JSONResponse(await _service(request).security_levels(_limit(request), principal))
 
 
+async def security_search(request: Request) -> JSONResponse:
+    await require_principal(request, "read")
+    body = await json_body(request, SecuritySearchBody)
+    level = "LOW" if body.security_level == "DEFAULT" else body.security_level
+    tools = await _service(request).tools_at_level(level, body.max_results)
+    return JSONResponse({"security_level": level, "tools": tools, "count": len(tools)})
+
+
 async def list_servers(request: Request) -> JSONResponse:
     await require_principal(request, "read")
     return JSONResponse({"servers": await _service(request).list_servers()})
@@ -118,6 +125,7 @@ ROUTES = [
     Route("/capabilities", capabilities, methods=["GET"]),
     Route("/stats", stats, methods=["GET"]),
     Route("/security/levels", security_levels, methods=["GET"]),
+    Route("/security/search", security_search, methods=["POST"]),
     Route("/catalog/servers", list_servers, methods=["GET"]),
     Route("/catalog/import", import_servers, methods=["POST"]),
     Route("/catalog/servers/{name:str}", remove_server, methods=["DELETE"]),

@@ -68,8 +68,13 @@ class MaxResults(_Strict):
     resources: int = Field(default=3, ge=0, le=50)
 
 
+# An agent's turn may paste a document after the request; discovery ranks the head of it rather than refusing it.
+DISCOVER_RANKED_CHARS = 4_000
+DISCOVER_MAX_CHARS = 100_000
+
+
 class DiscoverBody(_Strict):
-    request: str = Field(min_length=1, max_length=4_000)
+    request: str = Field(min_length=1, max_length=DISCOVER_MAX_CHARS)
     max_results: MaxResults = Field(default_factory=MaxResults)
     # The relevance floor for this request (absent: the configured one; 0: none). docs/discovery.md.
     min_similarity: float | None = Field(default=None, ge=0, le=1)
@@ -80,6 +85,13 @@ class DiscoverBody(_Strict):
         if not value.strip():
             raise ValueError("request must not be blank")
         return value
+
+
+class SecuritySearchBody(_Strict):
+    """The original's POST /security/search; DEFAULT is the level a tool gets when it declares none (LOW)."""
+
+    security_level: Literal["LOW", "MEDIUM", "HIGH", "CRITICAL", "DEFAULT"]
+    max_results: int = Field(default=20, ge=1, le=1000)
 
 
 class SearchFiltersBody(_Strict):

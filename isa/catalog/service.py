@@ -384,7 +384,7 @@ class CatalogService:
         if not query or not query.strip():
             raise ApiError(422, "invalid_request", "query must not be blank")
         started = time.perf_counter()
-        where, params = filter_sql(filters)
+        where, bound = filter_sql(filters)
         where = sql.SQL("({}) AND ({})").format(access_sql(principal), where)
         floor = self._floor(filters.min_similarity)
         slices = [
@@ -394,7 +394,8 @@ class CatalogService:
                 t,
                 filters.max_results,
                 where=where,
-                exact=params,
+                exact=bool(bound),
+                params=bound,
                 floor=floor.condition(),
                 example_floor=floor.example_condition(),
             )
@@ -425,6 +426,10 @@ class CatalogService:
         """Tools by security level, among those this caller may use."""
         async with self.db.connection() as conn:
             return await store.security_levels(conn, limit, access_sql(principal))
+
+    async def tools_at_level(self, level: str, limit: int) -> list[dict[str, Any]]:
+        async with self.db.connection() as conn:
+            return await store.tools_at_level(conn, level, limit)
 
     async def stats(self) -> dict[str, Any]:
         async with self.db.connection() as conn:

@@ -365,6 +365,16 @@ async def security_levels(conn: DictConnection, limit: int, access: sql.Composab
     }
 
 
+async def tools_at_level(conn: DictConnection, level: str, limit: int) -> list[dict[str, Any]]:
+    """Active tools of one security level, by name (the original's POST /security/search)."""
+    cur = await conn.execute(
+        "SELECT qualified_name AS name, server, description, security_level FROM mcp_unified_search_embeddings"
+        " WHERE item_type = 'tool' AND is_active AND security_level = %s ORDER BY qualified_name LIMIT %s",
+        (level, limit),
+    )
+    return [{**r, "requires_authorization": r["security_level"] in ("HIGH", "CRITICAL")} for r in await cur.fetchall()]
+
+
 async def add_examples(conn: DictConnection, rows: list[tuple[Any, str, str, str]], model: str, source: str) -> int:
     """Add (entry_id, query, query_hash, vector text) examples; ones already there are left alone."""
     async with conn.cursor() as cur:

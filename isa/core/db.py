@@ -10,11 +10,31 @@ import anyio
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+from psycopg_pool.base import AttemptWithBackoff
 
 from isa.core.embedded import embedded_url
 from isa.core.settings import Settings
 
 DictConnection = psycopg.AsyncConnection[dict[str, Any]]
+
+# psycopg_pool doubles its reconnect delay without bound (1, 2, 4, 8 s ... until reconnect_timeout), so a node
+# whose database was gone for T seconds stayed unready up to T seconds more after it came back. Capped, it is
+# ready again within about this long: below the load balancer's 5 s health-check interval (drill B2.7).
+MAX_RECONNECT_DELAY_SECONDS = 1.0
+
+
+class _CappedBackoff(AttemptWithBackoff):
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, MAX_RECONNECT_DELAY_SECONDS)
+
+
+class _Pool(AsyncConnectionPool[DictConnection]):
+    """psycopg_pool's pool whose reconnect attempts back off to at most MAX_RECONNECT_DELAY_SECONDS."""
+
+    async def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        # The one place the pool starts a reconnect attempt; later retries reuse the object passed here.
+        await super()._add_connection(attempt or _CappedBackoff(timeout=self.reconnect_timeout), growing)
 
 
 def resolve_url(settings: Settings, *, keep_running: bool = False) -> str:
@@ -40,7 +60,7 @@ class Database:
         if not db.prepared_statements:
             # Transaction poolers hand each transaction to any server connection.
             kwargs["prepare_threshold"] = None
-        self.pool: AsyncConnectionPool[DictConnection] = AsyncConnectionPool(
+        self.pool: AsyncConnectionPool[DictConnection] = _Pool(
             url,
             min_size=db.pool_min,
             max_size=db.pool_max,

@@ -14,6 +14,71 @@ from isa.core.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
 
+# Deeper than any real request needs, well below what exhausts the validator's or the serializer's stack
+# (pydantic refuses to serialize past about 250 levels: a 500 once an accepted body is dumped again).
+MAX_JSON_DEPTH = 64
+
+
+def input_problem(value: Any, max_depth: int = MAX_JSON_DEPTH, *, text: bool = True) -> str | None:
+    """Why parsed JSON can't be taken as input (nested too deep, a NUL or a lone surrogate in text), or None.
+
+    Postgres text and jsonb can't hold NUL, and a lone surrogate can't be encoded: both would fail only when the
+    value reaches the database. One iterative walk (no recursion, so depth itself can't crash it). `text=False`
+    checks depth only (for a caller that reports bad text per item, as the events batch does).
+    """
+    if isinstance(value, str):
+        return text_problem(value) if text else None
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            return f"the request is nested too deeply (at most {max_depth} levels)"
+        items = node.values() if isinstance(node, dict) else node
+        if isinstance(node, dict) and text:
+            for key in node:
+                problem = text_problem(key)
+                if problem:
+                    return problem
+        for item in items:  # numbers, booleans and null need no look (a million-element array stays cheap)
+            if isinstance(item, str):
+                problem = text_problem(item) if text else None
+                if problem:
+                    return problem
+            elif isinstance(item, dict | list):
+                stack.append((item, depth + 1))
+    return None
+
+
+def text_problem(text: str) -> str | None:
+    """Why `text` can't be stored (a NUL character or a lone surrogate), or None."""
+    if "\x00" in text:
+        return "text must not contain NUL characters"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "text must be valid unicode (no lone surrogates)"
+    return None
+
+
+def load_json(raw: bytes, empty_ok: bool = False, *, text: bool = True) -> Any:
+    """`raw` parsed as JSON input (an empty body is {} when `empty_ok`); 422 when it is not JSON or not storable."""
+    try:
+        data = json.loads(raw) if raw.strip() or not empty_ok else {}
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        raise ApiError(422, "invalid_request", "the body must be JSON") from None
+    problem = input_problem(data, text=text) if _worth_a_look(raw) else None
+    if problem:
+        raise ApiError(422, "invalid_request", problem)
+    return data
+
+
+def _worth_a_look(raw: bytes) -> bool:
+    """Whether parsed `raw` could hold a problem: NUL and surrogates arrive only as \\u escapes, and nesting
+    past the bound needs that many brackets. Most bodies are cleared here at C speed, without a walk."""
+    lowered = raw.lower() if b"\\u" in raw else b""
+    return b"\\u0000" in lowered or b"\\ud" in lowered or raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH
+
 
 def jsonable(value: Any) -> Any:
     """A JSON-safe copy: what json.dumps can't write (datetimes, decimals, UUIDs, exceptions) becomes a string."""
@@ -32,17 +97,14 @@ def invalid(exc: ValidationError, where: str = "body") -> ApiError:
     return ApiError(422, "invalid_request", f"the request {where} is not valid", details=details)
 
 
-async def json_body(request: Request, model: type[M], empty_ok: bool = False) -> M:
+async def json_body(request: Request, model: type[M], empty_ok: bool = False, *, text: bool = True) -> M:
     """The JSON body as `model`; 422 when it is not JSON (or not UTF-8) or does not validate."""
-    return parse_json(await request.body(), model, empty_ok)
+    return parse_json(await request.body(), model, empty_ok, text=text)
 
 
-def parse_json(raw: bytes, model: type[M], empty_ok: bool = False) -> M:
+def parse_json(raw: bytes, model: type[M], empty_ok: bool = False, *, text: bool = True) -> M:
     """`raw` as `model` (an empty body is {} when `empty_ok`); 422 when it is not JSON or does not validate."""
-    try:
-        data = json.loads(raw) if raw.strip() or not empty_ok else {}
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
-        raise ApiError(422, "invalid_request", "the body must be JSON") from None
+    data = load_json(raw, empty_ok, text=text)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -50,7 +112,11 @@ def parse_json(raw: bytes, model: type[M], empty_ok: bool = False) -> M:
 
 
 def query_params(request: Request, model: type[M]) -> M:
-    """The query string as `model`; 422 when it does not validate."""
+    """The query string as `model`; 422 when it does not validate or a value holds a NUL."""
+    for key, value in request.query_params.multi_items():
+        problem = text_problem(key) or text_problem(value)
+        if problem:
+            raise ApiError(422, "invalid_request", f"query string: {problem}")
     try:
         return model.model_validate(dict(request.query_params))
     except ValidationError as exc:

@@ -130,6 +130,9 @@ class RequestContextMiddleware:
                 if path not in HOST_CHECK_EXEMPT and not host_allowed(_header(scope, b"host"), self.allowed_hosts):
                     await reject(421, "host_not_allowed", "this host name is not served here")
                     return
+                if "\x00" in path:  # %00 in a path segment would reach the database as a key (a 500 there)
+                    await reject(422, "invalid_request", "the path must not contain NUL characters")
+                    return
                 declared = _header(scope, b"content-length")
                 if declared is not None and declared.isdigit() and int(declared) > limit:
                     await reject(413, "payload_too_large", f"request body is larger than {limit} bytes")

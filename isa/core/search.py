@@ -16,7 +16,7 @@ Per slice and query:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -72,6 +72,7 @@ class Slice:
     # The same for the nearest example query (short questions resemble each other more than a question and a
     # description do, so examples get their own, higher floor). None: examples are held to `floor`.
     example_floor: sql.Composable | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)  # values `where` binds by name (never inlined)
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def _slice_sql(
     use_dense = q.mode != "lexical" and q.vector is not None
     use_lex = q.mode != "dense"
     use_examples = q.mode == "hybrid" and corpus.examples is not None and w.examples > 0 and q.vector is not None
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = dict(s.params)
     ctes: list[sql.Composable] = []
     arms: list[str] = []
     active = sql.SQL("e.{}").format(sql.Identifier(corpus.active_column)) if corpus.active_column else sql.SQL("TRUE")

@@ -11,7 +11,8 @@ from typing import Any
 
 from isa.core.db import Database
 from isa.core.errors import ApiError
-from isa.events import schedule, store
+from isa.core.http import input_problem
+from isa.events import egress, schedule, store
 from isa.events.settings import EventsSettings
 
 TASK_TYPES = ("web_monitor", "schedule", "news_digest", "threshold_watch")
@@ -114,6 +115,9 @@ class EventService:
         """Store one event -> (row, replayed). Same key: same payload replays, other payload 422, in flight 409."""
         if has_nul([event_type, data]):
             raise ApiError(422, "invalid_request", "text may not contain NUL characters")  # Postgres can't store them
+        problem = input_problem([event_type, data, key])  # also lone surrogates, and in the key (batch items)
+        if problem:
+            raise ApiError(422, "invalid_request", problem)
         digest = payload_hash(fingerprint) if key else None
         async with self.db.transaction() as conn:
             if key is not None:
@@ -197,6 +201,7 @@ class EventService:
             raise ApiError(422, "invalid_request", str(exc)) from None
         if callback_url is not None and not callback_url.startswith(("http://", "https://")):
             raise ApiError(422, "invalid_request", "callback_url must be an http(s) URL")
+        _check_urls(self.settings, callback_url, config)
         values = {
             "task_type": task_type,
             "name": name,
@@ -282,8 +287,40 @@ class EventService:
         }
 
 
+# What each task type reads from its config (isa/events/tasks.py and schedule.py); a key outside it is a typo that
+# would otherwise be stored silently and ignored on every run (e.g. "intervl_minutes").
+_TIMING_KEYS = {"interval_minutes", "check_interval_minutes", "schedule_type", "mode", "time", "timezone"}
+CONFIG_KEYS = {
+    "web_monitor": {"urls", "keywords"} | _TIMING_KEYS,
+    "news_digest": {"urls", "keywords", "max_headlines"} | _TIMING_KEYS,
+    "threshold_watch": {"url", "above", "below", "json_path", "pattern", "keywords"} | _TIMING_KEYS,
+    "schedule": {"message", "keywords"} | _TIMING_KEYS,
+}
+
+
+def _check_urls(settings: EventsSettings, callback_url: str | None, config: dict[str, Any]) -> None:
+    """Refuse internal addresses at creation (the checks that need no DNS: every IP encoding, internal names).
+
+    Runs vet each URL again, with DNS and a pinned address, since a name can resolve elsewhere later.
+    """
+    urls = [callback_url] if callback_url else []
+    urls += [u for u in config.get("urls") or () if isinstance(u, str)]
+    if isinstance(config.get("url"), str):
+        urls.append(config["url"])
+    guard = egress.policy(settings)
+    for url in urls:
+        try:
+            guard.check_static(url)
+        except egress.EgressBlocked as exc:
+            raise ApiError(422, "url_blocked", str(exc)) from None
+
+
 def _check_config(task_type: str, config: dict[str, Any]) -> None:
     """The fields each task type needs, so a task never fails on every run for a missing field."""
+    unknown = sorted(set(config) - CONFIG_KEYS[task_type])
+    if unknown:
+        allowed = ", ".join(sorted(CONFIG_KEYS[task_type]))
+        raise ApiError(422, "invalid_request", f"unknown {task_type} config keys {unknown}; allowed: {allowed}")
 
     def need(name: str, kind: type) -> None:
         if not isinstance(config.get(name), kind) or not config.get(name):

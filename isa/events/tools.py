@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from pydantic import Field
 
 from isa.core.errors import ApiError
@@ -117,13 +117,15 @@ async def event_resource(event_id: str, ctx: Context) -> str:
     """One of your events by id (another user's event is not found)."""
     principal = request_principal()
     if principal is None:
-        raise ValueError("event not found")
+        raise ResourceNotFoundError("event not found")
     server: Any = ctx.mcp_server
     service = server.runner.state.get("events", EventService)
     try:
         row = await service.get_event(principal.user_id, _uuid(event_id, "event"))
     except (ApiError, ToolError):
-        raise ValueError("event not found") from None
+        # An anticipated miss (unknown, malformed or another user's id): a clean "not found" to the client and
+        # one INFO line, not the traceback the SDK logs at ERROR for any other exception.
+        raise ResourceNotFoundError("event not found") from None
     return json.dumps(event_out(row), default=str)
 
 

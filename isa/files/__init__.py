@@ -47,12 +47,13 @@ async def _sweeper(service: FilesService, interval: float) -> AsyncIterator[None
     """Expire abandoned pending uploads every `interval` seconds while the node runs (safe on every replica)."""
 
     async def loop() -> None:
-        while True:
-            await anyio.sleep(interval)
+        while True:  # the first round at start-up: what a killed node left is cleared when it comes back
             try:
                 await service.sweep_pending()
+                await service.sweep_temporary()
             except Exception as exc:  # keep sweeping; the next round retries
                 log.warning("pending_sweep_failed", error=type(exc).__name__)
+            await anyio.sleep(interval)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(loop)

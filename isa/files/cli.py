@@ -25,6 +25,7 @@ def sweep(settings: Settings, args: argparse.Namespace) -> int:
         service = FilesService(db, storage, settings.section("files", FilesSettings))
         expired = await service.sweep_pending(args.older_than)
         out: dict[str, Any] = {"expired_pending": [r.id for r in expired]}
+        out["temporary_removed"] = await service.sweep_temporary()
         if args.orphans:
             orphans = await service.collect_orphans(delete=args.delete, min_age_minutes=args.orphan_age)
             out["orphans"] = orphans

@@ -43,9 +43,12 @@ def _service(request: Request) -> FilesService:
 
 
 async def _owner(request: Request, scope: str) -> str:
-    """Whose files: the caller's own, or (admin scope only) the user named in the path. Others -> 404."""
+    """Whose files: the caller's own (`me` names them, as on every other user route), or (admin scope only)
+    the user named in the path. Others -> 404."""
     principal = await require_principal(request, scope)
     wanted = str(request.path_params["user_id"])
+    if wanted == "me":
+        return principal.user_id
     if (wanted != principal.user_id and not principal.is_admin) or not _storable(wanted):
         raise not_found()
     return wanted

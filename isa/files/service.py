@@ -280,14 +280,25 @@ class FilesService:
 
     async def sweep_pending(self, older_than_minutes: float | None = None, limit: int = 500) -> list[FileRow]:
         """Expire pending rows older than the TTL (uploads never made or never completed) and drop their bytes."""
-        minutes = self.settings.pending_ttl_minutes if older_than_minutes is None else older_than_minutes
+        if older_than_minutes is None:
+            minutes, stream = self.settings.pending_ttl_minutes, self.settings.stream_pending_ttl_minutes
+        else:
+            minutes = stream = older_than_minutes
         async with self.db.transaction() as conn:
-            rows = await store.expire_pending(conn, minutes, limit)
+            rows = await store.expire_pending(conn, minutes, limit, stream)
         for row in rows:
             await self._delete_object(row.storage_key)
         if rows:
             log.info("pending_files_expired", count=len(rows))
         return rows
+
+    async def sweep_temporary(self, older_than_minutes: float | None = None) -> int:
+        """Drop partial uploads a killed process left in the storage's temporary area."""
+        minutes = self.settings.tmp_max_age_minutes if older_than_minutes is None else older_than_minutes
+        removed = await self.storage.sweep_temporary(minutes * 60)
+        if removed:
+            log.info("temporary_uploads_removed", count=removed)
+        return removed
 
     async def collect_orphans(
         self, *, delete: bool, min_age_minutes: float | None = None, limit: int = 10_000

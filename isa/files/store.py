@@ -136,14 +136,19 @@ async def list_files(
     return [_row({k: v for k, v in r.items() if k != "total"}) for r in rows], total
 
 
-async def expire_pending(conn: DictConnection, older_than_minutes: float, limit: int) -> list[FileRow]:
-    """pending rows older than the cut-off -> deleted ('expired'); safe to run on several nodes at once."""
+async def expire_pending(
+    conn: DictConnection, older_than_minutes: float, limit: int, stream_minutes: float | None = None
+) -> list[FileRow]:
+    """pending rows older than the cut-off (`stream_minutes` for streamed uploads) -> deleted ('expired');
+    safe to run on several nodes at once."""
+    stream = older_than_minutes if stream_minutes is None else stream_minutes
     cur = await conn.execute(
         "UPDATE files SET status = 'deleted', deleted_at = now(), status_reason = 'expired' WHERE id IN ("
-        "  SELECT id FROM files WHERE status = 'pending' AND created_at < now() - make_interval(secs => %s)"
+        "  SELECT id FROM files WHERE status = 'pending' AND created_at < now() - make_interval(secs =>"
+        "  CASE WHEN upload_method = 'stream' THEN %s ELSE %s END)"
         "  ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED"
         f") RETURNING {_COLUMNS}",
-        (older_than_minutes * 60, limit),
+        (stream * 60, older_than_minutes * 60, limit),
     )
     return [_row(r) for r in await cur.fetchall()]
 

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from isa.auth.principal import Principal
 from isa.core.builder import AppState
 from isa.core.errors import ApiError, request_id_of
-from isa.core.http import jsonable
+from isa.core.http import input_problem, jsonable, text_problem
 from isa.core.logging import get_logger
 from isa.mcp import context as call_context
 from isa.mcp import store
@@ -169,7 +169,12 @@ class ToolRunner:
         request = _http_request(context)
         request_id = request_id_of(request) if request is not None else ""
         session_id = request.headers.get("mcp-session-id") if request is not None else None
+        # Text Postgres can't store (NUL, lone surrogates) or nesting past the bound is refused before any work,
+        # and is kept out of the audit row too.
+        problem = text_problem(name) or input_problem(arguments)
         try:
+            if problem:
+                raise ToolFailure("invalid_arguments", "invalid_arguments", f"invalid arguments: {problem}")
             target = await self.resolve(name)
             if target.scope not in principal.scopes:
                 raise ToolFailure("denied", "insufficient_scope", f"{name} needs the {target.scope!r} scope")
@@ -218,10 +223,10 @@ class ToolRunner:
                 user_id=principal.user_id,
                 principal_via=principal.via,
                 key_id=principal.key_id,
-                tool_name=name[:200],
+                tool_name=(repr(name) if text_problem(name) else name)[:200],
                 server=target.server if target else "isa",
                 security_level=(target.security if target else SecurityLevel.LOW).value,
-                arguments=mask_arguments(arguments),
+                arguments=mask_arguments(arguments) if problem is None else {},
                 outcome=outcome,
                 error_code=code,
                 duration_ms=elapsed * 1000,

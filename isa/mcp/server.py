@@ -9,8 +9,9 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ToolsListChanged
-from mcp_types import CallToolResult, InputRequiredResult
+from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult
 from mcp_types import Tool as MCPTool
 from starlette.requests import Request
 
@@ -178,6 +179,17 @@ class IsaMCPServer(MCPServer[Any]):
                 if target.name not in names:
                     listed.append(_selected_tool(target))
         return listed
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        """The SDK's prompts/get, with a caller's mistake (unknown prompt, missing or bad arguments) answered as
+        invalid params and one INFO line: the SDK turns it into a ValueError its dispatcher logs as a crash."""
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as exc:
+            log.info("prompt_refused", prompt=name[:200], reason=str(exc)[:200])
+            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None

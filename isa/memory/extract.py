@@ -2,7 +2,8 @@
 
 What it recognises (documented in docs/memory.md):
 - facts: "my X is Y" / "my X's name is Y" -> (user, X, Y); "I live in Y" -> lives_in; "I work at/for Y" -> works_at;
-  "I like/love/prefer Y" -> likes; "I am/I'm a Y" -> is; a leading "remember (that)" is dropped first.
+  "I like/love/prefer Y" -> likes; "I am/I'm a Y" -> is; a leading "remember (that)" is dropped first. A sentence
+  is split into clauses where "and/but/while/plus" is followed by "I"/"my" again, or at ";": one fact per clause.
   Anything else becomes one `note` fact holding the sentence.
 - concepts: "X is a/an/the Y" -> concept X defined as the sentence; else the first words name the concept.
 - procedures: numbered or bulleted lines, or "first/then/next/finally" clauses, become ordered steps.
@@ -26,6 +27,9 @@ _RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (re.compile(r"\b(?:i am|i'm)\s+(?:a|an)\s+(.+)", re.I), "is", "personal_info"),
     (re.compile(r"\bi\s+(?:was born|am from|come from)\s+(?:in\s+)?(.+)", re.I), "from", "personal_info"),
 )
+# "I live in Lisbon and I work at Acme": a new clause starts where a conjunction is followed by the speaker again
+# ("I", "I'm", "my"), so each clause yields its own fact instead of one fact swallowing the rest of the sentence.
+_CLAUSE = re.compile(r"\s*[,;]?\s+(?:and|but|while|plus)\s+(?=(?:i|i'm|my)\b)|\s*;\s*", re.I)
 _CONCEPT = re.compile(r"^\s*([A-Za-z][\w +#.-]{0,60}?)\s+(?:is|are|means|refers to)\s+(?:a|an|the)?\s*(.+)", re.I)
 _STEP_LINE = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+(.+)$")
 _STEP_WORDS = re.compile(r"\b(?:first|then|next|after that|finally|lastly)\b[,:]?\s*", re.I)
@@ -77,7 +81,8 @@ class Procedure:
 def extract_facts(text: str, keep_notes: bool = True) -> list[Fact]:
     """Subject/predicate/object facts stated by the user in `text` (with keep_notes, at least one: a note)."""
     facts: list[Fact] = []
-    for sentence in sentences(text):
+    clauses = [c.strip() for sentence in sentences(text) for c in _CLAUSE.split(sentence) if c and c.strip()]
+    for sentence in clauses:
         body = _REMEMBER.sub("", sentence)
         found: Fact | None = None
         if m := _MY_IS.search(body):

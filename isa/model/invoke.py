@@ -23,7 +23,7 @@ from starlette.routing import Route
 from isa.auth import require_principal
 from isa.auth.principal import Principal
 from isa.core.errors import ApiError, request_id_of
-from isa.core.http import invalid
+from isa.core.http import invalid, load_json
 from isa.model import store
 from isa.model.routes import service_of
 from isa.model.schemas import InvokeRequest
@@ -92,10 +92,7 @@ async def _read(request: Request) -> tuple[InvokeRequest, tuple[str, bytes] | No
         if "stream" in data:
             data["stream"] = str(data["stream"]).lower() in ("1", "true", "yes")
     else:
-        try:
-            data = json.loads(await request.body() or b"{}")
-        except ValueError:
-            raise ApiError(422, "invalid_request", "the body is not valid JSON") from None
+        data = load_json(await request.body() or b"{}")  # 422 when not JSON, nested too deep, or NUL text
         if not isinstance(data, dict):
             raise ApiError(422, "invalid_request", "the body must be a JSON object")
     params = dict(data.get("parameters") or {})

@@ -112,9 +112,15 @@ def _encode(vector: list[float], encoding: str) -> Any:
 
 async def embeddings(request: Request) -> Response:
     """OpenAI embeddings; the `embed` alias is the local MiniLM unless a provider model is configured."""
-    principal, service, body, group = await admit(request, EmbeddingRequest, "embedding")
-    started = time.perf_counter()
+    principal = await require_principal(request, "write")
+    service = service_of(request)
+    body = await parse(request, EmbeddingRequest)
+    group = service.resolve(body.model, "embedding")
     texts = body.texts()
+    # Bounded and paid for up front: refused before any vector is computed (never run first, charged short later).
+    _, estimate = service.embedding_estimate(texts)
+    await service.check_credits(principal, estimate)
+    started = time.perf_counter()
     vectors, deployment, tokens, cost = await service.embed(group, texts, body.dimensions)
     usage = service.usage(
         principal,

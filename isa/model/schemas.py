@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -83,9 +83,13 @@ class ChatRequest(_Wire):
         return payload
 
 
+# OpenAI's own bound on inputs per embeddings request; total tokens are bounded by a setting.
+MAX_EMBEDDING_INPUTS = 2048
+
+
 class EmbeddingRequest(_Wire):
     model: str = Field(min_length=1, max_length=200)
-    input: str | list[str] = Field(min_length=1)
+    input: str | Annotated[list[str], Field(max_length=MAX_EMBEDDING_INPUTS)] = Field(min_length=1)
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1, le=8192)
     user: str | None = None

@@ -114,11 +114,11 @@ class ModelService:
         return False
 
     # -- credits -------------------------------------------------------------------------------
-    async def check_credits(self, principal: Principal) -> None:
-        """402 before any provider call when the caller's credits are exhausted."""
+    async def check_credits(self, principal: Principal, estimate: Decimal | None = None) -> None:
+        """402 before any provider call when the caller's credits are exhausted (or below `estimate`)."""
         if not self.settings.require_credits:
             return
-        needed = self.settings.min_credits_per_call
+        needed = max(self.settings.min_credits_per_call, estimate or Decimal(0))
         user = principal.user_id
         cached = self.credits.cached(user)
         if cached is not None and cached >= needed:
@@ -300,14 +300,24 @@ class ModelService:
         return stream, names
 
     # -- embeddings ----------------------------------------------------------------------------
+    def embedding_estimate(self, texts: list[str]) -> tuple[int, Decimal]:
+        """Estimated tokens and credits of embedding `texts`; 422 past `max_embedding_tokens`, before any work."""
+        tokens = estimate_tokens(texts)
+        if tokens > self.settings.max_embedding_tokens:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"the input is about {tokens} tokens; at most {self.settings.max_embedding_tokens} per request",
+            )
+        return tokens, self.credits_for(tokens, 0.0)
+
     async def embed(
         self, group: str, texts: list[str], dimensions: int | None
     ) -> tuple[list[list[float]], Deployment, int, float | None]:
         """Vectors for `texts`, from the local model or a provider; with tokens and cost."""
         if group == LOCAL_EMBEDDING_MODEL and group not in self.gateway.groups:
             vectors = await self.local.embed(texts)
-            # The local tokenizer isn't exposed; ~4 characters per token is the usual estimate.
-            return vectors, LOCAL_EMBEDDING, sum((len(t) + 3) // 4 for t in texts), 0.0
+            return vectors, LOCAL_EMBEDDING, estimate_tokens(texts), 0.0
         params = {"dimensions": dimensions} if dimensions else {}
         served = await self.guarded(group, self.gateway.embed(group, texts, **params))
         vectors = [item["embedding"] for item in sorted(served.body["data"], key=lambda item: item["index"])]
@@ -369,3 +379,8 @@ async def stream_chunks(
             usage_row = usage_of(prompt, completion, status)
             result["usage"] = usage_row
             await service.record(usage_row, stream.deployment)
+
+
+def estimate_tokens(texts: list[str]) -> int:
+    """Tokens of `texts` by the usual estimate of ~4 characters per token (the local tokenizer isn't exposed)."""
+    return sum((len(t) + 3) // 4 for t in texts)

@@ -126,6 +126,9 @@ class ModelSettings(BaseModel):
     # On shutdown, how long the writer may take to write what is still queued.
     usage_drain_seconds: float = Field(default=30.0, ge=0)
     max_audio_bytes: int = 26_214_400
+    # One embeddings request may hold at most this many estimated tokens (OpenAI's bound: 300,000); its
+    # estimated credits are checked against the balance before any vector is computed.
+    max_embedding_tokens: int = Field(default=300_000, ge=1)
     # Chat bodies may carry base64 images (vision content parts).
     max_request_bytes: int = 20_971_520
 

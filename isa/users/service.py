@@ -91,12 +91,16 @@ class UsersService:
         )
 
     async def consume(self, user_id: str, body: schemas.Consume) -> schemas.Consumed:
-        """Take credits (402 when short); a repeated idempotency key returns the first result."""
+        """Take credits (402 when short); a repeated idempotency key returns the first result.
+
+        The same key with a different request is 422 idempotency_key_reused (as the events API answers, and as
+        the IETF Idempotency-Key draft asks): replaying the first result would hide the client's bug.
+        """
         key = f"consume:{body.idempotency_key}" if body.idempotency_key else None
         try:
             async with self.db.transaction() as conn:
                 if key and (done := await store.transaction_by_key(conn, user_id, key)):
-                    return _consumed(done)
+                    return _replayed(done, body)
                 entry = await credits.consume(
                     conn,
                     user_id,
@@ -113,7 +117,7 @@ class UsersService:
                 done = await store.transaction_by_key(conn, user_id, key)
             if done is None:
                 raise
-            return _consumed(done)
+            return _replayed(done, body)
         except psycopg.errors.ForeignKeyViolation as exc:
             raise not_found_for(exc) from None
         return schemas.Consumed(
@@ -203,6 +207,20 @@ class UsersService:
     async def usage_stats(self, user_id: str, query: schemas.StatsQuery) -> schemas.UsageStats:
         async with self.db.connection() as conn:
             return schemas.UsageStats.model_validate(await store.usage_stats(conn, user_id, query))
+
+
+def _replayed(row: dict[str, Any], body: schemas.Consume) -> schemas.Consumed:
+    """The first consume made with this key, if `body` asks for the same thing; else 422."""
+    first = (
+        -row["credits_amount"],
+        row["description"],
+        str(row["usage_record_id"]) if row["usage_record_id"] else None,
+        (row["metadata"] or {}).get("endpoint"),
+    )
+    again = (body.amount, body.reason, str(body.usage_record_id) if body.usage_record_id else None, body.endpoint)
+    if first != again:
+        raise ApiError(422, "idempotency_key_reused", "this idempotency_key was already used with a different request")
+    return _consumed(row)
 
 
 def _consumed(row: dict[str, Any]) -> schemas.Consumed:

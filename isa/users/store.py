@@ -74,8 +74,8 @@ async def update_profile(conn: DictConnection, user_id: str, changes: dict[str, 
 
 async def transaction_by_key(conn: DictConnection, user_id: str, key: str) -> dict[str, Any] | None:
     cur = await conn.execute(
-        "SELECT id, credits_amount, credits_before, credits_after FROM user_credit_transactions "
-        "WHERE user_id = %s AND idempotency_key = %s",
+        "SELECT id, credits_amount, credits_before, credits_after, description, usage_record_id, metadata "
+        "FROM user_credit_transactions WHERE user_id = %s AND idempotency_key = %s",
         (user_id, key),
     )
     return await cur.fetchone()

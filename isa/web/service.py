@@ -32,6 +32,8 @@ class WebError(Exception):
     """A failure meant for the caller; `code` is stable (blocked, fetch_failed, busy, not_configured...)."""
 
     def __init__(self, code: str, message: str) -> None:
+        # Callers show "{code}: {message}"; the egress guard's own messages already start with "blocked: ".
+        message = message.removeprefix(f"{code}: ")
         super().__init__(message)
         self.code = code
         self.message = message

@@ -90,3 +90,44 @@ def test_the_chat_page_is_served_with_a_strict_content_security_policy(node: str
     script = httpx.get(node + "/api/chat/static/app.js", timeout=10)
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert httpx.get(node + "/api/chat/static/../settings.py", timeout=10).status_code == 404
+
+
+def test_the_originals_active_search_and_stats_routes_answer_for_the_callers_own_sessions(
+    node: str, fake: FakeOpenAI, all_settings: Settings, db_url: str
+) -> None:
+    """Issue 16: /api/sessions/active, /search, /{id}/stats and /{id}/context were 404."""
+    _, key = new_user(db_url, all_settings)
+    _, other = new_user(db_url, all_settings)
+    fake.script(FAKE_MODEL, Reply(text="Emperor penguins huddle."))
+    talked = chat(node, key, {"message": "tell me about penguins"})
+    with _http(node, key) as http:
+        ended = http.post("/api/sessions", json={"title": "an old penguin chat"}).json()
+        assert http.put(f"/api/sessions/{ended['session_id']}", json={"status": "ended"}).status_code == 200
+
+        active = http.get("/api/sessions/active", params={"user_id": "someone-else"})
+        assert active.status_code == 200
+        assert [s["session_id"] for s in active.json()["sessions"]] == [talked.session_id]
+        found = http.get("/api/sessions/search", params={"query": "penguin"}).json()
+        assert {s["session_id"] for s in found["sessions"]} == {talked.session_id, ended["session_id"]}
+        assert http.get("/api/sessions/search").status_code == 422  # query is required
+
+        stats = http.get(f"/api/sessions/{talked.session_id}/stats")
+        assert stats.status_code == 200
+        assert stats.json()["message_count"] == 2 and stats.json()["session_id"] == talked.session_id
+        assert stats.json()["total_tokens"] >= 0 and stats.json()["duration_seconds"] >= 0
+
+        context = f"/api/sessions/{talked.session_id}/context"
+        assert http.get(context).json() == {"session_id": talked.session_id, "context": {}}
+        put = http.put(context, json={"context": {"topic": "penguins", "facts": ["they huddle"]}})
+        assert put.status_code == 200 and put.json()["context"] == {"topic": "penguins", "facts": ["they huddle"]}
+        assert http.get(context).json()["context"]["topic"] == "penguins"
+        assert http.put(context, json={"context": "not an object"}).status_code == 422
+        assert http.delete(context).json()["context"] == {}
+        assert http.put(context, json={"context": {"topic": "seals"}}).status_code == 200
+    with _http(node, other) as http:
+        assert http.get(f"/api/sessions/{talked.session_id}/stats").status_code == 404
+        assert http.get(f"/api/sessions/{talked.session_id}/context").status_code == 404
+        assert http.put(f"/api/sessions/{talked.session_id}/context", json={"context": {}}).status_code == 404
+        assert http.get("/api/sessions/active").json()["sessions"] == []
+    with _http(node, key) as http:  # the other user's PUT changed nothing
+        assert http.get(f"/api/sessions/{talked.session_id}/context").json()["context"] == {"topic": "seals"}

@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 from isa.app import create_app
 from isa.auth.settings import auth_settings
 from isa.core.db import Database
+from isa.core.errors import ApiError
 from isa.core.settings import Settings
 from isa.events.service import EventService
 from isa.events.settings import EventsSettings
@@ -201,15 +202,30 @@ def test_the_in_process_worker_runs_due_tasks_while_the_node_serves(
     assert len(rows) == 1 and any("inproc" in c["message"] for c in agent.calls)
 
 
-async def test_a_monitor_aimed_at_the_cloud_metadata_address_is_blocked_by_the_ssrf_guard(rig: Rig) -> None:
+async def test_a_monitor_aimed_at_the_cloud_metadata_address_is_blocked_by_the_ssrf_guard(
+    rig: Rig, db_url: str
+) -> None:
+    metadata = "http://169.254.169.254/latest/meta-data/"
+    with pytest.raises(ApiError) as refused:  # refused when the task is made (issue 16, I4)...
+        await rig.events.create_task(
+            "alice",
+            task_type="web_monitor",
+            name=None,
+            description=None,
+            config={"urls": [metadata]},
+            callback_url=None,
+        )
+    assert refused.value.code == "url_blocked"
     task = await rig.events.create_task(
         "alice",
         task_type="web_monitor",
         name=None,
         description=None,
-        config={"urls": ["http://169.254.169.254/latest/meta-data/"]},
+        config={"urls": ["https://example.com/"]},
         callback_url=None,
     )
+    # ...and by each run, for a task stored before that check (or a name that resolves inside later).
+    sql(db_url, "UPDATE user_tasks SET config = %s::jsonb WHERE id = %s", (f'{{"urls": ["{metadata}"]}}', task["id"]))
     assert await rig.worker.run_due_tasks() == 1
     listed = {str(t["id"]): t for t in await rig.events.list_tasks("alice")}[str(task["id"])]
     assert listed["last_error"].startswith("EgressBlocked") and listed["state"] == {}

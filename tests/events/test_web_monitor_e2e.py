@@ -149,10 +149,15 @@ def test_a_page_change_becomes_one_event_the_owners_agent_answers_once_and_only_
 def test_a_monitor_of_another_loopback_port_is_blocked_because_only_the_pages_port_is_allowed(
     world: World, settings: Settings, db_url: str
 ) -> None:
-    _, key = new_user(db_url, settings, credits=0)
+    user, key = new_user(db_url, settings, credits=0)
     inside = world.nodes.mcp.url + "/health"  # loopback, but not the allowed port
-    task = call_tool(world.nodes.mcp.url, key, "create_web_monitor_config", {"urls": [inside]})
-    with api(world, key) as http:
-        ran = wait_for(lambda: task_when(http, task["task_id"], 1), timeout=30)
-    assert ran["last_error"].startswith("EgressBlocked") and ran["consecutive_failures"] == 1
-    assert sql(db_url, "SELECT id FROM events WHERE task_id = %s", (task["task_id"],)) == []
+
+    async def create() -> Any:
+        async with mcp_client(world.nodes.mcp.url, key) as client:
+            return await client.call_tool("create_web_monitor_config", {"urls": [inside]})
+
+    # Refused when the task is made (issue 16, I4), before any run could try it; no task is stored.
+    result = anyio.run(create)
+    assert result.is_error and result.structured_content is not None, result
+    assert "blocked: 127.0.0.1 is not a public address" in result.structured_content["error"]
+    assert sql(db_url, "SELECT id FROM user_tasks WHERE user_id = %s", (user,)) == []

@@ -158,3 +158,20 @@ async def test_facts_tied_to_a_session_need_the_callers_own_session_and_are_logg
     ]
     stats = await call(node, mkeys.alice, "get_memory_statistics")
     assert stats["today"]["extractions"] >= 2 and stats["extraction"] == "rule-based"
+
+
+async def test_two_facts_in_one_sentence_are_stored_as_two_facts(node: str, mkeys: MemoryKeys, db_url: str) -> None:
+    """Issue 16: "I live in Lisbon and I work at Acme" was one fact lives_in = "Lisbon and I work at Acme Robotics"."""
+    said = "I live in Lisbon and I work at Acme Robotics."
+    stored = await call(node, mkeys.alice, "store_factual_memory", {"dialog_content": said})
+    assert stored["count"] == 2
+    rows = sql(
+        db_url,
+        "SELECT predicate, object_value FROM factual_memories WHERE user_id = %s AND predicate IN ('lives_in', "
+        "'works_at') ORDER BY predicate",
+        ("mem-alice",),
+    )
+    assert [(r["predicate"], r["object_value"]) for r in rows] == [
+        ("lives_in", "Lisbon"),
+        ("works_at", "Acme Robotics"),
+    ]

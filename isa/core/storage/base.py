@@ -196,6 +196,10 @@ class Storage(ABC):
     async def list_objects(self, prefix: str, *, limit: int = 1000) -> list[ObjectInfo]:
         """Objects whose key starts with `prefix`, at most `limit`."""
 
+    async def sweep_temporary(self, older_than_seconds: float) -> int:
+        """Remove partial uploads a killed process left behind (untouched this long); how many went."""
+        return 0  # S3 keeps none: an unfinished PUT never becomes an object
+
 
 class _Sha256Counter:
     def __init__(self, limit: int) -> None:

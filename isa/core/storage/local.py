@@ -122,6 +122,26 @@ class LocalStorage(Storage):
             while chunk := await f.read(CHUNK):
                 yield chunk
 
+    async def sweep_temporary(self, older_than_seconds: float) -> int:
+        """Partial uploads in tmp/ not written to for `older_than_seconds` (a kill -9 mid-stream leaves them).
+
+        Other processes share the folder, so only files idle past the bound go: a live stream keeps writing.
+        """
+        cutoff = time.time() - older_than_seconds
+
+        def sweep() -> int:
+            removed = 0
+            for path in (self.root / "tmp").iterdir():
+                try:
+                    if path.is_file() and path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    pass  # another process swept or published it first
+            return removed
+
+        return await anyio.to_thread.run_sync(sweep)
+
     async def delete(self, key: str) -> None:
         def remove() -> None:
             self.path_for(key).unlink(missing_ok=True)

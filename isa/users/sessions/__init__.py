@@ -16,6 +16,7 @@ from isa.users.sessions.store import (
     Note,
     create_session,
     delete_session,
+    get_context,
     get_session,
     insert_note,
     list_messages,
@@ -25,6 +26,7 @@ from isa.users.sessions.store import (
     recent_sessions,
     search_sessions,
     session_brief,
+    set_context,
     update_session,
 )
 from isa.users.sessions.store import count_message as _count_message
@@ -37,6 +39,7 @@ __all__ = [
     "append_message",
     "create_session",
     "delete_session",
+    "get_context",
     "get_session",
     "list_messages",
     "message_by_key",
@@ -47,6 +50,7 @@ __all__ = [
     "search_sessions",
     "session_brief",
     "session_not_found",
+    "set_context",
     "update_session",
 ]
 

@@ -74,6 +74,27 @@ async def delete_session(conn: DictConnection, user_id: str, session_id: str) ->
     return cur.rowcount == 1
 
 
+async def get_context(conn: DictConnection, user_id: str, session_id: str) -> dict[str, Any] | None:
+    """The session's stored context (conversation_data), or None when it is not the user's session."""
+    cur = await conn.execute(
+        "SELECT conversation_data FROM sessions WHERE id = %s::uuid AND user_id = %s", (session_id, user_id)
+    )
+    row = await cur.fetchone()
+    return None if row is None else dict(row["conversation_data"] or {})
+
+
+async def set_context(
+    conn: DictConnection, user_id: str, session_id: str, context: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Replace the session's context; None when it is not the user's session."""
+    cur = await conn.execute(
+        "UPDATE sessions SET conversation_data = %s WHERE id = %s::uuid AND user_id = %s RETURNING conversation_data",
+        (Jsonb(context), session_id, user_id),
+    )
+    row = await cur.fetchone()
+    return None if row is None else dict(row["conversation_data"] or {})
+
+
 async def list_messages(
     conn: DictConnection, user_id: str, session_id: str, limit: int, offset: int
 ) -> list[dict[str, Any]]:
