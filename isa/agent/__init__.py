@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import anyio
 import httpx
 
 from isa.agent import page, routes, settings
@@ -22,6 +21,7 @@ from isa.auth.settings import auth_settings
 from isa.core.builder import AppBuilder
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
+from isa.llm.transport import local_node
 
 __all__ = ["AgentService", "register"]
 
@@ -31,22 +31,9 @@ log = get_logger(__name__)
 def register(builder: AppBuilder) -> None:
     state = builder.state
     agent = settings.load(builder.settings)
-    upstreams = Upstreams(builder.settings, agent, auth_settings(builder.settings), state.role)
+    upstreams = Upstreams(builder.settings, agent, auth_settings(builder.settings), state.role, local_node(builder))
     builder.provide("agent.upstreams", upstreams)
     builder.provide("agent.planner", Planner(upstreams, agent))
-
-    @asynccontextmanager
-    async def in_process() -> AsyncIterator[None]:
-        # In-process calls (to the model or MCP app of this same node) run in this task group.
-        async with anyio.create_task_group() as tg:
-            upstreams.inproc.tg = tg
-            try:
-                yield
-            finally:
-                upstreams.inproc.tg = None
-                tg.cancel_scope.cancel()
-
-    builder.add_lifespan(in_process)
     if state.role == "mcp":
         return  # planning tools only
     remember = builder.settings.section("memory", AgentMemorySettings)

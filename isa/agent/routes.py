@@ -24,7 +24,6 @@ M = TypeVar("M", bound=BaseModel)
 
 def _service(request: Request) -> AgentService:
     service: AgentService = request.app.state.isa.get("agent", AgentService)
-    service.upstreams.inproc.bind(request.app)
     return service
 
 
