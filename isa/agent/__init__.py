@@ -17,6 +17,7 @@ from isa.agent.planner import Planner
 from isa.agent.service import AgentService
 from isa.agent.sessions import AgentSessions
 from isa.agent.upstream import Upstreams
+from isa.auth.firstrun import first_run_hint
 from isa.auth.settings import auth_settings
 from isa.core.builder import AppBuilder
 from isa.core.errors import ApiError
@@ -54,6 +55,7 @@ def register(builder: AppBuilder) -> None:
 
     builder.add_lifespan(settle_runs)
     builder.provide("agent.sessions", AgentSessions(state.db))
+    builder.add_lifespan(first_run_hint(builder))
     builder.add_routes(*routes.ROUTES, *page.routes(agent))
 
     if upstreams.model is not None and not upstreams.model.local:

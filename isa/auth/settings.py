@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
 
+from isa.auth.devsecret import dev_token_secret
 from isa.core.settings import ConfigError, Settings
 
 IssuerKind = Literal["isa", "auth0", "supabase"]
@@ -146,5 +147,13 @@ def auth_settings(settings: Settings) -> AuthSettings:
             f"AUTH.{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors(include_input=False)
         )
         raise ConfigError(problems) from None
+    if settings.env == "development" and auth.accepts("isa") and not auth.token_secret.get_secret_value():
+        try:
+            generated = dev_token_secret(settings.data_dir)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"AUTH.TOKEN_SECRET is not set and none could be kept in the data folder: {exc}"
+            ) from None
+        auth = auth.model_copy(update={"token_secret": SecretStr(generated)})
     _check(auth)
     return auth
