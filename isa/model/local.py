@@ -87,8 +87,6 @@ def local_deployments(found: LocalModels, taken: set[str]) -> list[Deployment]:
                     provider=LOCAL_PROVIDER,
                     mode=mode,
                     api_base=found.url,
-                    input_cost_per_token=0.0,
-                    output_cost_per_token=0.0,
                 )
             )
     return out

@@ -91,7 +91,9 @@ def test_an_alias_set_explicitly_wins_over_the_local_model(
         assert service.settings.resolve("default") == "fake"
         assert service.settings.resolve("fast") == "gpt-4.1-nano-custom"
         refused = client.post(
-            "/v1/chat/completions", json={"model": "fast", "messages": [{"role": "user", "content": "x"}]}, headers=headers
+            "/v1/chat/completions",
+            json={"model": "fast", "messages": [{"role": "user", "content": "x"}]},
+            headers=headers,
         )
         assert refused.status_code == 404
 
@@ -107,7 +109,9 @@ def test_a_keyless_deployment_from_settings_works_and_adds_to_the_built_in_list(
     _, headers = new_user()
     with TestClient(create_app(local_settings(settings, deployments=[mine]), "model", database_url=db_url)) as client:
         answer = client.post(
-            "/v1/chat/completions", json={"model": "mine", "messages": [{"role": "user", "content": "x"}]}, headers=headers
+            "/v1/chat/completions",
+            json={"model": "mine", "messages": [{"role": "user", "content": "x"}]},
+            headers=headers,
         )
         assert answer.status_code == 200, answer.text  # no "Missing credentials", no retries
     assert local_server.count(path="/v1/chat/completions") == 1
