@@ -67,7 +67,7 @@ def machine(tmp_path_factory: pytest.TempPathFactory, local_model: FakeOpenAI, d
 def balance(node: IsaProcess, key: str) -> float:
     response = node.get("/api/v1/users/me/credits/balance", headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 200, response.text
-    return float(response.json()["balance"])
+    return float(response.json()["data"]["balance"])
 
 
 def test_the_first_start_keeps_a_generated_token_secret_and_prints_how_to_sign_in_once(

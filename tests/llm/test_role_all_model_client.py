@@ -43,8 +43,8 @@ def fake(local_model: FakeOpenAI) -> FakeOpenAI:
 
 @pytest.fixture(scope="module")
 def pages() -> Iterator[PageServer]:
-    from tests.support.web_pages import _pages
     from tests.support.procs import free_port
+    from tests.support.web_pages import _pages
 
     port = free_port()
     hits: list[str] = []
