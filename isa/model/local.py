@@ -24,6 +24,12 @@ OLLAMA_URL = "http://127.0.0.1:11434/v1"
 # OpenAI-compatible servers without auth still need *a* key on the client side (litellm's OpenAI client refuses
 # an empty one with "Missing credentials"); this placeholder is never a secret.
 KEYLESS_PLACEHOLDER = "sk-no-key-required"
+# What a user is told when no chat model can be reached (the chat page, `isa doctor`).
+NO_CHAT_MODEL_FIX = (
+    "Start a local model server (Ollama is found by itself: `ollama serve`, then `ollama pull llama3.2:1b`), "
+    "or set ISA_MODEL__LOCAL_URL=http://HOST:PORT/v1 for any OpenAI-compatible server (llama.cpp, vLLM, "
+    "LM Studio), or export OPENAI_API_KEY (or ANTHROPIC_API_KEY, GEMINI_API_KEY); then restart isa."
+)
 _EMBEDDING_NAME = re.compile(r"embed|bge-|\be5-|minilm|nomic-|mxbai|gte-|arctic-embed|rerank", re.I)
 _NOT_CHAT = re.compile(r"whisper|tts|dall-e|stable-diffusion|flux", re.I)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.agent.test_chat_page import ARGS as CHROMIUM_ARGS
+from tests.agent.test_chat_page import CHROMIUM
 from tests.support.agent import chat
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.procs import IsaProcess, isa_serve
@@ -80,6 +83,32 @@ def test_the_first_start_keeps_a_generated_token_secret_and_prints_how_to_sign_i
     assert len(printed) == 1 and f"http://127.0.0.1:{machine['node'].port}/" in log
     assert secret.read_text().strip() not in log
     assert balance(machine["node"], printed[0]) > 0  # the local admin starts with the default plan's credits
+
+
+@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian chromium is not installed")
+def test_the_chat_page_in_chromium_signs_in_a_cli_user_and_streams_the_local_models_answer(
+    machine: dict[str, Any], local_model: FakeOpenAI
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=30_000)
+    user = f"page-{uuid.uuid4().hex[:8]}"
+    key = json.loads(isa_cli(machine["env"], "keys", "create", "--user", user, "--scope", "write", "--json"))["key"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(machine["node"].url + "/")
+            expect(page.locator("#key-hint")).to_contain_text("isa keys create")
+            page.get_by_label("API key or access token").fill(key)
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.locator("#who-name")).to_contain_text(user)
+            expect(page.locator("#model-warning")).to_be_hidden()
+            page.get_by_label("Message").fill("Say hello.")
+            page.keyboard.press("Enter")
+            expect(page.locator("#messages")).to_contain_text("fake reply to: Say hello.")
+        finally:
+            browser.close()
 
 
 def test_a_new_user_from_the_cli_chats_with_the_local_model_and_a_failed_turn_costs_nothing(
