@@ -84,6 +84,7 @@ def test_the_mcp_role_in_production_expects_isa_worker_and_reads_the_conventiona
 ) -> None:
     monkeypatch.setenv("BRAVE_API_KEY", "brave-doctor-test")
     code, report = doctor(settings, db_url, "mcp", "production", auth={"token_secret": "p" * 40})
+    assert code == 0
     assert "external: run `isa worker`" in line(report, "background worker")
     assert "[ok  ] web search (Brave)" in report and "BRAVE_API_KEY" in line(report, "web search")
     assert WebSettings().brave_api_key == "brave-doctor-test"  # and web_search really uses it
