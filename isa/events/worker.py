@@ -170,7 +170,10 @@ class Worker:
             retry_at = self.clock() + timedelta(seconds=delay) if retry else None
             async with self.db.transaction() as conn:
                 await store.fail_event(conn, event_id, attempts, f"{type(exc).__name__}: {exc}", retry_at)
-            log.warning("event_processing_failed", event_id=event_id, attempts=attempts, error=type(exc).__name__)
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            log.warning(
+                "event_processing_failed", event_id=event_id, attempts=attempts, error=type(exc).__name__, status=status
+            )
             return 0
         result = {
             "model": answer.get("model"),

@@ -125,3 +125,19 @@ def test_an_unreachable_local_url_leaves_the_gateway_starting_with_what_it_has(
         assert c.get("/health/ready").status_code == 200
         service = c.app.state.isa.services["model"]  # type: ignore[attr-defined]
         assert service.gateway.local.error and not service.gateway.local.found
+
+
+def test_deployments_in_a_settings_file_are_added_to_the_built_in_list(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from isa.core.settings import load_settings
+
+    extra = tmp_path / "settings.toml"
+    extra.write_text(
+        '[default.model]\n[[default.model.deployments]]\nname = "qwen"\nmodel = "openai/qwen2.5:0.5b"\n'
+        'api_base = "http://127.0.0.1:11434/v1"\n'
+    )
+    monkeypatch.setenv("ISA_SETTINGS_FILE", str(extra))
+    model = load_settings("model").section("model", ModelSettings)
+    names = [d.name for d in model.all_deployments]
+    assert names[-1] == "qwen" and "gpt-4.1-mini" in names and model.resolve("default") == "gpt-4.1-mini"
