@@ -57,6 +57,7 @@ def test_a_jwt_user_seen_for_the_first_time_starts_with_the_plan_credits(setting
         for _ in range(2):
             seen = client.get("/whoami", headers={"Authorization": f"Bearer {token}"})
             assert seen.status_code == 200, seen.text
+        user = seen.json()["user_id"]  # the principal's id for this subject
         ensured = client.post("/api/v1/users/ensure", json={}, headers={"Authorization": f"Bearer {token}"})
         assert ensured.status_code == 200, ensured.text
     assert credits(db_url, user) == (PLAN_CREDITS, 1)
