@@ -38,11 +38,12 @@ class Target:
 
 class Upstreams:
     def __init__(
-        self, settings: Settings, agent: AgentSettings, auth: AuthSettings, role: str, local: InProcess
+        self, settings: Settings, agent: AgentSettings, auth: AuthSettings, role: str, local: InProcess | None = None
     ) -> None:
         self.agent = agent
         self.auth = auth
-        self.inproc = local
+        # The process's shared in-process transport (local_node); without one, in-process targets are unreachable.
+        self.inproc = local or InProcess()
         served = domains_for(role)
         mcp_hosts = settings.raw.get("mcp", {}).get("allowed_hosts") or []
         self.model = self._target("model", settings.services.model_url, "isa.model" in served, local_host(settings))
