@@ -115,4 +115,5 @@ def create_app(settings: Settings, role: str | None = None, *, database_url: str
         lifespan=lifespan,
     )
     app.state.isa = state
+    state.app = app
     return app

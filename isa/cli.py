@@ -28,6 +28,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args.role)
     host = args.host or settings.server.host
     port = args.port or settings.server.port or DEFAULT_PORTS[settings.role]
+    # The app knows where it listens (the first-run sign-in hint prints the page's address).
+    settings = settings.model_copy(update={"server": settings.server.model_copy(update={"host": host, "port": port})})
     serve(create_app(settings), host, port)
     return 0
 

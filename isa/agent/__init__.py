@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import anyio
 import httpx
 
 from isa.agent import page, routes, settings
@@ -18,10 +17,12 @@ from isa.agent.planner import Planner
 from isa.agent.service import AgentService
 from isa.agent.sessions import AgentSessions
 from isa.agent.upstream import Upstreams
+from isa.auth.firstrun import first_run_hint
 from isa.auth.settings import auth_settings
 from isa.core.builder import AppBuilder
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
+from isa.llm.transport import local_node
 from isa.roles import serves_chat
 
 __all__ = ["AgentService", "register"]
@@ -32,22 +33,9 @@ log = get_logger(__name__)
 def register(builder: AppBuilder) -> None:
     state = builder.state
     agent = settings.load(builder.settings)
-    upstreams = Upstreams(builder.settings, agent, auth_settings(builder.settings), state.role)
+    upstreams = Upstreams(builder.settings, agent, auth_settings(builder.settings), state.role, local_node(builder))
     builder.provide("agent.upstreams", upstreams)
     builder.provide("agent.planner", Planner(upstreams, agent))
-
-    @asynccontextmanager
-    async def in_process() -> AsyncIterator[None]:
-        # In-process calls (to the model or MCP app of this same node) run in this task group.
-        async with anyio.create_task_group() as tg:
-            upstreams.inproc.tg = tg
-            try:
-                yield
-            finally:
-                upstreams.inproc.tg = None
-                tg.cancel_scope.cancel()
-
-    builder.add_lifespan(in_process)
     if not serves_chat(state.role):
         return  # planning tools only (their capabilities are in tools.py)
     remember = builder.settings.section("memory", AgentMemorySettings)
@@ -68,6 +56,7 @@ def register(builder: AppBuilder) -> None:
 
     builder.add_lifespan(settle_runs)
     builder.provide("agent.sessions", AgentSessions(state.db))
+    builder.add_lifespan(first_run_hint(builder))
     builder.add_routes(*routes.ROUTES, *page.routes(agent))
 
     if upstreams.model is not None and not upstreams.model.local:

@@ -41,6 +41,7 @@ class Counters:
     model_calls: int = 0
     tool_calls: int = 0
     tokens: int = 0
+    produced: bool = False  # the model sent at least one token or one whole answer (a failed turn is billed then)
 
     @property
     def credits(self) -> Decimal:
@@ -125,6 +126,7 @@ class Run:
             payload["tool_choice"] = "auto"
 
         async def on_token(piece: str) -> None:
+            c.produced = True
             self.ctx.answer_so_far.append(piece)
             await self.ctx.emit("custom_stream", {"custom_llm_chunk": piece}, stream_mode="custom")
 
@@ -135,6 +137,7 @@ class Run:
         except AgentError as exc:
             self._span("model.chat", "llm", started, at, "error", exc.code, label=label, model=s.model)
             raise
+        c.produced = True
         c.tokens += turn.prompt_tokens + turn.completion_tokens
         self._span(
             "model.chat", "llm", started, at, "ok", None, label=label, model=s.model,

@@ -59,8 +59,20 @@ async def _turn(conn: DictConnection, user_id: str, state: RunState) -> None:
             await _add(conn, user_id, state.session_id, row)
 
 
-async def _charge(conn: DictConnection, user_id: str, counters: Counters, p: Prepared, run_id: str) -> dict[str, Any]:
+def charge_reason(outcome: str, counters: Counters) -> str:
+    """Why a request is charged, or `failed_before_model_output` when it is not (nothing was produced)."""
+    if outcome in ("completed", "interrupted"):
+        return outcome
+    if counters.produced or counters.tool_calls:
+        return "partial"  # work was done before the failure: billed as docs/agent.md says
+    return "failed_before_model_output"
+
+
+async def _charge(
+    conn: DictConnection, user_id: str, counters: Counters, p: Prepared, run_id: str, outcome: str
+) -> dict[str, Any]:
     amount = counters.credits
+    reason = charge_reason(outcome, counters)
     billing: dict[str, Any] = {
         "success": True,
         "model_calls": counters.model_calls,
@@ -68,7 +80,12 @@ async def _charge(conn: DictConnection, user_id: str, counters: Counters, p: Pre
         "total_credits": float(amount),
         "credits_remaining": None,
         "error_message": None,
+        "charged": reason != "failed_before_model_output",
+        "charge_reason": reason,
     }
+    if not billing["charged"]:
+        billing.update(total_credits=0.0, credits_remaining=float(p.balance))
+        return billing
     try:
         async with conn.transaction():  # a savepoint: a refused charge leaves the rest of the request intact
             entry = await credits.consume(
@@ -119,7 +136,7 @@ async def persist_outcome(
             # A failed resume can be tried again; a finished or re-paused one is done with.
             next_status = {"completed": "done", "interrupted": "resumed"}.get(outcome, "interrupted")
             await store.set_checkpoint_status(conn, user, claimed, next_status)
-        billing = await _charge(conn, user, counters, p, run_id)
+        billing = await _charge(conn, user, counters, p, run_id, outcome)
     await _trace(db, p, ctx, outcome, error, started_at)
     return billing
 

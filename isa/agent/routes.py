@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from isa.agent import schemas
 from isa.agent.events import ChatStream, Emitter
+from isa.agent.readiness import chat_model_status
 from isa.agent.service import AgentService, Prepared
 from isa.agent.sessions import AgentSessions
 from isa.agent.store import plan_view
@@ -24,7 +25,6 @@ M = TypeVar("M", bound=BaseModel)
 
 def _service(request: Request) -> AgentService:
     service: AgentService = request.app.state.isa.get("agent", AgentService)
-    service.upstreams.inproc.bind(request.app)
     return service
 
 
@@ -100,7 +100,7 @@ async def event_callback(request: Request) -> Response:
 
 
 async def config(request: Request) -> Response:
-    """GET /api/chat/config: who the caller is and where the page sends uploads and approvals."""
+    """GET /api/chat/config: who the caller is, where the page sends uploads and approvals, whether a model answers."""
     principal = await require_principal(request, "read")
     service = _service(request)
     return JSONResponse(
@@ -109,6 +109,7 @@ async def config(request: Request) -> Response:
             "scopes": sorted(principal.scopes),
             "mcp_base_url": service.settings.public_mcp_url.rstrip("/"),
             "heartbeat_seconds": service.settings.heartbeat_seconds,
+            "chat_model": await chat_model_status(service.upstreams, service.settings, principal),
         },
         headers={"Cache-Control": "no-store"},
     )

@@ -28,8 +28,6 @@ def _planner(call: ToolCall, ctx: Context[Any, Any]) -> tuple[Planner, str]:
     except ValueError:
         request = None
     if isinstance(request, Request):
-        # Co-located with the model role: the planner reaches it through this very app.
-        planner.upstreams.inproc.bind(request.app)
         return planner, request_id_of(request)
     return planner, ""
 

@@ -1,9 +1,10 @@
 """How the agent reaches the model and MCP nodes: one interface, two transports, never the caller's token.
 
-Over HTTP when `services.model_url` / `services.mcp_url` are set; in-process (the node's own app, through
-`transport.InProcess`) when that role is served by this process and no URL is set. Either way the request
-carries a short isa access token minted for the user (`sub` = the user, at most the `write` scope, no API
-key id), so the upstream node verifies who it acts for, and the user's own bearer never leaves this node.
+Over HTTP when `services.model_url` / `services.mcp_url` are set; in-process (the process's own app, through
+the shared `isa.llm.transport.local_node`) when that role is served by this process and no URL is set.
+Either way the request carries a short isa access token minted for the user (`sub` = the user, at most the
+`write` scope, no API key id), so the upstream node verifies who it acts for, and the user's own bearer
+never leaves this node.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import httpx
 import httpx2
 
 from isa.agent.settings import AgentSettings
-from isa.agent.transport import InProcess, StreamingASGITransport, StreamingASGITransport2
 from isa.auth.principal import Principal, expand_scopes, minimal_scopes
 from isa.auth.settings import AuthSettings
 from isa.auth.tokens import mint_access_token
 from isa.core.errors import ApiError
 from isa.core.settings import Settings
+from isa.llm.transport import InProcess, StreamingASGITransport, StreamingASGITransport2, local_host
 from isa.roles import domains_for
 
 # The agent acts for the user on their own data, never as an administrator.
@@ -35,24 +36,19 @@ class Target:
     local: bool
 
 
-def _local_host(settings: Settings, section_hosts: list[str] | None = None) -> str:
-    """A Host header the in-process app accepts (its allow list), so in-process calls pass the same checks."""
-    for host in [*(section_hosts or []), *settings.http.allowed_hosts]:
-        if host and "*" not in host:
-            return host
-    return "127.0.0.1"
-
-
 class Upstreams:
-    def __init__(self, settings: Settings, agent: AgentSettings, auth: AuthSettings, role: str) -> None:
+    def __init__(
+        self, settings: Settings, agent: AgentSettings, auth: AuthSettings, role: str, local: InProcess | None = None
+    ) -> None:
         self.agent = agent
         self.auth = auth
-        self.inproc = InProcess()
+        # The process's shared in-process transport (local_node); without one, in-process targets are unreachable.
+        self.inproc = local or InProcess()
         served = domains_for(role)
         mcp_hosts = settings.raw.get("mcp", {}).get("allowed_hosts") or []
-        self.model = self._target("model", settings.services.model_url, "isa.model" in served, _local_host(settings))
+        self.model = self._target("model", settings.services.model_url, "isa.model" in served, local_host(settings))
         self.mcp = self._target(
-            "mcp", settings.services.mcp_url, "isa.mcp" in served, _local_host(settings, list(mcp_hosts))
+            "mcp", settings.services.mcp_url, "isa.mcp" in served, local_host(settings, list(mcp_hosts))
         )
 
     @staticmethod

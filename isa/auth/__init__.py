@@ -13,8 +13,10 @@ __all__ = ["AuthService", "Principal", "check_rate", "rate_limit", "register", "
 
 
 def register(builder: AppBuilder) -> None:
+    from isa.users.signup import billing_settings  # isa.users imports isa.auth
+
     settings = auth_settings(builder.settings)
-    builder.provide("auth", AuthService(builder.state.db, settings))
+    builder.provide("auth", AuthService(builder.state.db, settings, billing_settings(builder.settings)))
     # The dev token endpoint exists only in development AND when explicitly switched on.
     dev_endpoint = builder.settings.env == "development" and settings.dev_token_endpoint
     builder.add_routes(*routes(dev_endpoint))

@@ -13,6 +13,7 @@ from isa.auth.service import AuthService
 from isa.core.cli import run_with_database
 from isa.core.db import Database
 from isa.core.settings import Settings
+from isa.users.signup import billing_settings, grant_signup_credits
 
 T = TypeVar("T")
 
@@ -22,9 +23,13 @@ def _print(obj: Any, as_json: bool, text: str) -> None:
 
 
 def users_create(settings: Settings, args: argparse.Namespace) -> int:
+    billing = billing_settings(settings)
+
     async def work(db: Database) -> bool:
         async with db.transaction() as conn:
-            return await store.ensure_user(conn, args.user, args.email, args.name)
+            created = await store.ensure_user(conn, args.user, args.email, args.name)
+            await grant_signup_credits(conn, args.user, billing)  # once per user ever, however it was made
+            return created
 
     created = run_with_database(settings, work)
     _print(
@@ -61,9 +66,12 @@ def users_set_active(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    billing = billing_settings(settings)
+
     async def work(db: Database) -> dict[str, Any]:
         async with db.transaction() as conn:
             await store.ensure_user(conn, args.user, None, None)
+            await grant_signup_credits(conn, args.user, billing)
         new = await AuthService(db).create_api_key(args.user, [args.scope], args.name, created_by="cli")
         return {"key": new.key, "id": new.id, "user_id": new.user_id, "scopes": new.scopes}
 

@@ -68,8 +68,11 @@ async def dev_token(request: Request) -> JSONResponse:
     body = await json_body(request, DevTokenRequest, empty_ok=True)
     if not service.settings.isa_tokens_enabled:
         raise ApiError(503, "not_configured", "isa access tokens are not enabled (AUTH.TOKEN_SECRET)")
+    from isa.users.signup import billing_settings, grant_signup_credits  # isa.users imports isa.auth
+
     async with service.db.transaction() as conn:
         await store.ensure_user(conn, body.user_id, None, None)
+        await grant_signup_credits(conn, body.user_id, billing_settings(request.app.state.isa.settings))
     scopes = minimal_scopes(expand_scopes(body.scopes()))
     token, lifetime = mint_access_token(service.settings, body.user_id, scopes, None, body.minutes)
     log.warning("dev_token_issued", user_id=body.user_id, by=admin.user_id, scope=" ".join(scopes))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
@@ -17,6 +18,9 @@ from isa.auth.tokens import InvalidToken, KeysUnavailable, TokenVerifier, Verifi
 from isa.core.db import Database
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
+
+if TYPE_CHECKING:
+    from isa.users.settings import BillingSettings
 
 log = get_logger(__name__)
 
@@ -56,9 +60,12 @@ class AccessToken:
 
 
 class AuthService:
-    def __init__(self, db: Database, settings: AuthSettings | None = None) -> None:
+    def __init__(
+        self, db: Database, settings: AuthSettings | None = None, billing: BillingSettings | None = None
+    ) -> None:
         self.db = db
         self.settings = settings or AuthSettings()
+        self.billing = billing  # set: a JWT user seen for the first time gets the sign-up credits
         self.verifier = TokenVerifier(self.settings)
         self.live = LiveCache(self.settings.principal_cache_seconds, self.settings.principal_cache_size)
 
@@ -107,7 +114,11 @@ class AuthService:
             if verified.kind == "isa":
                 live = await store.isa_token_live(conn, verified.user_id, verified.key_id)
             else:
-                live = await store.ensure_active_user(conn, verified.user_id, verified.email)
+                live, created = await store.ensure_active_user(conn, verified.user_id, verified.email)
+                if created and self.billing is not None:
+                    from isa.users.signup import grant_signup_credits  # isa.users imports isa.auth
+
+                    await grant_signup_credits(conn, verified.user_id, self.billing)
         if live:
             self.live.remember(cache_key)
         return live

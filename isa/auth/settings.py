@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
+from isa.auth.devsecret import dev_token_secret
 from isa.core.settings import ConfigError, Settings
 
 IssuerKind = Literal["isa", "auth0", "supabase"]
@@ -139,5 +140,13 @@ def _check(auth: AuthSettings) -> None:
 def auth_settings(settings: Settings) -> AuthSettings:
     """The validated `[auth]` section; a bad one is a start-up error naming the setting."""
     auth = settings.section("auth", AuthSettings)  # a ConfigError without the input values
+    if settings.env == "development" and auth.accepts("isa") and not auth.token_secret.get_secret_value():
+        try:
+            generated = dev_token_secret(settings.data_dir)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"AUTH.TOKEN_SECRET is not set and none could be kept in the data folder: {exc}"
+            ) from None
+        auth = auth.model_copy(update={"token_secret": SecretStr(generated)})
     _check(auth)
     return auth

@@ -113,21 +113,22 @@ async def revoke_api_key(conn: DictConnection, key_id: str, owner: str | None) -
     return cur.rowcount == 1
 
 
-async def ensure_active_user(conn: DictConnection, user_id: str, email: str | None) -> bool:
-    """Create a JWT user on first sight; True when the user exists and is active."""
+async def ensure_active_user(conn: DictConnection, user_id: str, email: str | None) -> tuple[bool, bool]:
+    """Create a JWT user on first sight; (the user exists and is active, this call created it)."""
     cur = await conn.execute(
         """WITH created AS (
                INSERT INTO users (user_id, email) VALUES (%(user)s, %(email)s)
                ON CONFLICT (user_id) DO NOTHING RETURNING is_active)
-           SELECT is_active FROM created UNION ALL SELECT is_active FROM users WHERE user_id = %(user)s""",
+           SELECT is_active, true AS created FROM created
+           UNION ALL SELECT is_active, false FROM users WHERE user_id = %(user)s""",
         {"user": user_id, "email": email},
     )
     row = await cur.fetchone()
     if row is None:
         # A concurrent first sight committed between our snapshot and the insert: read it now.
-        cur = await conn.execute("SELECT is_active FROM users WHERE user_id = %s", (user_id,))
+        cur = await conn.execute("SELECT is_active, false AS created FROM users WHERE user_id = %s", (user_id,))
         row = await cur.fetchone()
-    return bool(row and row["is_active"])
+    return bool(row and row["is_active"]), bool(row and row["created"])
 
 
 async def isa_token_live(conn: DictConnection, user_id: str, key_id: str | None) -> bool:

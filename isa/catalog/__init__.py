@@ -21,9 +21,7 @@ __all__ = ["CatalogItem", "CatalogService", "SearchFilters", "SyncReport", "regi
 def build_service(builder: AppBuilder) -> CatalogService:
     settings = builder.settings.section("catalog", CatalogSettings)
     adapter = QueryAdapter.load(Path(settings.adapter_path)) if settings.adapter_path else None
-    reranker = (
-        model_client(builder.settings, settings.rerank_timeout_seconds, "isa-discovery") if settings.rerank else None
-    )
+    reranker = model_client(builder, settings.rerank_timeout_seconds, "isa-discovery") if settings.rerank else None
     return CatalogService(builder.state.db, shared_minilm(), settings, adapter, reranker)
 
 

@@ -36,6 +36,8 @@ class AppState:
     metrics: Metrics
     shutting_down: bool = False
     services: dict[str, Any] = field(default_factory=dict)
+    # The process's own ASGI app, set once by create_app: in-process clients (isa/llm/transport.py) call it.
+    app: Any = None
 
     def get(self, name: str, kind: type[T]) -> T:
         """A service another domain provided, checked for type; a missing one is a wiring bug."""

@@ -8,18 +8,21 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import httpx
 import psycopg
 
 from isa.core.settings import Settings
 
-# (environment variable, what it enables)
-PROVIDER_KEYS = (
-    ("OPENAI_API_KEY", "OpenAI chat, embeddings, images, audio"),
-    ("ANTHROPIC_API_KEY", "Anthropic chat"),
-    ("GEMINI_API_KEY", "Google Gemini chat"),
-    ("REPLICATE_API_TOKEN", "Replicate image generation"),
-    ("BRAVE_API_KEY", "Brave web search"),
-)
+# What each provider key variable enables; the variables themselves come from the model deployments
+# (api_key_env), so the names here are the names the code really reads.
+PROVIDER_USES = {
+    "OPENAI_API_KEY": "OpenAI chat, embeddings, images, audio",
+    "ANTHROPIC_API_KEY": "Anthropic chat",
+    "GEMINI_API_KEY": "Google Gemini chat",
+    "REPLICATE_API_KEY": "Replicate image generation",
+}
+# A shell command that makes a secret (not a secret itself).
+_MAKE_SECRET_HINT = "export ISA_AUTH__TOKEN_SECRET=\"$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')\""  # noqa: S105
 
 
 @dataclass
@@ -91,22 +94,130 @@ def _browser() -> Check:
     return Check("browser", True, path, required=False)
 
 
-def _providers() -> list[Check]:
+def _serves(settings: Settings, domain: str) -> bool:
+    from isa.roles import domains_for
+
+    return domain in domains_for(settings.role)
+
+
+def _token_secret(settings: Settings) -> Check:
+    """The agent (and anything that acts for a user on another node) needs isa tokens."""
+    from isa.auth.devsecret import secret_path
+
+    needed = settings.role in ("agent", "all")
+    configured = str((settings.raw.get("auth") or {}).get("token_secret") or "")
+    if configured:
+        return Check("token secret", True, "set (ISA_AUTH__TOKEN_SECRET)")
+    if settings.env == "development":
+        path = secret_path(settings.data_dir)
+        kept = "kept in" if path.exists() else "generated at first start into"
+        return Check("token secret", True, f"development: {kept} {path} (mode 0600)")
+    why = "the agent can't act for users" if needed else "tools can't call the model node as the user"
+    return Check("token secret", False, f"not set: {why}", f"{_MAKE_SECRET_HINT} (the same on every node)", needed)
+
+
+def _chat_model(settings: Settings) -> list[Check]:
+    """Which chat model the agent's alias reaches from here, or that none does, with the fix."""
+    from isa.agent.settings import load as agent_settings
+    from isa.model.local import NO_CHAT_MODEL_FIX, probe, with_local
+    from isa.model.settings import ModelSettings
+
+    wanted = agent_settings(settings).model
+    if not _serves(settings, "isa.model"):
+        url = settings.services.model_url
+        if not url:
+            required = settings.role == "agent"
+            hint = "set ISA_SERVICES__MODEL_URL to the model node"
+            return [Check("chat model", False, "no model node configured", hint, required)]
+        try:
+            with httpx.Client(timeout=3, trust_env=False) as http:
+                alive = http.get(url.rstrip("/") + "/v1/health").status_code == 200
+        except httpx.HTTPError:
+            alive = False
+        detail = f"{wanted!r} on the model node at {url}" + ("" if alive else " (not answering)")
+        return [Check("chat model", alive, detail, "start the model node: isa serve --role model")]
+    model = settings.section("model", ModelSettings)
+    found = probe(model)
+    servable = {d.name for d in model.all_deployments if d.api_key() is not None}
+    effective = with_local(model, found, servable)
+    group = effective.resolve(wanted)
+    local_names = {*found.chat, *found.embedding}
+    checks = []
+    if model.local_url or found.found:
+        where = found.url or model.local_url
+        listed = f"{len(found.chat)} chat, {len(found.embedding)} embedding model(s)"
+        checks.append(Check("local model server", not found.error, found.error or f"{where}: {listed}", "", False))
+    if group in local_names and group in found.chat:
+        checks.append(Check("chat model", True, f"{wanted!r} -> {group} (local server {found.url}, no key)"))
+    elif group in servable and any(d.name == group and d.mode == "chat" for d in effective.all_deployments):
+        provider = next(d.provider for d in effective.all_deployments if d.name == group)
+        checks.append(Check("chat model", True, f"{wanted!r} -> {group} ({provider})"))
+    else:
+        # The node runs without one (tools, files, memory work); chat answers only once a model is reachable.
+        checks.append(Check("chat model", False, f"none reachable for {wanted!r}", NO_CHAT_MODEL_FIX, False))
+    return checks
+
+
+def _worker(settings: Settings) -> Check:
+    mode = (settings.raw.get("events") or {}).get("inprocess_worker", "auto")
+    if mode == "auto":
+        mode = settings.env == "development" or settings.role == "all"
+    if mode is True:
+        return Check("background worker", True, "in-process (tasks run inside this node)", required=False)
+    return Check(
+        "background worker",
+        True,
+        "external: run `isa worker` (deploy/systemd isa-worker.service) or set ISA_EVENTS__INPROCESS_WORKER=true",
+        required=False,
+    )
+
+
+def _providers(settings: Settings) -> list[Check]:
+    from isa.model.settings import ModelSettings
+
+    names = dict.fromkeys(d.api_key_env for d in settings.section("model", ModelSettings).all_deployments)
     return [
         Check(
             f"provider {name}",
             bool(os.environ.get(name)),
-            what if os.environ.get(name) else "not configured",
-            f"export {name}=... to enable {what}",
+            PROVIDER_USES.get(name, "a configured deployment") if os.environ.get(name) else "not configured",
+            f"export {name}=... to enable {PROVIDER_USES.get(name, 'its deployments')}",
             required=False,
         )
-        for name, what in PROVIDER_KEYS
+        for name in names
+        if name
     ]
+
+
+def _brave(settings: Settings) -> Check:
+    own = str((settings.raw.get("web") or {}).get("brave_api_key") or "")
+    if own:
+        return Check("web search (Brave)", True, "ISA_WEB__BRAVE_API_KEY", required=False)
+    if os.environ.get("BRAVE_API_KEY"):
+        return Check("web search (Brave)", True, "BRAVE_API_KEY", required=False)
+    hint = "export BRAVE_API_KEY=... (or ISA_WEB__BRAVE_API_KEY) to enable web_search"
+    return Check("web search (Brave)", False, "not configured", hint, required=False)
+
+
+def role_checks(settings: Settings) -> list[Check]:
+    """The checks that depend on what the role serves."""
+    checks: list[Check] = []
+    if settings.role != "model":
+        checks.append(_token_secret(settings))
+    if settings.role != "model" or _serves(settings, "isa.model"):
+        checks += _chat_model(settings)
+    if _serves(settings, "isa.events"):
+        checks.append(_worker(settings))
+    if _serves(settings, "isa.model"):
+        checks += _providers(settings)
+    if _serves(settings, "isa.web"):
+        checks.append(_brave(settings))
+    return checks
 
 
 def run_doctor(settings: Settings, out: Callable[[str], None] = print) -> int:
     """Print one line per check; exit code 1 when a check the role needs failed."""
-    checks = [*_database(settings), _storage(settings), _embeddings(), _browser(), *_providers()]
+    checks = [*_database(settings), _storage(settings), _embeddings(), _browser(), *role_checks(settings)]
     out(f"isa doctor: role {settings.role}, environment {settings.env}")
     for c in checks:
         mark = "ok  " if c.ok else ("FAIL" if c.required else "warn")
@@ -115,5 +226,11 @@ def run_doctor(settings: Settings, out: Callable[[str], None] = print) -> int:
             line += f"  -> {c.hint}"
         out(line)
     failed = [c for c in checks if c.required and not c.ok]
-    out("this node can run" if not failed else f"this node cannot run: {', '.join(c.name for c in failed)}")
+    degraded = [c.name for c in checks if not c.ok and not c.required and c.name in ("chat model", "token secret")]
+    if failed:
+        out(f"this node cannot run: {', '.join(c.name for c in failed)}")
+    elif degraded:
+        out(f"this node can run, but chat will not answer until this is fixed: {', '.join(degraded)}")
+    else:
+        out("this node can run")
     return 1 if failed else 0

@@ -134,6 +134,8 @@ def _validators(role: str, env_name: str) -> list[Validator]:
     rules = []
     if env_name == "production":
         rules.append(_required("DATABASE.URL", "in production (no embedded database there)"))
+        if role == "all":  # development generates one under data_dir (isa/auth/devsecret.py); production never
+            rules.append(_required("AUTH.TOKEN_SECRET", "in production for role all (the agent acts for users)"))
     if role == "agent":
         names = ("SERVICES.MODEL_URL", "SERVICES.MCP_URL", "AUTH.TOKEN_SECRET")  # the agent acts for users upstream
         rules += [_required(name, "for role agent") for name in names]

@@ -13,14 +13,23 @@ from isa.events import routes, task_routes
 from isa.events.service import EventService
 from isa.events.settings import EventsSettings
 from isa.events.worker import Worker
+from isa.llm.transport import local_node
 
 __all__ = ["EventService", "EventsSettings", "Worker", "register"]
 
 
 def register(builder: AppBuilder) -> None:
     settings = builder.settings.section("events", EventsSettings)
-    service = EventService(builder.state.db, settings)
-    worker = Worker(builder.state.db, settings, auth_settings(builder.settings))
+    if settings.inprocess_worker == "auto":
+        auto = builder.settings.env == "development" or builder.state.role == "all"
+        settings = settings.model_copy(update={"inprocess_worker": auto})
+    # No agent URL but the agent's chat is served by this very process (role all): hand events to it in-process.
+    # (isa.agent registers before isa.events in every role that has both, so its service is visible here.)
+    local = None
+    if not settings.agent_url and "agent" in builder.state.services:
+        local = local_node(builder)
+    service = EventService(builder.state.db, settings, agent_in_process=local is not None)
+    worker = Worker(builder.state.db, settings, auth_settings(builder.settings), agent_local=local)
     builder.provide("events", service)
     builder.provide("events.worker", worker)
     builder.add_routes(*routes.ROUTES, *task_routes.ROUTES)

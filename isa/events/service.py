@@ -92,9 +92,17 @@ def receipt(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class EventService:
-    def __init__(self, db: Database, settings: EventsSettings, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: EventsSettings,
+        clock: Callable[[], datetime] | None = None,
+        *,
+        agent_in_process: bool = False,
+    ) -> None:
         self.db = db
         self.settings = settings
+        self.agent_in_process = agent_in_process
         self.clock = clock or (lambda: datetime.now(UTC))
         # Test seam: called after the event's transaction committed, before the response is built.
         self.after_commit: Callable[[dict[str, Any]], None] | None = None
@@ -281,8 +289,8 @@ class EventService:
             numbers = await store.counts(conn, user_id)
         return {
             "service": "isa.events",
-            "worker": "inprocess" if self.settings.inprocess_worker else "external (isa worker)",
-            "agent_configured": bool(self.settings.agent_url),
+            "worker": "inprocess" if self.settings.inprocess_worker is True else "external (isa worker)",
+            "agent_configured": bool(self.settings.agent_url) or self.agent_in_process,
             **{k: int(v) for k, v in numbers.items()},
         }
 

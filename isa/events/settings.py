@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, SecretStr
 
 
 class EventsSettings(BaseModel):
     """Worker, agent hand-off and callback settings; every duration is in seconds."""
 
-    inprocess_worker: bool = False  # run the worker inside the serving process (embedded default)
+    # Run the worker inside the serving process. "auto": on in development and in role all (no second process
+    # needed), off on the mcp role in production, where `isa worker` units run.
+    inprocess_worker: bool | Literal["auto"] = "auto"
     poll_interval_seconds: float = Field(default=5.0, gt=0)
     lease_seconds: int = Field(default=120, gt=0)  # a crashed worker's task is taken over after this
     batch_size: int = Field(default=10, ge=1, le=500)

@@ -30,6 +30,7 @@ from isa.events import schedule, store, tasks
 from isa.events.egress import guarded_post
 from isa.events.service import EventService
 from isa.events.settings import EventsSettings
+from isa.llm.transport import InProcess, StreamingASGITransport, local_host
 
 log = get_logger(__name__)
 SIGNATURE_HEADER = "X-Isa-Signature"
@@ -62,14 +63,22 @@ class Worker:
         auth: AuthSettings,
         clock: Callable[[], datetime] | None = None,
         worker_id: str | None = None,
+        *,
+        agent_local: InProcess | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.auth = auth
+        # The agent's chat served by this process (role all, no events.agent_url): reached in-process.
+        self.agent_local = agent_local
         self.clock = clock or (lambda: datetime.now(UTC))
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.events = EventService(db, settings, self.clock)
         self.lease = timedelta(seconds=settings.lease_seconds)
+
+    @property
+    def agent_reachable(self) -> bool:
+        return bool(self.settings.agent_url) or self.agent_local is not None
 
     # --- tasks -----------------------------------------------------------------------------------------------
 
@@ -120,7 +129,7 @@ class Worker:
 
     async def process_pending_events(self) -> int:
         """Hand pending events to the agent (and their task's callback); returns how many got processed."""
-        if not self.settings.agent_url:
+        if not self.agent_reachable:
             return 0
         async with self.db.transaction() as conn:
             claimed = await store.claim_events(conn, self.clock(), self.lease, self.settings.batch_size)
@@ -128,7 +137,7 @@ class Worker:
 
     async def process_claimed_by_id(self, event_id: str) -> dict[str, Any] | None:
         """Claim one pending event now (the synchronous /process_background_feedback path) and process it."""
-        if not self.settings.agent_url:
+        if not self.agent_reachable:
             return None
         async with self.db.transaction() as conn:
             event = await store.claim_event(conn, event_id, self.clock(), self.lease)
@@ -161,7 +170,10 @@ class Worker:
             retry_at = self.clock() + timedelta(seconds=delay) if retry else None
             async with self.db.transaction() as conn:
                 await store.fail_event(conn, event_id, attempts, f"{type(exc).__name__}: {exc}", retry_at)
-            log.warning("event_processing_failed", event_id=event_id, attempts=attempts, error=type(exc).__name__)
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            log.warning(
+                "event_processing_failed", event_id=event_id, attempts=attempts, error=type(exc).__name__, status=status
+            )
             return 0
         result = {
             "model": answer.get("model"),
@@ -179,8 +191,15 @@ class Worker:
             "idempotency_key": f"event:{event['id']}",
             "metadata": {"event_id": str(event["id"]), "event_type": event["event_type"], "source": "event_service"},
         }
-        url = self.settings.agent_url.rstrip("/") + "/api/chat/message"
-        async with httpx.AsyncClient(timeout=httpx.Timeout(self.settings.agent_timeout_seconds)) as client:
+        transport = None
+        if self.settings.agent_url:
+            url = self.settings.agent_url.rstrip("/") + "/api/chat/message"
+        else:
+            assert self.agent_local is not None and self.agent_local.state is not None
+            url = f"http://{local_host(self.agent_local.state.settings)}/api/chat/message"
+            transport = StreamingASGITransport(self.agent_local)
+        timeout = httpx.Timeout(self.settings.agent_timeout_seconds)
+        async with httpx.AsyncClient(timeout=timeout, transport=transport) as client:
             response = await client.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
         response.raise_for_status()
         answer: dict[str, Any] = response.json()

@@ -4,6 +4,10 @@ Web analysis and automation, memory extraction, knowledge answers and discovery'
 through here. Each call carries a short isa token minted for the calling user (never the caller's own
 credential), so the model node bills and rate-limits that user. No retries here: the model node's router
 owns retries and fallbacks (exactly one layer).
+
+The transport is chosen once, at start-up (`model_client(builder)`): HTTP to `services.model_url` when it is
+set, else the in-process transport into this process's own model app when the model role is served here
+(role `all`). Either way the request goes through the model app's routes, auth and billing unchanged.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ import httpx
 from isa.auth.principal import Principal, expand_scopes, minimal_scopes
 from isa.auth.settings import AuthSettings, auth_settings
 from isa.auth.tokens import mint_access_token
+from isa.core.builder import AppBuilder
 from isa.core.logging import get_logger
 from isa.core.settings import Settings
+from isa.llm.transport import InProcess, StreamingASGITransport, local_host, local_node
+from isa.roles import domains_for
 
 log = get_logger(__name__)
 
@@ -26,13 +33,33 @@ class ModelUnavailable(Exception):
 
 
 class ModelClient:
-    """POSTs OpenAI-wire requests to `services.model_url` with a token minted for the user."""
+    """POSTs OpenAI-wire requests to the model node with a token minted for the user.
 
-    def __init__(self, model_url: str, auth: AuthSettings, timeout: float = 60.0, user_agent: str = "isa") -> None:
+    `local` set: the requests go to this process's own app (`model_url` is then only the Host they carry).
+    """
+
+    def __init__(
+        self,
+        model_url: str,
+        auth: AuthSettings,
+        timeout: float = 60.0,
+        user_agent: str = "isa",
+        *,
+        local: InProcess | None = None,
+    ) -> None:
         self.model_url = model_url.rstrip("/")
         self.auth = auth
         self.timeout = timeout
         self.user_agent = user_agent
+        self.local = local
+
+    @property
+    def in_process(self) -> bool:
+        return self.local is not None
+
+    def _client(self) -> httpx.AsyncClient:
+        transport = StreamingASGITransport(self.local) if self.local is not None else None
+        return httpx.AsyncClient(timeout=self.timeout, trust_env=False, follow_redirects=False, transport=transport)
 
     def _headers(self, principal: Principal) -> dict[str, str]:
         scopes = minimal_scopes(expand_scopes(principal.scopes) & {"read", "write"}) or ["read"]
@@ -42,7 +69,7 @@ class ModelClient:
     async def post(self, principal: Principal, path: str, body: dict[str, Any]) -> Any:
         """POST `body` to `path` on the model node; the decoded JSON answer, or ModelUnavailable."""
         try:
-            async with httpx.AsyncClient(timeout=self.timeout, trust_env=False, follow_redirects=False) as client:
+            async with self._client() as client:
                 response = await client.post(self.model_url + path, json=body, headers=self._headers(principal))
         except httpx.HTTPError as exc:
             raise ModelUnavailable(f"the model node is unreachable ({type(exc).__name__})") from None
@@ -100,9 +127,20 @@ class ModelClient:
             raise ModelUnavailable(f"the model node is unreachable ({type(exc).__name__})") from None
 
 
-def model_client(settings: Settings, timeout: float = 60.0, user_agent: str = "isa") -> ModelClient | None:
-    """A client when this node can reach the model node as a user (model_url and isa tokens set), else None."""
+def model_client(source: AppBuilder | Settings, timeout: float = 60.0, user_agent: str = "isa") -> ModelClient | None:
+    """The client for this node, or None when it can't reach a model node as a user.
+
+    Pass the builder (in `register`): with no `services.model_url`, a process that serves the model role itself
+    (role `all`) gets the in-process transport. With only Settings, HTTP to `services.model_url` or nothing.
+    Needs isa tokens (auth.token_secret; generated in development, see docs/auth.md).
+    """
+    settings = source.settings if isinstance(source, AppBuilder) else source
     auth = auth_settings(settings)
-    if not settings.services.model_url or not auth.isa_tokens_enabled:
+    if not auth.isa_tokens_enabled:
         return None
-    return ModelClient(settings.services.model_url, auth, timeout, user_agent)
+    if settings.services.model_url:
+        return ModelClient(settings.services.model_url, auth, timeout, user_agent)
+    if isinstance(source, AppBuilder) and "isa.model" in domains_for(source.state.role):
+        local = local_node(source)
+        return ModelClient(f"http://{local_host(settings)}", auth, timeout, user_agent, local=local)
+    return None

@@ -19,7 +19,7 @@ def register(builder: AppBuilder) -> None:
     settings = builder.settings.section("memory", MemorySettings)
     client = None
     if settings.extraction != "rules":
-        client = model_client(builder.settings, settings.extraction_timeout_seconds, user_agent="isa-memory")
+        client = model_client(builder, settings.extraction_timeout_seconds, user_agent="isa-memory")
     extractor = Extractor(client, settings.extraction, settings.extraction_model)
     memory = MemoryService(builder.state.db, shared_minilm(), settings, extractor)
     builder.provide("memory", memory)
@@ -27,5 +27,8 @@ def register(builder: AppBuilder) -> None:
     knowledge = builder.settings.section("knowledge", KnowledgeSettings)
     reranker = None
     if knowledge.rerank:
-        reranker = model_client(builder.settings, knowledge.rerank_timeout_seconds, user_agent="isa-knowledge")
-    builder.provide("knowledge", KnowledgeService(memory, knowledge, reranker))
+        reranker = model_client(builder, knowledge.rerank_timeout_seconds, user_agent="isa-knowledge")
+    answerer = None
+    if knowledge.answer_model:
+        answerer = model_client(builder, knowledge.answer_timeout_seconds, user_agent="isa-knowledge")
+    builder.provide("knowledge", KnowledgeService(memory, knowledge, reranker, answerer))

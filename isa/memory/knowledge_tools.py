@@ -90,8 +90,8 @@ async def generate_rag_response(
     query: Question, context_limit: Annotated[int, Field(ge=1, le=20)] = 3
 ) -> dict[str, Any]:
     """Answer a question from your knowledge base with numbered citations to the chunks used."""
-    user_id, service = _ctx()
-    return await service.answer(user_id, query, context_limit)
+    principal = current_call().principal
+    return await _service().answer(principal.user_id, query, context_limit, principal)
 
 
 @capabilities.tool(category="knowledge", keywords=["list", "knowledge", "documents", "items"])

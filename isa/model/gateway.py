@@ -16,6 +16,7 @@ from typing import Any
 
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
+from isa.model.local import KEYLESS_PLACEHOLDER, LocalModels, probe, with_local
 from isa.model.settings import Deployment, ModelSettings
 
 log = get_logger(__name__)
@@ -97,15 +98,19 @@ class Gateway:
         self.groups: dict[str, list[Deployment]] = {}
         self.skipped: dict[str, str] = {}
         self.router: Any = None
+        self.local = LocalModels()
 
     def start(self) -> None:
         """Import litellm and build the Router (blocking: run it in a thread)."""
         litellm = load_litellm()
         from litellm.router_utils.client_initalization_utils import MaxParallelRequestsLimit
 
-        s = self.settings
+        # A local OpenAI-compatible server joins before the Router is built (a short probe, once per start).
+        self.local = probe(self.settings)
+        servable = {d.name for d in self.settings.all_deployments if d.api_key() is not None}
+        s = self.settings = with_local(self.settings, self.local, servable)
         model_list = []
-        for d in s.deployments:
+        for d in s.all_deployments:
             key = d.api_key()
             if key is None:
                 self.skipped[d.id] = f"environment variable {d.api_key_env} is not set"
@@ -120,6 +125,9 @@ class Gateway:
             }
             if key:
                 params["api_key"] = key
+            elif d.api_base:
+                # A keyless OpenAI-compatible server (Ollama, llama.cpp): the client still needs some key.
+                params["api_key"] = KEYLESS_PLACEHOLDER
             if d.api_base:
                 params["api_base"] = d.api_base
             if d.input_cost_per_token is not None:

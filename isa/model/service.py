@@ -52,6 +52,7 @@ class ModelService:
     async def start(self) -> None:
         """Import litellm and build the Router off the event loop (seconds, once per process)."""
         await anyio.to_thread.run_sync(self.gateway.start)
+        self.settings = self.gateway.settings  # with the local server's models and the aliases that follow them
         self.started = True
 
     async def stop(self) -> None:
@@ -69,7 +70,7 @@ class ModelService:
             return group
         if group == LOCAL_EMBEDDING_MODEL and mode == "embedding":
             return group
-        if any(d.name == group for d in self.settings.deployments):
+        if any(d.name == group for d in self.settings.all_deployments):
             raise ApiError(
                 503, "model_unavailable", f"no deployment of {group!r} has its provider credentials configured"
             )

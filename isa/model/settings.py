@@ -77,6 +77,18 @@ def _default_deployments() -> list[Deployment]:
     ]
 
 
+def default_aliases() -> dict[str, str]:
+    """The shipped aliases; one still naming its shipped target counts as untouched (isa/model/local.py)."""
+    return {
+        "default": "gpt-4.1-mini",
+        "fast": "gpt-4.1-nano",
+        "vision": "gpt-4.1-mini",
+        "embed": LOCAL_EMBEDDING_MODEL,
+        "image": "gpt-image-1",
+        "transcribe": "whisper-1",
+    }
+
+
 class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -96,20 +108,20 @@ class ModelSettings(BaseModel):
     # fast with a 429 and the Router retries or falls back.
     default_max_parallel: int = Field(default=64, ge=1)
     max_parallel: dict[str, int] = Field(default_factory=dict)  # provider -> cap
-    aliases: dict[str, str] = Field(
-        default_factory=lambda: {
-            "default": "gpt-4.1-mini",
-            "fast": "gpt-4.1-nano",
-            "vision": "gpt-4.1-mini",
-            "embed": LOCAL_EMBEDDING_MODEL,
-            "image": "gpt-image-1",
-            "transcribe": "whisper-1",
-        }
-    )
+    aliases: dict[str, str] = Field(default_factory=default_aliases)
     fallbacks: dict[str, list[str]] = Field(
         default_factory=lambda: {"gpt-4.1-mini": ["claude-sonnet-4", "gemini-2.5-flash"]}
     )
-    deployments: list[Deployment] = Field(default_factory=_default_deployments)
+    # Deployments from settings files and ISA_MODEL__DEPLOYMENTS are ADDED to the built-in list (one with the
+    # id of a built-in deployment replaces it); builtin_deployments = false serves only the configured ones.
+    deployments: list[Deployment] = Field(default_factory=list)
+    builtin_deployments: bool = True
+    # A local OpenAI-compatible server (llama.cpp, vLLM, LM Studio, Ollama): its models are served under their
+    # own names with no key (isa/model/local.py). Empty: Ollama's default address is probed when local_probe.
+    local_url: str = ""
+    local_probe: bool = True
+    local_probe_timeout_seconds: float = Field(default=0.3, gt=0)
+    local_timeout_seconds: float = Field(default=3.0, gt=0)
     # Credits: tokens/1000 * credits_per_1k_tokens + cost_usd * credits_per_usd, at least min_credits_per_call.
     require_credits: bool = True
     credits_per_1k_tokens: Decimal = Decimal("1")
@@ -131,6 +143,14 @@ class ModelSettings(BaseModel):
     max_embedding_tokens: int = Field(default=300_000, ge=1)
     # Chat bodies may carry base64 images (vision content parts).
     max_request_bytes: int = 20_971_520
+
+    @property
+    def all_deployments(self) -> list[Deployment]:
+        """The built-in deployments (unless turned off or replaced by id), then the configured ones."""
+        if not self.builtin_deployments:
+            return list(self.deployments)
+        configured = {d.id for d in self.deployments}
+        return [d for d in _default_deployments() if d.id not in configured] + list(self.deployments)
 
     @model_validator(mode="after")
     def _check(self) -> ModelSettings:

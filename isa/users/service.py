@@ -12,10 +12,12 @@ from isa.core.errors import ApiError
 from isa.core.logging import get_logger
 from isa.users import credits, schemas, store
 from isa.users.settings import BillingSettings
+from isa.users.signup import SIGNUP_GRANT_KEY, grant_signup_credits
+
+__all__ = ["SIGNUP_GRANT_KEY", "UsersService"]
 
 log = get_logger(__name__)
 
-SIGNUP_GRANT_KEY = "signup_grant"
 
 # Which missing row a foreign-key violation means, by constraint name.
 _MISSING = {
@@ -51,19 +53,9 @@ class UsersService:
         """Create the caller's row (or return it) and grant the default plan's credits exactly once."""
         if body.auth0_id is not None and body.auth0_id != user_id:
             raise ApiError(422, "identity_mismatch", "auth0_id must be the caller's own token subject")
-        plan = self.billing.default
         async with self.db.transaction() as conn:
             created = await store.upsert_user(conn, user_id, body.email, body.name)
-            if plan.credits > 0:
-                await credits.credit_once(
-                    conn,
-                    user_id,
-                    plan.credits,
-                    idempotency_key=SIGNUP_GRANT_KEY,
-                    kind="grant",
-                    description=f"{plan.name} plan sign-up credits",
-                    metadata={"plan": self.billing.default_plan},
-                )
+            await grant_signup_credits(conn, user_id, self.billing)
             user = await self._user(conn, user_id)
         if created:
             log.info("user_created", user_id=user_id)

@@ -17,7 +17,7 @@ __all__ = ["WebError", "WebService", "WebSettings", "register"]
 def register(builder: AppBuilder) -> None:
     settings = builder.settings
     web = settings.section("web", WebSettings)
-    client = model_client(settings, web.analysis_timeout_seconds, user_agent="isa-web")
+    client = model_client(builder, web.analysis_timeout_seconds, user_agent="isa-web")
     analyst = ModelAnalyst(client, web.analysis_model) if client else None
     service = WebService(web, analyst=analyst)
     builder.provide("web", service)

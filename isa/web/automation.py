@@ -177,7 +177,8 @@ class WebAutomation:
         if self.client is None:
             raise WebError(
                 "not_configured",
-                "web_automation needs the model node to plan its steps (services.model_url and auth.token_secret)",
+                "web_automation needs the model node to plan its steps (services.model_url, or role all, and "
+                "auth.token_secret)",
             )
         run = _Run(self.service, self.client, principal, url, task)
         # The first load has the page budget; the steps the deadline (which counts from the loaded page).

@@ -96,7 +96,8 @@ class WebService:
             texts = [(p["final_url"], p["markdown"]) for p in pages if isinstance(p, dict)]
             if self.analyst is None or principal is None:
                 out["analysis_note"] = (
-                    "answering analysis_request needs the model node (services.model_url and auth.token_secret); "
+                    "answering analysis_request needs the model node (services.model_url, or role all, and "
+                    "auth.token_secret); "
                     "the extracted content is returned for you to analyse"
                 )
             else:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import os
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# The conventional name, read when web.brave_api_key (ISA_WEB__BRAVE_API_KEY) is not set.
+BRAVE_KEY_ENV = "BRAVE_API_KEY"
 
 
 class WebSettings(BaseModel):
@@ -25,7 +30,7 @@ class WebSettings(BaseModel):
     # analysis_request: answered by this model (group) on the model node at services.model_url.
     analysis_model: str = "default"
     analysis_timeout_seconds: float = Field(120.0, gt=0)
-    # Search: Brave's API; empty key → web_search says it is not configured.
+    # Search: Brave's API (ISA_WEB__BRAVE_API_KEY, else BRAVE_API_KEY); no key → web_search says it is not configured.
     brave_api_key: str = ""
     brave_api_base: str = "https://api.search.brave.com"
     search_timeout_seconds: float = Field(10.0, gt=0)
@@ -36,3 +41,9 @@ class WebSettings(BaseModel):
     automation_action_timeout_seconds: float = Field(10.0, gt=0)
     automation_max_wait_ms: int = Field(5000, ge=0, le=60_000)
     automation_step_thumbnails: int = Field(10, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _conventional_brave_key(self) -> WebSettings:
+        if not self.brave_api_key and os.environ.get(BRAVE_KEY_ENV):
+            object.__setattr__(self, "brave_api_key", os.environ[BRAVE_KEY_ENV])
+        return self

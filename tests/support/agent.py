@@ -34,6 +34,9 @@ def agent_settings(settings: Settings, fake: FakeOpenAI, **agent: Any) -> Settin
     raw = copy.deepcopy(settings.raw)
     raw["model"] = model_section(fake, fallbacks={}, num_retries=0)
     raw.setdefault("auth", {})["token_secret"] = AGENT_TOKEN_SECRET
+    # Role all now reaches the model for memory extraction too; these tests count model calls and credits per
+    # turn, so the agent's after-turn memory uses the rules (tests/llm covers extraction through the model).
+    raw["memory"] = {**raw.get("memory", {}), "extraction": "rules"}
     raw["agent"] = {
         **raw.get("agent", {}),
         "heartbeat_seconds": 0.3,

@@ -133,9 +133,10 @@ def fake_vector(text: str, dims: int = 8) -> list[float]:
 class FakeOpenAI:
     """The fake provider: scripts, recorded requests, counters, and the server thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, models: list[str] | None = None) -> None:
         self.host = host
         self.port = port or free_port()
+        self.models = models  # what GET /v1/models lists (a local server's own names); None: the scripted names
         self._lock = threading.Lock()
         self._scripts: dict[str, deque[Reply]] = {}
         self.requests: list[Recorded] = []
@@ -382,7 +383,7 @@ class FakeOpenAI:
 
     async def _models(self, request: Request) -> Response:
         with self._lock:
-            names = sorted(k for k in self._scripts if k != "*") or ["fake-model"]
+            names = self.models or sorted(k for k in self._scripts if k != "*") or ["fake-model"]
         return JSONResponse(
             {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "fake"} for n in names]}
         )

@@ -47,7 +47,14 @@ async function signIn(event) {
     $("who").hidden = false;
     $("who-name").textContent = "Signed in as " + state.user;
     $("key").value = "";
-    setEnabled(true);
+    const model = config.chat_model || { available: true };
+    $("model-warning").hidden = model.available;
+    if (!model.available) {
+      // Say it once, with the fix, instead of failing every message.
+      $("model-warning-text").textContent = (model.reason || "No chat model answers.") + " " + (model.fix || "");
+    }
+    setEnabled(model.available);
+    $("new-session").disabled = false;
     status("");
     await loadSessions();
     $("message").focus();

@@ -1,4 +1,8 @@
-"""In-process HTTP: an httpx transport that calls the node's own ASGI app and streams the response.
+"""In-process HTTP: an httpx transport that calls this process's own ASGI app and streams the response.
+
+One `LocalNode` per app (`local_node(builder)`): every cross-role client of the process (the agent's model and
+MCP calls, `ModelClient` for tools, the worker's hand-off to the agent) uses it when the other role is served
+here and no URL is set, so the same code runs over the network or in-process without knowing which.
 
 httpx's ASGITransport runs the app to completion before it returns a response, so a token stream from
 the model route would arrive in one piece and an MCP GET stream would never return. Here the app runs in
@@ -9,6 +13,7 @@ same wire as over the network (headers, status, SSE frames, auth), without a soc
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, MutableMapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -16,6 +21,9 @@ import httpx
 import httpx2
 from anyio.abc import TaskGroup
 from starlette.types import ASGIApp
+
+from isa.core.builder import AppBuilder, AppState
+from isa.core.settings import Settings
 
 _BUFFERED_CHUNKS = 16
 _GRACE_SECONDS = 5.0
@@ -95,18 +103,19 @@ class _Call:
 
 
 class InProcess:
-    """The node's own app plus the task group in-process calls run in (entered by the agent's lifespan)."""
+    """This process's app (handed over once by create_app through AppState) plus the task group calls run in."""
 
-    def __init__(self) -> None:
-        self.app: ASGIApp | None = None
+    def __init__(self, state: AppState | None = None) -> None:
+        self.state = state
         self.tg: TaskGroup | None = None
 
-    def bind(self, app: ASGIApp) -> None:
-        if self.app is None:
-            self.app = app
+    @property
+    def app(self) -> ASGIApp | None:
+        return self.state.app if self.state is not None else None
 
     async def open(self, request: httpx.Request | httpx2.Request, body: AsyncIterator[bytes]) -> _Call:
-        if self.app is None or self.tg is None:
+        app = self.app
+        if app is None or self.tg is None:
             raise ConnectionError("the in-process app is not running")
         url = request.url
         scope = {
@@ -123,7 +132,7 @@ class InProcess:
             "client": ("127.0.0.1", 0),
             "root_path": "",
         }
-        call = _Call(self.app, scope, body)
+        call = _Call(app, scope, body)
         self.tg.start_soon(call.run)
         await call.started.wait()
         if call.error is not None and call.status == 500 and not call.headers:
@@ -188,3 +197,33 @@ class StreamingASGITransport2(httpx2.AsyncBaseTransport):
         except ConnectionError as exc:
             raise httpx2.ConnectError(str(exc), request=request) from None
         return httpx2.Response(call.status, headers=call.headers, stream=_Stream2(call, self.inproc))
+
+
+def local_host(settings: Settings, preferred: list[str] | None = None) -> str:
+    """A Host header the in-process app accepts (its allow list), so in-process calls pass the same checks."""
+    for host in [*(preferred or []), *settings.http.allowed_hosts]:
+        if host and "*" not in host:
+            return host
+    return "127.0.0.1"
+
+
+def local_node(builder: AppBuilder) -> InProcess:
+    """The process's one in-process transport hub; its task group lives as long as the app."""
+    existing = builder.state.services.get("llm.local")
+    if isinstance(existing, InProcess):
+        return existing
+    node = InProcess(builder.state)
+    builder.provide("llm.local", node)
+
+    @asynccontextmanager
+    async def running() -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tg:
+            node.tg = tg
+            try:
+                yield
+            finally:
+                node.tg = None
+                tg.cancel_scope.cancel()
+
+    builder.add_lifespan(running)
+    return node
