@@ -18,7 +18,7 @@ import pytest
 from isa.app import create_app
 from isa.core.db import Database
 from isa.core.settings import Settings
-from isa.users import ledger
+from isa.users import credits
 from tests.support.auth import create_key
 from tests.support.fake_openai import FakeOpenAI, Reply, call
 from tests.support.mcp_servers import mcp_client, serve_asgi, settings_with, sql
@@ -78,7 +78,7 @@ def new_user(db_url: str, settings: Settings) -> tuple[str, str]:
         await db.open()
         try:
             async with db.transaction() as conn:
-                await ledger.credit(conn, user, Decimal(100), kind="grant", description="test grant")
+                await credits.credit(conn, user, Decimal(100), kind="grant", description="test grant")
         finally:
             await db.close()
 
