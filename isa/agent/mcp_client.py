@@ -142,15 +142,36 @@ class McpLink:
             return []
         if not self.cache.fresh(names):
             client = await self.session()
-            try:
-                listed = await client.list_tools()
-            except Exception as exc:
-                raise AgentError("mcp_unavailable", f"tools/list failed ({type(exc).__name__})") from None
-            self.cache.specs = {
-                t.name: function_spec(t.name, t.description or "", dict(t.input_schema)) for t in listed.tools
-            }
+            specs = await self._listed(client)
+            missing = [n for n in names if n not in specs]
+            # A node with mcp.disclosure "meta"/"auto" lists only its meta-tools to a fresh session: select the
+            # core tools (progressive disclosure) and list again. Refused or stateless: they stay left out.
+            if missing and "select_tools" in specs and await self._select(client, missing):
+                specs = await self._listed(client)
+            self.cache.specs = specs
             self.cache.loaded_at = time.monotonic()
         return [self.cache.specs[n] for n in names if n in self.cache.specs]
+
+    @staticmethod
+    async def _listed(client: Client) -> dict[str, dict[str, Any]]:
+        try:
+            listed = await client.list_tools()
+        except Exception as exc:
+            raise AgentError("mcp_unavailable", f"tools/list failed ({type(exc).__name__})") from None
+        return {t.name: function_spec(t.name, t.description or "", dict(t.input_schema)) for t in listed.tools}
+
+    @staticmethod
+    async def _select(client: Client, names: list[str]) -> bool:
+        """Whether any of `names` is now in this session's selection (so tools/list shows it)."""
+        try:
+            result = await client.call_tool("select_tools", {"names": names})
+        except Exception as exc:
+            raise AgentError("mcp_unavailable", f"select_tools failed ({type(exc).__name__})") from None
+        data = result.structured_content.get("data") if isinstance(result.structured_content, dict) else None
+        if result.is_error or not isinstance(data, dict) or not set(names) & set(data.get("selected") or []):
+            log.info("core_tools_not_selected", tools=names[:20])
+            return False
+        return True
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], limit_seconds: float, progress: Any = None

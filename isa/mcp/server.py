@@ -160,20 +160,27 @@ class IsaMCPServer(MCPServer[Any]):
             tools["listChanged"] = True
         return result
 
-    def visible(self, principal: Principal, decl: ToolDecl) -> bool:
-        if decl.scope not in principal.scopes:
-            return False
-        if not self.mcp_settings.search_then_call:
-            return True
-        return decl.name in META_TOOLS or decl.name in self.mcp_settings.default_tools
+    def usable(self, principal: Principal) -> list[ToolDecl]:
+        """Our tools this caller holds the scope for: what tools/list shows with disclosure "everything"."""
+        return [decl for decl in self.registry.tools.values() if decl.scope in principal.scopes]
+
+    def initial(self, principal: Principal) -> list[ToolDecl]:
+        """What a fresh session lists (mcp.disclosure): everything usable, or the meta-tools plus default_tools
+        ("meta"; "auto" when the usable tools number more than mcp.auto_threshold)."""
+        usable = self.usable(principal)
+        mode = self.mcp_settings.fresh_session
+        if mode == "everything" or (mode == "auto" and len(usable) <= self.mcp_settings.auto_threshold):
+            return usable
+        keep = {*META_TOOLS, *self.mcp_settings.default_tools}
+        return [decl for decl in usable if decl.name in keep]
 
     async def list_tools(self) -> list[MCPTool]:
-        """The tools this caller may use; in search-then-call mode only the default set and the meta-tools."""
+        """The tools this caller sees (mcp.disclosure) plus what this session selected (select_tools)."""
         principal = request_principal()
         if principal is None:
             return []
-        listed = [_own_tool(decl) for decl in self.registry.tools.values() if self.visible(principal, decl)]
-        if self.selection is not None:  # plus what this session selected (select_tools), still usable
+        listed = [_own_tool(decl) for decl in self.initial(principal)]
+        if self.selection is not None:  # still checked: the selected tools this caller may use now
             names = {t.name for t in listed}
             for target in await self.selection.selected(principal, current_session.get()):
                 if target.name not in names:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from isa.core.settings import ConfigError, Settings
@@ -29,6 +31,11 @@ class McpSettings(BaseModel):
     required_scope: str = "read"
 
     # Tools
+    # What a fresh session's tools/list shows: "everything" the caller may use; "meta": the meta-tools plus
+    # default_tools; "auto": "meta" when the caller would see more than auto_threshold tools, else everything.
+    disclosure: Literal["everything", "meta", "auto"] = "everything"
+    auto_threshold: int = Field(default=40, ge=0)
+    # The older switch: true means disclosure "meta" (unless disclosure says "auto").
     search_then_call: bool = False
     default_tools: list[str] = Field(
         default_factory=lambda: ["get_current_time", "format_json", "ask_human", "request_authorization"]
@@ -48,6 +55,13 @@ class McpSettings(BaseModel):
     upstream_timeout_seconds: float = Field(default=30, gt=0)
     breaker_failure_threshold: int = Field(default=5, gt=0)
     breaker_cooldown_seconds: float = Field(default=30, gt=0)
+
+    @property
+    def fresh_session(self) -> Literal["everything", "meta", "auto"]:
+        """The disclosure in force: search_then_call = true (the older switch) upgrades "everything" to "meta"."""
+        if self.search_then_call and self.disclosure == "everything":
+            return "meta"
+        return self.disclosure
 
 
 def load(settings: Settings) -> McpSettings:
