@@ -88,11 +88,16 @@ class McpLink:
         self._closing.set()
         await self._stack.aclose()
 
-    async def discover(self, request: str, limit: int) -> list[dict[str, Any]]:
+    async def discover(self, request: str, limit: int, min_similarity: float | None = None) -> list[dict[str, Any]]:
         """The tools that fit `request` (name to call, description, input schema), best first."""
         if limit <= 0:
             return []
-        body = {"request": request[:4000], "max_results": {"tools": limit, "prompts": 0, "resources": 0}}
+        body: dict[str, Any] = {
+            "request": request[:4000],
+            "max_results": {"tools": limit, "prompts": 0, "resources": 0},
+        }
+        if min_similarity is not None:
+            body["min_similarity"] = min_similarity
         try:
             async with self.upstreams.client("mcp", self.token, self.request_id, read_timeout=30) as http:
                 response = await http.post("/discover", json=body)

@@ -133,7 +133,9 @@ class AgentService:
             tools.extend(await link.core_specs(self.settings.core_tools))
 
         async def discover() -> None:
-            found.extend(await link.discover(body.message, self.settings.discover_tools))
+            found.extend(
+                await link.discover(body.message, self.settings.discover_tools, self.settings.discover_min_similarity)
+            )
 
         async def recall() -> None:
             memories.extend(await self.memory.recall(p.principal.user_id, body.message))

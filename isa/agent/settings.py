@@ -37,6 +37,7 @@ class AgentSettings(BaseModel):
     tool_timeout_seconds: float = Field(default=120.0, gt=0)
     # Tools offered per turn: what discovery finds for the message, plus these (by name) every time.
     discover_tools: int = Field(default=6, ge=0, le=50)
+    discover_min_similarity: float = Field(default=0.18, ge=0, le=1)
     core_tools: Annotated[list[str], BeforeValidator(_words)] = Field(
         default_factory=lambda: ["create_execution_plan", "ask_human"]
     )
