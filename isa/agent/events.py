@@ -19,7 +19,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from starlette.types import Receive, Scope, Send
 
 from isa.core.logging import get_logger
-from isa.core.sse import SseResponse, cancel_on_disconnect, data_frame
+from isa.core.sse import SseResponse, cancel_on_disconnect, data_frame, shutting_down
 
 log = get_logger(__name__)
 
@@ -140,7 +140,7 @@ class ChatStream(SseResponse):
                 finished = True
                 tg.cancel_scope.cancel()
         except anyio.get_cancelled_exc_class():
-            if finished or not _shutting_down(scope):
+            if finished or not shutting_down(scope):
                 raise
             # uvicorn cancels the requests still running when its graceful bound ends; the ASGI server logs any
             # exception that leaves the app as a crash. The client gets its last words and the request ends here,
@@ -165,10 +165,3 @@ class ChatStream(SseResponse):
                 await self.chunk(send, frame(event) + DONE, last=True)
             except Exception:  # the connection is gone: nobody to tell
                 return
-
-
-def _shutting_down(scope: Scope) -> bool:
-    """Whether the node is past SIGTERM (isa.server sets it before uvicorn starts stopping)."""
-    app = scope.get("app")
-    state = getattr(getattr(app, "state", None), "isa", None)
-    return bool(getattr(state, "shutting_down", False))

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import anyio
 from starlette.responses import Response
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 # no-cache: nothing in between may store a stream; x-accel-buffering: nginx must pass each frame on at once.
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -45,3 +45,10 @@ async def cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> No
     while (await receive())["type"] != "http.disconnect":
         pass
     scope.cancel()
+
+
+def shutting_down(scope: Scope) -> bool:
+    """Whether the node is past SIGTERM (isa.server sets it before uvicorn starts stopping)."""
+    app = scope.get("app")
+    state = getattr(getattr(app, "state", None), "isa", None)
+    return bool(getattr(state, "shutting_down", False))

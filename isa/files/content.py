@@ -120,7 +120,7 @@ def sniff(head: bytes, eof: bool) -> str | None:
         return _zip_kind(head)
     if head.startswith(b"PAR1\x15"):  # magic, then a thrift page header: text that starts with PAR1 stays text
         return "application/vnd.apache.parquet"
-    if audio := _audio_kind(head):
+    if audio := sniff_audio(head):
         return audio
     return "text" if _is_text(head.removeprefix(codecs.BOM_UTF8), eof) else None
 
@@ -132,7 +132,8 @@ def _mpeg_frame(head: bytes) -> bool:
     return (head[1] >> 3) & 3 != 1 and (head[1] >> 1) & 3 != 0 and head[2] >> 4 != 15 and (head[2] >> 2) & 3 != 3
 
 
-def _audio_kind(head: bytes) -> str | None:
+def sniff_audio(head: bytes) -> str | None:
+    """The audio type the first bytes say (WAV, MP3, Ogg, FLAC, M4A, WebM), or None; media checks URL audio with it."""
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return "audio/wav"
     if head.startswith(b"ID3") or _mpeg_frame(head):

@@ -12,7 +12,7 @@ same wire as over the network (headers, status, SSE frames, auth), without a soc
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -140,20 +140,9 @@ class InProcess:
         return call
 
 
-class _Stream(httpx.AsyncByteStream):
-    def __init__(self, call: _Call, inproc: InProcess) -> None:
-        self.call = call
-        self.inproc = inproc
+class _Stream(httpx.AsyncByteStream, httpx2.AsyncByteStream):
+    """The response body for either library: both byte-stream bases ask for the same two methods."""
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self.call.iterate():
-            yield chunk
-
-    async def aclose(self) -> None:
-        await self.call.close(self.inproc.tg)
-
-
-class _Stream2(httpx2.AsyncByteStream):
     def __init__(self, call: _Call, inproc: InProcess) -> None:
         self.call = call
         self.inproc = inproc
@@ -171,32 +160,37 @@ async def _request_body(stream: Any) -> AsyncIterator[bytes]:
         yield chunk
 
 
-class StreamingASGITransport(httpx.AsyncBaseTransport):
+class _InProcessTransport:
+    """What the httpx and httpx2 transports share; each subclass only builds its own library's types."""
+
+    def __init__(self, inproc: InProcess) -> None:
+        self.inproc = inproc
+
+    async def _open(
+        self, request: httpx.Request | httpx2.Request, connect_error: Callable[..., Exception]
+    ) -> tuple[_Call, _Stream]:
+        """The call into the app and its body; `connect_error` (the library's ConnectError) when it isn't running."""
+        try:
+            call = await self.inproc.open(request, _request_body(request.stream))
+        except ConnectionError as exc:
+            raise connect_error(str(exc), request=request) from None
+        return call, _Stream(call, self.inproc)
+
+
+class StreamingASGITransport(_InProcessTransport, httpx.AsyncBaseTransport):
     """httpx transport into the in-process app."""
 
-    def __init__(self, inproc: InProcess) -> None:
-        self.inproc = inproc
-
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        try:
-            call = await self.inproc.open(request, _request_body(request.stream))
-        except ConnectionError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from None
-        return httpx.Response(call.status, headers=call.headers, stream=_Stream(call, self.inproc))
+        call, stream = await self._open(request, httpx.ConnectError)
+        return httpx.Response(call.status, headers=call.headers, stream=stream)
 
 
-class StreamingASGITransport2(httpx2.AsyncBaseTransport):
+class StreamingASGITransport2(_InProcessTransport, httpx2.AsyncBaseTransport):
     """The same for httpx2, which the MCP SDK's client is built on."""
 
-    def __init__(self, inproc: InProcess) -> None:
-        self.inproc = inproc
-
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        try:
-            call = await self.inproc.open(request, _request_body(request.stream))
-        except ConnectionError as exc:
-            raise httpx2.ConnectError(str(exc), request=request) from None
-        return httpx2.Response(call.status, headers=call.headers, stream=_Stream2(call, self.inproc))
+        call, stream = await self._open(request, httpx2.ConnectError)
+        return httpx2.Response(call.status, headers=call.headers, stream=stream)
 
 
 def local_host(settings: Settings, preferred: list[str] | None = None) -> str:

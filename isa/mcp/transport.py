@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import psycopg
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, AuthorizationContext, BearerAuthBackend
@@ -37,13 +38,21 @@ from isa.auth.service import KEY_PREFIX, AuthService
 from isa.core.errors import ApiError, error_response, request_id_of
 from isa.core.logging import get_logger
 from isa.core.settings import Settings
+from isa.core.sse import shutting_down
 from isa.mcp.context import PRINCIPAL_CLAIM
 from isa.mcp.settings import McpSettings, effective_hosts, effective_origins
 
 log = get_logger(__name__)
 
+DISCARD_SECONDS = 2.0  # bound on a session's clean-up when it ends
 SESSION_ID_BYTES = 32  # 256 bits from the OS CSPRNG; the spec asks for secure, non-deterministic ids
 _REJECTION_CODES = {400: "invalid_content_type", 403: "origin_not_allowed", 421: "host_not_allowed"}
+# The last event of a server-push stream the node ends at shutdown (review item I6). The streamable-HTTP spec asks a
+# server that closes an SSE stream to send a `retry` field first: the client waits that long, then reconnects (to
+# another replica, or to this one restarted). No `data` line, so no client tries to parse a message out of it
+# (MCP has no "server is going away" notification); the comment is for a human reading the wire.
+SHUTDOWN_RETRY_MS = 3000
+SHUTDOWN_EVENT = f": this node is shutting down; reconnect\r\nretry: {SHUTDOWN_RETRY_MS}\r\n\r\n".encode()
 
 
 def new_session_id() -> str:
@@ -126,7 +135,11 @@ class IsaSessionManager(StreamableHTTPSessionManager):
     async def _discard_session(self, session_id: str, transport: StreamableHTTPServerTransport) -> None:
         await super()._discard_session(session_id, transport)
         if self.on_discard is not None:
-            await self.on_discard(session_id)
+            # Shielded like the SDK's own terminate(): at shutdown every session task is being cancelled, and an
+            # unshielded clean-up query would be cut (psycopg: "query cancellation interrupted"). Bounded, so a
+            # database that is gone cannot hold the shutdown.
+            with anyio.move_on_after(DISCARD_SECONDS, shield=True):
+                await self.on_discard(session_id)
 
 
 def transport_security(settings: Settings, mcp: McpSettings) -> TransportSecuritySettings:
@@ -237,6 +250,8 @@ class McpEndpoint:
             # No event store, so nothing to replay: the SDK would answer a Last-Event-ID with no response at all
             # (a bare 500). Resumption is optional in the protocol; the client gets a fresh stream instead.
             scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"last-event-id"]
+        if request.method == "GET":
+            send = _last_words_on_shutdown(scope, send)
         await self.inner(scope, receive, send)
 
     def _unauthorized(self, request: Request) -> ApiError:
@@ -267,6 +282,32 @@ class McpEndpoint:
     async def _jsonrpc_error(scope: Scope, receive: Receive, send: Send, status: int, code: int, text: str) -> None:
         body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": text}}
         await Response(json.dumps(body), status_code=status, media_type="application/json")(scope, receive, send)
+
+
+def _last_words_on_shutdown(scope: Scope, send: Send) -> Send:
+    """`send` for a GET stream: when the node is shutting down, its closing body carries SHUTDOWN_EVENT first.
+
+    The SDK's SSE response (sse-starlette) already ends the stream cleanly when uvicorn starts exiting (it stops
+    the writer and sends the closing empty body); it has a farewell hook, but the SDK's transport doesn't expose
+    it, so the event is added here, at the ASGI boundary, to that closing body and only to an open event stream.
+    """
+    streaming = False
+
+    async def wrapped(message: Message) -> None:
+        nonlocal streaming
+        if message["type"] == "http.response.start":
+            content_type = dict(message.get("headers", [])).get(b"content-type", b"")
+            streaming = message["status"] == 200 and content_type.startswith(b"text/event-stream")
+        elif (
+            streaming
+            and message["type"] == "http.response.body"
+            and not message.get("more_body", False)
+            and shutting_down(scope)
+        ):
+            message = {**message, "body": SHUTDOWN_EVENT + message.get("body", b"")}
+        await send(message)
+
+    return wrapped
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from isa.files.content import sniff_audio
+
 
 class MediaError(Exception):
     """A failure meant for the caller; `code` is stable (invalid_image, too_large, not_configured, ...)."""
@@ -90,29 +92,6 @@ AUDIO_EXTENSIONS = {
     "audio/mp4": ".m4a",
     "audio/webm": ".webm",
 }
-
-
-def _mpeg_frame(head: bytes) -> bool:
-    """An MPEG audio frame header: the 11-bit sync, and no reserved version, layer, bitrate or sample rate."""
-    if len(head) < 3 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
-        return False
-    return (head[1] >> 3) & 3 != 1 and (head[1] >> 1) & 3 != 0 and head[2] >> 4 != 15 and (head[2] >> 2) & 3 != 3
-
-
-def sniff_audio(data: bytes) -> str | None:
-    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        return "audio/wav"
-    if data.startswith(b"ID3") or _mpeg_frame(data):
-        return "audio/mpeg"
-    if data.startswith(b"OggS"):
-        return "audio/ogg"
-    if data.startswith(b"fLaC"):
-        return "audio/flac"
-    if data[4:8] == b"ftyp":
-        return "audio/mp4"
-    if data.startswith(b"\x1a\x45\xdf\xa3"):
-        return "audio/webm"
-    return None
 
 
 @dataclass(frozen=True)
