@@ -133,7 +133,7 @@ async def event_resource(event_id: str, ctx: Context) -> str:
 
 EXAMPLE_CONFIGS: dict[str, dict[str, Any]] = {
     "web_monitor": {"urls": ["https://example.com/pricing"], "keywords": ["price"], "check_interval_minutes": 60},
-    "schedule": {"schedule_type": "daily", "time": "08:30", "timezone": "Europe/Berlin", "prompt": "Plan my day"},
+    "schedule": {"schedule_type": "daily", "time": "08:30", "timezone": "Europe/Berlin", "message": "Plan my day"},
     "news_digest": {"urls": ["https://example.com/news"], "keywords": ["ai"], "schedule_type": "daily",
                     "time": "07:00"},
     "threshold_watch": {"url": "https://example.com/api/price", "above": 100, "interval_minutes": 30},

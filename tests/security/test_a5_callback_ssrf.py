@@ -26,6 +26,7 @@ import isa.events.egress as events_egress
 from isa.auth.settings import auth_settings
 from isa.core.db import Database
 from isa.core.egress import EgressPolicy
+from isa.core.errors import ApiError
 from isa.core.settings import Settings
 from isa.events.service import EventService
 from isa.events.settings import EventsSettings
@@ -159,6 +160,14 @@ async def test_a_callback_to_an_internal_address_is_blocked_and_the_target_sees_
     rig: Rig, agent: FakeAgent, listener: Listener, receiver: Receiver, form: int
 ) -> None:
     url = _hostile(listener.port)[form]
+    if form < 4:
+        # A literal internal address is refused when the task is created (issue 16, I4); nothing runs, nothing connects.
+        with pytest.raises(ApiError) as refused:
+            await _fire(rig, url)
+        assert (refused.value.status, refused.value.code) == (422, "url_blocked"), url
+        assert listener.connections == 0 and agent.calls == [] and receiver.received == []
+        return
+    # A name is only resolved when the callback is sent: refused there, after the agent answered.
     event = await _fire(rig, url)
     assert listener.connections == 0, url
     assert len(agent.calls) == 1  # the event did reach the agent; only the callback was refused

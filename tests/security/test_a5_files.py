@@ -198,8 +198,13 @@ def test_a5_31_hostile_filenames_never_reach_the_storage_key(s3: TestClient, use
     stored = file["filename"]
     assert len(stored) <= 255 and "/" not in stored and "\x00" not in stored and "\u202e" not in stored
     assert not stored.startswith(".") and "\r" not in stored and "\n" not in stored
-    presigned = presign(s3, users["a"], users["ka"], filename=name)["file"]["file_path"]
-    assert re.fullmatch(rf"users/{seg}/files/\d{{4}}/\d{{2}}/\d{{8}}_\d{{6}}_[0-9a-f]{{8}}\.png", presigned)
+    if "\x00" in name:  # JSON text with a NUL is refused where the body is parsed (issue 16, F3)
+        body = {"filename": name, "content_type": "image/png", "size_bytes": 1000}
+        refused = s3.post(FILES.format(user=users["a"]) + "/presign-upload", json=body, headers=bearer(users["ka"]))
+        assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_request")
+    else:
+        presigned = presign(s3, users["a"], users["ka"], filename=name)["file"]["file_path"]
+        assert re.fullmatch(rf"users/{seg}/files/\d{{4}}/\d{{2}}/\d{{8}}_\d{{6}}_[0-9a-f]{{8}}\.png", presigned)
     redirect = s3.get(file["download_url"], headers=bearer(users["ka"]), follow_redirects=False)
     got = httpx.get(redirect.headers["location"], timeout=10)
     disposition = got.headers["content-disposition"]
