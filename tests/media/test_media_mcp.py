@@ -212,6 +212,8 @@ async def test_the_ten_media_tools_are_listed_over_mcp(bare: Node) -> None:
 
 def test_discovery_finds_the_media_tools_for_image_and_audio_requests(bare: Node) -> None:
     auth = {"Authorization": f"Bearer {bare.key}"}
+    # Discovery is searchable once the node says ready (the catalog's first sync, issue 26).
+    wait_for(lambda: httpx.get(bare.url + "/health/ready", timeout=5).status_code == 200, timeout=60)
     wanted = {
         "generate an image of a cat wearing a hat": "generate_image",
         "read the text in this scanned receipt": "extract_text_from_image",
