@@ -34,6 +34,8 @@ class Node:
 def node(settings: Settings, db_url: str) -> Iterator[Node]:
     bob = create_key(db_url, settings, "hostile-bob", "write")
     with serve_asgi(create_app(settings, "all", database_url=db_url)) as url:
+        # Searchable once ready (the catalog's first sync): the controls below need real hits.
+        wait_for(lambda: httpx.get(url + "/health/ready", timeout=5).status_code == 200, timeout=60)
         yield Node(url, bob)
 
 
