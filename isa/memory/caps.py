@@ -1,4 +1,4 @@
-"""The memory domain's one `Capabilities` object, shared by its memory and knowledge tool modules."""
+"""The memory domain's one `Capabilities` object, shared by its tool and resource modules."""
 
 from __future__ import annotations
 

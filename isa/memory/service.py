@@ -1,4 +1,4 @@
-"""Long-term memory: extract (LLM or rules), deduplicate, embed and store in one transaction; search exactly.
+"""Long-term memory: extract (LLM or rules), deduplicate, embed and store in one transaction; search (store.py).
 
 Each write transaction also holds the extraction's memory_extraction_logs row and today's memory_statistics row,
 so the bookkeeping never disagrees with the memories.
@@ -15,13 +15,15 @@ import anyio
 import anyio.to_thread
 
 from isa.auth.principal import Principal
+from isa.core import pgvector
 from isa.core.db import Database, DictConnection
 from isa.core.embeddings import Embedder
 from isa.core.logging import get_logger
+from isa.core.pgvector import UPGRADE_HINT, has_iterative_scan
 from isa.memory import extract, store
 from isa.memory.llm_extract import Extractor, Outcome
 from isa.memory.settings import MemorySettings
-from isa.memory.store import Blend, Filters
+from isa.memory.store import Ann, Bits, Blend, Filters
 from isa.users import sessions
 
 log = get_logger(__name__)
@@ -44,6 +46,26 @@ class MemoryService:
         self.settings = settings
         self.extractor = extractor or Extractor(None, "rules", settings.extraction_model)
         self._limiter = anyio.CapacityLimiter(max(1, settings.embed_threads))
+        self._iterative_scan: bool | None = None  # pgvector >= 0.8, asked once
+
+    async def ann(self, conn: DictConnection) -> Ann | Bits | None:
+        """How search takes candidates: sign bits + exact re-rank (default), the HNSW index (pgvector >= 0.8,
+        `search_shortlist = 0`) or None, an exact scan of the user's rows."""
+        if self.settings.search_candidates == 0:
+            return None
+        if self.settings.search_shortlist > 0:
+            return Bits(
+                self.settings.search_candidates, max(self.settings.search_shortlist, self.settings.search_candidates)
+            )
+        if self._iterative_scan is None:
+            self._iterative_scan = has_iterative_scan(await pgvector.installed(conn))
+            if not self._iterative_scan:
+                log.warning("pgvector < 0.8: memory search ranks every row of the user exactly", hint=UPGRADE_HINT)
+        if not self._iterative_scan:
+            return None
+        return Ann(
+            self.settings.search_candidates, max(self.settings.search_ef_search, self.settings.search_candidates)
+        )
 
     @property
     def blend(self) -> Blend:
@@ -74,12 +96,15 @@ class MemoryService:
         self,
         user_id: str,
         memory_type: str,
-        values: dict[str, Any],
-        vector: list[float],
+        dialog: str,
         importance: float,
         outcome: Outcome[Any] | None = None,
+        **columns: Any,
     ) -> dict[str, Any]:
-        """Insert, or reinforce the identical memory already stored (same normalised content); log; count."""
+        """Insert `dialog` (embedded) with its `columns`, or reinforce the identical memory already stored (same
+        normalised content); log; count."""
+        (vector,) = await self.embed([dialog])
+        values = {"content": dialog.strip(), **columns}
         digest = content_hash(values["content"])
         async with self.db.transaction() as conn:
             await store.lock(conn, user_id, memory_type, digest)
@@ -207,53 +232,37 @@ class MemoryService:
         principal: Principal | None = None,
     ) -> dict[str, Any]:
         outcome = await self.extractor.episode(principal, dialog)
-        (vector,) = await self.embed([dialog])
-        values = {
-            "content": dialog.strip(),
-            "episode_title": outcome.value.title,
-            "participants": outcome.value.participants,
-            "occurred_at": occurred_at or datetime.now(UTC),
-        }
-        return await self._store_one(user_id, "episodic", values, vector, importance, outcome)
+        episode = outcome.value
+        when = occurred_at or datetime.now(UTC)
+        return await self._store_one(
+            user_id, "episodic", dialog, importance, outcome,
+            episode_title=episode.title, participants=episode.participants, occurred_at=when,
+        )  # fmt: skip
 
     async def store_concept(
         self, user_id: str, dialog: str, category: str | None, importance: float, principal: Principal | None = None
     ) -> dict[str, Any]:
         outcome = await self.extractor.concept(principal, dialog)
-        (vector,) = await self.embed([dialog])
-        values = {
-            "content": dialog.strip(),
-            "concept_name": outcome.value.name,
-            "concept_category": category,
-            "definition": outcome.value.definition,
-        }
-        return await self._store_one(user_id, "semantic", values, vector, importance, outcome)
+        concept = {"concept_name": outcome.value.name, "definition": outcome.value.definition}
+        return await self._store_one(
+            user_id, "semantic", dialog, importance, outcome, concept_category=category, **concept
+        )
 
     async def store_procedure(
         self, user_id: str, dialog: str, domain: str | None, importance: float, principal: Principal | None = None
     ) -> dict[str, Any]:
         outcome = await self.extractor.procedure(principal, dialog)
-        (vector,) = await self.embed([dialog])
-        values = {
-            "content": dialog.strip(),
-            "procedure_name": outcome.value.name,
-            "domain": domain,
-            "steps": outcome.value.steps,
-        }
-        return await self._store_one(user_id, "procedural", values, vector, importance, outcome)
+        procedure = {"procedure_name": outcome.value.name, "steps": outcome.value.steps}
+        return await self._store_one(user_id, "procedural", dialog, importance, outcome, domain=domain, **procedure)
 
     async def store_working(
         self, user_id: str, dialog: str, ttl_seconds: int, context_type: str, importance: float
     ) -> dict[str, Any]:
-        (vector,) = await self.embed([dialog])
         expires = datetime.now(UTC) + timedelta(seconds=ttl_seconds)
-        values = {
-            "content": dialog.strip(),
-            "context_type": context_type,
-            "expires_at": expires,
-            "current_step": extract.sentences(dialog)[0] if dialog.strip() else None,
-        }
-        result = await self._store_one(user_id, "working", values, vector, importance)
+        step = extract.sentences(dialog)[0] if dialog.strip() else None
+        result = await self._store_one(
+            user_id, "working", dialog, importance, context_type=context_type, expires_at=expires, current_step=step
+        )
         return {**result, "expires_at": expires.isoformat()}
 
     async def summarise_if_due(
@@ -298,8 +307,9 @@ class MemoryService:
     ) -> list[dict[str, Any]]:
         (vector,) = await self.embed([query])
         async with self.db.connection() as conn:
+            ann = await self.ann(conn)
             rows = await store.search(
-                conn, user_id, vector, self.embedder.model_name, filters, self.blend, limit, min_similarity
+                conn, user_id, vector, self.embedder.model_name, filters, self.blend, limit, min_similarity, ann
             )
         async with self.db.transaction() as conn:
             await store.count_search(conn, user_id)

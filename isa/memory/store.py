@@ -71,6 +71,34 @@ class Blend:
     half_life_days: float = 30.0
 
 
+@dataclass(frozen=True)
+class Ann:
+    """Candidates per memory type from the HNSW index (pgvector >= 0.8 iterative scan), reordered by the blend.
+
+    The blend (similarity, importance, recency) then ranks the `candidates` memories of each type nearest to the
+    query, not every memory of the user: a user with fewer memories of a type than that gets exactly the old
+    ranking. The iterative scan keeps reading the index until `candidates` rows of this user are found, so a
+    user with 1% of a table still gets them (bounded by hnsw.max_scan_tuples, 20,000 by default).
+    """
+
+    candidates: int = 40
+    ef_search: int = 100  # the scan's candidate list; >= candidates for recall (docs/benchmarks.md)
+
+
+@dataclass(frozen=True)
+class Bits:
+    """Candidates per memory type by sign bits, re-ranked exactly, then reordered by the blend (migration 0036).
+
+    Each type reads the user's `embedding_bits` from its (user_id, embedding_model) index alone (no heap, ~1/20
+    of the vector bytes), keeps the `shortlist` rows nearest to the query's bits by Hamming distance and re-ranks
+    those by exact cosine to the `candidates` nearest. The blend ranks them as with `Ann`; no index setting is
+    needed, and a type with at most `shortlist` rows of the user is ranked exactly.
+    """
+
+    candidates: int = 40
+    shortlist: int = 400
+
+
 JSONB_COLUMNS = frozenset(
     {"steps", "trigger_conditions", "key_events", "outcomes", "properties", "state_data", "next_actions"}
 )
@@ -158,11 +186,13 @@ async def reinforce(conn: DictConnection, memory_type: str, user_id: str, memory
     )
 
 
-def search_sql(model: str, dims: int, filters: Filters, blend: Blend) -> sql.Composed:
-    """Exact per-user similarity over every requested type, blended with importance and recency.
+def search_sql(model: str, dims: int, filters: Filters, blend: Blend, ann: Ann | Bits | None = None) -> sql.Composed:
+    """Per-user similarity over every requested type, blended with importance and recency.
 
-    Each arm reads only the caller's rows through its (user_id, ...) btree and computes the exact cosine distance:
-    with pgvector < 0.8 an HNSW scan filtered by user afterwards can return fewer rows than asked (docs/schema.md).
+    Without `ann` each arm reads every one of the caller's rows through its (user_id, ...) btree and computes the
+    exact cosine distance (linear in the user's memories). With `ann` each arm takes the user's nearest
+    `ann.candidates` rows through the type's partial HNSW index (its predicate `embedding_model = <model>` is
+    repeated literally so the planner matches it); run it where `hnsw.iterative_scan` is on (`search` does).
     """
     arms: list[sql.Composable] = []
     for memory_type in filters.types:
@@ -184,21 +214,44 @@ def search_sql(model: str, dims: int, filters: Filters, blend: Blend) -> sql.Com
         details = sql.SQL(", ").join(
             sql.SQL("{}, t.{}").format(sql.Literal(c), sql.Identifier(c)) for c in DETAIL_COLUMNS[memory_type]
         )
+        source = sql.SQL("{table} t WHERE {conds}")
+        distance = sql.SQL("t.embedding::vector({d}) <=> (SELECT v FROM qv)")
+        if isinstance(ann, Bits):
+            # The inner SELECT reads only the bits index (its own `t`); the outer one fetches the shortlist's rows.
+            source = sql.SQL(
+                "(SELECT t.*, t.embedding::vector({d}) <=> (SELECT v FROM qv) AS dist FROM {table} t"
+                " WHERE t.user_id = %(user_id)s AND t.id IN (SELECT t.id FROM {table} t WHERE {conds}"
+                " ORDER BY bit_count(t.embedding_bits # (SELECT b FROM qv)) LIMIT {r}) ORDER BY dist LIMIT {k}) t"
+            )
+            distance = sql.SQL("t.dist")
+        elif ann is not None:
+            # The order-by argument must be a plain parameter for the index to serve it.
+            source = sql.SQL(
+                "(SELECT t.*, t.embedding::vector({d}) <=> %(qvec)s::vector({d}) AS dist FROM {table} t"
+                " WHERE {conds} ORDER BY t.embedding::vector({d}) <=> %(qvec)s::vector({d}) LIMIT {k}) t"
+            )
+            distance = sql.SQL("t.dist")
         arms.append(
             sql.SQL(
                 "SELECT {mt} AS memory_type, t.id::text AS id, t.content, t.importance_score, t.created_at,"
-                " 1 - (t.embedding::vector({d}) <=> (SELECT v FROM qv)) AS similarity,"
-                " jsonb_build_object({details}) AS details FROM {table} t WHERE {conds}"
+                " 1 - ({distance}) AS similarity, jsonb_build_object({details}) AS details FROM {source}"
             ).format(
+                distance=distance.format(d=sql.Literal(dims)),
+                source=source.format(
+                    d=sql.Literal(dims),
+                    table=sql.Identifier(TABLES[memory_type]),
+                    conds=sql.SQL(" AND ").join(conds),
+                    k=sql.Literal(ann.candidates if ann else 0),
+                    r=sql.Literal(ann.shortlist if isinstance(ann, Bits) else 0),
+                ),
                 mt=sql.Literal(memory_type),
                 d=sql.Literal(dims),
                 details=details,
-                table=sql.Identifier(TABLES[memory_type]),
-                conds=sql.SQL(" AND ").join(conds),
             )
         )
     return sql.SQL(
-        "WITH qv AS (SELECT %(qvec)s::vector({d}) AS v), hits AS MATERIALIZED ({arms})"
+        "WITH qv AS (SELECT v, binary_quantize(v)::varbit AS b FROM (SELECT %(qvec)s::vector({d}) AS v) q),"
+        " hits AS MATERIALIZED ({arms})"
         " SELECT h.*, {ws} * h.similarity + {wi} * h.importance_score"
         " + {wr} * exp(-extract(epoch FROM now() - h.created_at) / 86400.0 / {hl}) AS score"
         " FROM hits h WHERE h.similarity >= %(min_similarity)s ORDER BY score DESC, h.id LIMIT %(limit)s"
@@ -238,10 +291,22 @@ async def search(
     blend: Blend,
     limit: int,
     min_similarity: float = -1.0,
+    ann: Ann | Bits | None = None,
 ) -> list[dict[str, Any]]:
-    stmt = search_sql(model, len(vector), filters, blend)
-    cur = await conn.execute(stmt, search_params(user_id, vector, filters, limit, min_similarity))
-    return await cur.fetchall()
+    stmt = search_sql(model, len(vector), filters, blend, ann)
+    params = search_params(user_id, vector, filters, limit, min_similarity)
+    if not isinstance(ann, Ann):
+        cur = await conn.execute(stmt, params)
+        return await cur.fetchall()
+    async with conn.transaction():
+        await conn.execute(ANN_SETTINGS, (str(ann.ef_search),))
+        cur = await conn.execute(stmt, params)
+        return await cur.fetchall()
+
+
+# For this transaction only (set_config(..., true) = SET LOCAL): keep scanning the HNSW graph until enough rows
+# pass the user filter (pgvector >= 0.8; `isa doctor` refuses older), in the index's approximate order.
+ANN_SETTINGS = "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', %s, true)"
 
 
 async def list_rows(

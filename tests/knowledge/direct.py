@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from isa.core.db import Database
 from isa.core.settings import Settings
-from isa.memory.knowledge import KnowledgeService
+from isa.knowledge.service import KnowledgeService
 from isa.memory.service import MemoryService
 from isa.memory.settings import MemorySettings
 from tests.support.mcp_servers import sql

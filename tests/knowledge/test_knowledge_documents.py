@@ -9,8 +9,8 @@ import pytest
 
 from isa.core.db import Database
 from isa.core.settings import Settings
-from isa.memory.documents import Limits, UnreadableFile, pdf_text
-from isa.memory.knowledge import KnowledgeService
+from isa.knowledge.documents import Limits, UnreadableFile, pdf_text
+from isa.knowledge.service import KnowledgeService
 from isa.memory.service import MemoryService
 from isa.memory.settings import MemorySettings
 from tests.knowledge.pdfs import CORRUPT_PDF, encrypted, make_pdf, upload

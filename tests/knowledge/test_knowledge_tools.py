@@ -7,8 +7,8 @@ import itertools
 import anyio
 import pytest
 
-from isa.memory.documents import html_text
-from isa.memory.knowledge import chunk_text, reciprocal_rank_fusion
+from isa.knowledge.documents import html_text
+from isa.knowledge.service import chunk_text, reciprocal_rank_fusion
 from tests.knowledge.pdfs import upload
 from tests.support.mcp_servers import sql
 from tests.support.memory import MemoryKeys, ToolFailed, call

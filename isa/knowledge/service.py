@@ -1,9 +1,13 @@
 """Knowledge (RAG) over `user_knowledge`: chunk, embed, store; hybrid search through isa.core.search; answers.
 
 Search reuses the discovery engine's hybrid SQL (cosine + BM25, fused in one statement) with one slice: the
-caller's rows (`user_id = <principal>`), ranked exactly (`Slice.exact`) because HNSW post-filtering per user can
-miss rows on pgvector < 0.8. BM25 reads `user_knowledge_postings` (per user, kept by triggers, migration 0019) and
-the caller's N and mean chunk length from `user_knowledge_bm25_stats` (one primary-key lookup per search).
+caller's rows (`user_id = <principal>`). The dense arm (migration 0036, `[default.knowledge] shortlist`) reads the
+caller's sign bits (`embedding_bits`) from the (user_id, embedding_model) btree alone, keeps the `shortlist`
+chunks nearest by Hamming distance and ranks those by exact cosine; with `shortlist = 0` it takes the nearest
+chunks through an HNSW index with pgvector 0.8's iterative scan (`ann`), or ranks every chunk exactly
+(`Slice.exact`). BM25 reads `user_knowledge_postings` (per user, kept by triggers, migration 0019), per query term
+at most `postings_cap` postings in impact order (0036), and the caller's N and mean chunk length from
+`user_knowledge_bm25_stats` (one primary-key lookup per search).
 Optionally ([default.knowledge] rerank) the model node reorders the hybrid candidates (isa/llm/rerank.py); any
 failure there falls back to the hybrid order. Without a model node the answer is extractive and says so.
 """
@@ -12,21 +16,33 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field
+from typing import Any
 
 from isa.auth.principal import Principal
+from isa.core import pgvector
+from isa.core.db import DictConnection
 from isa.core.search import Corpus, Mode, Query, Slice, Weights, hybrid_search
+from isa.knowledge import store as kstore
+from isa.knowledge.documents import Limits
+from isa.knowledge.settings import KnowledgeSettings
+from isa.knowledge.store import bm25_stats
 from isa.llm.client import ModelClient, ModelUnavailable
 from isa.llm.rerank import rerank
-from isa.memory import knowledge_store as kstore
-from isa.memory.documents import Limits
-from isa.memory.knowledge_store import bm25_stats
 from isa.memory.service import MemoryService, NotFound, content_hash
 
-CORPUS = Corpus(table="user_knowledge", postings="user_knowledge_postings", examples=None, active_column=None)
+# BM25's term-frequency part with k1 = 1.2, b = 0.75 and a mean chunk of 50 tokens, in migration 0036's index
+# user_knowledge_postings_impact_idx (this text must stay the same as the index's); only orders a term's postings.
+POSTINGS_IMPACT = "(tf_a::float8 / (tf_a::float8 + 0.3::float8 + 0.018::float8 * len_a::float8))"
+CORPUS = Corpus(
+    table="user_knowledge",
+    postings="user_knowledge_postings",
+    examples=None,
+    active_column=None,
+    bits_column="embedding_bits",
+    postings_impact=POSTINGS_IMPACT,
+)
 COLUMNS = ("document_id", "source_document", "chunk_index", "chunk_count", "content", "metadata", "created_at")
 _WORD = re.compile(r"[a-z0-9]+")
 STOP = frozenset(
@@ -35,27 +51,6 @@ STOP = frozenset(
         " it its this that with by as at from my your"
     )
 )
-
-
-class KnowledgeSettings(BaseModel):
-    """[default.knowledge] in config/settings.toml."""
-
-    # weighted: (1 - w) * cosine + w * bm25 / max, in SQL; rrf: 1/(k + dense rank) + 1/(k + lexical rank)
-    # over the same candidates (ranked here, so isa.core.search stays as discovery uses it).
-    fusion: Literal["weighted", "rrf"] = "weighted"
-    lexical_weight: float = Field(0.5, ge=0, le=1)  # chosen on the dev split (docs/benchmarks.md)
-    rrf_k: float = Field(60.0, gt=0)
-    candidates: int = Field(40, ge=5, le=400)  # per arm, before fusion
-    max_pdf_bytes: int = Field(20 * 1024 * 1024, ge=1024)
-    max_pdf_pages: int = Field(500, ge=1)
-    rerank: bool = False  # reorder hybrid results with the model node (costs the caller a model call)
-    rerank_model: str = "default"
-    rerank_candidates: int = Field(20, ge=2, le=50)  # hybrid results the model sees
-    rerank_timeout_seconds: float = Field(20.0, gt=0)
-    # generate_rag_response: answered by this model from the cited chunks when a model node is reachable
-    # (in-process in role all); "" or no model: the extractive answer.
-    answer_model: str = "default"
-    answer_timeout_seconds: float = Field(60.0, gt=0)
 
 
 def chunk_text(text: str, size: int, overlap: int) -> list[str]:
@@ -121,6 +116,7 @@ class KnowledgeService:
         self.options = options or KnowledgeSettings()
         self.reranker = reranker if self.options.rerank else None
         self.answerer = answerer if self.options.answer_model else None
+        self._iterative_scan: bool | None = None  # pgvector >= 0.8, asked once
         self.corpus = CORPUS  # the bench swaps in a corpus without postings to measure the old ts_rank_cd arm
 
     @property
@@ -196,13 +192,34 @@ class KnowledgeService:
         q = Query(query, vector, self.model, len(vector), mode)
         rrf = mode == "hybrid" and self.options.fusion == "rrf"
         limit = max(top_k, 2 * self.options.candidates) if rrf else top_k  # rrf: every candidate of both arms
-        mine = Slice("k", "user_id", user_id, limit, exact=True)
-        async with self.db.connection() as conn:
+        async with self.db.transaction() as conn:  # the iterative-scan settings are SET LOCAL
+            shortlist = self.options.shortlist if mode != "lexical" else 0
+            ann = not shortlist and mode != "lexical" and await self.iterative(conn)
+            weights = self.weights
+            if shortlist or ann:
+                weights = replace(weights, candidates=max(weights.candidates, limit))
+            if ann:  # the user's nearest rows through the shared HNSW index, read until enough are the user's
+                await pgvector.iterative_scan(conn, max(self.options.ef_search, weights.candidates))
+            mine = Slice(
+                "k",
+                "user_id",
+                user_id,
+                limit,
+                exact=not ann and not shortlist,
+                shortlist=shortlist,
+                postings_cap=self.options.postings_cap,
+            )
             stats = {"k": await bm25_stats(conn, user_id)} if mode != "dense" else {}
-            rows = await hybrid_search(conn, self.corpus, q, [mine], self.weights, stats, ["id", *COLUMNS])
+            rows = await hybrid_search(conn, self.corpus, q, [mine], weights, stats, ["id", *COLUMNS])
         if rrf:
             rows = reciprocal_rank_fusion(rows, self.options.rrf_k)[:top_k]
         return [_item(r) for r in rows]
+
+    async def iterative(self, conn: DictConnection) -> bool:
+        """Whether the dense arm may use the HNSW index (pgvector >= 0.8, `ann` on); else it ranks exactly."""
+        if self._iterative_scan is None:
+            self._iterative_scan = pgvector.has_iterative_scan(await pgvector.installed(conn))
+        return self.options.ann and self._iterative_scan
 
     async def ranked(
         self, principal: Principal, query: str, top_k: int, mode: Mode = "hybrid"
@@ -299,7 +316,8 @@ class KnowledgeService:
             "items": int(row["items"]) if row else 0,
             "documents": int(row["documents"]) if row else 0,
             "embedding_model": self.model,
-            "retrieval": "hybrid (exact per-user cosine + per-user BM25), isa.core.search",
+            "retrieval": "hybrid (per-user cosine: sign-bit shortlist re-ranked exactly; per-user BM25 over"
+            " impact-ordered postings), isa.core.search",
             "generation": f"model ({self.options.answer_model})" if self.answerer is not None else "extractive",
             "reranking": f"model node ({self.options.rerank_model})" if self.reranker else "off",
             "lexical_weight": self.options.lexical_weight,

@@ -6,7 +6,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from isa.core.db import DictConnection, vector_literal
+from isa.core.db import DictConnection, fetch_one, vector_literal
 from isa.core.search import Bm25Stats
 
 
@@ -24,24 +24,24 @@ async def insert_chunk(
     vector: list[float],
     model: str,
 ) -> str:
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         "INSERT INTO user_knowledge (user_id, document_id, source_document, chunk_index, chunk_count,"
         " content, content_hash, metadata, embedding, embedding_model)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::vector(384), %s) RETURNING id::text",
         (user_id, document_id, source, index, count, content, digest, Jsonb(metadata), vector_literal(vector), model),
     )
-    row = await cur.fetchone()
     assert row is not None
     return str(row["id"])
 
 
 async def item_by_hash(conn: DictConnection, user_id: str, digest: str) -> str | None:
     """A single (non-document) item with this content hash."""
-    cur = await conn.execute(
+    found = await fetch_one(
+        conn,
         "SELECT id::text FROM user_knowledge WHERE user_id = %s AND content_hash = %s AND document_id IS NULL LIMIT 1",
         (user_id, digest),
     )
-    found = await cur.fetchone()
     return None if found is None else str(found["id"])
 
 
@@ -59,12 +59,12 @@ async def list_items(conn: DictConnection, user_id: str, limit: int, offset: int
 
 
 async def get_item(conn: DictConnection, user_id: str, item_id: str | None) -> dict[str, Any] | None:
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         "SELECT id::text, document_id::text, source_document, chunk_index, chunk_count, content, metadata,"
         " created_at FROM user_knowledge WHERE id = %s AND user_id = %s",
         (item_id, user_id),
     )
-    return await cur.fetchone()
 
 
 async def delete_item(conn: DictConnection, user_id: str, item_id: str | None, whole_document: bool) -> int:
@@ -78,17 +78,18 @@ async def delete_item(conn: DictConnection, user_id: str, item_id: str | None, w
 
 
 async def counts(conn: DictConnection, user_id: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         "SELECT count(*) AS items, count(DISTINCT document_id) AS documents FROM user_knowledge WHERE user_id = %s",
         (user_id,),
     )
-    return await cur.fetchone()
 
 
 async def bm25_stats(conn: DictConnection, user_id: str) -> Bm25Stats:
     """The user's BM25 N and mean chunk length (field A), kept by the 0019 triggers."""
-    cur = await conn.execute("SELECT entries, total_len FROM user_knowledge_bm25_stats WHERE user_id = %s", (user_id,))
-    row = await cur.fetchone()
+    row = await fetch_one(
+        conn, "SELECT entries, total_len FROM user_knowledge_bm25_stats WHERE user_id = %s", (user_id,)
+    )
     entries = int(row["entries"]) if row else 0
     mean = float(row["total_len"]) / entries if row and entries else 1.0
     return Bm25Stats(rows=max(entries, 1), len_a=max(mean, 1.0), len_b=0.0, len_c=0.0)

@@ -1,0 +1,41 @@
+"""Settings of the knowledge domain ([default.knowledge] in config/settings.toml).
+
+Chunk size, overlap and the document size cap stay in [default.memory] (chunk_size, chunk_overlap,
+max_document_chars) where users already set them; the knowledge service reads them from the memory settings.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class KnowledgeSettings(BaseModel):
+    """[default.knowledge] in config/settings.toml."""
+
+    # weighted: (1 - w) * cosine + w * bm25 / max, in SQL; rrf: 1/(k + dense rank) + 1/(k + lexical rank)
+    # over the same candidates (ranked here, so isa.core.search stays as discovery uses it).
+    fusion: Literal["weighted", "rrf"] = "weighted"
+    lexical_weight: float = Field(0.5, ge=0, le=1)  # chosen on the dev split (docs/benchmarks.md)
+    rrf_k: float = Field(60.0, gt=0)
+    candidates: int = Field(40, ge=5, le=400)  # per arm, before fusion
+    # Dense arm through the HNSW index with iterative scans (pgvector >= 0.8); false: exact per-user cosine.
+    ann: bool = True
+    ef_search: int = Field(200, ge=10, le=1000)  # HNSW candidate list of that scan (>= candidates)
+    # Dense arm by sign bits (migration 0036): the `shortlist` chunks nearest by Hamming distance, read from the
+    # bits index alone, ranked by exact cosine; needs no pgvector setting. 0: `ann` above decides.
+    shortlist: int = Field(400, ge=0, le=5000)
+    # BM25 arm: per query term at most this many postings, those of highest impact (migration 0036); 0: all.
+    # Off by default: at 20,000 chunks a cap of 1,000 kept only 0.13 of the exact top 10 (docs/benchmarks.md).
+    postings_cap: int = Field(0, ge=0, le=100_000)
+    max_pdf_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_pdf_pages: int = Field(500, ge=1)
+    rerank: bool = False  # reorder hybrid results with the model node (costs the caller a model call)
+    rerank_model: str = "default"
+    rerank_candidates: int = Field(20, ge=2, le=50)  # hybrid results the model sees
+    rerank_timeout_seconds: float = Field(20.0, gt=0)
+    # generate_rag_response: answered by this model from the cited chunks when a model node is reachable
+    # (in-process in role all); "" or no model: the extractive answer.
+    answer_model: str = "default"
+    answer_timeout_seconds: float = Field(60.0, gt=0)
