@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from isa.auth import store
 from isa.auth.principal import SCOPES
 from isa.auth.service import AuthService
 from isa.core.cli import run_with_database
-from isa.core.db import Database
+from isa.core.db import Database, DictConnection
 from isa.core.settings import Settings
 from isa.users.signup import billing_settings, grant_signup_credits
 
@@ -54,15 +54,8 @@ def users_list(settings: Settings, args: argparse.Namespace) -> int:
 def users_set_active(settings: Settings, args: argparse.Namespace) -> int:
     active = args.users_command == "enable"
 
-    async def work(db: Database) -> bool:
-        async with db.transaction() as conn:
-            return await store.set_user_active(conn, args.user, active)
-
-    if not run_with_database(settings, work):
-        print(f"no user {args.user}")
-        return 1
-    print(f"user {args.user} {'enabled' if active else 'disabled'}")
-    return 0
+    done = f"user {args.user} {'enabled' if active else 'disabled'}"
+    return _change(settings, lambda conn: store.set_user_active(conn, args.user, active), done, f"no user {args.user}")
 
 
 def keys_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -96,14 +89,23 @@ def keys_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    key = args.key_id
+    return _change(
+        settings, lambda conn: store.revoke_api_key(conn, key, None), f"key {key} revoked", f"no active key {key}"
+    )
+
+
+def _change(settings: Settings, change: Callable[[DictConnection], Awaitable[bool]], done: str, missing: str) -> int:
+    """One store change in a transaction: prints `done`, or `missing` (exit 1) when there was nothing to change."""
+
     async def work(db: Database) -> bool:
         async with db.transaction() as conn:
-            return await store.revoke_api_key(conn, args.key_id, None)
+            return await change(conn)
 
     if not run_with_database(settings, work):
-        print(f"no active key {args.key_id}")
+        print(missing)
         return 1
-    print(f"key {args.key_id} revoked")
+    print(done)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import anyio
@@ -45,34 +46,26 @@ def parse_jwks(document: Any) -> dict[str, RSAPublicKey]:
     return keys
 
 
+@dataclass(eq=False)
 class JwksCache:
     """Keys of one JWKS URL. Only this URL from settings is ever fetched, never one named in a token."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        ttl_seconds: float,
-        min_refresh_seconds: float,
-        timeout_seconds: float,
-        max_bytes: int,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.url = url
-        self.ttl = ttl_seconds
-        self.min_refresh = min_refresh_seconds
-        self.timeout = timeout_seconds
-        self.max_bytes = max_bytes
-        self.clock = clock
-        self._keys: dict[str, RSAPublicKey] = {}
-        self._fetched_at: float | None = None
-        self._attempted_at: float | None = None
-        self._lock = anyio.Lock()
+    url: str
+    _: KW_ONLY
+    ttl_seconds: float
+    min_refresh_seconds: float
+    timeout_seconds: float
+    max_bytes: int
+    clock: Callable[[], float] = time.monotonic
+    _keys: dict[str, RSAPublicKey] = field(default_factory=dict, init=False)
+    _fetched_at: float | None = field(default=None, init=False)
+    _attempted_at: float | None = field(default=None, init=False)
+    _lock: anyio.Lock = field(default_factory=anyio.Lock, init=False)
 
     async def key_for(self, kid: str) -> RSAPublicKey:
         """The key for `kid`; an unknown kid refetches once (throttled), then fails."""
         now = self.clock()
-        if self._fetched_at is None or now - self._fetched_at >= self.ttl:
+        if self._fetched_at is None or now - self._fetched_at >= self.ttl_seconds:
             await self._refresh(now)
         key = self._keys.get(kid)
         if key is None and self._may_refetch(now):
@@ -85,14 +78,14 @@ class JwksCache:
         return key
 
     def _may_refetch(self, now: float) -> bool:
-        return self._attempted_at is None or now - self._attempted_at >= self.min_refresh
+        return self._attempted_at is None or now - self._attempted_at >= self.min_refresh_seconds
 
     async def _refresh(self, decided_at: float) -> None:
         async with self._lock:
             # Another request may have refreshed while this one waited for the lock.
             if self._attempted_at is not None and self._attempted_at >= decided_at:
                 return
-            if self._attempted_at is not None and self.clock() - self._attempted_at < self.min_refresh:
+            if self._attempted_at is not None and self.clock() - self._attempted_at < self.min_refresh_seconds:
                 return
             self._attempted_at = self.clock()
             try:
@@ -107,9 +100,9 @@ class JwksCache:
 
     async def _fetch(self) -> Any:
         body = bytearray()
-        with anyio.fail_after(self.timeout):
+        with anyio.fail_after(self.timeout_seconds):
             async with (
-                httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), follow_redirects=False) as client,
+                httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_seconds), follow_redirects=False) as client,
                 client.stream("GET", self.url, headers={"accept": "application/json"}) as response,
             ):
                 if response.status_code != 200:

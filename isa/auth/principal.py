@@ -27,8 +27,10 @@ def minimal_scopes(scopes: set[str] | frozenset[str]) -> list[str]:
 class Principal:
     user_id: str
     scopes: frozenset[str]
-    via: str  # "api_key" | "isa" | "auth0" | "supabase"
+    via: str  # "api_key" | "isa" | "oauth" | "auth0" | "supabase"
     key_id: str | None = None
+    # An OAuth access token's RFC 8707 resource: /mcp refuses a token issued for another resource.
+    resource: str | None = None
 
     @property
     def is_admin(self) -> bool:

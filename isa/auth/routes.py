@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from isa.auth import store
-from isa.auth.principal import expand_scopes, minimal_scopes
+from isa.auth.principal import Principal, expand_scopes, minimal_scopes
 from isa.auth.schemas import DevTokenRequest, TokenRequest, TokenResponse
 from isa.auth.service import KEY_PREFIX, AuthService, unauthorized
 from isa.auth.tokens import mint_access_token
@@ -42,14 +42,19 @@ def _token_response(token: str, expires_in: int, scope: str) -> JSONResponse:
     return JSONResponse(body.model_dump(), headers=_NO_STORE)
 
 
-async def exchange_token(request: Request) -> JSONResponse:
-    """POST /api/v1/auth/token: a valid API key in, an access token with at most its scopes out."""
-    service = _service(request)
+async def _key_holder(request: Request, service: AuthService, missing: str) -> Principal:
+    """The principal of the presented API key (attempts rate-limited first); 401 `missing` when none is presented."""
     key = _presented_api_key(request)
     await service.check_auth_attempt(request, key)
     if key is None:
-        raise unauthorized("present an API key as Bearer or X-API-Key", "invalid_request")
-    principal = await service.principal_for_api_key(key)
+        raise unauthorized(missing, "invalid_request")
+    return await service.principal_for_api_key(key)
+
+
+async def exchange_token(request: Request) -> JSONResponse:
+    """POST /api/v1/auth/token: a valid API key in, an access token with at most its scopes out."""
+    service = _service(request)
+    principal = await _key_holder(request, service, "present an API key as Bearer or X-API-Key")
     wanted = (await json_body(request, TokenRequest, empty_ok=True)).scopes()
     issued = service.issue_access_token(principal, wanted)
     log.info("access_token_issued", user_id=principal.user_id, key_id=principal.key_id, scope=issued.scope)
@@ -59,11 +64,7 @@ async def exchange_token(request: Request) -> JSONResponse:
 async def dev_token(request: Request) -> JSONResponse:
     """POST /api/v1/auth/dev-token (development only): an admin API key mints a token for any user."""
     service = _service(request)
-    key = _presented_api_key(request)
-    await service.check_auth_attempt(request, key)
-    if key is None:
-        raise unauthorized("an admin API key is required", "invalid_request")
-    admin = await service.principal_for_api_key(key)
+    admin = await _key_holder(request, service, "an admin API key is required")
     admin.require("admin")
     body = await json_body(request, DevTokenRequest, empty_ok=True)
     if not service.settings.isa_tokens_enabled:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -12,7 +14,7 @@ from starlette.requests import Request
 from isa.auth import store
 from isa.auth.cache import LiveCache
 from isa.auth.principal import SCOPES, Principal, expand_scopes, minimal_scopes
-from isa.auth.ratelimit import check_rate, client_ip
+from isa.auth.ratelimit import LeasedLimit, check_rate, client_ip
 from isa.auth.settings import AuthSettings
 from isa.auth.tokens import InvalidToken, KeysUnavailable, TokenVerifier, VerifiedToken, mint_access_token
 from isa.core.db import Database
@@ -68,6 +70,10 @@ class AuthService:
         self.billing = billing  # set: a JWT user seen for the first time gets the sign-up credits
         self.verifier = TokenVerifier(self.settings)
         self.live = LiveCache(self.settings.principal_cache_seconds, self.settings.principal_cache_size)
+        # API keys found valid, by hash, for principal_cache_seconds (the documented revocation bound):
+        # a warm key costs a dict lookup instead of a query per request.
+        self._keys: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self.principal_limit = LeasedLimit(db)
 
     async def create_api_key(self, user_id: str, scopes: list[str], name: str = "", created_by: str = "") -> NewKey:
         unknown = set(scopes) - set(SCOPES)
@@ -80,12 +86,38 @@ class AuthService:
             )
         return NewKey(key=key, id=row.id, user_id=row.user_id, scopes=row.scopes)
 
-    async def principal_for_api_key(self, key: str) -> Principal:
+    async def list_api_keys(self, user_id: str) -> list[store.ApiKeyRow]:
         async with self.db.connection() as conn:
-            row = await store.principal_row_for_key(conn, hash_key(key))
+            return await store.list_api_keys(conn, user_id)
+
+    async def revoke_api_key(self, key_id: str, owner: str | None) -> bool:
+        """Revoke a key (with `owner`, only that user's); tokens minted from it stop at once on this node."""
+        async with self.db.transaction() as conn:
+            revoked = await store.revoke_api_key(conn, key_id, owner)
+        if revoked and owner is not None:
+            self.live.forget_user(owner)
+        for digest in [d for d, (_, p) in self._keys.items() if p.key_id == key_id]:
+            del self._keys[digest]
+        return revoked
+
+    async def principal_for_api_key(self, key: str) -> Principal:
+        digest = hash_key(key)
+        hit = self._keys.get(digest)
+        if hit is not None:
+            if hit[0] > time.monotonic():
+                return hit[1]
+            del self._keys[digest]
+        async with self.db.connection() as conn:
+            row = await store.principal_row_for_key(conn, digest)
         if row is None:
             raise unauthorized("unknown, revoked or expired API key")
-        return Principal(row["user_id"], expand_scopes(row["scopes"]), "api_key", str(row["id"]))
+        principal = Principal(row["user_id"], expand_scopes(row["scopes"]), "api_key", str(row["id"]))
+        ttl, size = self.settings.principal_cache_seconds, self.settings.principal_cache_size
+        if ttl > 0 and size > 0:
+            self._keys[digest] = (time.monotonic() + ttl, principal)
+            while len(self._keys) > size:
+                self._keys.popitem(last=False)
+        return principal
 
     async def principal_for_bearer(self, token: str) -> Principal:
         """The principal of a bearer credential (API key or JWT access token); 401 ApiError otherwise."""
@@ -103,15 +135,20 @@ class AuthService:
         if not await self._is_live(verified):
             log.info("token_rejected", reason="inactive", user_id=verified.user_id)
             raise unauthorized("user disabled or token's API key revoked")
-        return Principal(verified.user_id, verified.scopes, verified.kind, verified.key_id)
+        via = "oauth" if verified.grant_id else verified.kind
+        return Principal(verified.user_id, verified.scopes, via, verified.key_id, verified.resource)
 
     async def _is_live(self, verified: VerifiedToken) -> bool:
         """Active user (created on first sight for external issuers), re-read at least every cache TTL."""
-        cache_key = (verified.user_id, verified.key_id)
+        cache_key = (verified.user_id, verified.key_id, verified.grant_id)
         if self.live.fresh(cache_key):
             return True
         async with self.db.transaction() as conn:
-            if verified.kind == "isa":
+            if verified.grant_id is not None:
+                from isa.auth.oauth import store as oauth_store  # the package imports this module
+
+                live = await oauth_store.grant_live(conn, verified.grant_id, verified.user_id)
+            elif verified.kind == "isa":
                 live = await store.isa_token_live(conn, verified.user_id, verified.key_id)
             else:
                 live, created = await store.ensure_active_user(conn, verified.user_id, verified.email)
@@ -128,6 +165,8 @@ class AuthService:
         async with self.db.transaction() as conn:
             changed = await store.set_user_active(conn, user_id, active)
         self.live.forget_user(user_id)
+        for digest in [d for d, (_, p) in self._keys.items() if p.user_id == user_id]:
+            del self._keys[digest]
         return changed
 
     def issue_access_token(self, principal: Principal, requested: list[str] | None = None) -> AccessToken:
@@ -155,7 +194,9 @@ class AuthService:
     async def check_principal_rate(self, principal: Principal) -> None:
         """The general per-principal budget every authenticated request draws on (all replicas share it)."""
         rl = self.settings.rate_limit
-        await check_rate(self.db, f"principal:{principal.user_id}", rl.principal_limit, rl.principal_window_seconds)
+        await self.principal_limit.hit(
+            f"principal:{principal.user_id}", rl.principal_limit, rl.principal_window_seconds
+        )
 
     async def authenticate(self, request: Request) -> Principal:
         """The caller, from `Authorization: Bearer` or `X-API-Key`; query-string tokens are ignored."""

@@ -6,10 +6,10 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
 
 from isa.auth.devsecret import dev_token_secret
-from isa.core.settings import ConfigError, Settings
+from isa.core.settings import ConfigError, Section, Settings
 
 IssuerKind = Literal["isa", "auth0", "supabase"]
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -31,11 +31,7 @@ def _words(value: Any) -> Any:
 Words = Annotated[list[str], BeforeValidator(_words)]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class Auth0Settings(_Section):
+class Auth0Settings(Section):
     # The tenant's domain (e.g. example.eu.auth0.com); the issuer is https://{domain}/.
     domain: str = ""
     # The API identifier configured in Auth0; tokens must name it in `aud`.
@@ -59,7 +55,7 @@ class Auth0Settings(_Section):
         return self.jwks_url or f"https://{self.domain}/.well-known/jwks.json"
 
 
-class SupabaseSettings(_Section):
+class SupabaseSettings(Section):
     # The project's issuer, https://<project-ref>.supabase.co/auth/v1.
     issuer: str = ""
     # Supabase user tokens carry no scopes; every signed-in user gets these (never admin).
@@ -68,7 +64,7 @@ class SupabaseSettings(_Section):
     allow_anonymous: bool = False
 
 
-class RateLimitSettings(_Section):
+class RateLimitSettings(Section):
     # Every authenticated request, per principal (require_principal). 0 disables.
     principal_limit: int = 1200
     principal_window_seconds: int = 60
@@ -80,7 +76,27 @@ class RateLimitSettings(_Section):
     purge_interval_seconds: float = 300
 
 
-class AuthSettings(_Section):
+class OAuthSettings(Section):
+    """This node as an OAuth 2.1 authorization server for its own /mcp (docs/oauth.md)."""
+
+    # Where MCP clients are sent to sign in: "isa" (this node), "auth0" or "supabase" (this node stays a resource
+    # server). "auto": the external issuer accepted in auth.issuers (auth0 first), else this node.
+    authorization_server: Literal["auto", "isa", "auth0", "supabase"] = "auto"
+    # This authorization server's public origin (its RFC 8414 issuer), e.g. https://mcp.example.com.
+    # Empty: the origin of mcp.public_url when set, else the origin the request came in on.
+    issuer_url: str = ""
+    access_token_seconds: int = Field(default=600, ge=30, le=86_400)
+    # A refresh token is single-use; each exchange returns a new one valid this long.
+    refresh_token_days: int = Field(default=30, ge=1, le=365)
+    code_seconds: int = Field(default=120, ge=10, le=600)
+    # How long a consent page may be left open before its form is refused.
+    consent_seconds: int = Field(default=600, ge=60, le=3600)
+    # Registrations, token and revocation requests per client IP per minute (sign-ins use auth.rate_limit).
+    ip_limit: int = Field(default=60, ge=0)
+    max_redirect_uris: int = Field(default=10, ge=1, le=100)
+
+
+class AuthSettings(Section):
     # Which JWT issuers are accepted besides API keys (always accepted).
     issuers: Annotated[list[IssuerKind], BeforeValidator(_words)] = Field(
         default_factory=lambda: list(_DEFAULT_ISSUERS)
@@ -103,6 +119,7 @@ class AuthSettings(_Section):
     auth0: Auth0Settings = Auth0Settings()
     supabase: SupabaseSettings = SupabaseSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    oauth: OAuthSettings = OAuthSettings()
 
     def accepts(self, kind: IssuerKind) -> bool:
         return kind in self.issuers
@@ -110,6 +127,24 @@ class AuthSettings(_Section):
     @property
     def isa_tokens_enabled(self) -> bool:
         return self.accepts("isa") and bool(self.token_secret.get_secret_value())
+
+    @property
+    def authorization_server(self) -> IssuerKind:
+        """Which authorization server MCP clients are sent to (oauth.authorization_server, "auto" resolved)."""
+        chosen = self.oauth.authorization_server
+        if chosen != "auto":
+            return chosen
+        external: list[IssuerKind] = ["auth0", "supabase"]
+        return next((kind for kind in external if self.accepts(kind)), "isa")
+
+    def external_authorization_server(self) -> str | None:
+        """The external issuer URL clients sign in with, or None when this node is the authorization server."""
+        kind = self.authorization_server
+        if kind == "auth0":
+            return self.auth0.issuer
+        if kind == "supabase":
+            return self.supabase.issuer
+        return None
 
 
 def _check(auth: AuthSettings) -> None:
@@ -133,6 +168,9 @@ def _check(auth: AuthSettings) -> None:
             raise ConfigError("AUTH.SUPABASE.SCOPES may not include admin")
         if supabase_secret == token_secret:
             raise ConfigError("AUTH.TOKEN_SECRET must differ from AUTH.SUPABASE_JWT_SECRET")
+    kind = auth.authorization_server
+    if kind != "isa" and not auth.accepts(kind):
+        raise ConfigError(f"AUTH.OAUTH.AUTHORIZATION_SERVER is {kind} but AUTH.ISSUERS does not accept {kind} tokens")
     if auth.issuer in (auth.auth0.issuer if auth.accepts("auth0") else None, auth.supabase.issuer or None):
         raise ConfigError("AUTH.ISSUER must differ from the external issuers")
 

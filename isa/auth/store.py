@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from isa.core.db import DictConnection
+from isa.core.db import DictConnection, fetch_all, fetch_one
 
 
 @dataclass(frozen=True)
@@ -23,17 +23,8 @@ class ApiKeyRow:
 
 
 def _key(row: dict[str, Any]) -> ApiKeyRow:
-    return ApiKeyRow(
-        id=str(row["id"]),
-        user_id=row["user_id"],
-        name=row["name"],
-        prefix=row["prefix"],
-        scopes=list(row["scopes"]),
-        created_at=row["created_at"],
-        last_used_at=row["last_used_at"],
-        revoked_at=row["revoked_at"],
-        expires_at=row["expires_at"],
-    )
+    """A row of `_KEY_COLUMNS` (they are the fields' names)."""
+    return ApiKeyRow(**{**row, "id": str(row["id"]), "scopes": list(row["scopes"])})
 
 
 _KEY_COLUMNS = "id, user_id, name, prefix, scopes, created_at, last_used_at, revoked_at, expires_at"
@@ -54,12 +45,12 @@ async def set_user_active(conn: DictConnection, user_id: str, active: bool) -> b
 
 
 async def list_users(conn: DictConnection, limit: int, offset: int) -> list[dict[str, Any]]:
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         "SELECT user_id, email, name, is_active, credits_remaining, created_at FROM users "
         "ORDER BY created_at, user_id LIMIT %s OFFSET %s",
         (limit, offset),
     )
-    return list(await cur.fetchall())
 
 
 async def insert_api_key(
@@ -81,7 +72,8 @@ async def principal_row_for_key(conn: DictConnection, key_hash: str) -> dict[str
     One statement (one round trip per authenticated request): the touch is a data-modifying CTE that only
     updates when the last touch is older than a minute.
     """
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         """WITH live AS (
                SELECT k.id, k.user_id, k.scopes, k.last_used_at FROM api_keys k JOIN users u ON u.user_id = k.user_id
                WHERE k.key_hash = %s AND k.revoked_at IS NULL
@@ -93,14 +85,13 @@ async def principal_row_for_key(conn: DictConnection, key_hash: str) -> dict[str
            SELECT id, user_id, scopes FROM live""",
         (key_hash,),
     )
-    return await cur.fetchone()
 
 
 async def list_api_keys(conn: DictConnection, user_id: str) -> list[ApiKeyRow]:
-    cur = await conn.execute(
-        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE user_id = %s ORDER BY created_at DESC", (user_id,)
+    rows = await fetch_all(
+        conn, f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE user_id = %s ORDER BY created_at DESC", (user_id,)
     )
-    return [_key(r) for r in await cur.fetchall()]
+    return [_key(r) for r in rows]
 
 
 async def revoke_api_key(conn: DictConnection, key_id: str, owner: str | None) -> bool:
@@ -179,3 +170,30 @@ async def purge_rate_limits(conn: DictConnection) -> int:
     """Delete rows whose budget is fully restored (tat in the past is the same as no row)."""
     cur = await conn.execute("DELETE FROM rate_limits WHERE tat < now()")
     return cur.rowcount
+
+
+async def rate_lease(conn: DictConnection, key: str, n: int, window_s: float, interval_s: float) -> tuple[int, int]:
+    """Take up to `n` requests of `key`'s GCRA budget at once (a node's lease): (granted, retry_after seconds).
+
+    Run inside a transaction: the row is locked between reading its theoretical arrival time and moving it.
+    """
+    await conn.execute(
+        "INSERT INTO rate_limits (key, tat, allowed) VALUES (%s, now(), true) ON CONFLICT (key) DO NOTHING", (key,)
+    )
+    cur = await conn.execute(
+        """SELECT greatest(0, least(%(n)s, floor((%(w)s - extract(epoch FROM greatest(tat, now()) - now()))
+                                                 / %(t)s)::int)) AS granted
+           FROM rate_limits WHERE key = %(key)s FOR UPDATE""",
+        {"key": key, "n": n, "w": window_s, "t": interval_s},
+    )
+    row = await cur.fetchone()
+    granted = int(row["granted"]) if row else 0
+    cur = await conn.execute(
+        """UPDATE rate_limits SET tat = greatest(tat, now()) + make_interval(secs => %(g)s * %(t)s), allowed = %(g)s > 0
+           WHERE key = %(key)s
+           RETURNING greatest(1, ceil(extract(epoch FROM tat + make_interval(secs => %(t)s - %(w)s) - now()))::int)
+               AS retry_after""",
+        {"key": key, "g": granted, "t": interval_s, "w": window_s},
+    )
+    after = await cur.fetchone()
+    return granted, int(after["retry_after"]) if after else 1

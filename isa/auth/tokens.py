@@ -52,6 +52,9 @@ class VerifiedToken:
     scopes: frozenset[str]
     key_id: str | None = None
     email: str | None = None
+    # OAuth access tokens (isa's authorization server): the RFC 8707 resource and the grant they belong to.
+    resource: str | None = None
+    grant_id: str | None = None
 
 
 def user_id_for(kind: IssuerKind, sub: str) -> str:
@@ -180,7 +183,17 @@ class TokenVerifier:
                 raise InvalidToken("not an access token")
             key_id = claims.get("key_id")
             scopes = expand_scopes(_scope_names(claims))
-            return VerifiedToken(kind, sub, scopes, key_id if isinstance(key_id, str) else None)
+            grant_id = claims.get("grant_id")
+            audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+            resource = next((a for a in audiences if isinstance(a, str) and a != self.settings.audience), None)
+            return VerifiedToken(
+                kind,
+                sub,
+                scopes,
+                key_id if isinstance(key_id, str) else None,
+                resource=resource,
+                grant_id=grant_id if isinstance(grant_id, str) else None,
+            )
         if kind == "supabase":
             if claims.get("role") != "authenticated":
                 raise InvalidToken("supabase token is not a signed-in user's")
@@ -193,16 +206,29 @@ class TokenVerifier:
 
 
 def mint_access_token(
-    settings: AuthSettings, user_id: str, scopes: list[str], key_id: str | None, minutes: int | None = None
+    settings: AuthSettings,
+    user_id: str,
+    scopes: list[str],
+    key_id: str | None,
+    minutes: int | None = None,
+    *,
+    seconds: int | None = None,
+    resource: str | None = None,
+    oauth: dict[str, str] | None = None,
 ) -> tuple[str, int]:
-    """A short-lived isa access token for `user_id` and its lifetime in seconds."""
+    """A short-lived isa access token for `user_id` and its lifetime in seconds.
+
+    With `resource` (an OAuth token), `aud` names that resource (RFC 8707) besides this deployment's own
+    audience: /mcp checks the resource, the HTTP API the audience. `oauth` adds `client_id` and `grant_id`.
+    """
     if not settings.isa_tokens_enabled:
         raise RuntimeError("isa access tokens are not configured (AUTH.TOKEN_SECRET)")
-    lifetime = 60 * (minutes or settings.access_token_minutes)
+    lifetime = seconds or 60 * (minutes or settings.access_token_minutes)
     now = int(time.time())
     claims: dict[str, Any] = {
+        **(oauth or {}),
         "iss": settings.issuer,
-        "aud": settings.audience,
+        "aud": [resource, settings.audience] if resource else settings.audience,
         "sub": user_id,
         "iat": now,
         "nbf": now,

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 import psycopg
@@ -18,6 +19,8 @@ from isa.app import create_app
 from isa.auth import require_principal
 from isa.core.settings import Settings
 from tests.support.auth import create_key
+from tests.support.jwt_keys import with_auth
+from tests.support.procs import wait_for
 
 
 async def whoami(request: Request) -> JSONResponse:
@@ -77,11 +80,13 @@ def test_a_missing_scope_is_403_and_an_unknown_key_is_401(settings: Settings, db
         assert unknown.status_code == 401 and unknown.json()["error"]["code"] == "unauthorized"
 
 
-def test_revoking_a_key_or_disabling_its_user_stops_it_on_the_next_request(settings: Settings, db_url: str) -> None:
+def test_with_the_principal_cache_off_revoking_a_key_or_disabling_its_user_stops_it_on_the_next_request(
+    settings: Settings, db_url: str
+) -> None:
     key = create_key(db_url, settings, "carol", "write")
     second = create_key(db_url, settings, "carol", "write")
     env = {**os.environ, "ISA_DATABASE__URL": db_url}
-    with _client(settings, db_url) as client:
+    with _client(with_auth(settings, principal_cache_seconds=0), db_url) as client:
         assert client.get("/whoami", headers={"X-API-Key": key}).status_code == 200
         with psycopg.connect(db_url) as conn:
             key_id = conn.execute(
@@ -119,7 +124,8 @@ def test_a_keys_last_use_is_recorded_at_most_once_a_minute(settings: Settings, d
         return row[0]
 
     assert last_used() is None
-    with _client(settings, db_url) as client:
+    # Read on every request (a remembered key is not touched until the node reads it again).
+    with _client(with_auth(settings, principal_cache_seconds=0), db_url) as client:
         assert client.get("/whoami", headers={"X-API-Key": key}).status_code == 200
         first = last_used()
         assert first is not None
@@ -129,3 +135,15 @@ def test_a_keys_last_use_is_recorded_at_most_once_a_minute(settings: Settings, d
             conn.execute("UPDATE api_keys SET last_used_at = now() - interval '2 minutes' WHERE user_id = 'dora'")
         assert client.get("/whoami", headers={"X-API-Key": key}).status_code == 200
         assert last_used() > first  # older than a minute: touched again
+
+
+def test_a_key_remembered_by_a_node_is_refused_within_the_revocation_bound(settings: Settings, db_url: str) -> None:
+    key = create_key(db_url, settings, "dave", "write")
+    bound = 1.0
+    with _client(with_auth(settings, principal_cache_seconds=bound), db_url) as client:
+        assert client.get("/whoami", headers={"X-API-Key": key}).status_code == 200  # now remembered
+        with psycopg.connect(db_url) as conn:  # revoked by another node (no message reaches this one)
+            conn.execute("UPDATE api_keys SET revoked_at = now() WHERE user_id = 'dave'")
+        revoked_at = time.monotonic()
+        wait_for(lambda: client.get("/whoami", headers={"X-API-Key": key}).status_code == 401, timeout=bound + 5)
+        assert time.monotonic() - revoked_at <= bound + 2
