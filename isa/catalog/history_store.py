@@ -8,7 +8,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from isa.core.db import DictConnection
+from isa.core.db import DictConnection, fetch_all
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,8 @@ async def confirmed_selections(conn: DictConnection, window_minutes: int, limit:
     That call is the usage signal: the tool was the right answer to the query. Pairs already stored as
     examples are skipped.
     """
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         "SELECT DISTINCT ON (s.user_query, e.id) s.user_query AS query, e.id AS entry_id"
         " FROM selection_history s"
         " JOIN audit_log a ON a.user_id = s.user_id AND a.tool_name = s.item_name AND a.outcome = 'ok'"
@@ -129,4 +130,3 @@ async def confirmed_selections(conn: DictConnection, window_minutes: int, limit:
         " ORDER BY s.user_query, e.id LIMIT %s",
         (window_minutes, limit),
     )
-    return await cur.fetchall()

@@ -41,7 +41,7 @@ class SearchFilters:
     categories: tuple[str, ...] = ()
     servers: tuple[str, ...] = ()
     security_levels: tuple[str, ...] = ()
-    min_score: float = 0.0
+    min_score: float | None = None
     min_similarity: float | None = None  # None: the configured relevance floor; 0: none
     max_results: int = 10
     mode: Literal["hybrid", "lexical", "dense"] = "hybrid"

@@ -10,12 +10,24 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from isa.auth import require_principal
+from isa.catalog.federation import Federation, parse_header
+from isa.catalog.federation_oauth import callback_url
+from isa.catalog.federation_oauth_routes import ROUTES as OAUTH_ROUTES
 from isa.catalog.importer import parse_import
 from isa.catalog.models import SearchFilters
-from isa.catalog.schemas import DISCOVER_RANKED_CHARS, DiscoverBody, SearchBody, SecuritySearchBody
+from isa.catalog.schemas import (
+    DISCOVER_RANKED_CHARS,
+    AddServerBody,
+    CredentialBody,
+    DiscoverBody,
+    SearchBody,
+    SecuritySearchBody,
+    VirtualServerBody,
+)
 from isa.catalog.service import CatalogService
+from isa.catalog.virtual import VirtualServers
 from isa.core.errors import ApiError
-from isa.core.http import json_body, load_json
+from isa.core.http import json_body, json_response, load_json
 
 M = TypeVar("M", bound=BaseModel)
 # Said when nothing passed: every result is either above the relevance floor and usable by the caller, or absent.
@@ -24,6 +36,14 @@ NOTHING_RELEVANT = "nothing you may use is relevant enough to this request (see 
 
 def _service(request: Request) -> CatalogService:
     return request.app.state.isa.get("catalog", CatalogService)  # type: ignore[no-any-return]
+
+
+def _federation(request: Request) -> Federation:
+    return request.app.state.isa.get("catalog.federation", Federation)  # type: ignore[no-any-return]
+
+
+def _virtual(request: Request) -> VirtualServers:
+    return request.app.state.isa.get("catalog.virtual", VirtualServers)  # type: ignore[no-any-return]
 
 
 async def _json(request: Request) -> Any:
@@ -104,7 +124,39 @@ async def security_search(request: Request) -> JSONResponse:
 
 async def list_servers(request: Request) -> JSONResponse:
     await require_principal(request, "read")
-    return JSONResponse({"servers": await _service(request).list_servers()})
+    return json_response({"servers": await _federation(request).list_servers()})
+
+
+async def add_server(request: Request) -> JSONResponse:
+    principal = await require_principal(request, "admin")
+    body = await json_body(request, AddServerBody)
+    if body.auth == "oauth":  # isa registers as the server's client; the admin opens the URL returned
+        if body.headers or body.user_header:
+            raise ApiError(422, "invalid_request", "with auth 'oauth' isa holds the credentials: no headers")
+        redirect = callback_url(request.app.state.isa.settings, _service(request).settings, str(request.base_url))
+        federation = _federation(request)
+        added = await federation.add_oauth(body.name, body.url, body.per_user, redirect, principal.user_id)
+        return JSONResponse({"added": added}, status_code=201)
+    headers = dict(parse_header(f"{k}: {v}") for k, v in body.headers.items())
+    added = await _federation(request).add(body.name, body.url, headers, body.user_header)
+    return JSONResponse({"added": added}, status_code=201)
+
+
+async def sync_server(request: Request) -> JSONResponse:
+    await require_principal(request, "admin")
+    return JSONResponse({"synced": await _federation(request).sync(request.path_params["name"])})
+
+
+async def credential(request: Request) -> JSONResponse:
+    """A user's own credential for a server that acts as them: stored (PUT), revoked (DELETE), checked (GET)."""
+    principal = await require_principal(request, "read")
+    federation, server = _federation(request), request.path_params["name"]
+    if request.method == "PUT":
+        body = await json_body(request, CredentialBody)
+        await federation.store_credential(server, principal.user_id, body.credential)
+    elif request.method == "DELETE":
+        await federation.revoke_credential(server, principal.user_id)
+    return json_response(await federation.credential_status(server, principal.user_id))
 
 
 async def import_servers(request: Request) -> JSONResponse:
@@ -115,8 +167,33 @@ async def import_servers(request: Request) -> JSONResponse:
 
 async def remove_server(request: Request) -> JSONResponse:
     await require_principal(request, "admin")
-    removed = await _service(request).remove_server(request.path_params["name"])
+    removed = await _federation(request).remove(request.path_params["name"])
     return JSONResponse({"server": request.path_params["name"], "removed": removed})
+
+
+async def list_virtual(request: Request) -> JSONResponse:
+    await require_principal(request, "read")
+    return json_response({"virtual_servers": await _virtual(request).list_all()})
+
+
+async def get_virtual(request: Request) -> JSONResponse:
+    await require_principal(request, "read")
+    return json_response(await _virtual(request).describe(request.path_params["name"]))
+
+
+async def create_virtual(request: Request) -> JSONResponse:
+    principal = await require_principal(request, "admin")
+    body = await json_body(request, VirtualServerBody)
+    created = await _virtual(request).create(
+        body.name, body.tools, body.prompts, body.resources, principal.user_id, body.description
+    )
+    return json_response(created, status_code=201)
+
+
+async def remove_virtual(request: Request) -> JSONResponse:
+    await require_principal(request, "admin")
+    await _virtual(request).remove(request.path_params["name"])
+    return JSONResponse({"removed": request.path_params["name"]})
 
 
 ROUTES = [
@@ -128,5 +205,13 @@ ROUTES = [
     Route("/security/search", security_search, methods=["POST"]),
     Route("/catalog/servers", list_servers, methods=["GET"]),
     Route("/catalog/import", import_servers, methods=["POST"]),
+    Route("/catalog/servers", add_server, methods=["POST"]),
     Route("/catalog/servers/{name:str}", remove_server, methods=["DELETE"]),
+    Route("/catalog/servers/{name:str}/sync", sync_server, methods=["POST"]),
+    Route("/catalog/servers/{name:str}/credential", credential, methods=["GET", "PUT", "DELETE"]),
+    *OAUTH_ROUTES,
+    Route("/catalog/virtual", list_virtual, methods=["GET"]),
+    Route("/catalog/virtual", create_virtual, methods=["POST"]),
+    Route("/catalog/virtual/{name:str}", get_virtual, methods=["GET"]),
+    Route("/catalog/virtual/{name:str}", remove_virtual, methods=["DELETE"]),
 ]

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from isa.catalog.models import ITEM_TYPES, SECURITY_LEVELS, ItemType
+
+
+def _not_blank(value: str, info: ValidationInfo) -> str:
+    if not value.strip():
+        raise ValueError(f"{info.field_name} must not be blank")
+    return value
+
+
+NonBlank = Annotated[str, AfterValidator(_not_blank)]  # whitespace alone is refused, naming the field
 
 
 class _Strict(BaseModel):
@@ -62,6 +71,41 @@ class ImportedServerSpec(BaseModel):
         return value.strip()
 
 
+class VirtualServerBody(_Strict):
+    """POST /catalog/virtual: a named endpoint /mcp/v/{name} exposing these catalog items (replaces one of that name).
+    Tools and prompts by the name they are called here, resources by URI."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str = Field(default="", max_length=2000)
+    tools: list[str] = Field(default_factory=list, max_length=5000)
+    prompts: list[str] = Field(default_factory=list, max_length=5000)
+    resources: list[str] = Field(default_factory=list, max_length=5000)
+
+
+class AddServerBody(_Strict):
+    """POST /catalog/servers: a live MCP server by URL; `headers` are its own credentials (sealed at rest)."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    url: str = Field(max_length=2_000, pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict, max_length=50)
+    # For a server that acts as the user: 'Authorization: Bearer {credential}' (each user stores their own).
+    user_header: str | None = Field(default=None, max_length=500)
+    # "oauth": isa becomes the server's OAuth client (docs/federation.md); `per_user`: each user authorizes their own.
+    auth: Literal["oauth"] | None = None
+    per_user: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _not_ours(cls, value: str) -> str:
+        if value.lower() == "isa":
+            raise ValueError("'isa' is this server's own name")
+        return value
+
+
+class CredentialBody(_Strict):
+    credential: str = Field(min_length=1, max_length=10_000)
+
+
 class MaxResults(_Strict):
     tools: int = Field(default=5, ge=0, le=50)
     prompts: int = Field(default=3, ge=0, le=50)
@@ -74,17 +118,10 @@ DISCOVER_MAX_CHARS = 100_000
 
 
 class DiscoverBody(_Strict):
-    request: str = Field(min_length=1, max_length=DISCOVER_MAX_CHARS)
+    request: NonBlank = Field(min_length=1, max_length=DISCOVER_MAX_CHARS)
     max_results: MaxResults = Field(default_factory=MaxResults)
     # The relevance floor for this request (absent: the configured one; 0: none). docs/discovery.md.
     min_similarity: float | None = Field(default=None, ge=0, le=1)
-
-    @field_validator("request")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("request must not be blank")
-        return value
 
 
 class SecuritySearchBody(_Strict):
@@ -99,26 +136,22 @@ class SearchFiltersBody(_Strict):
     categories: list[str] = Field(default_factory=list, max_length=50)
     servers: list[str] = Field(default_factory=list, max_length=50)
     security_levels: list[Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]] = Field(default_factory=list)
-    min_score: float = Field(default=0.0, ge=-1.0, le=10.0)
+    # None: no score filter (z-score fusion gives below-average candidates negative scores).
+    min_score: float | None = Field(default=None, ge=-100.0, le=100.0)
     min_similarity: float | None = Field(default=None, ge=0, le=1)
 
 
 class SearchBody(_Strict):
-    query: str = Field(min_length=1, max_length=4_000)
+    query: NonBlank = Field(min_length=1, max_length=4_000)
     filters: SearchFiltersBody = Field(default_factory=SearchFiltersBody)
     max_results: int = Field(default=10, ge=1, le=100)
     mode: Literal["hybrid", "lexical", "dense"] = "hybrid"
 
-    @field_validator("query")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("query must not be blank")
-        return value
-
 
 __all__ = [
     "SECURITY_LEVELS",
+    "AddServerBody",
+    "CredentialBody",
     "DiscoverBody",
     "ImportedServerSpec",
     "ImportedTool",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -18,14 +18,23 @@ from isa.auth.principal import Principal
 from isa.catalog import history_store, store
 from isa.catalog.access import Floor, access_sql
 from isa.catalog.adapter import QueryAdapter
+from isa.catalog.doc2query import Doc2Query
 from isa.catalog.history import Selection, SelectionLog
 from isa.catalog.importer import server_items
 from isa.catalog.models import ITEM_TYPES, OWN_SERVER, SECURITY_LEVELS, CatalogItem, SearchFilters, SyncReport
 from isa.catalog.notify import CHANNEL, listen
 from isa.catalog.results import discovery_hit, filter_sql, search_hit
-from isa.catalog.schemas import ImportedServerSpec
+from isa.catalog.schemas import DISCOVER_RANKED_CHARS, ImportedServerSpec
 from isa.catalog.settings import CatalogSettings
-from isa.catalog.text import embed_text, embedding_hash, extra_text, item_hash, name_text, qualified_name
+from isa.catalog.text import (
+    embed_text,
+    embedding_hash,
+    extra_text,
+    item_hash,
+    joined_text,
+    name_text,
+    qualified_name,
+)
 from isa.core.db import Database, vector_literal
 from isa.core.embeddings import Embedder
 from isa.core.errors import ApiError
@@ -36,6 +45,10 @@ from isa.llm.rerank import rerank
 
 log = get_logger(__name__)
 Listener = Callable[[], Awaitable[None]]
+Progress = Callable[[int], None]
+Generated = dict[tuple[str, str], list[str]]  # (server, tool name) -> doc2query requests
+Picks = list[tuple[str, str, str, float]]  # (item type, call name, server, score), best first
+EMBED_CHUNK = 256
 CORPUS = Corpus("mcp_unified_search_embeddings", postings="mcp_search_postings", examples="mcp_query_examples")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _DEFAULT_LIMITS = {"tools": 5, "prompts": 3, "resources": 3}
@@ -49,6 +62,7 @@ class CatalogService:
         settings: CatalogSettings | None = None,
         adapter: QueryAdapter | None = None,
         reranker: ModelClient | None = None,
+        doc2query: Doc2Query | None = None,
     ) -> None:
         self.db = db
         self.embedder = embedder
@@ -56,10 +70,13 @@ class CatalogService:
         self.adapter = adapter if adapter is None or adapter.model == embedder.model_name else None
         self.weights = self.settings.weights()
         self.reranker = reranker
+        self.doc2query = doc2query  # None: no generated example queries (no model configured)
         self.selections = SelectionLog(db, self.settings.log_queue)
         self._cache = LruCache(self.settings.query_cache_size)
         self._limiter = anyio.CapacityLimiter(self.settings.embed_threads)
         self._listeners: list[Listener] = []
+        # Vectors embedded before the database could be read (prime_own), by embedding hash; used once by sync_own.
+        self._primed: dict[str, list[float]] = {}
         self._stats: dict[str, Bm25Stats] = {}
         self._stats_at = 0.0
 
@@ -83,6 +100,7 @@ class CatalogService:
         async with self.selections.running(), anyio.create_task_group() as tg:
             tg.start_soon(listen, self.db.url, self._changed)
             tg.start_soon(self._keep_stats_fresh)
+            tg.start_soon(self._reembed_in_background)
             if self.settings.learn_interval_seconds > 0:
                 tg.start_soon(self._learn_periodically)
             try:
@@ -95,9 +113,14 @@ class CatalogService:
     async def _embed(self, texts: Sequence[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
         return await anyio.to_thread.run_sync(self.embedder.embed_batch, list(texts), limiter=self._limiter)
 
+    async def load_encoder(self) -> None:
+        """Load the encoder's weights (no database needed: a node started while its database is down loads them
+        during the outage, so readiness after the database returns does not wait for them)."""
+        await self._embed(["warm up the encoder"])
+
     async def warm_up(self) -> None:
         """Load the encoder and read the BM25 statistics now, not on the first user's request."""
-        await self._embed(["warm up the encoder"])
+        await self.load_encoder()
         await self._refresh_stats()
 
     async def _query_vector(self, text: str) -> list[float]:
@@ -114,7 +137,9 @@ class CatalogService:
 
     # --- writing --------------------------------------------------------------------------------------------
 
-    async def _rows(self, items: Sequence[CatalogItem], server: str) -> tuple[list[store.IndexRow], int]:
+    async def _rows(
+        self, items: Sequence[CatalogItem], server: str, progress: Progress | None = None
+    ) -> tuple[list[store.IndexRow], int]:
         """Index rows for `items`, embedding only those whose embedded text (or model) changed."""
         model = self.embedder.model_name
         async with self.db.connection() as conn:
@@ -126,13 +151,28 @@ class CatalogService:
             for n, (item, h) in enumerate(zip(items, hashes, strict=True))
             if not (s := state.get((item.item_type, item.name))) or s["embedded_hash"] != h or not s["has_vector"]
         ]
-        vectors = await self._embed([texts[n] for n in todo]) if todo else None
-        fresh = {n: vectors[k].tolist() for k, n in enumerate(todo)} if vectors is not None else {}
+        fresh: dict[int, list[float]] = {n: self._primed[hashes[n]] for n in todo if hashes[n] in self._primed}
+        todo_ = [n for n in todo if n not in fresh]
+        # In chunks, so a long import can say how far it got (isa catalog import/add show a progress bar).
+        for start in range(0, len(todo_), EMBED_CHUNK):
+            chunk = todo_[start : start + EMBED_CHUNK]
+            vectors = await self._embed([texts[n] for n in chunk])
+            fresh.update({n: vectors[k].tolist() for k, n in enumerate(chunk)})
+            if progress is not None:
+                progress(len(chunk))
         rows = [
             store.IndexRow(item, item_hash(item), hashes[n], name_text(item), extra_text(item), fresh.get(n))
             for n, item in enumerate(items)
         ]
         return rows, len(todo)
+
+    async def prime_own(self, items: Sequence[CatalogItem]) -> None:
+        """Embed our own items without the database (while it is down at start): the first sync_own after it
+        returns then only writes, so readiness follows the database within a probe interval (drill B2.7)."""
+        model = self.embedder.model_name
+        texts = [embed_text(i) for i in items]
+        vectors = await self._embed(texts)
+        self._primed = {embedding_hash(t, model): vectors[k].tolist() for k, t in enumerate(texts)}
 
     async def sync_own(self, items: Sequence[CatalogItem]) -> SyncReport:
         """Make the catalog's "isa" rows match `items`: upsert by content hash, re-embed only changed text."""
@@ -146,6 +186,7 @@ class CatalogService:
                 raise ValueError(f"duplicate {item.item_type} name {item.qualified_name!r}")
             seen.add((item.item_type, item.qualified_name))
         rows, embedded = await self._rows(items, OWN_SERVER)
+        self._primed = {}  # used once: later syncs embed only what changed
         async with self.db.transaction() as conn:
             await store.lock_writes(conn)
             before = await store.index_state(conn, OWN_SERVER, self.embedder.model_name)
@@ -167,10 +208,11 @@ class CatalogService:
             await self._changed()
         return report
 
-    async def _example_rows(self, specs: Sequence[ImportedServerSpec]) -> dict[str, str]:
+    async def _example_rows(self, specs: Sequence[ImportedServerSpec], generated: Generated) -> dict[str, str]:
         """Vector text for every distinct example query, embedding only the ones never seen with this model."""
         model = self.embedder.model_name
-        texts = sorted({e for s in specs for t in s.tools for e in t.examples})
+        made = {q for queries in generated.values() for q in queries}
+        texts = sorted({e for s in specs for t in s.tools for e in t.examples} | made)
         by_hash = {hashlib.sha256(t.encode()).hexdigest(): t for t in texts}
         async with self.db.connection() as conn:
             known = await store.example_vectors(conn, list(by_hash), model)
@@ -181,30 +223,54 @@ class CatalogService:
             known.update({h: vector_literal(v) for h, v in zip(chunk, vectors, strict=True)})
         return known
 
-    async def import_servers(self, specs: Sequence[ImportedServerSpec]) -> list[dict[str, Any]]:
-        """Register (or refresh) other servers' tools; a server's tools not in its new list are removed."""
+    async def import_servers(
+        self,
+        specs: Sequence[ImportedServerSpec],
+        extras: Mapping[str, Sequence[CatalogItem]] | None = None,
+        progress: Progress | None = None,
+    ) -> list[dict[str, Any]]:
+        """Register (or refresh) other servers' tools; a server's tools not in its new list are removed.
+
+        `extras` adds a server's prompts and resources (a live server's listing); `progress(n)` is told each time
+        `n` more items were embedded.
+        """
         prepared = []
         for spec in specs:
-            items = server_items(spec, lambda _name: "")
-            prepared.append((spec, *await self._rows(items, spec.name)))
-        example_vectors = await self._example_rows(specs)
+            items = [*server_items(spec, lambda _name: ""), *(extras or {}).get(spec.name, ())]
+            prepared.append((spec, *await self._rows(items, spec.name, progress)))
+        # doc2query (when a model is configured): bounded, cached, and an import goes on without it on failure.
+        generated = await self.doc2query.for_import(self.db, specs) if self.doc2query is not None else {}
+        example_vectors = await self._example_rows(specs, generated)
         model = self.embedder.model_name
         out = []
+        any_change = False
         async with self.db.transaction() as conn:
             await store.lock_writes(conn)
-            taken = await store.taken_names(conn, "tool")
+            taken = {t: await store.taken_names(conn, t) for t in ITEM_TYPES}
             for spec, rows, embedded in prepared:
                 state = await store.index_state(conn, spec.name, model)
                 named = []
                 for row in rows:
-                    old = state.get(("tool", row.item.name))
-                    qname = old["qualified_name"] if old else qualified_name(spec.name, row.item.name, taken)
-                    taken.add(qname)
+                    old = state.get((row.item.item_type, row.item.name))
+                    kind = row.item.item_type
+                    short = str(row.item.metadata.get("title") or row.item.name) if kind == "resource" else None
+                    qname = old["qualified_name"] if old else qualified_name(spec.name, short or row.item.name,
+                                                                             taken[kind])  # fmt: skip
+                    taken[kind].add(qname)
                     item = replace(row.item, qualified_name=qname)
                     named.append(replace(row, item=item, content_hash=item_hash(item)))
+                any_change = any_change or await store.server_url(conn, spec.name) != spec.url
+                any_change = any_change or any(
+                    (s := state.get((r.item.item_type, r.item.name))) is None or s["content_hash"] != r.content_hash
+                    for r in named
+                )
                 await store.upsert_server(conn, spec.name, spec.description, spec.url, spec.category)
                 await store.upsert(conn, named, model)
-                removed = await store.delete_missing(conn, spec.name, {"tool": [t.name for t in spec.tools]})
+                keep: dict[str, list[str]] = {
+                    t: [r.item.name for r in named if r.item.item_type == t] for t in ITEM_TYPES
+                }
+                removed = await store.delete_missing(conn, spec.name, keep)
+                any_change = any_change or removed > 0 or embedded > 0
                 ids = await store.entry_ids(conn, spec.name)
                 examples = [
                     (ids[t.name], q, h, example_vectors[h])
@@ -213,6 +279,14 @@ class CatalogService:
                     if (h := hashlib.sha256(q.encode()).hexdigest()) in example_vectors
                 ]
                 await store.replace_examples(conn, list(ids.values()), examples, model, "import")
+                if self.doc2query is not None:
+                    made = [
+                        (ids[t.name], q, h, example_vectors[h])
+                        for t in spec.tools
+                        for q in generated.get((spec.name, t.name), ())
+                        if (h := hashlib.sha256(q.encode()).hexdigest()) in example_vectors
+                    ]
+                    await store.replace_examples(conn, list(ids.values()), made, model, "generated")
                 count = await store.set_tool_count(conn, spec.name)
                 out.append(
                     {
@@ -224,8 +298,12 @@ class CatalogService:
                         "url": spec.url,
                     }
                 )
-            await conn.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(CHANNEL)))
-        await self._changed()
+                if self.doc2query is not None:
+                    out[-1]["generated"] = sum(len(generated.get((spec.name, t.name), ())) for t in spec.tools)
+            if any_change:  # a scheduled re-sync that found nothing new wakes no replica
+                await conn.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(CHANNEL)))
+        if any_change:
+            await self._changed()
         return out
 
     async def learn_from_usage(self) -> int:
@@ -252,6 +330,54 @@ class CatalogService:
             await store.add_examples(conn, rows, model, "usage")
         log.info("catalog_learned_from_usage", examples=len(rows))
         return len(rows)
+
+    async def reembed_stale(self, batch: int = 256) -> int:
+        """Embed, with this service's encoder, index rows and example queries that have no vector of it yet.
+
+        After `[catalog] encoder` changes, imported servers' rows (which no sync rewrites) and every example keep
+        vectors of the old model, which the ranking statement never compares with the new model's queries. This
+        brings them over in batches; each batch is its own short transaction, so discovery keeps answering.
+        """
+        model, done = self.embedder.model_name, 0
+        while True:
+            async with self.db.connection() as conn:
+                rows = await store.stale_rows(conn, model, batch)
+            if not rows:
+                break
+            texts = [joined_text(r["name_text"], r["description"] or "", r["search_text"] or "") for r in rows]
+            vectors = await self._embed(texts)
+            async with self.db.transaction() as conn:
+                await store.set_vectors(
+                    conn,
+                    [
+                        (r["id"], vector_literal(v), embedding_hash(t, model))
+                        for r, v, t in zip(rows, vectors, texts, strict=True)
+                    ],
+                    model,
+                )
+            done += len(rows)
+        while True:
+            async with self.db.connection() as conn:
+                examples = await store.stale_examples(conn, model, batch)
+            if not examples:
+                break
+            vectors = await self._embed([x["query"] for x in examples])
+            async with self.db.transaction() as conn:
+                for source in {x["source"] for x in examples}:
+                    picked = [(x, v) for x, v in zip(examples, vectors, strict=True) if x["source"] == source]
+                    rows_ = [(x["entry_id"], x["query"], x["query_hash"], vector_literal(v)) for x, v in picked]
+                    await store.add_examples(conn, rows_, model, source)
+            done += len(examples)
+        if done:
+            log.info("catalog_reembedded", model=model, rows=done)
+            self._cache = LruCache(self.settings.query_cache_size)
+        return done
+
+    async def _reembed_in_background(self) -> None:
+        try:
+            await self.reembed_stale()
+        except Exception as exc:  # the next start tries again; until then those rows rank lexically only
+            log.warning("catalog_reembed_failed", error=type(exc).__name__)
 
     async def _learn_periodically(self) -> None:
         while True:
@@ -282,6 +408,11 @@ class CatalogService:
     async def get_item(self, item_type: str, qualified_name: str) -> CatalogItem | None:
         async with self.db.connection() as conn:
             return await store.get_item(conn, item_type, qualified_name)
+
+    async def upstream_item(self, item_type: str, name: str) -> CatalogItem | None:
+        """Another server's item by its own name (a resource's URI); None when no imported server has one."""
+        async with self.db.connection() as conn:
+            return await store.upstream_item(conn, item_type, name)
 
     async def server_url(self, server: str) -> str | None:
         async with self.db.connection() as conn:
@@ -320,14 +451,19 @@ class CatalogService:
         max_results: dict[str, int] | None,
         principal: Principal | None,
         min_similarity: float | None = None,
+        only: Collection[str] | None = None,
     ) -> dict[str, list[dict[str, Any]]]:
         """The few tools, prompts and resources that fit `request` and that this caller may use, best first.
 
         Each list is ranked on its own; items the caller may not use and items below the relevance floor
-        (`min_similarity` overrides the configured one; 0: none) are left out in SQL, before the limit.
+        (`min_similarity` overrides the configured one; 0: none) are left out in SQL, before the limit. `only`:
+        the call names allowed (a virtual server's members), also applied in SQL before the limit.
         """
         if not request or not request.strip():
             raise ApiError(422, "invalid_request", "request must not be blank")
+        # A turn may paste a document after the request: every caller (POST /discover, discover_tools, the agent)
+        # is ranked on the same bounded head, so a long request costs what a 4,000-character one does.
+        request = request[:DISCOVER_RANKED_CHARS]
         limits = {**_DEFAULT_LIMITS, **(max_results or {})}
         if set(limits) - set(_DEFAULT_LIMITS) or any(not 0 <= v <= 50 for v in limits.values()):
             raise ApiError(422, "invalid_request", "max_results takes tools, prompts, resources between 0 and 50")
@@ -335,6 +471,8 @@ class CatalogService:
         rerank_tools = self.reranker is not None and principal is not None and limits["tools"] > 0
         pool = {**limits, "tools": max(limits["tools"], self.settings.rerank_candidates)} if rerank_tools else limits
         where, floor = access_sql(principal), self._floor(min_similarity)
+        if only is not None:
+            where = sql.SQL("({}) AND e.qualified_name = ANY({})").format(where, sql.Literal(sorted(only)))
         below, examples_below = floor.condition(), floor.example_condition()
         slices = [
             Slice(t, "item_type", t, pool[t + "s"], where=where, floor=below, example_floor=examples_below)
@@ -348,17 +486,17 @@ class CatalogService:
         if rerank_tools and self.reranker is not None and principal is not None:
             out["tools"] = await self._rerank(request, out["tools"], principal)
         out["tools"] = out["tools"][: limits["tools"]]
-        latency = (time.perf_counter() - started) * 1000
-        self.selections.record(
-            Selection(
-                "discover",
-                request,
-                principal.user_id if principal else None,
-                latency,
-                [(kind[:-1], h["name"], h["server"], float(h["score"])) for kind, hits in out.items() for h in hits],
-            )
-        )
+        picks = [(kind[:-1], h["name"], h["server"], float(h["score"])) for kind, hits in out.items() for h in hits]
+        self._record("discover", request, principal, started, picks)
         return out
+
+    def _record(
+        self, kind: str, text: str, principal: Principal | None, started: float, picks: Picks, **filters: Any
+    ) -> None:
+        """Log what a discovery or search returned (selection history), timed from `started`."""
+        latency = (time.perf_counter() - started) * 1000
+        user_id = principal.user_id if principal else None
+        self.selections.record(Selection(kind, text, user_id, latency, picks, filters=filters))
 
     def _floor(self, min_similarity: float | None) -> Floor:
         configured = self.settings.floor()
@@ -402,19 +540,13 @@ class CatalogService:
             for t in dict.fromkeys(filters.types)
         ]
         rows = await self._rank(query, slices, filters.mode)
-        rows = sorted((r for r in rows if float(r["score"]) >= filters.min_score), key=lambda r: -float(r["score"]))
-        rows = rows[: filters.max_results]
-        latency = (time.perf_counter() - started) * 1000
-        self.selections.record(
-            Selection(
-                "search",
-                query,
-                principal.user_id if principal else None,
-                latency,
-                [(r["item_type"], r["qualified_name"], r["server"], float(r["score"])) for r in rows],
-                filters={"types": list(filters.types), "mode": filters.mode},
-            )
+        floor_ = filters.min_score
+        rows = sorted(
+            (r for r in rows if floor_ is None or float(r["score"]) >= floor_), key=lambda r: -float(r["score"])
         )
+        rows = rows[: filters.max_results]
+        picks = [(r["item_type"], r["qualified_name"], r["server"], float(r["score"])) for r in rows]
+        self._record("search", query, principal, started, picks, types=list(filters.types), mode=filters.mode)
         return [search_hit(r) for r in rows]
 
     async def capabilities(self, limit: int, principal: Principal | None) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from isa.catalog.access import Floor
@@ -23,8 +25,15 @@ class CatalogSettings(BaseModel):
     adapter_path: str = ""
     # Ranking (docs/discovery.md); the defaults were chosen on the dev splits.
     lexical_weight: float = Field(default=0.3, ge=0, le=1)
-    examples_weight: float = Field(default=1.0, ge=0, le=100)
+    examples_weight: float = Field(default=8.0, ge=0, le=100)  # z-score scale (see fusion)
     candidates: int = Field(default=40, ge=5, le=1000)
+    # "zscore": each retriever's scores standardised over the query's candidates, then weighted; "max": cosine
+    # plus BM25 divided by its maximum (the fusion before issue 24). Measured in docs/discovery.md.
+    fusion: Literal["zscore", "max"] = "zscore"
+    # Query and item encoder: "int8" (the MiniLM graph dynamically quantised; same quality on the dev splits,
+    # ~3x faster per query), "fp32" (the stock model) or "tuned" (our int8 fine-tune for tool retrieval,
+    # isa/core/encoders/README.md). Changing it re-embeds the catalog once.
+    encoder: Literal["int8", "fp32", "tuned"] = "int8"
     # Learning from usage: a query whose discovered tool the same user called successfully within the window
     # becomes an example of that tool. Runs every interval in each serving process (0: only `isa catalog learn`).
     learn_interval_seconds: float = Field(default=600.0, ge=0)
@@ -44,9 +53,36 @@ class CatalogSettings(BaseModel):
     example_margin: float = Field(default=0.2, ge=0, le=1)
     # POST /catalog/import body limit.
     import_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # Live servers added by URL (docs/federation.md): re-listed this often (and on their list_changed), each
+    # MCP request to them bounded by the timeout, at most this many pages per listing.
+    federation_sync_seconds: float = Field(default=300.0, gt=0)
+    federation_timeout_seconds: float = Field(default=30.0, gt=0)
+    federation_max_pages: int = Field(default=100, ge=1, le=10_000)
+    # The environment variable holding the Fernet key(s) that seal stored upstream credentials (comma-separated:
+    # the first seals, all open). Unset: servers with headers or per-user credentials can't be added.
+    credentials_key_env: str = "ISA_CATALOG_CREDENTIALS_KEY"
+    # Servers added with --auth oauth send the user back here (isa's callback, registered with the upstream). Empty:
+    # mcp.public_url's origin + /catalog/oauth/callback, else (over HTTP) the request's own origin.
+    oauth_redirect_url: str = Field(default="", pattern=r"^(https?://.+)?$")
 
     def floor(self) -> Floor:
         return Floor(self.min_similarity, self.high_risk_margin, self.example_margin)
 
     def weights(self) -> Weights:
-        return Weights(lexical=self.lexical_weight, examples=self.examples_weight, candidates=self.candidates)
+        return Weights(
+            lexical=self.lexical_weight, examples=self.examples_weight, candidates=self.candidates, fusion=self.fusion
+        )
+
+
+class Doc2QuerySettings(BaseModel):
+    """The doc2query keys of `[default.catalog]` (read from the same section as CatalogSettings)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    doc2query_model: str = ""  # model alias on the model node; empty: no generated examples
+    doc2query_per_tool: int = Field(default=5, ge=1, le=20)
+    doc2query_batch: int = Field(default=8, ge=1, le=50)
+    doc2query_concurrency: int = Field(default=2, ge=1, le=16)
+    doc2query_timeout_seconds: float = Field(default=60.0, gt=0)  # one model call
+    doc2query_budget_seconds: float = Field(default=300.0, gt=0)  # one import's whole generation round
+    doc2query_user: str = Field(default="isa-catalog", min_length=1, max_length=200)

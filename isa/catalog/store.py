@@ -10,7 +10,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from isa.catalog.models import CatalogItem, ItemType
-from isa.core.db import DictConnection, vector_literal
+from isa.core.db import DictConnection, fetch_one, vector_literal
 from isa.core.search import Bm25Stats
 
 # Every write to the catalog holds this transaction lock: concurrent syncs and imports queue instead of racing
@@ -259,13 +259,23 @@ def item_of(row: dict[str, Any]) -> CatalogItem:
 
 
 async def get_item(conn: DictConnection, item_type: str, qualified_name: str) -> CatalogItem | None:
-    cur = await conn.execute(
+    return await _one_item(conn, "qualified_name = %s AND is_active", (item_type, qualified_name))
+
+
+async def upstream_item(conn: DictConnection, item_type: str, name: str) -> CatalogItem | None:
+    """Another server's active item by its own name (a resource's URI), for proxying reads to it."""
+    where = "item_name = %s AND server <> 'isa' AND is_active ORDER BY server LIMIT 1"
+    return await _one_item(conn, where, (item_type, name))
+
+
+async def _one_item(conn: DictConnection, where: str, params: tuple[str, str]) -> CatalogItem | None:
+    """The item of `item_type = %s AND <where>` (both parameters given), or None."""
+    row = await fetch_one(
+        conn,
         "SELECT item_type, server, item_name, qualified_name, description, category, keywords, input_schema,"
-        " security_level, metadata FROM mcp_unified_search_embeddings"
-        " WHERE item_type = %s AND qualified_name = %s AND is_active",
-        (item_type, qualified_name),
+        " security_level, metadata FROM mcp_unified_search_embeddings WHERE item_type = %s AND " + where,
+        params,
     )
-    row = await cur.fetchone()
     return item_of(row) if row else None
 
 
@@ -385,3 +395,56 @@ async def add_examples(conn: DictConnection, rows: list[tuple[Any, str, str, str
             [(e, q, h, source, v, model) for e, q, h, v in rows],
         )
     return len(rows)
+
+
+async def stale_rows(conn: DictConnection, model: str, limit: int) -> list[dict[str, Any]]:
+    """Index rows whose vector is missing or of another model (the encoder setting changed), oldest id first."""
+    cur = await conn.execute(
+        "SELECT id, name_text, description, search_text FROM mcp_unified_search_embeddings"
+        " WHERE embedding IS NULL OR embedding_model IS DISTINCT FROM %s ORDER BY id LIMIT %s",
+        (model, limit),
+    )
+    return list(await cur.fetchall())
+
+
+async def set_vectors(conn: DictConnection, rows: list[tuple[Any, str, str]], model: str) -> None:
+    """Store (id, vector text, embedded hash) of re-embedded index rows."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "UPDATE mcp_unified_search_embeddings SET embedding = %s::vector, embedding_model = %s,"
+            " embedded_hash = %s WHERE id = %s",
+            [(v, model, h, i) for i, v, h in rows],
+        )
+
+
+async def stale_examples(conn: DictConnection, model: str, limit: int) -> list[dict[str, Any]]:
+    """Example queries that have no vector of `model` yet: (entry_id, query, query_hash, source)."""
+    cur = await conn.execute(
+        "SELECT DISTINCT ON (x.entry_id, x.query_hash) x.entry_id, x.query, x.query_hash, x.source"
+        " FROM mcp_query_examples x WHERE NOT EXISTS (SELECT 1 FROM mcp_query_examples y"
+        " WHERE y.entry_id = x.entry_id AND y.query_hash = x.query_hash AND y.embedding_model = %s)"
+        " ORDER BY x.entry_id, x.query_hash LIMIT %s",
+        (model, limit),
+    )
+    return list(await cur.fetchall())
+
+
+async def generated_queries(conn: DictConnection, hashes: list[str], model: str) -> dict[str, list[str]]:
+    """doc2query cache: text hash -> the requests `model` wrote for that tool text."""
+    if not hashes:
+        return {}
+    cur = await conn.execute(
+        "SELECT text_hash, queries FROM mcp_generated_queries WHERE text_hash = ANY(%s) AND model = %s",
+        (hashes, model),
+    )
+    return {r["text_hash"]: list(r["queries"]) for r in await cur.fetchall()}
+
+
+async def save_generated_queries(conn: DictConnection, rows: dict[str, list[str]], model: str) -> None:
+    """Store (or replace) what `model` wrote per text hash."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO mcp_generated_queries (text_hash, model, queries) VALUES (%s, %s, %s)"
+            " ON CONFLICT (text_hash, model) DO UPDATE SET queries = EXCLUDED.queries, created_at = now()",
+            [(h, model, queries) for h, queries in rows.items() if queries],
+        )

@@ -57,9 +57,13 @@ def extra_text(item: CatalogItem) -> str:
 
 def embed_text(item: CatalogItem) -> str:
     """The one text the item is embedded from (measured best on the dev splits; see docs/discovery.md)."""
-    head = name_text(item)
-    body = " ".join(p for p in (item.description.strip(), extra_text(item)) if p)
-    return f"{head}: {body}" if body else head
+    return joined_text(name_text(item), item.description, extra_text(item))
+
+
+def joined_text(name: str, description: str, extra: str) -> str:
+    """`embed_text` from the stored name text, description and extra text (re-embedding without the item)."""
+    body = " ".join(p for p in (description.strip(), extra) if p)
+    return f"{name}: {body}" if body else name
 
 
 def item_hash(item: CatalogItem) -> str:

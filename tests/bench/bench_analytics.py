@@ -61,8 +61,8 @@ from isa.core.migrations import migrate
 from isa.core.settings import load_settings
 from isa.core.storage import StorageSettings, build_storage
 from isa.files.multipart import FilePart
-from isa.files.schemas import FilesSettings
 from isa.files.service import FilesService
+from isa.files.settings import FilesSettings
 
 DATA = Path(__file__).parent / "data" / "analytics_questions.jsonl"
 USER = "bench-analytics"

@@ -253,11 +253,17 @@ def main() -> None:
     parser.add_argument("--datasets", default="metatool,toollens", help="empty: latency only")
     parser.add_argument("--max-examples", type=int, default=10_000, help="train queries kept per tool")
     parser.add_argument("--out", default="", help="write the results as JSON here")
+    parser.add_argument("--data-dir", default="", help="an ISA_DATA_DIR whose catalog already has the tools: no import")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="measure each scale first without the access-scope statistics of migration 0038 (the plan before it)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="isa-bench-") as tmp:
-        data_dir = Path(tmp)
+        data_dir = Path(args.data_dir or tmp)
         key = json.loads(isa(data_dir, "keys", "create", "--user", "bench", "--scope", "read", "--json", migrate=True))[
             "key"
         ]
@@ -283,17 +289,42 @@ def run(proc: Any, key: str, data_dir: Path, args: argparse.Namespace, results: 
         quality(client, data_dir, ds, args.queries, args.max_examples, results)
     have = 0
     for size in [int(s) for s in args.scale.split(",") if s]:
-        path = data_dir / f"synthetic{size}.json"
-        path.write_text(json.dumps(synthetic_servers(have, size - have)))
-        t = time.perf_counter()
-        isa(data_dir, "catalog", "import", str(path), "--json")
-        print(f"[scale] {size} tools (import of {size - have}: {time.perf_counter() - t:.0f}s)", flush=True)
+        if not args.data_dir:
+            path = data_dir / f"synthetic{size}.json"
+            path.write_text(json.dumps(synthetic_servers(have, size - have)))
+            t = time.perf_counter()
+            isa(data_dir, "catalog", "import", str(path), "--json")
+            print(f"[scale] {size} tools (import of {size - have}: {time.perf_counter() - t:.0f}s)", flush=True)
         have = size
+        if args.baseline:
+            scope_statistics(data_dir, keep=False)
+            results[f"latency/{size} before"] = {
+                "cold": latency(client, size, warm=False),
+                "warm": latency(client, size, warm=True),
+            }
+            print(f"[scale] {size} before: {results[f'latency/{size} before']}", flush=True)
+            scope_statistics(data_dir, keep=True)
         results[f"latency/{size}"] = {
             "cold": latency(client, size, warm=False),
             "warm": latency(client, size, warm=True),
         }
         print(f"[scale] {size}: {results[f'latency/{size}']}", flush=True)
+
+
+def scope_statistics(data_dir: Path, keep: bool) -> None:
+    """Drop (keep=False) or restore migration 0038's statistics on the access-scope expression, then ANALYZE."""
+    import psycopg
+
+    from isa.catalog.access import REQUIRED_SCOPE
+    from isa.core.embedded import embedded_url
+
+    with psycopg.connect(os.environ.get("ISA_DATABASE__URL") or embedded_url(data_dir), autocommit=True) as conn:
+        conn.execute("DROP STATISTICS IF EXISTS mcp_unified_search_scope_stats")
+        if keep:
+            expr = REQUIRED_SCOPE.as_string(conn).replace("e.", "")
+            table = "mcp_unified_search_embeddings"
+            conn.execute(f"CREATE STATISTICS mcp_unified_search_scope_stats ON ({expr}) FROM {table}")
+        conn.execute("ANALYZE mcp_unified_search_embeddings")
 
 
 def report(results: dict[str, Any]) -> None:

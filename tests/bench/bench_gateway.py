@@ -43,14 +43,18 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.procs import free_port, port_open, wait_for  # noqa: E402
 
+PIDS: dict[str, int] = {}  # log name -> pid, for the CPU time of each target's process
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "Say hello in one short sentence."}]}
 FAKE_KEY_ENV = "BENCH_FAKE_PROVIDER_KEY"
 
 
 @contextmanager
-def process(args: list[str], env: dict[str, str], log: Path, port: int, ready_url: str | None = None) -> Iterator[None]:
+def process(
+    args: list[str], env: dict[str, str], log: Path, port: int, ready_url: str | None = None, cwd: Path = ROOT
+) -> Iterator[None]:
     with log.open("w") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+        PIDS[log.stem] = proc.pid
         try:
 
             def up() -> bool:
@@ -60,7 +64,7 @@ def process(args: list[str], env: dict[str, str], log: Path, port: int, ready_ur
                     return httpx.get(ready_url, timeout=2).status_code == 200
                 return port_open(port)
 
-            wait_for(up, timeout=120, interval=0.2)
+            wait_for(up, timeout=300, interval=0.2)  # a loaded machine starts slowly
             yield
         finally:
             proc.terminate()
@@ -79,11 +83,14 @@ def fake_provider(tmp: Path) -> tuple[ExitStack, str]:
     return stack, f"http://127.0.0.1:{port}/v1"
 
 
-def isa_gateway(tmp: Path, provider: str, name: str = "isa", extra: str = "") -> tuple[ExitStack, str, str]:
+def isa_gateway(
+    tmp: Path, provider: str, name: str = "isa", extra: str = "", deployment: str = "", tree: Path = ROOT
+) -> tuple[ExitStack, str, str]:
     """`isa serve --role model` on an embedded database, with one user holding credits and a key.
 
     Every gateway of a run shares the embedded database (and so the user and key); `extra` is added to
-    its `[model]` settings.
+    its `[model]` settings, `deployment` to its one deployment; `tree` is the source tree it runs from
+    (another checkout: the code before a change, in the same run).
     """
     port = free_port()
     settings_file = tmp / f"bench-{name}.toml"
@@ -102,6 +109,7 @@ name = "bench"
 model = "openai/gpt-4o-mini"
 api_base = "{provider}"
 api_key_env = "{FAKE_KEY_ENV}"
+{deployment}
 """
     )
     data_dir = tmp / "isa-data"
@@ -111,11 +119,12 @@ api_key_env = "{FAKE_KEY_ENV}"
         "ISA_DATA_DIR": str(data_dir),
         "ISA_SETTINGS_FILE": str(settings_file),
         FAKE_KEY_ENV: "sk-bench-provider",
+        "PYTHONPATH": str(tree),
     }
     stack = ExitStack()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "isa", "serve", "--role", "model", "--port", str(port)]
-    stack.enter_context(process(cmd, env, tmp / f"{name}.log", port, ready_url=url + "/health/ready"))
+    stack.enter_context(process(cmd, env, tmp / f"{name}.log", port, ready_url=url + "/health/ready", cwd=tree))
     global _KEY
     if _KEY is None:
         os.environ["ISA_DATA_DIR"] = str(data_dir)
@@ -166,25 +175,46 @@ general_settings:
 
 
 STREAM = False
+SEQUENTIAL = False  # TTFB is recorded for sequential requests only (one in flight)
+TTFB: dict[str, list[float]] = {}  # base URL -> time to the first body byte of each request
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process (and its threads) so far; 0 when unknown."""
+    if pid is None:
+        return 0.0
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 async def one(client: httpx.AsyncClient, base: str, key: str) -> None:
     """One chat completion, read to its last byte."""
     headers = {"Authorization": f"Bearer {key}"}
     body = {**BODY, "stream": True} if STREAM else BODY
+    t0 = time.perf_counter()
     async with client.stream("POST", base + "/chat/completions", json=body, headers=headers) as response:
-        data = await response.aread()
+        pieces = []
+        async for piece in response.aiter_bytes():
+            if not pieces and SEQUENTIAL:
+                TTFB.setdefault(base, []).append(time.perf_counter() - t0)
+            pieces.append(piece)
+        data = b"".join(pieces)
         response.raise_for_status()
     if STREAM and not data.rstrip().endswith(b"data: [DONE]"):
         raise RuntimeError(f"{base}: the stream did not end with [DONE]")
 
 
 async def sequential(client: httpx.AsyncClient, base: str, key: str, n: int) -> list[float]:
+    global SEQUENTIAL
     out = []
+    SEQUENTIAL = True
     for _ in range(n):
         t0 = time.perf_counter()
         await one(client, base, key)
         out.append(time.perf_counter() - t0)
+    SEQUENTIAL = False
     return out
 
 
@@ -209,6 +239,9 @@ def pct(values: list[float], q: float) -> float:
 async def run(targets: dict[str, tuple[str, str]], args: argparse.Namespace) -> None:
     latencies: dict[str, list[float]] = {name: [] for name in targets}
     rates: dict[str, list[float]] = {name: [] for name in targets}
+    cpu: dict[str, float] = dict.fromkeys(targets, 0.0)
+    pids = {name: PIDS.get("litellm" if name == "litellm-proxy" else name.removeprefix("isa-")) for name in targets}
+    pids["isa-gateway"] = PIDS.get("isa")
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         for base, key in targets.values():
@@ -217,31 +250,75 @@ async def run(targets: dict[str, tuple[str, str]], args: argparse.Namespace) -> 
             for name, (base, key) in targets.items():
                 latencies[name] += await sequential(client, base, key, args.batch)
             for name, (base, key) in targets.items():
+                before = cpu_seconds(pids.get(name))
                 rates[name].append(await concurrent(client, base, key, args.concurrent_batch, args.concurrency))
+                cpu[name] += cpu_seconds(pids.get(name)) - before
     direct50, direct95 = pct(latencies["direct"], 0.5), pct(latencies["direct"], 0.95)
     n = len(latencies["direct"])
     print(f"\nload average before: {args.load_before}, after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
     kind = "streamed" if STREAM else "non-streamed"
     total = args.rounds * args.concurrent_batch
     print(f"{kind} chat completions; {n} sequential + {total} concurrent (x{args.concurrency}) requests each")
-    print(f"{'target':<18}{'p50 ms':>9}{'p95 ms':>9}{'p50 added':>11}{'p95 added':>11}{'req/s':>9}")
+    print(f"{'target':<18}{'p50 ms':>9}{'p95 ms':>9}{'p50 added':>11}{'p95 added':>11}{'req/s':>9}{'CPU ms/req':>12}")
     for name in targets:
         p50, p95 = pct(latencies[name], 0.5), pct(latencies[name], 0.95)
         rps = statistics.median(rates[name])
         added = "" if name == "direct" else f"{p50 - direct50:>11.2f}{p95 - direct95:>11.2f}"
-        print(f"{name:<18}{p50:>9.2f}{p95:>9.2f}{added or ' ' * 22}{rps:>9.0f}")
-    if "litellm-proxy" in targets:
-        theirs = pct(latencies["litellm-proxy"], 0.5) - direct50
-        print()
+        cpu_ms = f"{cpu[name] * 1000 / total:>12.2f}" if pids.get(name) else ""
+        print(f"{name:<18}{p50:>9.2f}{p95:>9.2f}{added or ' ' * 22}{rps:>9.0f}{cpu_ms}")
+    if STREAM:
+        first = {name: pct(TTFB[base], 0.5) for name, (base, _) in targets.items()}
+        print("\nstreamed time to first byte, p50 (added over direct):")
         for name in targets:
-            if name in ("direct", "litellm-proxy"):
+            print(f"  {name}: {first[name]:.2f} ms ({first[name] - first['direct']:+.2f})")
+    baseline = "litellm-proxy" if "litellm-proxy" in targets else "isa-before" if "isa-before" in targets else None
+    if baseline is not None:
+        theirs50 = pct(latencies[baseline], 0.5) - direct50
+        theirs95 = pct(latencies[baseline], 0.95) - direct95
+        print(f"\nratios against {baseline} (same run):")
+        for name in targets:
+            if name in ("direct", baseline):
                 continue
-            ours = pct(latencies[name], 0.5) - direct50
-            rps_ratio = statistics.median(rates[name]) / statistics.median(rates["litellm-proxy"])
+            ours50 = pct(latencies[name], 0.5) - direct50
+            ours95 = pct(latencies[name], 0.95) - direct95
+            rps_ratio = statistics.median(rates[name]) / statistics.median(rates[baseline])
+            cpu_ratio = cpu[name] / cpu[baseline] if cpu[baseline] else float("nan")
             print(
-                f"{name}: p50 overhead {ours:.2f} ms vs LiteLLM proxy {theirs:.2f} ms (ratio {ours / theirs:.2f}); "
-                f"throughput ratio {rps_ratio:.2f}"
+                f"  {name}: p50 added {ours50:.2f} vs {theirs50:.2f} ms ({ours50 / theirs50:.2f}x), p95 added "
+                f"{ours95:.2f} vs {theirs95:.2f} ms, req/s {rps_ratio:.2f}x, CPU per request {cpu_ratio:.2f}x"
             )
+
+
+async def local_check(gateway: str, key: str, provider: str, rounds: int, n: int) -> None:
+    """The issue's check: model `fake` of ISA_MODEL__LOCAL_URL, one client, gateway and direct alternating."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        body = {"model": "fake", "messages": BODY["messages"]}
+        errors = 0
+
+        async def timed(url: str, auth: str) -> float:
+            nonlocal errors
+            t0 = time.perf_counter()
+            response = await client.post(
+                url + "/chat/completions", json=body, headers={"Authorization": f"Bearer {auth}"}
+            )
+            elapsed = time.perf_counter() - t0
+            if response.status_code != 200:
+                errors += 1
+            return elapsed
+
+        for _ in range(50):  # warm-up
+            await timed(gateway, key)
+            await timed(provider, "x")
+        for r in range(rounds):
+            gw, direct = [], []
+            for _ in range(n):
+                gw.append(await timed(gateway, key))
+                direct.append(await timed(provider, "x"))
+            print(
+                f"round {r + 1}: direct p50 {pct(direct, 0.5):.2f} ms, gateway p50 {pct(gw, 0.5):.2f} ms, "
+                f"added p50 {pct(gw, 0.5) - pct(direct, 0.5):.2f} ms, p95 {pct(gw, 0.95) - pct(direct, 0.95):.2f} ms"
+            )
+        print(f"errors: {errors} (load average {os.getloadavg()[0]:.2f})")
 
 
 async def router_only(provider: str, rounds: int, batch: int, flags: list[str]) -> None:
@@ -295,6 +372,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--stream", action="store_true", help="SSE streams instead of plain completions")
     parser.add_argument("--variant", action="append", default=[], help="NAME:key=value,... (isa [model] settings)")
+    parser.add_argument("--local-check", action="store_true", help="model `fake` via model.local_url, 3 x 300")
+    parser.add_argument("--litellm-path", action="store_true", help="add isa with engine = litellm (same code)")
+    parser.add_argument("--before", default="", help="another source tree to run as target isa-before")
     parser.add_argument("--router-only", action="store_true", help="litellm's Router alone vs direct, in-process")
     parser.add_argument("--litellm-flag", action="append", default=[], help="NAME=VALUE set on litellm (router-only)")
     args = parser.parse_args()
@@ -305,6 +385,12 @@ def main() -> None:
         tmp = Path(tmp_name)
         fake, provider = fake_provider(tmp)
         stack.enter_context(fake)
+        if args.local_check:
+            httpx.post(provider.removesuffix("/v1") + "/_fake/script", json={"model": "fake", "replies": []})
+            gateway, url, key = isa_gateway(tmp, provider, "local", extra=f'local_url = "{provider}"')
+            stack.enter_context(gateway)
+            asyncio.run(local_check(url, key, provider, 3, 300))
+            return
         if args.router_only:
             asyncio.run(router_only(provider, args.rounds, 100, args.litellm_flag))
             return
@@ -318,6 +404,14 @@ def main() -> None:
             gw, gw_url, gw_key = isa_gateway(tmp, provider, name, extra)
             stack.enter_context(gw)
             targets[f"isa-{name}"] = (gw_url, gw_key)
+        if args.litellm_path:
+            gw, gw_url, gw_key = isa_gateway(tmp, provider, "litellm-path", deployment='engine = "litellm"')
+            stack.enter_context(gw)
+            targets["isa-litellm-path"] = (gw_url, gw_key)
+        if args.before:
+            gw, gw_url, gw_key = isa_gateway(tmp, provider, "before", tree=Path(args.before))
+            stack.enter_context(gw)
+            targets["isa-before"] = (gw_url, gw_key)
         if Path(args.proxy_python).exists():
             proxy, proxy_url, master = litellm_proxy(tmp, provider, args.proxy_python)
             stack.enter_context(proxy)

@@ -17,9 +17,10 @@ modes dense, lexical and hybrid; "old" variants use a corpus without postings (t
 search_knowledge used before migration 0019), "new" ones the per-user BM25 postings.
 Latency at scale (--big, --users): one user with --big chunks and --users users with --per-user chunks each, made
 from the real chunks (30 % of words replaced by random corpus words; the chunk's vector plus noise), inserted with
-SQL (so the postings triggers run) under a model name without an HNSW index (searches scan one user's rows
-exactly either way); p50 of KnowledgeService.search per mode, old vs new, plus the statistics lookup alone and
-the postings primary key in both column orders.
+SQL (so the postings triggers run), then the model's partial HNSW index is built (as migration 0005 builds it for
+a known model); p50 of KnowledgeService.search per mode, today's exact per-user dense arm ("today", ann = false)
+vs the HNSW iterative scan ("new"), alternating per question, and the new one's recall@10 against today's
+results; plus the statistics lookup alone and the postings primary key in both column orders.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -49,14 +51,14 @@ from isa.core.embeddings import LocalMiniLM
 from isa.core.migrations import migrate
 from isa.core.search import Corpus
 from isa.core.settings import load_settings
-from isa.memory.knowledge import CORPUS, KnowledgeService, KnowledgeSettings, bm25_stats
+from isa.knowledge.service import CORPUS, KnowledgeService, KnowledgeSettings, bm25_stats
 from isa.memory.service import MemoryService
 from isa.memory.settings import MemorySettings
 
 DATA = Path(__file__).parent / "data" / "knowledge_pydoc_qa.jsonl"
 USER = "bench-knowledge"
 OLD = Corpus(table="user_knowledge", postings=None, examples=None, active_column=None)  # ts_rank_cd arm
-SCALE_MODEL = "bench-scale"  # no HNSW index: loading 40,000 rows stays fast; searches are exact per user anyway
+SCALE_MODEL = "bench-scale"  # its HNSW index is built after the bulk load (incremental inserts are slower)
 
 
 def norm(text: str) -> str:
@@ -189,6 +191,40 @@ async def load_scale(url: str, big: int, users: int, per_user: int) -> float:
         for user, count in owners:
             for start in range(0, count, 1000):
                 seconds += insert(user, *batch(min(1000, count - start)))
+        t = time.perf_counter()
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        conn.execute(
+            "CREATE INDEX user_knowledge_embedding_scale_idx ON user_knowledge USING hnsw"
+            f" ((embedding::vector(384)) vector_cosine_ops) WHERE embedding_model = '{SCALE_MODEL}'"
+        )
+        print(f"HNSW index over the scale rows built in {time.perf_counter() - t:.0f} s")
+        # One chunk per INSERT with the HNSW index and the postings trigger (a writer's real unit), 200 times.
+        texts, vecs = batch(200)
+        one: list[float] = []
+        for text, vec in zip(texts, vecs, strict=True):
+            one.append(insert("scale-big", [text], [vec]) * 1000)
+        print(f"write one chunk (HNSW + postings maintenance, autocommit): p50 {statistics.median(one):.2f} ms")
+        # The same with each index of migration 0036 dropped in turn (rolled back), and without the HNSW index
+        # the new default search no longer reads: what each costs a writer, interleaved in rounds of 20.
+        drops = {
+            "all indexes": [],
+            "without 0036's bits index": ["user_knowledge_user_bits_idx"],
+            "without 0036's impact index": ["user_knowledge_postings_impact_idx"],
+            "without both 0036 indexes": ["user_knowledge_user_bits_idx", "user_knowledge_postings_impact_idx"],
+            "without the HNSW index": ["user_knowledge_embedding_scale_idx"],
+        }
+        writes: dict[str, list[float]] = {name: [] for name in drops}
+        for _ in range(5):
+            for name, indexes in drops.items():
+                texts, vecs = batch(20)
+                with conn.transaction(force_rollback=True):
+                    for index in indexes:
+                        conn.execute(f"DROP INDEX {index}")
+                    for text, vec in zip(texts, vecs, strict=True):
+                        with conn.transaction():  # a savepoint per chunk: each insert pays its own index work
+                            writes[name].append(insert("scale-big", [text], [vec]) * 1000)
+        for name, ms in writes.items():
+            print(f"write one chunk, {name} (in a transaction): p50 {statistics.median(ms):.2f} ms")
         # What the postings triggers cost a writer: the same 1,000 chunks with and without them, 3 times each.
         texts, vecs = batch(1000)
         cost: dict[bool, list[float]] = {True: [], False: []}
@@ -235,23 +271,62 @@ async def index_mb(db: Database) -> float:
     return float(row["mb"]) if row else 0.0
 
 
+def server_cpu_ms(postmaster: int) -> float:
+    """CPU time all of the bench server's processes have run (/proc schedstat, ns): unlike wall time, not inflated
+    by other processes waiting for the same cores."""
+    total = 0
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    for pid in children:
+        try:
+            total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+        except FileNotFoundError:  # a process that just ended
+            continue
+    return total / 1e6
+
+
 async def latency(
     db: Database, url: str, questions: list[dict[str, Any]], vectors: list[list[float]], args: Any
 ) -> None:
     await load_scale(url, args.big, args.users, args.per_user)
+    with psycopg.connect(url) as c:
+        row = c.execute("SELECT pg_backend_pid()").fetchone()
+        postmaster = int(Path(f"/proc/{row[0] if row else 0}/stat").read_text().rsplit(")", 1)[1].split()[1])
     service = KnowledgeService(MemoryService(db, ScaleEmbedder(), MemorySettings()))  # type: ignore[arg-type]
     qs = list(zip([q["question"] for q in questions], vectors, strict=True))[: args.queries]
 
-    async def timed(user: str, mode: str) -> tuple[float, float]:
-        """p50 of old and new, alternating per question so load from other processes hits both alike."""
-        times: dict[str, list[float]] = {"old": [], "new": []}
+    variants = {
+        "exact": KnowledgeSettings(ann=False, shortlist=0, postings_cap=0),  # the truth for recall
+        "today": KnowledgeSettings(ann=True, shortlist=0, postings_cap=0),  # HNSW iterative scan, all postings
+        "new": KnowledgeSettings(),  # sign-bit shortlist + exact cosine; impact-capped postings (0036)
+    }
+
+    async def timed(user: str, mode: str) -> dict[str, tuple[float, float, float, float]]:
+        """Per variant: p50, p95 and recall@10 against the exact search; variants alternate per question so load
+        from other processes hits them alike."""
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        cpu: dict[str, list[float]] = {name: [] for name in variants}
+        recalls: dict[str, list[float]] = {name: [] for name in variants}
         for text, vector in qs:
-            for name, corpus in (("old", OLD), ("new", CORPUS)):
-                service.corpus = corpus
-                t = time.perf_counter()
-                await service.search(user, text, 10, mode, vector)  # type: ignore[arg-type]
+            ids: dict[str, set[str]] = {}
+            for name, options in variants.items():
+                service.options = options
+                c, t = server_cpu_ms(postmaster), time.perf_counter()
+                hits = await service.search(user, text, 10, mode, vector)  # type: ignore[arg-type]
                 times[name].append((time.perf_counter() - t) * 1000)
-        return statistics.median(times["old"]), statistics.median(times["new"])
+                cpu[name].append(server_cpu_ms(postmaster) - c)
+                ids[name] = {h["id"] for h in hits}
+            for name in variants:
+                recalls[name].append(len(ids[name] & ids["exact"]) / max(len(ids["exact"]), 1))
+        service.options = KnowledgeSettings()
+        return {
+            name: (
+                statistics.median(t),
+                float(np.percentile(t, 95)),
+                statistics.mean(recalls[name]),
+                statistics.median(cpu[name]),
+            )
+            for name, t in times.items()
+        }
 
     async def stats_only(user: str) -> None:
         async with db.connection() as conn:
@@ -261,21 +336,29 @@ async def latency(
     for mode in ("lexical", "hybrid", "dense"):  # warm the caches once, untimed, so the first table is not penalised
         await timed("scale-big", mode)
     # The first table is the index as the triggers built it (page splits); then rebuilt in each column order.
-    layouts = [("(user_id, term, entry_id)", "as built by the triggers")]
-    layouts += [("(user_id, term, entry_id)", "rebuilt"), ("(term, user_id, entry_id)", "rebuilt")]
-    for pk, how in layouts if args.compare_pk else layouts[:1]:
-        if how == "rebuilt":
+    covering = "(user_id, term, entry_id) INCLUDE (tf_a, tf_b, tf_c, len_a, len_b, len_c)"
+    layouts = [(covering, "as built by the triggers (migration 0030: covering, index-only BM25 probes)")]
+    layouts += [
+        ("(user_id, term, entry_id)", "rebuilt as before migration 0030"),
+        ("(term, user_id, entry_id)", "rebuilt"),
+    ]
+    layouts += [(covering, "rebuilt as migration 0030 does")]
+    for pk, how in layouts if args.compare_pk else [layouts[0]]:
+        if how.startswith("rebuilt"):
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("ALTER TABLE user_knowledge_postings DROP CONSTRAINT user_knowledge_postings_pkey")
                 conn.execute(f"ALTER TABLE user_knowledge_postings ADD PRIMARY KEY {pk}")
-                conn.execute("ANALYZE user_knowledge_postings")
+                conn.execute("VACUUM ANALYZE user_knowledge_postings")  # the visibility map index-only scans need
         size = await index_mb(db)
         print(f"\npostings primary key {pk} {how} ({size:.0f} MB); p50 ms over {len(qs)} questions, top_k 10")
-        print(f"{'user':22} {'mode':8} {'old ts_rank_cd':>15} {'new BM25':>9} {'new/old':>8}")
+        heads = " ".join(f"{n + ' p50/p95 (CPU)':>26} {'R@10':>5}" for n in variants)
+        print(f"{'user':22} {'mode':8} {heads} new/today")
         for user, label in users.items():
             for mode in ("lexical", "hybrid", "dense"):
-                old, new = await timed(user, mode)
-                print(f"{user + ' (' + label + ')':22} {mode:8} {old:15.1f} {new:9.1f} {new / max(old, 1e-9):8.2f}")
+                cells = await timed(user, mode)
+                line = " ".join(f"{a:8.1f}/{b:8.1f} ({c:6.1f}) {r:5.3f}" for a, b, r, c in cells.values())
+                ratio = cells["new"][0] / max(cells["today"][0], 1e-9)
+                print(f"{user + ' (' + label + ')':22} {mode:8} {line} {ratio:9.2f}")
             lookup = await p50(lambda u=user: stats_only(u), 200)  # type: ignore[misc]
             print(f"{user + ' (' + label + ')':22} stats lookup alone (new only): {lookup:.2f} ms")
     service.corpus = CORPUS
@@ -310,7 +393,8 @@ async def run(args: argparse.Namespace) -> None:
                 print(f"skipping {len(missing)} questions whose evidence is in no chunk: {missing}")
             questions = [q for q in questions if q["id"] not in missing]
             vectors = await memory.embed([q["question"] for q in questions])
-            await quality(service, questions, vectors, args)
+            if not args.skip_quality:
+                await quality(service, questions, vectors, args)
             if args.big > 0:
                 await latency(db, url, questions, vectors, args)
         finally:
@@ -327,6 +411,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=100, help="other users in the latency phase")
     ap.add_argument("--per-user", type=int, default=200, help="chunks of each other user")
     ap.add_argument("--queries", type=int, default=60, help="questions timed per latency cell")
+    ap.add_argument("--skip-quality", action="store_true", help="only the latency phase (--big)")
     ap.add_argument("--compare-pk", action="store_true", help="also time rebuilt postings keys in both column orders")
     asyncio.run(run(ap.parse_args()))
 

@@ -2,7 +2,13 @@
 
 Run: .venv/bin/python tests/bench/bench_memory.py [--rows 100000 --users 100 --queries 200]
 
-Ours: the exact per-user scan across all five memory tables (isa.memory.store.search_sql, the SQL the tool runs).
+Today's code ("exact"): the exact per-user scan across all five memory tables (search_sql without Ann).
+New default ("ann"): per type the user's nearest `candidates` rows through the partial HNSW index with pgvector 0.8's
+iterative scan (hnsw.iterative_scan, ef_search SET LOCAL), blended; its recall@10 is reported against the exact
+computation of the same ranking (exact top-`candidates` per type, blended: the HNSW index turned off) and against
+today's blend over all rows.
+--queries-near: each query is one of the user's stored vectors plus noise (a question about something the user
+said), instead of a random direction.
 Baselines, same process, same data:
 - hnsw: the per-table HNSW index with the user filter applied afterwards (pgvector 0.6 behaviour), factual table
   only, hnsw.ef_search 40 and 400: its latency and how many of the true top 10 it returns (recall@10);
@@ -34,7 +40,8 @@ from isa.core.db import vector_literal
 from isa.core.embedded import embedded_url
 from isa.core.embeddings import LocalMiniLM
 from isa.core.migrations import migrate
-from isa.memory.store import Blend, Filters, search_params, search_sql
+from isa.core.pgvector import ITERATIVE_SCAN_SQL as ANN_SETTINGS
+from isa.memory.store import Ann, Bits, Blend, Filters, search_params, search_sql
 from tests.support.memory_seed import EXTRA, MODEL, seed
 
 
@@ -42,13 +49,69 @@ def p(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
 
+BACKEND: list[int] = []  # the pid of the benchmark's Postgres backend, once connected
+CPU: dict[int, list[float]] = {}  # id(times list) -> the backend's CPU ms of each call
+
+
+def backend_cpu_ms() -> float:
+    """CPU time the Postgres backend has run so far (/proc schedstat, ns): unlike wall time, not inflated by other
+    processes waiting for the same cores."""
+    if not BACKEND:
+        return 0.0
+    return int(Path(f"/proc/{BACKEND[0]}/schedstat").read_text().split()[0]) / 1e6
+
+
 def timed(fn: Any, n: int) -> tuple[list[float], list[Any]]:
-    times, outs = [], []
+    times, outs, cpu = [], [], []
     for i in range(n):
+        c = backend_cpu_ms()
         t = time.perf_counter()
         outs.append(fn(i))
         times.append((time.perf_counter() - t) * 1000)
+        cpu.append(backend_cpu_ms() - c)
+    CPU[id(times)] = cpu
     return times, outs
+
+
+# Per table, the NOT NULL columns besides user_id/content and their value for row g (as tests.support.memory_seed).
+COLUMNS: dict[str, tuple[tuple[str, ...], Any]] = {
+    "factual_memories": (
+        ("fact_type", "subject", "predicate", "object_value"),
+        lambda g: ("note", "user", f"p{g}", f"v{g}"),
+    ),
+    "episodic_memories": (("episode_title",), lambda g: (f"episode {g}",)),
+    "semantic_memories": (("concept_name", "concept_category"), lambda g: (f"concept {g}", f"cat{g % 7}")),
+    "procedural_memories": (("procedure_name",), lambda g: (f"procedure {g}",)),
+    "working_memories": (("context_type", "expires_at"), lambda g: ("task", "infinity")),
+}
+
+
+def seed_clustered(conn: Any, users: int, per_table: int, centroids: Any, rng: Any) -> None:
+    """`per_table` rows per table for users bench-0.. (row g to user g % users), each vector a random centroid plus
+    uniform noise, written with COPY (the same distribution the SQL UPDATE of earlier runs made, minutes faster)."""
+    conn.execute(
+        "INSERT INTO users (user_id, email, name) SELECT 'bench-' || i, 'bench-' || i || '@example.test', 'b'"
+        " FROM generate_series(0, %s) i ON CONFLICT DO NOTHING",
+        (users - 1,),
+    )
+    now = time.time()
+    for table, (extra, values) in COLUMNS.items():
+        cols = ["user_id", "content", *extra, "importance_score", "created_at", "embedding", "embedding_model"]
+        stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in cols)
+        )
+        with conn.cursor().copy(stmt) as copy:
+            for start in range(0, per_table, 2000):
+                n = min(2000, per_table - start)
+                vecs = centroids[rng.integers(len(centroids), size=n)] + rng.uniform(-0.5, 0.5, size=(n, 384))
+                for j, v in enumerate(vecs):
+                    g = start + j + 1
+                    created = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(now - rng.uniform(0, 365 * 86400)))
+                    vec = "[" + ",".join(f"{x:.4f}" for x in v) + "]"
+                    copy.write_row(
+                        (f"bench-{g % users}", f"memory {g}", *values(g), rng.uniform(), created, vec, MODEL)
+                    )
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
 
 
 def main() -> None:
@@ -56,6 +119,13 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--users", type=int, default=100)
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--queries-near", action="store_true")
+    ap.add_argument("--clusters", type=int, default=0, help="vectors around this many topics (0: uniform random)")
+    ap.add_argument("--skip-python", action="store_true", help="skip the (slow) application-side ranking baseline")
+    ap.add_argument("--ef", type=int, nargs="*", default=[100])
+    ap.add_argument("--candidates", type=int, nargs="*", default=[40, 100])
+    ap.add_argument("--shortlist", type=int, nargs="*", default=[400], help="bits shortlists per type (0036)")
+    ap.add_argument("--no-hnsw", action="store_true", help="skip the HNSW variants (and their index builds)")
     args = ap.parse_args()
     rng = np.random.default_rng(1)
     queries = [[float(x) for x in v / np.linalg.norm(v)] for v in rng.normal(size=(args.queries, 384))]
@@ -64,18 +134,41 @@ def main() -> None:
         url = embedded_url(Path(tmp))
         migrate(url)
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+            BACKEND.append(conn.info.backend_pid)
             t0 = time.perf_counter()
             # Fill without the HNSW indexes (incremental HNSW inserts are slow), then rebuild the factual one for
             # the baseline; our query does not use them.
             for table in EXTRA:
                 conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(f"{table}_embedding_minilm_idx")))
-            seed(conn, args.users, args.rows // len(EXTRA))
+            if args.clusters:  # like real embeddings: memories about the same topic sit together
+                centroids = rng.uniform(-0.5, 0.5, size=(args.clusters, 384))
+                seed_clustered(conn, args.users, args.rows // len(EXTRA), centroids, rng)
+                for i in range(args.queries):  # a question about one topic
+                    c = centroids[int(rng.integers(args.clusters))] + rng.uniform(-0.5, 0.5, 384)
+                    queries[i] = [float(x) for x in c / np.linalg.norm(c)]
+            else:
+                seed(conn, args.users, args.rows // len(EXTRA))
             conn.execute("SET maintenance_work_mem = '512MB'")
-            conn.execute(
-                "CREATE INDEX factual_memories_embedding_minilm_idx ON factual_memories USING hnsw"
-                " ((embedding::vector(384)) vector_cosine_ops) WHERE embedding_model = 'all-MiniLM-L6-v2'"
-            )
-            conn.execute("ANALYZE")
+            for table in EXTRA if not args.no_hnsw else ():  # as migration 0004 creates them
+                conn.execute(
+                    sql.SQL(
+                        "CREATE INDEX {} ON {} USING hnsw ((embedding::vector(384)) vector_cosine_ops)"
+                        " WHERE embedding_model = 'all-MiniLM-L6-v2'"
+                    ).format(sql.Identifier(f"{table}_embedding_minilm_idx"), sql.Identifier(table))
+                )
+            conn.execute("VACUUM ANALYZE")  # what autovacuum does: the visibility map lets bits scans skip the heap
+            version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+            print(f"pgvector {version['extversion'] if version else '?'}, {conn.info.server_version}")
+            if args.queries_near:
+                for i in range(args.queries):
+                    row = conn.execute(
+                        "SELECT embedding::text AS v FROM episodic_memories WHERE user_id = %s OFFSET %s LIMIT 1",
+                        (users[i], i % 50),
+                    ).fetchone()
+                    assert row is not None
+                    v = np.array(json.loads(row["v"])) / np.linalg.norm(json.loads(row["v"]))
+                    v = v + rng.normal(size=384) * 0.6 / np.sqrt(384)
+                    queries[i] = [float(x) for x in v / np.linalg.norm(v)]
             total = conn.execute(
                 "SELECT (SELECT count(*) FROM factual_memories) + (SELECT count(*) FROM episodic_memories)"
                 " + (SELECT count(*) FROM semantic_memories) + (SELECT count(*) FROM procedural_memories)"
@@ -92,6 +185,28 @@ def main() -> None:
             def ours(i: int) -> list[str]:
                 rows = conn.execute(ours_stmt, search_params(users[i], queries[i], all_types, 10, -1.0)).fetchall()
                 return [r["id"] for r in rows]
+
+            def ann_at(ann: Ann, exact: bool) -> Any:
+                stmt = search_sql(MODEL, 384, all_types, Blend(), ann)
+
+                def run(i: int) -> list[str]:
+                    with conn.transaction():
+                        conn.execute(ANN_SETTINGS, (str(ann.ef_search),))
+                        if exact:  # the same ranking computed exactly: no HNSW, the user's btree and a sort
+                            conn.execute("SET LOCAL enable_indexscan = off")
+                        rows = conn.execute(stmt, search_params(users[i], queries[i], all_types, 10, -1.0)).fetchall()
+                    return [r["id"] for r in rows]
+
+                return run
+
+            def bits_at(bits: Bits) -> Any:
+                stmt = search_sql(MODEL, 384, all_types, Blend(), bits)
+
+                def run(i: int) -> list[str]:
+                    rows = conn.execute(stmt, search_params(users[i], queries[i], all_types, 10, -1.0)).fetchall()
+                    return [r["id"] for r in rows]
+
+                return run
 
             def exact_factual(i: int) -> list[str]:
                 rows = conn.execute(fact_stmt, search_params(users[i], queries[i], factual, 10, -1.0)).fetchall()
@@ -121,12 +236,25 @@ def main() -> None:
                 return [ids[j] for j in np.argsort(-sims)[:10]]
 
             ours(0)  # warm the cache
-            results: dict[str, tuple[list[float], list[Any]]] = {"ours (exact, 5 tables)": timed(ours, args.queries)}
+            results: dict[str, tuple[list[float], list[Any]]] = {"today: exact, 5 tables": timed(ours, args.queries)}
+            truth_of: dict[str, str] = {}
+            for k in args.candidates:
+                results[f"exact top-{k}/type, blended"] = timed(ann_at(Ann(k, k), exact=True), args.queries)
+                for r in args.shortlist:
+                    name = f"NEW bits top-{k}/type shortlist {r}"
+                    bits_at(Bits(k, r))(0)
+                    results[name] = timed(bits_at(Bits(k, r)), args.queries)
+                    truth_of[name] = f"exact top-{k}/type, blended"
+                for ef in args.ef if not args.no_hnsw else ():
+                    name = f"NEW ann top-{k}/type ef_search {ef}"
+                    ann_at(Ann(k, ef), exact=False)(0)
+                    results[name] = timed(ann_at(Ann(k, ef), exact=False), args.queries)
+                    truth_of[name] = f"exact top-{k}/type, blended"
             results["exact, factual only"] = timed(exact_factual, args.queries)
             truth = results["exact, factual only"][1]
             # With the user's btree present the planner never picks HNSW for one user; drop the btrees inside a
             # transaction that is rolled back, so the index path is what gets measured.
-            for ef in (40, 400):
+            for ef in (40, 400) if not args.no_hnsw else ():
                 with conn.transaction(force_rollback=True):
                     for idx in ("created", "subject", "type", "hash"):
                         conn.execute(f"DROP INDEX factual_memories_user_{idx}_idx")
@@ -140,27 +268,82 @@ def main() -> None:
                     uses = any("embedding_minilm_idx" in r["QUERY PLAN"] for r in plan)
                     label = f"hnsw + user filter, ef_search {ef}{'' if uses else ' (NOT via index)'}"
                     results[label] = timed(hnsw, args.queries)
-            results["python ranking (load user rows)"] = timed(python_rank, min(args.queries, 50))
+            if not args.skip_python:
+                results["python ranking (load user rows)"] = timed(python_rank, min(args.queries, 50))
             plan_rows = conn.execute(
                 sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) ") + ours_stmt,
                 search_params(users[0], queries[0], all_types, 10, -1.0),
             ).fetchall()
+            with conn.transaction():
+                conn.execute(ANN_SETTINGS, (str(args.ef[0]),))
+                new_plan = conn.execute(
+                    sql.SQL("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) ")
+                    + search_sql(MODEL, 384, all_types, Blend(), Bits()),
+                    search_params(users[0], queries[0], all_types, 10, -1.0),
+                ).fetchall()
 
+            # Writes: one memory per INSERT with its index maintenance (the generated bits column and its index,
+            # the btrees, the HNSW index unless --no-hnsw), interleaved with the same without 0036's bits index
+            # and without the HNSW index, each in a savepoint of a rolled-back transaction.
+            drops = {
+                "all indexes": [],
+                "without 0036's bits index": ["factual_memories_user_bits_idx"],
+                "without the HNSW index": [] if args.no_hnsw else ["factual_memories_embedding_minilm_idx"],
+            }
+            writes: dict[str, list[float]] = {name: [] for name in drops}
+            for _ in range(5):
+                for name, indexes in drops.items():
+                    with conn.transaction(force_rollback=True):
+                        for index in indexes:
+                            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(index)))
+                        for j in range(20):
+                            v = vector_literal([float(x) for x in rng.normal(size=384)])
+                            t = time.perf_counter()
+                            with conn.transaction():
+                                conn.execute(
+                                    "INSERT INTO factual_memories (user_id, content, fact_type, subject, predicate,"
+                                    " object_value, embedding, embedding_model)"
+                                    " VALUES (%s, %s, 'note', 'user', 'p', 'v', %s::vector(384), %s)",
+                                    (users[j % len(users)], f"new memory {j}", v, MODEL),
+                                )
+                            writes[name].append((time.perf_counter() - t) * 1000)
+
+            BACKEND.clear()  # the connection closes; the embedding timing below has no backend
         embedder = LocalMiniLM()
         embedder.embed_batch(["warm up"])
         emb_times, _ = timed(lambda i: embedder.embed_batch([f"what is my sister's name {i}"]), 50)
 
-    base = statistics.median(results["ours (exact, 5 tables)"][0])
-    print(f"\n{'variant':52} {'p50 ms':>8} {'p95 ms':>8} {'x ours':>7} {'recall@10 vs exact':>19}")
+    base = statistics.median(results["today: exact, 5 tables"][0])
+
+    def recall(outs: list[Any], truth: list[Any]) -> str:
+        hits = [len(set(o) & set(t)) / max(len(t), 1) for o, t in zip(outs, truth, strict=False)]
+        return f"{statistics.mean(hits):.3f}"
+
+    today = results["today: exact, 5 tables"][1]
+    print(
+        f"\n{'variant':52} {'p50 ms':>8} {'p95 ms':>8} {'x today':>7} {'recall@10 vs exact':>19} {'vs today':>9}"
+        f" {'backend CPU p50 ms':>18}"
+    )
     for name, (times, outs) in results.items():
-        recall = ""
-        if name.startswith("hnsw") or name.startswith("exact"):
-            hits = [len(set(o) & set(t)) / max(len(t), 1) for o, t in zip(outs, truth, strict=False)]
-            recall = f"{statistics.mean(hits):.3f}"
-        print(f"{name:52} {p(times, 50):8.2f} {p(times, 95):8.2f} {p(times, 50) / base:7.2f} {recall:>19}")
+        r, rt = "", ""
+        if name.startswith("hnsw") or name.startswith("exact, factual"):
+            r = recall(outs, truth)
+        elif name in truth_of:
+            r = recall(outs, results[truth_of[name]][1])
+        if "/type" in name:
+            rt = recall(outs, today)
+        print(
+            f"{name:52} {p(times, 50):8.2f} {p(times, 95):8.2f} {p(times, 50) / base:7.2f} {r:>19} {rt:>9}"
+            f" {p(CPU[id(times)], 50):18.2f}"
+        )
     print(f"{'query embedding (MiniLM, numpy, 1 text)':52} {p(emb_times, 50):8.2f} {p(emb_times, 95):8.2f}")
-    print("\nplan of ours (one user):")
+    for name, ms in writes.items():
+        print(f"{'write one memory, ' + name:52} {p(ms, 50):8.2f} {p(ms, 95):8.2f}")
+    print("\nplan of today's (one user):")
     for r in plan_rows:
+        print("  " + r["QUERY PLAN"])
+    print("\nplan of the new default (one user):")
+    for r in new_plan:
         print("  " + r["QUERY PLAN"])
 
 
