@@ -6,16 +6,14 @@ Served by the agent role (and "all"). The mcp role includes this domain only for
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import httpx
 
 from isa.agent import page, routes, settings
-from isa.agent.memory import AgentMemorySettings, McpMemory
+from isa.agent.memory import McpMemory
 from isa.agent.planner import Planner
 from isa.agent.service import AgentService
 from isa.agent.sessions import AgentSessions
+from isa.agent.settings import AgentMemorySettings
 from isa.agent.upstream import Upstreams
 from isa.auth.firstrun import first_run_hint
 from isa.auth.settings import auth_settings
@@ -43,18 +41,14 @@ def register(builder: AppBuilder) -> None:
     service = AgentService(state.db, agent, upstreams, memory)
     builder.provide("agent", service)
 
-    @asynccontextmanager
-    async def settle_runs() -> AsyncIterator[None]:
-        # Exits before the database pool closes: runs the server cancelled at its graceful bound still record
+    async def settle_runs() -> None:
+        # Before the database pool closes: runs the server cancelled at its graceful bound still record
         # their turn (messages, usage, charge) in a shielded scope and need the pool for that.
-        try:
-            yield
-        finally:
-            left = await service.settle(agent.shutdown_record_seconds)
-            if left:
-                log.warning("agent_runs_unrecorded", runs=left)
+        left = await service.settle(agent.shutdown_record_seconds)
+        if left:
+            log.warning("agent_runs_unrecorded", runs=left)
 
-    builder.add_lifespan(settle_runs)
+    builder.on_shutdown(settle_runs)
     builder.provide("agent.sessions", AgentSessions(state.db))
     builder.add_lifespan(first_run_hint(builder))
     builder.add_routes(*routes.ROUTES, *page.routes(agent))

@@ -63,6 +63,9 @@ class RunContext:
     counters: Counters = field(default_factory=Counters)
     spans: list[Span] = field(default_factory=list)
     answer_so_far: list[str] = field(default_factory=list)
+    # What each finished tool card showed (status, duration_ms, files), kept with the tool result in the history
+    # so a reopened conversation draws the same card.
+    tool_cards: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _approved(value: Any) -> tuple[bool, str]:
@@ -256,11 +259,15 @@ class Run:
         if name in (PLAN_TOOL, REPLAN_TOOL):
             arguments["session_id"] = self.state.session_id
         label = f"[{name}]" + (f" ({where})" if where != "main" else "")
-        await self.ctx.emit.progress(f"{label} Starting execution ({index}/{total})", tool=name, step=where)
+        # call_id/phase/status/duration_ms/images let the page draw one card per call (same event type and text).
+        card = {"tool": name, "step": where, "call_id": call.get("id")}
+        await self.ctx.emit.progress(
+            f"{label} Starting execution ({index}/{total})", **card, phase="start", arguments=arguments
+        )
 
         async def on_progress(progress: float, total_: float | None, message: str | None) -> None:
             text = message or (f"{progress:g}/{total_:g}" if total_ else f"{progress:g}")
-            await self.ctx.emit.progress(f"{label} {text}", tool=name, step=where)
+            await self.ctx.emit.progress(f"{label} {text}", **card, phase="progress")
 
         started, at = time.perf_counter(), datetime.now(UTC)
         try:
@@ -269,6 +276,9 @@ class Run:
             )
         except AgentError as exc:
             self._span(f"tool.{name}", "tool", started, at, "error", exc.code, tool=name, step=where)
+            await self.ctx.emit.progress(
+                f"{label} Failed - {exc.message}", **card, phase="done", status="failed", duration_ms=_ms(started)
+            )
             raise
         self._span(
             f"tool.{name}", "tool", started, at, "error" if outcome.is_error else "ok",
@@ -284,11 +294,25 @@ class Run:
             text = text[:limit] + f"... [truncated: {len(outcome.text)} characters in all]"
         if (outcome.envelope or {}).get("untrusted"):
             text = "<untrusted_tool_output>\n" + text + "\n</untrusted_tool_output>"
-        await self.ctx.emit.progress(f"{label} Completed - {len(outcome.text)} chars result", tool=name, step=where)
+        shown = {
+            "status": "failed" if outcome.is_error or outcome.status == "error" else "finished",
+            "duration_ms": _ms(started),
+            "files": outcome.files,
+        }
+        if call.get("id"):
+            self.ctx.tool_cards[str(call["id"])] = shown
+        await self.ctx.emit.progress(
+            f"{label} Completed - {len(outcome.text)} chars result", **card, phase="done", images=outcome.images,
+            **shown,
+        )  # fmt: skip
         message = {**reply, "content": text}
         if where == "main":
             await self.ctx.emit("message_stream", {"raw_message": json.dumps(message)}, stream_mode="messages")
         return message
+
+
+def _ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
 
 
 class StepFailed(Exception):

@@ -8,9 +8,10 @@ client, authenticated by the user's short agent token. Failures become AgentErro
 from __future__ import annotations
 
 import json
+import re
 import time
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -28,6 +29,44 @@ log = get_logger(__name__)
 
 HIL_MARKERS = ("authorization_requested", "human_input_requested")
 _SCHEMA_TTL_SECONDS = 300.0
+# The page gets a tool's images inline in one SSE event: bounded so a huge picture can't swamp the stream.
+MAX_IMAGE_BYTES = 4_000_000
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+
+
+def _images(content: list[Any]) -> list[dict[str, str]]:
+    """The tool result's raster images (no SVG: it can carry script), within MAX_IMAGE_BYTES in all."""
+    out, budget = [], MAX_IMAGE_BYTES
+    for item in content:
+        if isinstance(item, types.ImageContent) and item.mime_type in IMAGE_TYPES and len(item.data) <= budget:
+            budget -= len(item.data)
+            out.append({"mime_type": item.mime_type, "data": item.data})
+    return out
+
+
+MAX_FILES = 10
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+
+
+def _file_ids(envelope: dict[str, Any] | None) -> list[str]:
+    """Ids of files a tool says it stored (`file_id` / `file_ids` anywhere in its data: analytics charts, generated
+    images): the page fetches them with the user's own credential, so at worst it shows one of the user's files."""
+    found: list[str] = []
+
+    def walk(value: Any, depth: int) -> None:
+        if depth > 6 or len(found) >= MAX_FILES:
+            return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                ids = [item] if key == "file_id" else item if key == "file_ids" and isinstance(item, list) else []
+                found.extend(i for i in ids if isinstance(i, str) and _UUID.match(i) and i not in found)
+                walk(item, depth + 1)
+        elif isinstance(value, list):
+            for item in value[:100]:
+                walk(item, depth + 1)
+
+    walk((envelope or {}).get("data"), 0)
+    return found[:MAX_FILES]
 
 
 @dataclass
@@ -35,6 +74,10 @@ class ToolOutcome:
     text: str
     envelope: dict[str, Any] | None
     is_error: bool
+    # MCP image content ({mime_type, data} base64), shown by the chat page; the model still sees the text only.
+    images: list[dict[str, str]] = field(default_factory=list)
+    # Ids of the caller's files the result names (the page shows the images among them).
+    files: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -203,7 +246,13 @@ class McpLink:
                 envelope = parsed if isinstance(parsed, dict) else None
             except ValueError:
                 envelope = None
-        return ToolOutcome(text or json.dumps(envelope or {}), envelope, bool(result.is_error))
+        return ToolOutcome(
+            text or json.dumps(envelope or {}),
+            envelope,
+            bool(result.is_error),
+            _images(result.content),
+            [] if result.is_error else _file_ids(envelope),
+        )
 
     async def prompt_messages(self, name: str, arguments: dict[str, str]) -> list[dict[str, Any]]:
         """An MCP prompt as chat messages (text parts only)."""

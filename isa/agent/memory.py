@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
 
 from isa.agent.events import AgentError
 from isa.agent.mcp_client import McpLink, SchemaCache
+from isa.agent.settings import AgentMemorySettings
 from isa.agent.upstream import Upstreams
 from isa.auth.principal import Principal
 from isa.core.logging import get_logger
@@ -31,18 +31,6 @@ from isa.core.logging import get_logger
 log = get_logger(__name__)
 
 _SPACE = re.compile(r"\s+")
-
-
-class AgentMemorySettings(BaseModel):
-    """The agent's side of memory, read from `[memory]` (keys agent_memory, recall_*)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    agent_memory: bool = True  # recall/store through the mcp node's memory tools
-    recall_limit: int = Field(5, ge=0, le=20)
-    recall_max_chars: int = Field(240, ge=40, le=2000)
-    recall_min_similarity: float = Field(0.3, ge=-1, le=1)
-    memory_timeout_seconds: float = Field(10.0, gt=0)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The chat page: three static files from the package, served with a strict Content-Security-Policy."""
+"""The chat page: static files from the package (no build step), served with a strict Content-Security-Policy."""
 
 from __future__ import annotations
 
@@ -11,22 +11,30 @@ from starlette.routing import Route
 
 from isa.agent.settings import AgentSettings
 
+_JS, _CSS = "text/javascript; charset=utf-8", "text/css; charset=utf-8"
 _FILES = {
-    "app.js": "text/javascript; charset=utf-8",
-    "app.css": "text/css; charset=utf-8",
+    "app.js": _JS,
+    "app.css": _CSS,
+    "render.js": _JS,
+    # Vendored libraries (versions and origin in static/vendor/README.md): Markdown, sanitiser, highlighter.
+    "vendor/marked.umd.js": _JS,
+    "vendor/purify.min.js": _JS,
+    "vendor/highlight.min.js": _JS,
+    "vendor/highlight-github.min.css": _CSS,
 }
 
 
 @cache
 def _read(name: str) -> bytes:
-    return (resources.files("isa.agent") / "static" / name).read_bytes()
+    return (resources.files("isa.agent").joinpath("static", *name.split("/"))).read_bytes()
 
 
 def csp(settings: AgentSettings) -> str:
-    """Scripts and styles only from this origin (no inline code); fetches to this origin and the mcp node."""
+    """Scripts and styles only from this origin (no inline code); fetches to this origin and the mcp node.
+    Images: this origin, data: (a tool's image content) and blob: (files fetched with the user's token)."""
     connect = "'self'" + (f" {settings.public_mcp_url.rstrip('/')}" if settings.public_mcp_url else "")
     return (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
         f"connect-src {connect}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     )
 
@@ -55,5 +63,5 @@ def routes(settings: AgentSettings) -> list[Route]:
 
     return [
         Route("/", index, methods=["GET"]),
-        Route("/api/chat/static/{name}", asset, methods=["GET"]),
+        Route("/api/chat/static/{name:path}", asset, methods=["GET"]),
     ]

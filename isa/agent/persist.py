@@ -36,8 +36,10 @@ async def _user_message(conn: DictConnection, user_id: str, state: RunState) -> 
     state.user_saved = True
 
 
-async def _turn(conn: DictConnection, user_id: str, state: RunState) -> None:
-    """The tool exchanges of the finished turn, then its answer."""
+async def _turn(
+    conn: DictConnection, user_id: str, state: RunState, cards: dict[str, dict[str, Any]] | None = None
+) -> None:
+    """The tool exchanges of the finished turn, then its answer; a tool result keeps what its card showed."""
     turn = state.messages[state.turn_start + 1 :]
     for index, message in enumerate(turn):
         role, content = message["role"], message.get("content") or ""
@@ -48,7 +50,11 @@ async def _turn(conn: DictConnection, user_id: str, state: RunState) -> None:
             )
         elif role == "tool":
             row = schemas.MessageCreate(
-                role="tool", message_type="tool_result", content=content[:200_000], tool_call_id=message["tool_call_id"]
+                role="tool",
+                message_type="tool_result",
+                content=content[:200_000],
+                tool_call_id=message["tool_call_id"],
+                metadata=(cards or {}).get(message["tool_call_id"], {}),
             )
         elif role == "assistant" and index == len(turn) - 1:
             key = f"{state.idempotency_key}:assistant" if state.idempotency_key else None
@@ -121,7 +127,7 @@ async def persist_outcome(
         if state is not None:
             await _user_message(conn, user, state)
         if outcome == "completed" and state is not None:
-            await _turn(conn, user, state)
+            await _turn(conn, user, state, ctx.tool_cards if ctx is not None else None)
         elif outcome == "interrupted" and state is not None:
             state.checkpoint_id = await store.save_checkpoint(
                 conn, user, p.session_id, state.to_json(), state.checkpoint_id, "interrupted"

@@ -75,7 +75,13 @@ class PlanRunner:
             state.plan = PlanState(str(data["plan_id"]), call["id"], request, _steps_from(data))
             await self.ctx.emit(
                 "graph_update",
-                {"planner": {"plan_id": state.plan.plan_id, "steps": [s.title for s in state.plan.steps]}},
+                {
+                    "planner": {
+                        "plan_id": state.plan.plan_id,
+                        "steps": [s.title for s in state.plan.steps],
+                        "step_ids": [s.key for s in state.plan.steps],
+                    }
+                },
                 stream_mode="updates",
             )
         plan = state.plan

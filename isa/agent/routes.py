@@ -8,7 +8,6 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from isa.agent import schemas
 from isa.agent.events import ChatStream, Emitter
@@ -18,7 +17,7 @@ from isa.agent.sessions import AgentSessions
 from isa.agent.store import plan_view
 from isa.auth import rate_limit, require_principal
 from isa.core.errors import ApiError, request_id_of
-from isa.core.http import invalid, json_body, json_response, query_params
+from isa.core.http import invalid, json_body, json_response, query_params, route_table
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -225,25 +224,28 @@ async def export_session(request: Request) -> Response:
     return Response(text, media_type=media_type, headers=headers)
 
 
-ROUTES = [
-    Route("/api/chat", chat, methods=["POST"]),
-    Route("/api/chat/resume", resume, methods=["POST"]),
-    Route("/api/chat/message", chat_message, methods=["POST"]),
-    Route("/api/chat/event_callback", event_callback, methods=["POST"]),
-    Route("/api/chat/config", config, methods=["GET"]),
-    Route("/api/chat/plans/{plan_id}", plan_status, methods=["GET"]),
-    Route("/api/sessions", create_session, methods=["POST"]),
-    Route("/api/sessions", list_sessions, methods=["GET"]),
-    # Before /{session_id}, which would otherwise take "active" and "search" as ids.
-    Route("/api/sessions/active", active_sessions, methods=["GET"]),
-    Route("/api/sessions/search", search_sessions, methods=["GET"]),
-    Route("/api/sessions/{session_id}", get_session, methods=["GET"]),
-    Route("/api/sessions/{session_id}/stats", session_stats, methods=["GET"]),
-    Route("/api/sessions/{session_id}/context", get_context, methods=["GET"]),
-    Route("/api/sessions/{session_id}/context", put_context, methods=["PUT"]),
-    Route("/api/sessions/{session_id}/context", delete_context, methods=["DELETE"]),
-    Route("/api/sessions/{session_id}", update_session, methods=["PUT"]),
-    Route("/api/sessions/{session_id}", delete_session, methods=["DELETE"]),
-    Route("/api/sessions/{session_id}/messages", session_messages, methods=["GET"]),
-    Route("/api/sessions/{session_id}/export", export_session, methods=["GET"]),
-]
+ROUTES = route_table(
+    "/api",
+    {
+        "POST /chat": chat,
+        "POST /chat/resume": resume,
+        "POST /chat/message": chat_message,
+        "POST /chat/event_callback": event_callback,
+        "GET /chat/config": config,
+        "GET /chat/plans/{plan_id}": plan_status,
+        "POST /sessions": create_session,
+        "GET /sessions": list_sessions,
+        # Before /{session_id}, which would otherwise take "active" and "search" as ids.
+        "GET /sessions/active": active_sessions,
+        "GET /sessions/search": search_sessions,
+        "GET /sessions/{session_id}": get_session,
+        "GET /sessions/{session_id}/stats": session_stats,
+        "GET /sessions/{session_id}/context": get_context,
+        "PUT /sessions/{session_id}/context": put_context,
+        "DELETE /sessions/{session_id}/context": delete_context,
+        "PUT /sessions/{session_id}": update_session,
+        "DELETE /sessions/{session_id}": delete_session,
+        "GET /sessions/{session_id}/messages": session_messages,
+        "GET /sessions/{session_id}/export": export_session,
+    },
+)

@@ -1,13 +1,13 @@
-"""The `[agent]` settings section (`ISA_AGENT__*` in the environment)."""
+"""The `[agent]` settings section (`ISA_AGENT__*` in the environment), and the agent's keys of `[memory]`."""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, Field
 
-from isa.core.settings import Settings
+from isa.core.settings import Section, Settings
 
 
 def _words(value: Any) -> Any:
@@ -17,9 +17,7 @@ def _words(value: Any) -> Any:
     return value
 
 
-class AgentSettings(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
+class AgentSettings(Section):
     # The model group (or alias) the agent reasons with, and the one plans are made with.
     model: str = "default"
     planner_model: str = "default"
@@ -59,3 +57,13 @@ class AgentSettings(BaseModel):
 def load(settings: Settings) -> AgentSettings:
     """The agent section, checked; a bad value is a start-up error naming the setting."""
     return settings.section("agent", AgentSettings)
+
+
+class AgentMemorySettings(Section):
+    """The agent's side of memory, read from `[memory]` (keys agent_memory, recall_*)."""
+
+    agent_memory: bool = True  # recall/store through the mcp node's memory tools
+    recall_limit: int = Field(5, ge=0, le=20)
+    recall_max_chars: int = Field(240, ge=40, le=2000)
+    recall_min_similarity: float = Field(0.3, ge=-1, le=1)
+    memory_timeout_seconds: float = Field(10.0, gt=0)

@@ -12,7 +12,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from isa.core.db import DictConnection
+from isa.core.db import DictConnection, fetch_one
 
 _PLAN_COLUMNS = "id::text AS plan_id, user_id, session_id::text, request, status, replans, summary, error, " \
     "created_at, updated_at, finished_at"  # fmt: skip
@@ -133,11 +133,11 @@ async def supersede_pending(conn: DictConnection, user_id: str, plan_id: str) ->
     await conn.execute(
         "UPDATE agent_plans SET replans = replans + 1 WHERE id = %s::uuid AND user_id = %s", (plan_id, user_id)
     )
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT COALESCE(max(position) + 1, 0) AS next FROM agent_plan_steps WHERE plan_id = %s::uuid AND user_id = %s",
         (plan_id, user_id),
     )
-    row = await cur.fetchone()
     return int(row["next"]) if row else 0
 
 
@@ -158,7 +158,8 @@ async def save_checkpoint(
 
 async def claim_paused(conn: DictConnection, user_id: str, thread_id: str) -> dict[str, Any] | None:
     """Take the thread's newest paused run for resuming (at most one caller gets it)."""
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         """UPDATE checkpoints SET metadata = metadata || '{"status": "resuming"}'::jsonb
            WHERE id = (SELECT id FROM checkpoints
                        WHERE user_id = %s AND thread_id = %s AND metadata ->> 'status' = 'interrupted'
@@ -166,7 +167,6 @@ async def claim_paused(conn: DictConnection, user_id: str, thread_id: str) -> di
            RETURNING checkpoint_id, checkpoint""",
         (user_id, thread_id),
     )
-    return await cur.fetchone()
 
 
 async def set_checkpoint_status(conn: DictConnection, user_id: str, checkpoint_id: str, status: str) -> None:
@@ -187,13 +187,13 @@ async def abandon_paused(conn: DictConnection, user_id: str, thread_id: str) -> 
 
 
 async def paused_view(conn: DictConnection, user_id: str, thread_id: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         """SELECT checkpoint -> 'pending' AS pending, created_at FROM checkpoints
            WHERE user_id = %s AND thread_id = %s AND metadata ->> 'status' = 'interrupted'
            ORDER BY created_at DESC LIMIT 1""",
         (user_id, thread_id),
     )
-    return await cur.fetchone()
 
 
 # -- traces -----------------------------------------------------------------------------------
@@ -226,7 +226,8 @@ async def write_trace(
     error: str | None,
     spans: list[Span],
 ) -> str:
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         """INSERT INTO traces (user_id, session_id, thread_id, request_id, name, service_name, status,
                                started_at, ended_at, duration_ms, total_tokens, metadata, error_message)
            VALUES (%s, %s::uuid, %s, %s, %s, 'isa.agent', %s, %s, %s, %s, %s, %s, %s) RETURNING id::text""",
@@ -245,7 +246,6 @@ async def write_trace(
             error,
         ),
     )
-    row = await cur.fetchone()
     assert row is not None
     trace_id = str(row["id"])
     async with conn.cursor() as cursor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
@@ -21,19 +23,30 @@ capabilities = Capabilities("isa.agent")
 tool = capabilities.tool
 
 
-def _planner(call: ToolCall, ctx: Context[Any, Any]) -> tuple[Planner, str]:
+def _planner(ctx: Context[Any, Any]) -> tuple[ToolCall, Planner, str]:
+    """The call, the planner and the id of the request the tool serves (empty outside HTTP)."""
+    call = current_call()
     planner = call.service("agent.planner", Planner)
     try:
         request = ctx.request_context.request
     except ValueError:
         request = None
     if isinstance(request, Request):
-        return planner, request_id_of(request)
-    return planner, ""
+        return call, planner, request_id_of(request)
+    return call, planner, ""
 
 
-def _failure(exc: AgentError) -> ToolFailure:
-    return ToolFailure("error", exc.code, exc.message)
+@contextmanager
+def _failures() -> Iterator[None]:
+    """The planner's AgentError, as the tool's failure."""
+    try:
+        yield
+    except AgentError as exc:
+        raise ToolFailure("error", exc.code, exc.message) from None
+
+
+def _no_plan() -> ToolFailure:
+    return ToolFailure("error", "plan_not_found", "no such plan")
 
 
 @tool(
@@ -48,12 +61,9 @@ async def create_execution_plan(
     session_id: str | None = None,
 ) -> dict[str, Any]:
     """Split a multi-step request into a plan of steps (with dependencies); the plan is stored and its id returned."""
-    call = current_call()
-    planner, request_id = _planner(call, ctx)
-    try:
+    call, planner, request_id = _planner(ctx)
+    with _failures():
         steps = await planner.plan(call.principal, request, context, request_id)
-    except AgentError as exc:
-        raise _failure(exc) from None
     async with call.db.transaction() as conn:
         plan = await store.insert_plan(conn, call.principal.user_id, session_id, request, steps)
     return {"plan_id": plan["plan_id"], "status": plan["status"], "steps": steps}
@@ -68,21 +78,18 @@ async def replan_execution(
     session_id: str | None = None,
 ) -> dict[str, Any]:
     """Replace the remaining steps of one of your plans after a step failed; returns the new steps."""
-    call = current_call()
-    planner, request_id = _planner(call, ctx)
+    call, planner, request_id = _planner(ctx)
     user = call.principal.user_id
     async with call.db.connection() as conn:
         plan = await store.get_plan(conn, user, plan_id)
     if plan is None:
-        raise ToolFailure("error", "plan_not_found", "no such plan")
-    try:
+        raise _no_plan()
+    with _failures():
         steps = await planner.replan(call.principal, plan, failed_step_id, error, request_id)
-    except AgentError as exc:
-        raise _failure(exc) from None
     async with call.db.transaction() as conn:
         locked = await store.get_plan(conn, user, plan_id, lock=True)
         if locked is None:
-            raise ToolFailure("error", "plan_not_found", "no such plan")
+            raise _no_plan()
         position = await store.supersede_pending(conn, user, plan_id)
         await store.insert_steps(conn, user, plan_id, steps, position)
     return {"plan_id": plan_id, "replaced_after": failed_step_id, "steps": steps}
@@ -95,5 +102,5 @@ async def get_autonomous_status(plan_id: str) -> dict[str, Any]:
     async with call.db.connection() as conn:
         plan = await store.get_plan(conn, call.principal.user_id, plan_id)
     if plan is None:
-        raise ToolFailure("error", "plan_not_found", "no such plan")
+        raise _no_plan()
     return plan_view(plan)

@@ -36,6 +36,12 @@ def test_a_chat_discovers_a_tool_calls_it_and_streams_the_answer(
     progress = [e["content"]["data"] for e in result.of("custom_stream") if e["content"].get("type") == "progress"]
     assert progress == ["[weather_forecast] Starting execution (1/1)", progress[1]]
     assert progress[1].startswith("[weather_forecast] Completed - ")
+    # The page's tool card: one call id from start to done, the arguments, the state and the time it took.
+    start, done = [e for e in result.of("custom_stream") if e["content"].get("type") == "progress"]
+    assert start["call_id"] == done["call_id"] and start["call_id"]
+    assert (start["phase"], start["arguments"]) == ("start", {"city": "Paris"})
+    assert (done["phase"], done["status"], done["images"], done["files"]) == ("done", "finished", [], [])
+    assert isinstance(done["duration_ms"], int) and done["duration_ms"] >= 0
     tool_result = fake.requests_for(FAKE_MODEL)[1].body["messages"][-1]
     assert tool_result["role"] == "tool" and json.loads(tool_result["content"])["data"]["asked_by"] == user
     # Tokens arrive as several chunks, in order.
@@ -52,6 +58,36 @@ def test_a_chat_discovers_a_tool_calls_it_and_streams_the_answer(
         ("tool", "tool_result", "complete"),
         ("assistant", "chat", "complete"),
     ]
+    # The tool result keeps what its card showed, so a reopened conversation draws the same card.
+    kept = sql(
+        db_url,
+        "SELECT message_metadata FROM session_messages WHERE session_id = %s::uuid AND message_type = 'tool_result'",
+        result.session_id,
+    )[0][0]
+    assert kept == {"status": "finished", "duration_ms": done["duration_ms"], "files": []}
+
+
+def test_a_tool_that_saves_a_file_names_it_in_its_card_and_history(
+    node: str, fake: FakeOpenAI, all_settings: Settings, db_url: str
+) -> None:
+    user, key = new_user(db_url, all_settings)
+    fake.script(
+        FAKE_MODEL,
+        Reply(tool_calls=[call("chart_test_picture", {"title": "sales by month"})]),
+        Reply(text="Here is the chart."),
+    )
+    result = chat(node, key, {"message": "make a test chart of sales by month"})
+    assert result.status == 200 and result.done
+    done = next(e for e in result.of("custom_stream") if e.get("phase") == "done")
+    (file_id,) = done["files"]
+    owner = sql(db_url, "SELECT user_id, content_type FROM files WHERE id = %s::uuid", file_id)
+    assert owner == [(user, "image/png")]
+    kept = sql(
+        db_url,
+        "SELECT message_metadata FROM session_messages WHERE session_id = %s::uuid AND message_type = 'tool_result'",
+        result.session_id,
+    )[0][0]
+    assert kept["files"] == [file_id] and kept["status"] == "finished"
 
 
 def test_billing_is_one_credit_per_model_call_and_two_per_tool_call_charged_once(

@@ -15,8 +15,8 @@ from typing import Any
 import anyio
 import pytest
 
-from isa.agent.memory import AgentMemorySettings, McpMemory
-from isa.agent.settings import AgentSettings
+from isa.agent.memory import McpMemory
+from isa.agent.settings import AgentMemorySettings, AgentSettings
 from isa.agent.upstream import Upstreams
 from isa.auth.settings import auth_settings
 from isa.core.settings import Settings

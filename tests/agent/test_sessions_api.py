@@ -90,6 +90,10 @@ def test_the_chat_page_is_served_with_a_strict_content_security_policy(node: str
     script = httpx.get(node + "/api/chat/static/app.js", timeout=10)
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert httpx.get(node + "/api/chat/static/../settings.py", timeout=10).status_code == 404
+    vendored = httpx.get(node + "/api/chat/static/vendor/purify.min.js", timeout=10)
+    assert vendored.status_code == 200 and "javascript" in vendored.headers["content-type"]
+    for outside in ("vendor/README.md", "vendor/LICENSE.marked", "vendor/%2e%2e/app.js", "vendor"):
+        assert httpx.get(node + "/api/chat/static/" + outside, timeout=10).status_code == 404, outside
 
 
 def test_the_originals_active_search_and_stats_routes_answer_for_the_callers_own_sessions(

@@ -25,9 +25,23 @@ import pytest
 from tests.agent.test_chat_page import ARGS as CHROMIUM_ARGS
 from tests.agent.test_chat_page import CHROMIUM
 from tests.support.agent import chat
-from tests.support.fake_openai import FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI, Reply
 from tests.support.procs import IsaProcess, isa_serve
 
+HOSTILE_MARKDOWN = """| city | high |
+|---|---|
+| Paris | 21 |
+
+Some **bold** text.
+
+```python
+print(1)
+```
+
+<img src="x" onerror="window.__pwned = 1"> [click](javascript:window.__pwned=2)
+
+<script>window.__pwned = 3</script>
+"""
 PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "REPLICATE_API_KEY", "ISA_AUTH__TOKEN_SECRET")
 
 
@@ -107,8 +121,20 @@ def test_the_chat_page_in_chromium_signs_in_a_cli_user_and_streams_the_local_mod
             page.get_by_label("Message").fill("Say hello.")
             page.keyboard.press("Enter")
             expect(page.locator("#messages")).to_contain_text("fake reply to: Say hello.")
+            # Issue 27's check: a Markdown answer with hostile HTML renders, and nothing from it runs.
+            # times=4: the node's after-turn calls (memory, title) may take the first replies from this queue.
+            local_model.script("fake", Reply(text=HOSTILE_MARKDOWN, chunks=7, times=4))
+            page.get_by_label("Message").fill("Show me a table.")
+            page.keyboard.press("Enter")
+            answer = page.locator("#messages .assistant").last
+            expect(answer.locator("table td").first).to_have_text("Paris")
+            expect(answer.locator("strong")).to_have_text("bold")
+            expect(answer.locator("pre code")).to_contain_text("print(1)")
+            assert page.locator("img[onerror], a[href^='javascript:'], #messages script").count() == 0
+            assert page.evaluate("() => window.__pwned") is None
         finally:
             browser.close()
+            local_model.reset()  # the later tests expect the default echo
 
 
 def test_a_new_user_from_the_cli_chats_with_the_local_model_and_a_failed_turn_costs_nothing(
