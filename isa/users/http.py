@@ -15,14 +15,18 @@ from starlette.responses import JSONResponse, Response
 from isa.auth import require_principal
 from isa.auth.principal import Principal
 from isa.core.errors import ApiError
+from isa.core.http import api as checked_api
+from isa.core.http import json_body, query_params
 from isa.core.logging import get_logger
-from isa.core.openapi import ATTRIBUTE, Operation
+from isa.core.openapi import Operation, described
 
 log = get_logger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 Endpoint = Callable[[Request], Awaitable[Response]]
 Scoped = Callable[[Request, Principal], Awaitable[Response]]
+# One service call of a route: the request, the verified caller and the operation's parsed input (None: none).
+Call = Callable[[Request, Principal, Any], Awaitable[Any]]
 
 
 def envelope(data: Any, status: int = 200) -> JSONResponse:
@@ -38,23 +42,34 @@ def envelope(data: Any, status: int = 200) -> JSONResponse:
 def api(operation: Operation) -> Callable[[Scoped], Endpoint]:
     """Describe an endpoint for /openapi.json and hand it the caller, checked for the operation's scope.
 
-    The scope the docs show is the scope that is checked (Starlette's `requires` style): the handler never
-    calls require_principal itself. Database input errors become 4xx, never 500.
+    isa.core.http.api with the auth domain's principal (the scope the docs show is the scope that is checked),
+    plus the users service's translation of database input errors into 4xx, never 500.
     """
-    scope = operation.scope
-    if scope is None:
-        raise ValueError(f"{operation.summary!r} has no scope: use public_api")
 
     def decorate(endpoint: Scoped) -> Endpoint:
         @functools.wraps(endpoint)
-        async def wrapper(request: Request) -> Response:
-            principal = await require_principal(request, scope)
+        async def translated(request: Request, principal: Principal) -> Response:
             return await _translated(endpoint(request, principal))
 
-        setattr(wrapper, ATTRIBUTE, operation)
-        return wrapper
+        return checked_api(operation, require_principal)(translated)
 
     return decorate
+
+
+def handler(operation: Operation, call: Call) -> Endpoint:
+    """An endpoint that is one service call: the operation's body (an empty body is {}) or query string, parsed
+    with its model, goes to `call` with the caller; the result comes back in the envelope with the operation's status.
+    """
+
+    async def endpoint(request: Request, principal: Principal) -> Response:
+        data: Any = None
+        if operation.body is not None:
+            data = await json_body(request, operation.body, empty_ok=True)
+        elif operation.query is not None:
+            data = query_params(request, operation.query)
+        return envelope(await call(request, principal, data), operation.status)
+
+    return api(operation)(endpoint)
 
 
 def public_api(operation: Operation) -> Callable[[Endpoint], Endpoint]:
@@ -65,8 +80,7 @@ def public_api(operation: Operation) -> Callable[[Endpoint], Endpoint]:
         async def wrapper(request: Request) -> Response:
             return await _translated(endpoint(request))
 
-        setattr(wrapper, ATTRIBUTE, operation)
-        return wrapper
+        return described(operation)(wrapper)
 
     return decorate
 

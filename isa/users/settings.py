@@ -5,16 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from isa.core.settings import ConfigError, Settings
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+from isa.core.settings import ConfigError, Section, Settings
 
 
-class PlanSettings(_Section):
+class PlanSettings(Section):
     name: str
     # Credits granted when the plan starts (free: at sign-up) and on every paid invoice.
     credits: Decimal = Field(ge=0)
@@ -31,7 +27,7 @@ class PlanSettings(_Section):
         return int((self.price_usd * 100).to_integral_value())
 
 
-class StripeSettings(_Section):
+class StripeSettings(Section):
     # Tests point this at a fake on 127.0.0.1; production leaves it at Stripe.
     api_base: str = "https://api.stripe.com"
     secret_key: str = ""
@@ -47,7 +43,7 @@ class StripeSettings(_Section):
     cancel_url: str = "http://localhost:5173/billing/cancel"
 
 
-class BillingSettings(_Section):
+class BillingSettings(Section):
     # The plan every user has without a live subscription; its credits are granted once at sign-up.
     default_plan: str = "free"
     # No plans here on purpose: they live in config/settings.toml ([default.billing.plans.*]).

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from isa.core.db import DictConnection
-from isa.users import store
+from isa.users.accounts import store
 
 
 class BillableCall(Protocol):

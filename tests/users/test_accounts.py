@@ -10,8 +10,8 @@ from starlette.testclient import TestClient
 
 from isa.core.db import Database
 from isa.core.settings import Settings
-from isa.users.schemas import EnsureUser
-from isa.users.service import UsersService
+from isa.users.accounts.schemas import EnsureUser
+from isa.users.accounts.service import UsersService
 from isa.users.settings import billing_settings
 from tests.support.users import sql
 

@@ -54,6 +54,16 @@ def test_plans_are_listed_from_settings(client: TestClient, app_settings: Settin
     assert again["pro"]["credits"] == 12345
 
 
+def test_the_plans_say_whether_payments_are_enabled(client: TestClient, app_settings: Settings, db_url: str) -> None:
+    assert client.get("/api/v1/subscriptions/plans").json()["data"]["payments_enabled"] is True
+    # Without Stripe's secret key nothing can be bought: a client hides its "Buy" buttons.
+    unpaid = with_billing(app_settings, secret_key="")
+    with TestClient(create_app(unpaid, "mcp", database_url=db_url)) as other:
+        listed = other.get("/api/v1/subscriptions/plans").json()["data"]
+        assert listed["payments_enabled"] is False
+        assert any(p["purchasable"] for p in listed["plans"])
+
+
 def test_checkout_posts_a_form_encoded_session_to_stripe_and_returns_its_url(
     client: TestClient, fake_stripe: FakeStripe, signed_up: Maker
 ) -> None:

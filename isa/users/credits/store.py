@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
-from isa.core.db import DictConnection
+from isa.core.db import DictConnection, fetch_one
 
 # One statement moves the balance and records the move: the balance update is conditional
 # (`credits_remaining + delta >= 0`) and row-locked by Postgres for the statement, and the
@@ -52,22 +52,23 @@ class LedgerEntry:
 async def move(conn: DictConnection, m: Move) -> LedgerEntry | None:
     """The ledger entry of the move, or None when the user is missing or the balance would go negative."""
     params = {**asdict(m), "metadata": json.dumps(m.metadata or {})}
-    cur = await conn.execute(_MOVE, params)
-    row = await cur.fetchone()
+    row = await fetch_one(conn, _MOVE, params)
     return None if row is None else LedgerEntry(str(row["id"]), row["credits_before"], row["credits_after"])
 
 
 async def balance(conn: DictConnection, user_id: str, *, lock: bool = False) -> Decimal | None:
-    cur = await conn.execute(
-        "SELECT credits_remaining FROM users WHERE user_id = %s" + (" FOR UPDATE" if lock else ""), (user_id,)
+    row = await fetch_one(
+        conn, "SELECT credits_remaining FROM users WHERE user_id = %s" + (" FOR UPDATE" if lock else ""), (user_id,)
     )
-    row = await cur.fetchone()
     return None if row is None else Decimal(row["credits_remaining"])
 
 
 async def has_move(conn: DictConnection, user_id: str, idempotency_key: str) -> bool:
-    cur = await conn.execute(
-        "SELECT 1 FROM user_credit_transactions WHERE user_id = %s AND idempotency_key = %s",
-        (user_id, idempotency_key),
+    return (
+        await fetch_one(
+            conn,
+            "SELECT 1 FROM user_credit_transactions WHERE user_id = %s AND idempotency_key = %s",
+            (user_id, idempotency_key),
+        )
+        is not None
     )
-    return await cur.fetchone() is not None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from isa.core.db import DictConnection
-from isa.users import schemas
+from isa.users.sessions import schemas
 from isa.users.sessions.service import SessionsService, parse_session_id, session_not_found
 from isa.users.sessions.store import (
     Note,

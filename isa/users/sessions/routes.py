@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from isa.auth.principal import Principal
-from isa.core.http import json_body, query_params
+from isa.core.http import json_body, route_table
 from isa.core.openapi import Operation
-from isa.users import schemas
-from isa.users.http import api, envelope
+from isa.users.http import Endpoint, api, envelope, handler
+from isa.users.sessions import schemas
 from isa.users.sessions.service import SessionsService, parse_session_id
 
 BASE = "/api/v1/users/me/sessions"
 _TAGS = ("sessions",)
 _SESSION_PATH = {"session_id": {"type": "string", "format": "uuid"}}
+# The routes of one session: its id in the path; an unknown session (or another user's) is a 404.
+_ONE: dict[str, Any] = {"errors": (404,), "path_params": _SESSION_PATH}
+_WRITE = {"scope": "write", **_ONE}
 
 
 def _service(request: Request) -> SessionsService:
@@ -27,38 +32,43 @@ def _session_id(request: Request) -> str:
     return parse_session_id(str(request.path_params["session_id"]))
 
 
-@api(
+create_session = handler(
     Operation(
         "Start a session", _TAGS, schemas.SessionCreate, None, schemas.Session, "write", status=201, errors=(404,)
-    )
+    ),
+    lambda request, principal, body: _service(request).create(principal.user_id, body),
 )
-async def create_session(request: Request, principal: Principal) -> Response:
-    body = await json_body(request, schemas.SessionCreate, empty_ok=True)
-    return envelope(await _service(request).create(principal.user_id, body), 201)
-
-
-@api(Operation("The caller's sessions", _TAGS, query=schemas.SessionQuery, response=schemas.SessionPage))
-async def list_sessions(request: Request, principal: Principal) -> Response:
-    query = query_params(request, schemas.SessionQuery)
-    return envelope(await _service(request).list(principal.user_id, query))
-
-
-@api(
+list_sessions = handler(
+    Operation("The caller's sessions", _TAGS, query=schemas.SessionQuery, response=schemas.SessionPage),
+    lambda request, principal, query: _service(request).list(principal.user_id, query),
+)
+get_session = handler(
     Operation(
         "A session with its first messages",
         _TAGS,
         query=schemas.MessageQuery,
         response=schemas.SessionWithMessages,
-        errors=(404,),
-        path_params=_SESSION_PATH,
-    )
+        **_ONE,
+    ),
+    lambda request, principal, query: _service(request).get(principal.user_id, _session_id(request), query.limit),
 )
-async def get_session(request: Request, principal: Principal) -> Response:
-    query = query_params(request, schemas.MessageQuery)
-    return envelope(await _service(request).get(principal.user_id, _session_id(request), query.limit))
 
 
-@api(
+def _into_session(operation: Operation, write: Callable[..., Awaitable[Any]]) -> Endpoint:
+    """A write into one session, `write(service, user_id, session_id, body)`: the id is checked before the body."""
+    body_model = operation.body
+    assert body_model is not None
+
+    @api(operation)
+    async def endpoint(request: Request, principal: Principal) -> Response:
+        session_id = _session_id(request)
+        body = await json_body(request, body_model, empty_ok=True)
+        return envelope(await write(_service(request), principal.user_id, session_id, body), operation.status)
+
+    return endpoint
+
+
+update_session = _into_session(
     Operation(
         "Change a session's title, status or metadata",
         _TAGS,
@@ -66,46 +76,21 @@ async def get_session(request: Request, principal: Principal) -> Response:
         None,
         schemas.Session,
         "write",
-        errors=(404,),
-        path_params=_SESSION_PATH,
-    )
+        **_ONE,
+    ),
+    SessionsService.update,
 )
-async def update_session(request: Request, principal: Principal) -> Response:
-    session_id = _session_id(request)
-    body = await json_body(request, schemas.SessionUpdate, empty_ok=True)
-    return envelope(await _service(request).update(principal.user_id, session_id, body))
-
-
-@api(
-    Operation(
-        "Delete a session and its messages",
-        _TAGS,
-        response=schemas.Deleted,
-        scope="write",
-        errors=(404,),
-        path_params=_SESSION_PATH,
-    )
+delete_session = handler(
+    Operation("Delete a session and its messages", _TAGS, response=schemas.Deleted, **_WRITE),
+    lambda request, principal, _: _service(request).delete(principal.user_id, _session_id(request)),
 )
-async def delete_session(request: Request, principal: Principal) -> Response:
-    return envelope(await _service(request).delete(principal.user_id, _session_id(request)))
-
-
-@api(
-    Operation(
-        "A session's messages in order",
-        _TAGS,
-        query=schemas.MessageQuery,
-        response=schemas.MessagePage,
-        errors=(404,),
-        path_params=_SESSION_PATH,
-    )
+list_messages = handler(
+    Operation("A session's messages in order", _TAGS, query=schemas.MessageQuery, response=schemas.MessagePage, **_ONE),
+    lambda request, principal, query: _service(request).messages(principal.user_id, _session_id(request), query),
 )
-async def list_messages(request: Request, principal: Principal) -> Response:
-    query = query_params(request, schemas.MessageQuery)
-    return envelope(await _service(request).messages(principal.user_id, _session_id(request), query))
 
 
-@api(
+add_message = _into_session(
     Operation(
         "Append a message to a session",
         _TAGS,
@@ -114,22 +99,21 @@ async def list_messages(request: Request, principal: Principal) -> Response:
         schemas.Message,
         "write",
         status=201,
-        errors=(404,),
-        path_params=_SESSION_PATH,
-    )
+        **_ONE,
+    ),
+    SessionsService.add_message,
 )
-async def add_message(request: Request, principal: Principal) -> Response:
-    session_id = _session_id(request)
-    body = await json_body(request, schemas.MessageCreate, empty_ok=True)
-    return envelope(await _service(request).add_message(principal.user_id, session_id, body), 201)
 
 
-ROUTES = [
-    Route(BASE, create_session, methods=["POST"]),
-    Route(BASE, list_sessions, methods=["GET"]),
-    Route(BASE + "/{session_id}", get_session, methods=["GET"]),
-    Route(BASE + "/{session_id}", update_session, methods=["PUT"]),
-    Route(BASE + "/{session_id}", delete_session, methods=["DELETE"]),
-    Route(BASE + "/{session_id}/messages", list_messages, methods=["GET"]),
-    Route(BASE + "/{session_id}/messages", add_message, methods=["POST"]),
-]
+ROUTES = route_table(
+    BASE,
+    {
+        "POST": create_session,
+        "GET": list_sessions,
+        "GET /{session_id}": get_session,
+        "PUT /{session_id}": update_session,
+        "DELETE /{session_id}": delete_session,
+        "GET /{session_id}/messages": list_messages,
+        "POST /{session_id}/messages": add_message,
+    },
+)

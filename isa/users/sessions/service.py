@@ -8,8 +8,8 @@ import psycopg.errors
 
 from isa.core.db import Database
 from isa.core.errors import ApiError
-from isa.users import schemas
-from isa.users.service import user_not_found
+from isa.users.accounts.service import user_not_found
+from isa.users.sessions import schemas
 from isa.users.sessions import store as session_store
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from isa.core.db import DictConnection
-from isa.users import schemas
+from isa.core.db import DictConnection, fetch_all, fetch_one
+from isa.users.sessions import schemas
 
 _SESSION_COLUMNS = (
     "id::text AS session_id, user_id, title, status, is_active, message_count, total_tokens, total_cost, "
@@ -21,34 +21,34 @@ _MESSAGE_COLUMNS = (
 
 
 async def create_session(conn: DictConnection, user_id: str, body: schemas.SessionCreate) -> dict[str, Any]:
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         f"INSERT INTO sessions (user_id, title, metadata) VALUES (%s, %s, %s) RETURNING {_SESSION_COLUMNS}",
         (user_id, body.title, Jsonb(body.metadata)),
     )
-    row = await cur.fetchone()
     assert row is not None
     return row
 
 
 async def list_sessions(conn: DictConnection, user_id: str, query: schemas.SessionQuery) -> list[dict[str, Any]]:
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         f"""SELECT {_SESSION_COLUMNS} FROM sessions
             WHERE user_id = %s AND (NOT %s OR status = 'active')
             ORDER BY last_activity_at DESC, id LIMIT %s OFFSET %s""",
         (user_id, query.active_only, query.limit, query.offset),
     )
-    return list(await cur.fetchall())
 
 
 async def get_session(
     conn: DictConnection, user_id: str, session_id: str, *, lock: bool = False
 ) -> dict[str, Any] | None:
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = %s::uuid AND user_id = %s"
         + (" FOR UPDATE" if lock else ""),
         (session_id, user_id),
     )
-    return await cur.fetchone()
 
 
 async def update_session(
@@ -61,12 +61,12 @@ async def update_session(
         if column in changes:
             assignments.append(f"{column} = %s")
             values.append(Jsonb(changes[column]) if column == "metadata" else changes[column])
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         f"UPDATE sessions SET {', '.join(assignments)} WHERE id = %s::uuid AND user_id = %s "
         f"RETURNING {_SESSION_COLUMNS}",
         (*values, session_id, user_id),
     )
-    return await cur.fetchone()
 
 
 async def delete_session(conn: DictConnection, user_id: str, session_id: str) -> bool:
@@ -76,10 +76,9 @@ async def delete_session(conn: DictConnection, user_id: str, session_id: str) ->
 
 async def get_context(conn: DictConnection, user_id: str, session_id: str) -> dict[str, Any] | None:
     """The session's stored context (conversation_data), or None when it is not the user's session."""
-    cur = await conn.execute(
-        "SELECT conversation_data FROM sessions WHERE id = %s::uuid AND user_id = %s", (session_id, user_id)
+    row = await fetch_one(
+        conn, "SELECT conversation_data FROM sessions WHERE id = %s::uuid AND user_id = %s", (session_id, user_id)
     )
-    row = await cur.fetchone()
     return None if row is None else dict(row["conversation_data"] or {})
 
 
@@ -87,23 +86,23 @@ async def set_context(
     conn: DictConnection, user_id: str, session_id: str, context: dict[str, Any]
 ) -> dict[str, Any] | None:
     """Replace the session's context; None when it is not the user's session."""
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         "UPDATE sessions SET conversation_data = %s WHERE id = %s::uuid AND user_id = %s RETURNING conversation_data",
         (Jsonb(context), session_id, user_id),
     )
-    row = await cur.fetchone()
     return None if row is None else dict(row["conversation_data"] or {})
 
 
 async def list_messages(
     conn: DictConnection, user_id: str, session_id: str, limit: int, offset: int
 ) -> list[dict[str, Any]]:
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         f"""SELECT {_MESSAGE_COLUMNS} FROM session_messages
             WHERE session_id = %s::uuid AND user_id = %s ORDER BY seq LIMIT %s OFFSET %s""",
         (session_id, user_id, limit, offset),
     )
-    return list(await cur.fetchall())
 
 
 async def insert_message(
@@ -114,7 +113,8 @@ async def insert_message(
     The composite foreign key (session_id, user_id) makes a message for someone else's session
     impossible even if a caller skipped the ownership check.
     """
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         f"""INSERT INTO session_messages
                (session_id, user_id, role, message_type, content, status, tool_calls, tool_call_id,
                 message_metadata, tokens_used, cost_usd, idempotency_key)
@@ -136,16 +136,15 @@ async def insert_message(
             body.idempotency_key,
         ),
     )
-    return await cur.fetchone()
 
 
 async def message_by_key(conn: DictConnection, user_id: str, session_id: str, key: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         f"SELECT {_MESSAGE_COLUMNS} FROM session_messages "
         "WHERE session_id = %s::uuid AND user_id = %s AND idempotency_key = %s",
         (session_id, user_id, key),
     )
-    return await cur.fetchone()
 
 
 async def count_message(conn: DictConnection, user_id: str, session_id: str, tokens: int, cost: Any) -> None:
@@ -167,17 +166,18 @@ async def search_sessions(
                     OR EXISTS (SELECT 1 FROM session_messages m WHERE m.session_id = s.id AND m.user_id = s.user_id
                                AND m.content ILIKE %(pattern)s))"""
     params = {"user": user_id, "status": status, "pattern": pattern, "limit": limit, "offset": offset}
-    cur = await conn.execute(f"SELECT count(*) AS total FROM sessions s {where}", params)
-    total_row = await cur.fetchone()
+    total_row = await fetch_one(conn, f"SELECT count(*) AS total FROM sessions s {where}", params)
     columns = ", ".join("s." + c.strip() for c in _SESSION_COLUMNS.split(","))
     order = "ORDER BY s.last_activity_at DESC, s.id LIMIT %(limit)s OFFSET %(offset)s"
-    cur = await conn.execute(f"SELECT {columns} FROM sessions s {where} {order}", params)
-    return list(await cur.fetchall()), int(total_row["total"]) if total_row else 0
+    return await fetch_all(conn, f"SELECT {columns} FROM sessions s {where} {order}", params), int(
+        total_row["total"]
+    ) if total_row else 0
 
 
 async def messages_for_context(conn: DictConnection, user_id: str, session_id: str, limit: int) -> list[dict[str, Any]]:
     """The last `limit` complete user/assistant chat messages of a session, oldest first."""
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         """SELECT role, content FROM (
                SELECT role, content, seq FROM session_messages
                WHERE session_id = %s::uuid AND user_id = %s AND status = 'complete'
@@ -186,7 +186,6 @@ async def messages_for_context(conn: DictConnection, user_id: str, session_id: s
            ORDER BY seq""",
         (session_id, user_id, limit),
     )
-    return list(await cur.fetchall())
 
 
 @dataclass(frozen=True)
@@ -200,40 +199,40 @@ class Note:
 
 
 async def insert_note(conn: DictConnection, user_id: str, session_id: str, note: Note) -> dict[str, Any]:
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         "INSERT INTO session_messages (session_id, user_id, message_type, role, content, importance_score)"
         " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id::text, created_at",
         (session_id, user_id, note.message_type, note.role, note.content, note.importance),
     )
-    row = await cur.fetchone()
     assert row is not None
     return row
 
 
 async def recent_sessions(conn: DictConnection, user_id: str, limit: int) -> list[dict[str, Any]]:
     """The user's newest sessions, in the short form the memory resources show."""
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         "SELECT id::text, title, status, message_count, last_activity_at FROM sessions WHERE user_id = %s"
         " ORDER BY last_activity_at DESC LIMIT %s",
         (user_id, limit),
     )
-    return list(await cur.fetchall())
 
 
 async def session_brief(conn: DictConnection, user_id: str, session_id: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         "SELECT id::text, title, status, message_count, session_summary, created_at, last_activity_at"
         " FROM sessions WHERE id = %s AND user_id = %s",
         (session_id, user_id),
     )
-    return await cur.fetchone()
 
 
 async def recent_messages(conn: DictConnection, user_id: str, session_id: str, limit: int) -> list[dict[str, Any]]:
     """The last `limit` messages of any kind, oldest first (for memory's session context)."""
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         "SELECT role, message_type, content, created_at FROM (SELECT role, message_type, content, created_at, seq"
         " FROM session_messages WHERE session_id = %s AND user_id = %s ORDER BY seq DESC LIMIT %s) m ORDER BY seq",
         (session_id, user_id, limit),
     )
-    return list(await cur.fetchall())

@@ -10,11 +10,13 @@ from typing import Any
 from isa.core.db import Database, DictConnection
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
-from isa.users import billing_store as bstore
-from isa.users import credits, schemas, store
-from isa.users.service import user_not_found
+from isa.users import credits
+from isa.users.accounts import store
+from isa.users.accounts.service import user_not_found
+from isa.users.billing import schemas
+from isa.users.billing import store as bstore
+from isa.users.billing.stripe import SignatureError, StripeClient, verify_signature
 from isa.users.settings import BillingSettings, PlanSettings
-from isa.users.stripe import SignatureError, StripeClient, verify_signature
 
 log = get_logger(__name__)
 
@@ -82,7 +84,8 @@ class BillingService:
                     purchasable=p.price_cents > 0,
                 )
                 for key, p in self.billing.plans.items()
-            ]
+            ],
+            payments_enabled=self.stripe.configured,
         )
 
     async def current(self, user_id: str) -> schemas.CurrentSubscription:
@@ -108,8 +111,7 @@ class BillingService:
         """Create a Stripe Checkout Session for a paid plan; the webhook applies the result."""
         plan = self._purchasable(plan_name)
         async with self.db.connection() as conn:
-            cur = await conn.execute("SELECT email FROM users WHERE user_id = %s", (user_id,))
-            user = await cur.fetchone()
+            user = await store.email_of(conn, user_id)
             if user is None:
                 raise user_not_found()
             customer = await bstore.customer_for_user(conn, user_id)

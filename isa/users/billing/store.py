@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg.errors
 
-from isa.core.db import DictConnection
+from isa.core.db import DictConnection, fetch_one
 
 LIVE_STATUSES = ("incomplete", "trialing", "active", "past_due", "unpaid", "paused")
 # users.subscription_status allows fewer states than Stripe has.
@@ -58,35 +58,34 @@ async def finish_event(conn: DictConnection, event_id: str, outcome: str, user_i
 
 
 async def user_exists(conn: DictConnection, user_id: str) -> bool:
-    cur = await conn.execute("SELECT 1 FROM users WHERE user_id = %s", (user_id,))
-    return await cur.fetchone() is not None
+    return await fetch_one(conn, "SELECT 1 FROM users WHERE user_id = %s", (user_id,)) is not None
 
 
 async def subscription_by_stripe_id(conn: DictConnection, stripe_subscription_id: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         "SELECT id::text, user_id, plan_type, status, stripe_customer_id FROM subscriptions "
         "WHERE stripe_subscription_id = %s",
         (stripe_subscription_id,),
     )
-    return await cur.fetchone()
 
 
 async def user_for_customer(conn: DictConnection, customer_id: str) -> str | None:
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT user_id FROM subscriptions WHERE stripe_customer_id = %s ORDER BY created_at DESC LIMIT 1",
         (customer_id,),
     )
-    row = await cur.fetchone()
     return None if row is None else str(row["user_id"])
 
 
 async def customer_for_user(conn: DictConnection, user_id: str) -> str | None:
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT stripe_customer_id FROM subscriptions WHERE user_id = %s AND stripe_customer_id IS NOT NULL "
         "ORDER BY created_at DESC LIMIT 1",
         (user_id,),
     )
-    row = await cur.fetchone()
     return None if row is None else str(row["stripe_customer_id"])
 
 
@@ -111,7 +110,8 @@ async def upsert_subscription(conn: DictConnection, change: SubscriptionChange) 
 
 
 async def _upsert(conn: DictConnection, change: SubscriptionChange) -> str | None:
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         """INSERT INTO subscriptions AS s
                (user_id, stripe_subscription_id, stripe_customer_id, status, plan_type, credits_included,
                 current_period_start, current_period_end, canceled_at, downgrade_at_period_end, last_event_at)
@@ -144,7 +144,6 @@ async def _upsert(conn: DictConnection, change: SubscriptionChange) -> str | Non
             "event_at": change.event_at,
         },
     )
-    row = await cur.fetchone()
     return None if row is None else str(row["id"])
 
 
@@ -162,11 +161,11 @@ async def set_user_status(conn: DictConnection, user_id: str, stripe_status: str
 
 
 async def current_subscription(conn: DictConnection, user_id: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         """SELECT id::text, plan_type, status, credits_included, current_period_start, current_period_end,
                   canceled_at, downgrade_at_period_end AS cancel_at_period_end, created_at
            FROM subscriptions WHERE user_id = %s AND subscription_scope = 'platform'
            ORDER BY (status = ANY(%s)) DESC, created_at DESC LIMIT 1""",
         (user_id, list(LIVE_STATUSES)),
     )
-    return await cur.fetchone()

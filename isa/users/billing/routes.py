@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from isa.auth.principal import Principal
-from isa.core.http import json_body
+from isa.core.http import route_table
 from isa.core.openapi import Operation
-from isa.users import schemas
-from isa.users.billing import BillingService
-from isa.users.http import api, envelope, public_api
+from isa.users.billing import schemas
+from isa.users.billing.service import BillingService
+from isa.users.http import envelope, handler, public_api
 
 _TAGS = ("billing",)
 
@@ -30,12 +28,11 @@ async def plans(request: Request) -> Response:
     return envelope(_service(request).plans())
 
 
-@api(Operation("The caller's plan and subscription", _TAGS, response=schemas.CurrentSubscription, errors=(404,)))
-async def my_subscription(request: Request, principal: Principal) -> Response:
-    return envelope(await _service(request).current(principal.user_id))
-
-
-@api(
+my_subscription = handler(
+    Operation("The caller's plan and subscription", _TAGS, response=schemas.CurrentSubscription, errors=(404,)),
+    lambda request, principal, _: _service(request).current(principal.user_id),
+)
+checkout = handler(
     Operation(
         "Start a Stripe Checkout for a paid plan",
         _TAGS,
@@ -45,11 +42,9 @@ async def my_subscription(request: Request, principal: Principal) -> Response:
         "write",
         status=201,
         errors=(404, 502, 503, 504),
-    )
+    ),
+    lambda request, principal, body: _service(request).checkout(principal.user_id, body.plan),
 )
-async def checkout(request: Request, principal: Principal) -> Response:
-    body = await json_body(request, schemas.Checkout, empty_ok=True)
-    return envelope(await _service(request).checkout(principal.user_id, body.plan), 201)
 
 
 @public_api(
@@ -69,11 +64,14 @@ async def webhook(request: Request) -> Response:
     return envelope(result)
 
 
-ROUTES = [
-    Route("/api/v1/subscriptions/plans", plans, methods=["GET"]),
-    Route("/api/v1/users/me/subscription", my_subscription, methods=["GET"]),
-    Route("/api/v1/billing/checkout", checkout, methods=["POST"]),
-    Route("/api/v1/billing/webhook", webhook, methods=["POST"]),
-    # The original service's webhook path, so an existing Stripe endpoint configuration keeps working.
-    Route("/api/v1/webhooks/stripe", webhook, methods=["POST"]),
-]
+ROUTES = route_table(
+    "",
+    {
+        "GET /api/v1/subscriptions/plans": plans,
+        "GET /api/v1/users/me/subscription": my_subscription,
+        "POST /api/v1/billing/checkout": checkout,
+        "POST /api/v1/billing/webhook": webhook,
+        # The original service's webhook path, so an existing Stripe endpoint configuration keeps working.
+        "POST /api/v1/webhooks/stripe": webhook,
+    },
+)

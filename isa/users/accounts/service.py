@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg.errors
+from pydantic import BaseModel
 
 from isa.core.db import Database, DictConnection
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
-from isa.users import credits, schemas, store
+from isa.users import credits
+from isa.users.accounts import schemas, store
+from isa.users.credits import schemas as credit_schemas
 from isa.users.settings import BillingSettings
 from isa.users.signup import SIGNUP_GRANT_KEY, grant_signup_credits
+from isa.users.wire import Paging
 
 __all__ = ["SIGNUP_GRANT_KEY", "UsersService"]
 
 log = get_logger(__name__)
+P = TypeVar("P", bound=BaseModel)
 
 
 # Which missing row a foreign-key violation means, by constraint name.
@@ -76,13 +81,13 @@ class UsersService:
                 raise user_not_found()
             return await self._user(conn, user_id)
 
-    async def balance(self, user_id: str) -> schemas.Balance:
+    async def balance(self, user_id: str) -> credit_schemas.Balance:
         user = await self.get(user_id)
-        return schemas.Balance(
+        return credit_schemas.Balance(
             user_id=user.user_id, balance=user.credits, credits_total=user.credits_total, plan=user.plan
         )
 
-    async def consume(self, user_id: str, body: schemas.Consume) -> schemas.Consumed:
+    async def consume(self, user_id: str, body: credit_schemas.Consume) -> credit_schemas.Consumed:
         """Take credits (402 when short); a repeated idempotency key returns the first result.
 
         The same key with a different request is 422 idempotency_key_reused (as the events API answers, and as
@@ -112,7 +117,7 @@ class UsersService:
             return _replayed(done, body)
         except psycopg.errors.ForeignKeyViolation as exc:
             raise not_found_for(exc) from None
-        return schemas.Consumed(
+        return credit_schemas.Consumed(
             transaction_id=entry.transaction_id,
             consumed_amount=float(body.amount),
             remaining_credits=float(entry.credits_after),
@@ -120,7 +125,7 @@ class UsersService:
             credits_after=float(entry.credits_after),
         )
 
-    async def recharge(self, user_id: str, body: schemas.Recharge, *, by: str) -> schemas.Recharged:
+    async def recharge(self, user_id: str, body: credit_schemas.Recharge, *, by: str) -> credit_schemas.Recharged:
         """Add credits to a user (admins only; the route checks). A repeated reference_id recharges once."""
         meta: dict[str, Any] = {"by": by, "reference_id": body.reference_id}
         try:
@@ -143,7 +148,7 @@ class UsersService:
         except psycopg.errors.DataError:
             raise ApiError(422, "balance_out_of_range", "this recharge would exceed the largest balance") from None
         log.info("credits_recharged", user_id=user_id, by=by, amount=str(body.amount), applied=entry is not None)
-        return schemas.Recharged(
+        return credit_schemas.Recharged(
             transaction_id=entry.transaction_id if entry else None,
             user_id=user_id,
             amount=float(body.amount),
@@ -151,15 +156,12 @@ class UsersService:
             applied=entry is not None,
         )
 
-    async def transactions(self, user_id: str, query: schemas.TransactionQuery) -> schemas.TransactionPage:
+    async def transactions(
+        self, user_id: str, query: credit_schemas.TransactionQuery
+    ) -> credit_schemas.TransactionPage:
         async with self.db.connection() as conn:
             rows, total = await store.list_transactions(conn, user_id, query)
-        return schemas.TransactionPage(
-            transactions=[schemas.Transaction.model_validate(r) for r in rows],
-            total=total,
-            limit=query.limit,
-            offset=query.offset,
-        )
+        return _page(credit_schemas.TransactionPage, "transactions", rows, total, query)
 
     async def record_usage(self, user_id: str, body: schemas.UsageCreate) -> schemas.UsageCreated:
         """Record one billable operation and charge its credits in the same transaction (402 if short)."""
@@ -189,19 +191,19 @@ class UsersService:
     async def usage(self, user_id: str, query: schemas.UsageQuery) -> schemas.UsagePage:
         async with self.db.connection() as conn:
             rows, total = await store.list_usage(conn, user_id, query)
-        return schemas.UsagePage(
-            records=[schemas.UsageRecord.model_validate(r) for r in rows],
-            total=total,
-            limit=query.limit,
-            offset=query.offset,
-        )
+        return _page(schemas.UsagePage, "records", rows, total, query)
 
     async def usage_stats(self, user_id: str, query: schemas.StatsQuery) -> schemas.UsageStats:
         async with self.db.connection() as conn:
             return schemas.UsageStats.model_validate(await store.usage_stats(conn, user_id, query))
 
 
-def _replayed(row: dict[str, Any], body: schemas.Consume) -> schemas.Consumed:
+def _page(page: type[P], items: str, rows: list[dict[str, Any]], total: int, query: Paging) -> P:
+    """One page of `rows` under `items`, with the total and the query's limit and offset."""
+    return page.model_validate({items: rows, "total": total, "limit": query.limit, "offset": query.offset})
+
+
+def _replayed(row: dict[str, Any], body: credit_schemas.Consume) -> credit_schemas.Consumed:
     """The first consume made with this key, if `body` asks for the same thing; else 422."""
     first = (
         -row["credits_amount"],
@@ -215,8 +217,8 @@ def _replayed(row: dict[str, Any], body: schemas.Consume) -> schemas.Consumed:
     return _consumed(row)
 
 
-def _consumed(row: dict[str, Any]) -> schemas.Consumed:
-    return schemas.Consumed(
+def _consumed(row: dict[str, Any]) -> credit_schemas.Consumed:
+    return credit_schemas.Consumed(
         transaction_id=str(row["id"]),
         consumed_amount=float(-row["credits_amount"]),
         remaining_credits=float(row["credits_after"]),

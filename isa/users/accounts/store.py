@@ -7,8 +7,10 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from isa.core.db import DictConnection
-from isa.users import schemas
+from isa.core.db import DictConnection, fetch_all, fetch_one, fetch_page
+from isa.users import wire
+from isa.users.accounts import schemas
+from isa.users.credits import schemas as credit_schemas
 
 # A user's plan: the newest live platform subscription, else the default plan (a parameter).
 _USER = """
@@ -32,30 +34,34 @@ def as_bound(value: date | datetime | None, *, end: bool = False) -> datetime | 
 
 
 async def get_user(conn: DictConnection, user_id: str, default_plan: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
-        _USER + "WHERE u.user_id = %(user_id)s", {"user_id": user_id, "default_plan": default_plan}
+    return await fetch_one(
+        conn, _USER + "WHERE u.user_id = %(user_id)s", {"user_id": user_id, "default_plan": default_plan}
     )
-    return await cur.fetchone()
+
+
+async def email_of(conn: DictConnection, user_id: str) -> dict[str, Any] | None:
+    """The user's contact address ({"email": ...}, the value may be None); None when there is no such user."""
+    return await fetch_one(conn, "SELECT email FROM users WHERE user_id = %s", (user_id,))
 
 
 async def list_users(conn: DictConnection, default_plan: str, limit: int, offset: int) -> list[dict[str, Any]]:
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         _USER + "ORDER BY u.created_at, u.user_id LIMIT %(limit)s OFFSET %(offset)s",
         {"default_plan": default_plan, "limit": limit, "offset": offset},
     )
-    return list(await cur.fetchall())
 
 
 async def upsert_user(conn: DictConnection, user_id: str, email: str | None, name: str | None) -> bool:
     """Create the row, or fill in an email/name it lacks; True when this call created it."""
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         """INSERT INTO users (user_id, email, name) VALUES (%s, %s, %s)
            ON CONFLICT (user_id) DO UPDATE
                SET email = coalesce(users.email, EXCLUDED.email), name = coalesce(users.name, EXCLUDED.name)
            RETURNING (xmax = 0) AS created""",
         (user_id, email, name),
     )
-    row = await cur.fetchone()
     return bool(row and row["created"])
 
 
@@ -73,15 +79,15 @@ async def update_profile(conn: DictConnection, user_id: str, changes: dict[str, 
 
 
 async def transaction_by_key(conn: DictConnection, user_id: str, key: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         "SELECT id, credits_amount, credits_before, credits_after, description, usage_record_id, metadata "
         "FROM user_credit_transactions WHERE user_id = %s AND idempotency_key = %s",
         (user_id, key),
     )
-    return await cur.fetchone()
 
 
-def _range_filter(query: schemas.DateRange | schemas.StatsQuery, column: str = "created_at") -> tuple[str, list[Any]]:
+def _range_filter(query: wire.DateRange | schemas.StatsQuery, column: str = "created_at") -> tuple[str, list[Any]]:
     sql, args = "", []
     if (start := as_bound(query.start_date)) is not None:
         sql += f" AND {column} >= %s"
@@ -92,23 +98,30 @@ def _range_filter(query: schemas.DateRange | schemas.StatsQuery, column: str = "
     return sql, args
 
 
-async def list_transactions(
-    conn: DictConnection, user_id: str, query: schemas.TransactionQuery
+async def _owned_page(
+    conn: DictConnection, columns: str, table: str, user_id: str, query: wire.DateRange, kind: tuple[str, str | None]
 ) -> tuple[list[dict[str, Any]], int]:
+    """A page of the user's rows of `table`, newest first, in the query's date range and of one kind if asked."""
     where, args = _range_filter(query)
-    if query.transaction_type:
-        where += " AND transaction_type = %s"
-        args.append(query.transaction_type)
-    base = f"FROM user_credit_transactions WHERE user_id = %s{where}"
-    cur = await conn.execute(
-        "SELECT id::text, transaction_type, credits_amount, credits_before, credits_after, usage_record_id::text, "
-        f"description, metadata, created_at {base} ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
-        (user_id, *args, query.limit, query.offset),
-    )
-    rows = list(await cur.fetchall())
-    cur = await conn.execute(f"SELECT count(*) AS n {base}", (user_id, *args))
-    total = await cur.fetchone()
-    return rows, int(total["n"]) if total else 0
+    column, value = kind
+    if value:
+        where += f" AND {column} = %s"
+        args.append(value)
+    base = f"FROM {table} WHERE user_id = %s{where}"
+    return await fetch_page(conn, columns, base, (user_id, *args), "created_at DESC, id", query.limit, query.offset)
+
+
+async def list_transactions(
+    conn: DictConnection, user_id: str, query: credit_schemas.TransactionQuery
+) -> tuple[list[dict[str, Any]], int]:
+    kind = ("transaction_type", query.transaction_type)
+    return await _owned_page(conn, _TRANSACTION_COLUMNS, "user_credit_transactions", user_id, query, kind)
+
+
+_TRANSACTION_COLUMNS = (
+    "id::text, transaction_type, credits_amount, credits_before, credits_after, usage_record_id::text, "
+    "description, metadata, created_at"
+)
 
 
 _USAGE_COLUMNS = (
@@ -120,7 +133,8 @@ _USAGE_COLUMNS = (
 
 async def insert_usage(conn: DictConnection, user_id: str, body: schemas.UsageCreate) -> dict[str, Any] | None:
     """Insert a usage record; None when the caller's idempotency key was used before."""
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         f"""INSERT INTO user_usage_records
                (user_id, session_id, trace_id, idempotency_key, endpoint, event_type, credits_charged, cost_usd,
                 calculation_method, total_tokens, prompt_tokens, completion_tokens, model_name, provider,
@@ -150,7 +164,6 @@ async def insert_usage(conn: DictConnection, user_id: str, body: schemas.UsageCr
             None if body.response_data is None else Jsonb(body.response_data),
         ),
     )
-    return await cur.fetchone()
 
 
 _INSERT_GATEWAY_USAGE = """
@@ -165,34 +178,22 @@ RETURNING id
 
 async def insert_gateway_usage(conn: DictConnection, params: dict[str, Any]) -> str:
     """A usage row for a call the model gateway already made (no idempotency key: one row per call)."""
-    cur = await conn.execute(_INSERT_GATEWAY_USAGE, params)
-    row = await cur.fetchone()
+    row = await fetch_one(conn, _INSERT_GATEWAY_USAGE, params)
     assert row is not None
     return str(row["id"])
 
 
 async def usage_by_key(conn: DictConnection, user_id: str, key: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         f"SELECT {_USAGE_COLUMNS} FROM user_usage_records WHERE user_id = %s AND idempotency_key = %s",
         (user_id, key),
     )
-    return await cur.fetchone()
 
 
 async def list_usage(conn: DictConnection, user_id: str, query: schemas.UsageQuery) -> tuple[list[dict[str, Any]], int]:
-    where, args = _range_filter(query)
-    if query.event_type:
-        where += " AND event_type = %s"
-        args.append(query.event_type)
-    base = f"FROM user_usage_records WHERE user_id = %s{where}"
-    cur = await conn.execute(
-        f"SELECT {_USAGE_COLUMNS} {base} ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
-        (user_id, *args, query.limit, query.offset),
-    )
-    rows = list(await cur.fetchall())
-    cur = await conn.execute(f"SELECT count(*) AS n {base}", (user_id, *args))
-    total = await cur.fetchone()
-    return rows, int(total["n"]) if total else 0
+    kind = ("event_type", query.event_type)
+    return await _owned_page(conn, _USAGE_COLUMNS, "user_usage_records", user_id, query, kind)
 
 
 # Buckets are computed in one scan with GROUPING SETS; the day is the UTC calendar day.
