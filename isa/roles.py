@@ -6,6 +6,7 @@ ROLE_DOMAINS: dict[str, tuple[str, ...]] = {
     # The user service and the event service ran on the MCP host in the original; they still do.
     "mcp": (
         "isa.auth",
+        "isa.auth.oauth",  # the OAuth authorization server for /mcp
         "isa.catalog",
         "isa.users",
         "isa.files",
@@ -15,11 +16,13 @@ ROLE_DOMAINS: dict[str, tuple[str, ...]] = {
         "isa.events",
         "isa.web",
         "isa.memory",
+        "isa.knowledge",
         "isa.analytics",
         "isa.commerce",
         "isa.media",
         "isa.graph",
         "isa.guardrails",
+        "isa.portal",
     ),
     "model": ("isa.auth", "isa.model"),
     "agent": ("isa.auth", "isa.agent"),
@@ -44,3 +47,12 @@ CHAT_ROLES = ("agent", "all")
 
 def serves_chat(role: str) -> bool:
     return role in CHAT_ROLES
+
+
+# The user service (accounts, keys, credits) is served where the mcp role is; `isa.auth` is on every role for
+# identity, but its key and user management routes only here.
+USER_SERVICE_ROLES = ("mcp", "all")
+
+
+def serves_user_service(role: str) -> bool:
+    return role in USER_SERVICE_ROLES

@@ -14,21 +14,31 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from isa.core.embedded import embedded_url
+from isa.core.embedded import PG_MAJOR, embedded_url
 from isa.core.migrations import migrate
 from isa.core.settings import Settings, load_settings
 
 TEMPLATE = "isa_template"
 
 
+def xdist_worker() -> str:
+    """This process's pytest-xdist worker id (`gw0`, `gw1`, ...), or `main` without xdist."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """An isolated ISA_DATA_DIR for the whole run: nothing touches the developer's own data."""
-    path = tmp_path_factory.mktemp("isa-data")
+    """An isolated ISA_DATA_DIR for the whole run: nothing touches the developer's own data.
+
+    Under pytest-xdist every worker has its own (the base temp is per worker, and the name says which), so each
+    worker runs its own embedded Postgres on its own Unix socket and its own template: workers share no server,
+    database name or port (moto and the fakes bind port 0).
+    """
+    path = tmp_path_factory.mktemp(f"isa-data-{xdist_worker()}")
     os.environ["ISA_DATA_DIR"] = str(path)
     os.environ["ISA_ENV"] = "test"
     yield path
-    _stop_embedded_postgres(path / "pg")
+    _stop_embedded_postgres(path / f"pg{PG_MAJOR}")
 
 
 def _stop_embedded_postgres(pgdata: Path, timeout: float = 15.0) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import re
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parents[1]
 # Named by the operator, not by us: plan names and deployment entries are data, not settings keys.
@@ -25,6 +28,19 @@ def _keys(prefix: str, section: dict[str, object]) -> Iterator[str]:
 
 
 SETTINGS = sorted(_keys("", tomllib.loads((ROOT / "config" / "settings.toml").read_text())["default"]))
+
+
+def _model_fields() -> Iterator[str]:
+    """Every field of every settings model (`isa/**/settings.py`): the keys a deployment can set, including those
+    config/settings.toml leaves at the model's default."""
+    for path in sorted((ROOT / "isa").rglob("settings.py")):
+        module = importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
+        for name, model in vars(module).items():
+            if inspect.isclass(model) and issubclass(model, BaseModel) and model.__module__ == module.__name__:
+                yield from (f"{module.__name__}.{name}.{field}" for field in model.model_fields)
+
+
+MODEL_FIELDS = sorted(_model_fields())
 DOCS = "\n".join(p.read_text() for p in sorted((ROOT / "docs").glob("*.md")))
 
 
@@ -33,3 +49,10 @@ def test_every_default_setting_is_documented(key: str) -> None:
     """The key's name (or its dotted path) appears in docs/; docs/configuration.md lists the ones no page explains."""
     leaf = key.rsplit(".", 1)[-1]
     assert re.search(rf"\b{re.escape(leaf)}\b", DOCS), f"{key} is in config/settings.toml but in no doc"
+
+
+@pytest.mark.parametrize("field", MODEL_FIELDS)
+def test_every_settings_model_field_is_documented(field: str) -> None:
+    """A field of a settings model that settings.toml doesn't list is still a key a deployment can set."""
+    leaf = field.rsplit(".", 1)[-1]
+    assert re.search(rf"\b{re.escape(leaf)}\b", DOCS), f"{field} is a setting but in no doc"

@@ -21,6 +21,8 @@ from typing import Any
 
 import duckdb
 
+from isa.core.errors import CodedError
+
 SOURCE_TYPES = ("csv", "tsv", "json", "jsonl", "parquet", "excel")
 _NUMERIC = re.compile(
     r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|FLOAT|DOUBLE|DECIMAL)"
@@ -32,13 +34,8 @@ class IngestFailed(Exception):
     """The source can't be read as a table; the message says why (DuckDB's words, first line only)."""
 
 
-class QueryFailed(Exception):
+class QueryFailed(CodedError):
     """DuckDB refused or stopped a query: `code` is query_timeout, query_failed or query_too_large."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

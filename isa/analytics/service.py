@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -121,25 +121,23 @@ def _table_out(row: store.TableRow) -> dict[str, Any]:
     }
 
 
+@dataclass(eq=False)
 class AnalyticsService:
-    def __init__(
-        self,
-        db: Database,
-        storage: Storage,
-        files: FilesService,
-        embedder: Embedder,
-        settings: AnalyticsSettings,
-        model: ModelClient | None,
-        work_dir: Path,
-    ) -> None:
-        self.db = db
-        self.storage = storage
-        self.files = files
-        self.embedder = embedder
-        self.settings = settings
-        self.model = model
-        self.policy = EgressPolicy(settings.allow_hosts, settings.allow_cidrs)
-        self.limits = Limits(settings.memory_limit, settings.threads)
+    db: Database
+    storage: Storage
+    files: FilesService
+    embedder: Embedder
+    settings: AnalyticsSettings
+    model: ModelClient | None
+    work_dir: InitVar[Path]
+    policy: EgressPolicy = field(init=False)
+    limits: Limits = field(init=False)
+    tmp_dir: Path = field(init=False)
+    cache_dir: Path = field(init=False)
+
+    def __post_init__(self, work_dir: Path) -> None:
+        self.policy = EgressPolicy(self.settings.allow_hosts, self.settings.allow_cidrs)
+        self.limits = Limits(self.settings.memory_limit, self.settings.threads)
         self.tmp_dir = work_dir / "tmp"
         self.cache_dir = work_dir / "cache"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from isa.core.errors import CodedError
+
 # Statement kinds that are never a query (by class name, so a sqlglot release that lacks one still imports).
 _FORBIDDEN_NODES = {
     "Alter",
@@ -63,13 +65,8 @@ _FORBIDDEN_FUNCTION = re.compile(
 )
 
 
-class UnsafeSql(Exception):
+class UnsafeSql(CodedError):
     """The SQL is not one read-only query over the caller's tables; `code` says which rule it broke."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from isa.core.db import DictConnection, vector_literal
+from isa.core.db import DictConnection, fetch_all, fetch_one, vector_literal
 
 _COLUMNS = (
     "id::text AS id, database_name, table_name, source_kind, source_ref, source_type, storage_key, size_bytes,"
@@ -51,33 +51,32 @@ class MetaEntity:
 
 
 async def count_tables(conn: DictConnection, user_id: str) -> int:
-    cur = await conn.execute("SELECT count(*) AS n FROM analytics_tables WHERE user_id = %s", (user_id,))
-    row = await cur.fetchone()
+    row = await fetch_one(conn, "SELECT count(*) AS n FROM analytics_tables WHERE user_id = %s", (user_id,))
     return int(row["n"]) if row else 0
 
 
 async def lock_user(conn: DictConnection, user_id: str) -> bool:
     """Serialise one user's catalogue changes (row lock on users); False when the user does not exist."""
-    cur = await conn.execute("SELECT 1 FROM users WHERE user_id = %s FOR UPDATE", (user_id,))
-    return await cur.fetchone() is not None
+    return await fetch_one(conn, "SELECT 1 FROM users WHERE user_id = %s FOR UPDATE", (user_id,)) is not None
 
 
 async def get_table(conn: DictConnection, user_id: str, database_name: str, table_name: str) -> TableRow | None:
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         f"SELECT {_COLUMNS} FROM analytics_tables WHERE user_id = %s AND database_name = %s AND table_name = %s",
         (user_id, database_name, table_name),
     )
-    row = await cur.fetchone()
     return TableRow(**row) if row else None
 
 
 async def list_tables(conn: DictConnection, user_id: str, database_name: str | None = None) -> list[TableRow]:
-    cur = await conn.execute(
+    rows = await fetch_all(
+        conn,
         f"SELECT {_COLUMNS} FROM analytics_tables WHERE user_id = %s"
         " AND (%s::text IS NULL OR database_name = %s) ORDER BY database_name, table_name",
         (user_id, database_name, database_name),
     )
-    return [TableRow(**r) for r in await cur.fetchall()]
+    return [TableRow(**r) for r in rows]
 
 
 async def upsert_table(
@@ -95,7 +94,8 @@ async def upsert_table(
     columns: list[dict[str, Any]],
     description: str,
 ) -> TableRow:
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         "INSERT INTO analytics_tables (user_id, database_name, table_name, source_kind, source_ref, source_type,"
         " storage_key, size_bytes, row_count, columns, description)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -117,19 +117,18 @@ async def upsert_table(
             description,
         ),
     )
-    row = await cur.fetchone()
     assert row is not None
     return TableRow(**row)
 
 
 async def delete_tables(conn: DictConnection, user_id: str, database_name: str, table_name: str | None) -> list[str]:
     """Remove one table (or a whole database) and its metadata; the storage keys whose objects must go."""
-    cur = await conn.execute(
+    gone = await fetch_all(
+        conn,
         "DELETE FROM analytics_tables WHERE user_id = %s AND database_name = %s"
         " AND (%s::text IS NULL OR table_name = %s) RETURNING storage_key, table_name",
         (user_id, database_name, table_name, table_name),
     )
-    gone = await cur.fetchall()
     for row in gone:
         await delete_meta(conn, user_id, database_name, str(row["table_name"]))
     return [str(r["storage_key"]) for r in gone]
@@ -183,7 +182,8 @@ async def search_meta(
 ) -> list[dict[str, Any]]:
     """The user's tables and columns ranked by (1 - w) * cosine + w * ts_rank / max ts_rank (exact: a user's
     metadata is hundreds of rows, so a scan of their rows is cheaper than an index probe plus re-rank)."""
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         f"""
         WITH q AS (
             SELECT %(vec)s::vector({int(dimensions)}) AS v,
@@ -212,12 +212,12 @@ async def search_meta(
             "limit": limit,
         },
     )
-    return list(await cur.fetchall())
 
 
 async def meta_counts(conn: DictConnection, user_id: str) -> dict[str, int]:
-    cur = await conn.execute(
+    rows = await fetch_all(
+        conn,
         "SELECT entity_type, count(*) AS n FROM db_meta_embedding WHERE user_id = %s GROUP BY entity_type",
         (user_id,),
     )
-    return {str(r["entity_type"]): int(r["n"]) for r in await cur.fetchall()}
+    return {str(r["entity_type"]): int(r["n"]) for r in rows}

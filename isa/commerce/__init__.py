@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from isa.commerce.insights import Insights
 from isa.commerce.orders import OrderService
 from isa.commerce.routes import ROUTES
@@ -34,12 +31,4 @@ def register(builder: AppBuilder) -> None:
     builder.add_routes(*ROUTES)
     # Shopify's order payloads carry every line item with its tax and discount detail: allow big orders.
     builder.allow_body("/api/v1/commerce/webhooks/shopify", 5 * 1024 * 1024)
-
-    @asynccontextmanager
-    async def lifespan() -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await service.close()
-
-    builder.add_lifespan(lifespan)
+    builder.on_shutdown(service.close)

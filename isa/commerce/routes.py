@@ -6,23 +6,16 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from isa.auth import require_principal
+from isa.auth.principal import Principal
 from isa.commerce import schemas
 from isa.commerce.orders import OrderService
-from isa.core.openapi import ATTRIBUTE, Operation
+from isa.core.http import api, route_table
+from isa.core.openapi import Operation, described
 
 _TAGS = ("commerce",)
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def _described(operation: Operation) -> Callable[[Endpoint], Endpoint]:
-    def decorate(endpoint: Endpoint) -> Endpoint:
-        setattr(endpoint, ATTRIBUTE, operation)
-        return endpoint
-
-    return decorate
 
 
 def _orders(request: Request) -> OrderService:
@@ -30,7 +23,7 @@ def _orders(request: Request) -> OrderService:
     return service
 
 
-@_described(
+@described(
     Operation(
         "Shopify order webhook (authenticated by the X-Shopify-Hmac-Sha256 header)",
         _TAGS,
@@ -48,13 +41,14 @@ async def shopify_webhook(request: Request) -> Response:
     return JSONResponse(result)
 
 
-@_described(Operation("The caller's orders, newest first", _TAGS, response=schemas.OrderList, envelope=False))
-async def my_orders(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+@api(
+    Operation("The caller's orders, newest first", _TAGS, response=schemas.OrderList, envelope=False), require_principal
+)
+async def my_orders(request: Request, principal: Principal) -> Response:
     return JSONResponse(await _orders(request).orders(principal.user_id))
 
 
-@_described(
+@api(
     Operation(
         "One of the caller's orders by order number or id",
         _TAGS,
@@ -62,15 +56,18 @@ async def my_orders(request: Request) -> Response:
         envelope=False,
         errors=(404,),
         path_params={"ref": {"type": "string"}},
-    )
+    ),
+    require_principal,
 )
-async def my_order(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+async def my_order(request: Request, principal: Principal) -> Response:
     return JSONResponse(await _orders(request).orders(principal.user_id, request.path_params["ref"]))
 
 
-ROUTES = [
-    Route("/api/v1/commerce/webhooks/shopify", shopify_webhook, methods=["POST"]),
-    Route("/api/v1/commerce/orders", my_orders, methods=["GET"]),
-    Route("/api/v1/commerce/orders/{ref}", my_order, methods=["GET"]),
-]
+ROUTES = route_table(
+    "",
+    {
+        "POST /api/v1/commerce/webhooks/shopify": shopify_webhook,
+        "GET /api/v1/commerce/orders": my_orders,
+        "GET /api/v1/commerce/orders/{ref}": my_order,
+    },
+)

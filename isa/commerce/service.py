@@ -16,6 +16,7 @@ from isa.commerce import store
 from isa.commerce.settings import CommerceSettings
 from isa.commerce.storefront import Storefront, StorefrontError
 from isa.core.db import Database
+from isa.core.errors import CodedError
 from isa.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -32,14 +33,8 @@ GID = re.compile(r"^gid://shopify/(?P<kind>[A-Za-z]+)/(?P<id>[A-Za-z0-9_-]+)(\?k
 INVENTORY = frozenset({"quantityAvailable"})  # needs a token scope some stores don't grant
 
 
-class CommerceError(Exception):
-    """A failure meant for the caller, with a stable code (not_configured, not_found, cart_empty...)."""
-
-    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
+class CommerceError(CodedError):
+    """The caller's request failed: not_configured, not_found, cart_empty, or the store's own code..."""
 
 
 def gid(kind: str, value: str) -> str:

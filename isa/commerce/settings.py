@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from isa.core.settings import Section
 
 
-class ShopifySettings(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
+class ShopifySettings(Section):
     # "shop.myshopify.com" (or the store's custom domain); empty: every commerce tool answers not_configured.
     store_domain: str = ""
     # Secrets come from the environment only (ISA_COMMERCE__SHOPIFY__STOREFRONT_TOKEN, ...__WEBHOOK_SECRET).
@@ -35,7 +35,5 @@ class ShopifySettings(BaseModel):
         return f"{base}/api/{self.api_version}/graphql.json"
 
 
-class CommerceSettings(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
+class CommerceSettings(Section):
     shopify: ShopifySettings = ShopifySettings()

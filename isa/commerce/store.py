@@ -12,7 +12,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from isa.core.db import DictConnection
+from isa.core.db import DictConnection, fetch_all, fetch_one
 
 CART_COLUMNS = "id::text AS id, user_id, status, shopify_cart_id, checkout_url, currency, cart_data, item_count"
 ORDER_COLUMNS = (
@@ -51,32 +51,31 @@ def _cart(row: dict[str, Any] | None) -> CartRow | None:
 
 
 async def active_cart(conn: DictConnection, user_id: str) -> CartRow | None:
-    cur = await conn.execute(f"SELECT {CART_COLUMNS} FROM carts WHERE user_id = %s AND status = 'active'", (user_id,))
-    return _cart(await cur.fetchone())
+    return _cart(
+        await fetch_one(conn, f"SELECT {CART_COLUMNS} FROM carts WHERE user_id = %s AND status = 'active'", (user_id,))
+    )
+
+
+def _snapshot_values(snap: Snapshot) -> tuple[Any, ...]:
+    """The snapshot's columns in the order both writes name them (checkout_url ... total_amount)."""
+    return snap.checkout_url, snap.currency, Jsonb(snap.cart_data), snap.item_count, snap.subtotal, snap.total
 
 
 async def insert_active_cart(
     conn: DictConnection, user_id: str, shopify_cart_id: str, snap: Snapshot
 ) -> CartRow | None:
     """The user's new active cart; None when another request made one first (one active cart per user)."""
-    cur = await conn.execute(
-        f"""INSERT INTO carts (user_id, shopify_cart_id, checkout_url, currency, cart_data, item_count,
+    return _cart(
+        await fetch_one(
+            conn,
+            f"""INSERT INTO carts (user_id, shopify_cart_id, checkout_url, currency, cart_data, item_count,
                                subtotal_amount, total_amount)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (user_id) WHERE status = 'active' DO NOTHING
             RETURNING {CART_COLUMNS}""",
-        (
-            user_id,
-            shopify_cart_id,
-            snap.checkout_url,
-            snap.currency,
-            Jsonb(snap.cart_data),
-            snap.item_count,
-            snap.subtotal,
-            snap.total,
-        ),
+            (user_id, shopify_cart_id, *_snapshot_values(snap)),
+        )
     )
-    return _cart(await cur.fetchone())
 
 
 async def save_snapshot(conn: DictConnection, user_id: str, cart_id: str, snap: Snapshot) -> None:
@@ -84,16 +83,7 @@ async def save_snapshot(conn: DictConnection, user_id: str, cart_id: str, snap: 
         """UPDATE carts SET checkout_url = %s, currency = %s, cart_data = %s, item_count = %s,
                   subtotal_amount = %s, total_amount = %s
            WHERE id = %s AND user_id = %s AND status = 'active'""",
-        (
-            snap.checkout_url,
-            snap.currency,
-            Jsonb(snap.cart_data),
-            snap.item_count,
-            snap.subtotal,
-            snap.total,
-            cart_id,
-            user_id,
-        ),
+        (*_snapshot_values(snap), cart_id, user_id),
     )
 
 
@@ -106,21 +96,23 @@ async def retire_cart(conn: DictConnection, user_id: str, cart_id: str, status: 
 
 async def cart_by_token(conn: DictConnection, cart_token: str) -> CartRow | None:
     """The cart whose Shopify id is gid://shopify/Cart/<token>[?key=...] (an order's `cart_token`)."""
-    cur = await conn.execute(
-        f"SELECT {CART_COLUMNS} FROM carts WHERE split_part(shopify_cart_id, '?', 1) = %s",
-        ("gid://shopify/Cart/" + cart_token,),
+    return _cart(
+        await fetch_one(
+            conn,
+            f"SELECT {CART_COLUMNS} FROM carts WHERE split_part(shopify_cart_id, '?', 1) = %s",
+            ("gid://shopify/Cart/" + cart_token,),
+        )
     )
-    return _cart(await cur.fetchone())
 
 
 async def recent_carts(conn: DictConnection, user_id: str, limit: int) -> list[dict[str, Any]]:
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         """SELECT id::text AS id, status, currency, cart_data, item_count, subtotal_amount, total_amount,
                   created_at, updated_at
            FROM carts WHERE user_id = %s ORDER BY created_at DESC LIMIT %s""",
         (user_id, limit),
     )
-    return list(await cur.fetchall())
 
 
 @dataclass(frozen=True)
@@ -150,7 +142,8 @@ async def upsert_order(conn: DictConnection, user_id: str, cart_id: str | None, 
     so a late delivery of an older version does not overwrite a newer one.
     """
     meta = {"shopify_updated_at": order.shopify_updated_at.isoformat(), "webhook_id": order.webhook_id}
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         """INSERT INTO orders (user_id, cart_id, shopify_order_id, order_number, status, payment_status,
                                fulfillment_status, currency, line_items, shipping_address, subtotal_amount,
                                tax_amount, shipping_amount, total_amount, metadata, placed_at, cancelled_at)
@@ -187,27 +180,26 @@ async def upsert_order(conn: DictConnection, user_id: str, cart_id: str | None, 
             "cancelled": order.cancelled_at,
         },
     )
-    row = await cur.fetchone()
     if row is None:
         return "unchanged"
     return "inserted" if row["inserted"] else "updated"
 
 
 async def orders_for(conn: DictConnection, user_id: str, limit: int) -> list[dict[str, Any]]:
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         f"SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = %s ORDER BY coalesce(placed_at, created_at) DESC LIMIT %s",
         (user_id, limit),
     )
-    return list(await cur.fetchall())
 
 
 async def order_for(conn: DictConnection, user_id: str, ref: str) -> dict[str, Any] | None:
     """One of the user's orders by Shopify order id, order number ("#1001" or "1001") or our id."""
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         f"""SELECT {ORDER_COLUMNS} FROM orders
             WHERE user_id = %(user)s AND (shopify_order_id = %(ref)s OR order_number = %(ref)s
                   OR ltrim(order_number, '#') = ltrim(%(ref)s, '#') OR id::text = %(ref)s)
             ORDER BY created_at DESC LIMIT 1""",
         {"user": user_id, "ref": ref},
     )
-    return await cur.fetchone()

@@ -15,20 +15,15 @@ import anyio
 import httpx
 
 from isa.commerce.settings import ShopifySettings
+from isa.core.errors import CodedError
 from isa.core.logging import get_logger
 
 log = get_logger(__name__)
 THROTTLED_STATUSES = (429, 430)  # 430: Shopify's bot protection ("Security Rejection") asks for the same patience
 
 
-class StorefrontError(Exception):
-    """A failure meant for the caller: `code` is stable (store_timeout, store_throttled, store_error...)."""
-
-    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
+class StorefrontError(CodedError):
+    """The store failed: store_timeout, store_throttled, store_error..."""
 
 
 class Storefront:

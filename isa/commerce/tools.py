@@ -1,7 +1,7 @@
 """MCP tools and `shopify://` resources of the commerce domain. The shopper is always the verified caller.
 
 The resources are templates with one optional query variable, `{?limit}` (`shopify://catalog/collections`
-reads as is): the SDK hands a Context, and with it this node's services, only to template resources.
+reads as is).
 """
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError
 from pydantic import Field
 
@@ -19,12 +18,12 @@ from isa.commerce.insights import Insights
 from isa.commerce.orders import OrderService
 from isa.commerce.service import CommerceError, CommerceService, SortBy
 from isa.core.errors import ApiError
-from isa.mcp.context import current_call, request_principal
+from isa.mcp.context import current_call
 from isa.mcp.envelope import ToolFailure
 from isa.mcp.registry import Capabilities, SecurityLevel
+from isa.mcp.resources import resource_service
 
 capabilities = Capabilities("isa.commerce")
-F = TypeVar("F", bound=Callable[..., Any])
 tool = capabilities.tool
 ProductId = Annotated[str, Field(min_length=1, max_length=200, description="a Product id (gid://shopify/Product/...)")]
 VariantId = Annotated[
@@ -151,16 +150,8 @@ async def get_order_status(
 # ---- shopify:// resources
 
 
-def _insights(ctx: Context) -> tuple[str, Insights]:
-    principal = request_principal()
-    if principal is None:
-        raise ResourceError("authentication required")
-    server: Any = ctx.mcp_server
-    return principal.user_id, server.runner.state.get("commerce.insights", Insights)
-
-
-async def _read(method: str, ctx: Context, limit: str, user: bool) -> str:
-    user_id, insights = _insights(ctx)
+async def _read(method: str, limit: str, user: bool) -> str:
+    user_id, insights = resource_service("commerce.insights", Insights)
     n = min(max(int(limit), 1), 100) if limit.isdigit() else 20
     try:
         fn = getattr(insights, method)
@@ -170,44 +161,68 @@ async def _read(method: str, ctx: Context, limit: str, user: bool) -> str:
     return json.dumps(data, default=str)
 
 
-def _resource(uri: str, name: str, keywords: list[str]) -> Callable[[F], F]:
-    return capabilities.resource(uri, name=name, category="shopify", keywords=["shopify", *keywords])
+def _reader(method: str, user: bool) -> Callable[..., Any]:
+    async def read(limit: str = "") -> str:
+        return await _read(method, limit, user)
+
+    read.__qualname__ = read.__name__ = f"{method}_resource"
+    return read
 
 
+# Each resource: URI, name, extra keywords, the Insights method, whether it is the caller's own, description.
 # `limit` (1-100, default 20) bounds the entries of each answer.
+_RESOURCES: tuple[tuple[str, str, list[str], str, bool, str], ...] = (
+    (
+        "shopify://catalog/collections{?limit}",
+        "shopify_collections",
+        ["collections", "catalog"],
+        "collections",
+        False,
+        "The store's collections, read live from the store.",
+    ),
+    (
+        "shopify://knowledge/fashion_guide{?limit}",
+        "shopify_fashion_guide",
+        ["guide", "sizes", "styles"],
+        "fashion_guide",
+        False,
+        "A guide to the store's assortment: per product type, the price band, vendors, sizes and colours on offer.",
+    ),
+    (
+        "shopify://preferences/user_profiles{?limit}",
+        "shopify_user_profile",
+        ["preferences", "profile"],
+        "user_profile",
+        True,
+        "Your shopping preferences, from your own carts and orders: product types, vendors, sizes, price band.",
+    ),
+    (
+        "shopify://analytics/shopping_trends{?limit}",
+        "shopify_shopping_trends",
+        ["trends", "analytics"],
+        "shopping_trends",
+        True,
+        "Your shopping by month (carts, orders, spend) and your most bought items.",
+    ),
+    (
+        "shopify://cache/product_recommendations{?limit}",
+        "shopify_recommendations",
+        ["recommendations", "similar"],
+        "recommendations",
+        True,
+        "Products the store recommends for what you recently put in your cart (best sellers without history).",
+    ),
+    (
+        "shopify://inventory/stock_alerts{?limit}",
+        "shopify_stock_alerts",
+        ["stock", "inventory", "alerts"],
+        "stock_alerts",
+        True,
+        "Items of your carts that are out of stock or running low at the store right now.",
+    ),
+)
 
-
-@_resource("shopify://catalog/collections{?limit}", "shopify_collections", ["collections", "catalog"])
-async def collections_resource(ctx: Context, limit: str = "") -> str:
-    """The store's collections, read live from the store."""
-    return await _read("collections", ctx, limit, False)
-
-
-@_resource("shopify://knowledge/fashion_guide{?limit}", "shopify_fashion_guide", ["guide", "sizes", "styles"])
-async def fashion_guide_resource(ctx: Context, limit: str = "") -> str:
-    """A guide to the store's assortment: per product type, the price band, vendors, sizes and colours on offer."""
-    return await _read("fashion_guide", ctx, limit, False)
-
-
-@_resource("shopify://preferences/user_profiles{?limit}", "shopify_user_profile", ["preferences", "profile"])
-async def user_profile_resource(ctx: Context, limit: str = "") -> str:
-    """Your shopping preferences, from your own carts and orders: product types, vendors, sizes, price band."""
-    return await _read("user_profile", ctx, limit, True)
-
-
-@_resource("shopify://analytics/shopping_trends{?limit}", "shopify_shopping_trends", ["trends", "analytics"])
-async def shopping_trends_resource(ctx: Context, limit: str = "") -> str:
-    """Your shopping by month (carts, orders, spend) and your most bought items."""
-    return await _read("shopping_trends", ctx, limit, True)
-
-
-@_resource("shopify://cache/product_recommendations{?limit}", "shopify_recommendations", ["recommendations", "similar"])
-async def recommendations_resource(ctx: Context, limit: str = "") -> str:
-    """Products the store recommends for what you recently put in your cart (best sellers without history)."""
-    return await _read("recommendations", ctx, limit, True)
-
-
-@_resource("shopify://inventory/stock_alerts{?limit}", "shopify_stock_alerts", ["stock", "inventory", "alerts"])
-async def stock_alerts_resource(ctx: Context, limit: str = "") -> str:
-    """Items of your carts that are out of stock or running low at the store right now."""
-    return await _read("stock_alerts", ctx, limit, True)
+for _uri, _name, _keywords, _method, _user, _text in _RESOURCES:
+    capabilities.resource(_uri, name=_name, category="shopify", description=_text, keywords=["shopify", *_keywords])(
+        _reader(_method, _user)
+    )

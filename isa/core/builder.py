@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -69,6 +69,19 @@ class AppBuilder:
     def add_lifespan(self, lifespan: Lifespan) -> None:
         """An async context manager entered at start-up and left at shutdown, in reverse order."""
         self.lifespans.append(lifespan)
+
+    def on_shutdown(self, stop: Callable[[], Awaitable[None]]) -> None:
+        """Work for shutdown only, e.g. closing a domain's clients: a lifespan that awaits `stop` on the way out
+        (before the database pool closes, which the app does after every lifespan)."""
+
+        @asynccontextmanager
+        async def stopping() -> AsyncIterator[None]:
+            try:
+                yield
+            finally:
+                await stop()
+
+        self.add_lifespan(stopping)
 
     def allow_body(self, path_prefix: str, max_bytes: int) -> None:
         """Raise the request body limit for one path prefix (uploads)."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import psycopg
+from psycopg.abc import QueryNoTemplate as Query
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from psycopg_pool.base import AttemptWithBackoff
@@ -98,3 +99,33 @@ class Database:
 def vector_literal(values: Any) -> str:
     """A pgvector text literal ('[0.1,0.2]') for a sequence of floats; cast it with ::vector(n) in SQL."""
     return "[" + ",".join(f"{float(v):.7g}" for v in values) + "]"
+
+
+# One-query store functions: the statement and its rows in one call (stores stay a list of their SQL).
+Params = Sequence[Any] | Mapping[str, Any] | None
+
+
+async def fetch_one(conn: DictConnection, query: Query, params: Params = None) -> dict[str, Any] | None:
+    """The first row of `query` (a dict), or None."""
+    cur = await conn.execute(query, params)
+    return await cur.fetchone()
+
+
+async def fetch_all(conn: DictConnection, query: Query, params: Params = None) -> list[dict[str, Any]]:
+    """Every row of `query`, as dicts."""
+    cur = await conn.execute(query, params)
+    return list(await cur.fetchall())
+
+
+async def fetch_page(
+    conn: DictConnection, columns: str, base: str, params: Sequence[Any], order: str, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of `SELECT columns base ORDER BY order` and the count of all rows `base` matches.
+
+    `base` is the FROM/WHERE part with its placeholders; `params` fill them (the page adds LIMIT and OFFSET).
+    """
+    rows = await fetch_all(
+        conn, f"SELECT {columns} {base} ORDER BY {order} LIMIT %s OFFSET %s", (*params, limit, offset)
+    )
+    total = await fetch_one(conn, f"SELECT count(*) AS n {base}", params)
+    return rows, int(total["n"]) if total else 0

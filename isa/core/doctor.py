@@ -36,7 +36,9 @@ class Check:
 
 def _database(settings: Settings) -> list[Check]:
     from isa.core.db import resolve_url
+    from isa.core.embedded import EmbeddedVersionError
     from isa.core.migrations import status
+    from isa.core.pgvector import UPGRADE_HINT, has_iterative_scan
 
     try:
         url = resolve_url(settings)
@@ -46,13 +48,18 @@ def _database(settings: Settings) -> list[Check]:
             available = conn.execute(
                 "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
             ).fetchone()
+    except EmbeddedVersionError as exc:
+        return [Check("database", False, "embedded data of an older PostgreSQL", str(exc))]
     except Exception as exc:
         hint = "set ISA_DATABASE__URL, or leave it empty for the embedded database"
         return [Check("database", False, f"unreachable ({type(exc).__name__})", hint)]
     where = "embedded" if settings.embedded_database else "configured URL"
     checks = [Check("database", True, f"PostgreSQL {version[0] if version else '?'} ({where})")]
-    if vector:
-        checks.append(Check("pgvector", True, f"version {vector[0]}"))
+    if vector and not has_iterative_scan(vector[0]):
+        detail = f"version {vector[0]}: per-user retrieval needs >= 0.8 (iterative HNSW scans); ranking exactly"
+        checks.append(Check("pgvector", False, detail, UPGRADE_HINT))
+    elif vector:
+        checks.append(Check("pgvector", True, f"version {vector[0]} (iterative HNSW scans)"))
     elif available:
         checks.append(Check("pgvector", False, f"available ({available[0]}) but not created", "run `isa migrate`"))
     else:

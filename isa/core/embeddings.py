@@ -12,12 +12,15 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import hashlib
 import importlib.resources
+import os
 import pathlib
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import anyio.to_thread
 import numpy as np
@@ -71,14 +74,81 @@ def _return_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def _load(model_dir: pathlib.Path, max_tokens: int) -> _Model:
+# "tuned": our fine-tune of the model for tool retrieval, shipped as an int8 graph (isa/core/encoders/README.md).
+Precision = Literal["fp32", "int8", "tuned"]
+MODEL_NAME = "all-MiniLM-L6-v2"
+# Vectors of the int8 graph differ from fp32 ones (cosine ≈ 0.993 between the two for one text), so they are
+# stored under their own model name: a row embedded by one is never compared with a query of the other.
+INT8_MODEL_NAME = "all-MiniLM-L6-v2-int8"
+TUNED_MODEL_NAME = "isa-minilm-tools-v1-int8"
+_NAMES: dict[str, str] = {"fp32": MODEL_NAME, "int8": INT8_MODEL_NAME, "tuned": TUNED_MODEL_NAME}
+
+
+def tuned_graph() -> pathlib.Path:
+    """The packaged int8 graph of the tuned encoder (same tokenizer as the stock model)."""
+    return pathlib.Path(str(importlib.resources.files("isa.core") / "encoders" / "minilm-tools-int8.onnx"))
+
+
+def _cache_dir() -> pathlib.Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(pathlib.Path.home() / ".cache")
+    return pathlib.Path(base) / "isa"
+
+
+def _quantized(model_dir: pathlib.Path) -> bytes:
+    """onnxruntime's dynamic int8 quantisation (weights QInt8 per channel, activations per call) of the graph.
+
+    Quantising takes seconds (shape inference over the whole graph), so the result is kept in the user's cache
+    folder under a key of the weights file and the onnxruntime version, and every later start reads it.
+    """
+    weights = (model_dir / "model.safetensors").stat()
+    source = f"{model_dir}\0{weights.st_size}\0{weights.st_mtime_ns}\0{ort.__version__}\0per-channel"
+    key = hashlib.sha256(source.encode())
+    cached = _cache_dir() / f"minilm-int8-{key.hexdigest()[:16]}.onnx"
+    with contextlib.suppress(OSError):
+        return cached.read_bytes()
+    graph = quantize(minilm_graph.build(model_dir))
+    with contextlib.suppress(OSError):  # a read-only home only costs the next start the same seconds
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        part = cached.with_suffix(f".{os.getpid()}.part")
+        part.write_bytes(graph)
+        part.replace(cached)  # atomic: a concurrent start reads the whole file or none
+    return graph
+
+
+def quantize(fp32_graph: bytes) -> bytes:
+    """onnxruntime's dynamic int8 quantisation, per channel, of a graph from minilm_graph.build (also the path
+    tools/train_encoder/export.py sends the tuned weights through)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # only this path pays for the import
+
+    with tempfile.TemporaryDirectory(prefix="isa-minilm-") as tmp:
+        src, dst = pathlib.Path(tmp) / "fp32.onnx", pathlib.Path(tmp) / "int8.onnx"
+        src.write_bytes(fp32_graph)
+        # Per-channel scales: one scale per output column keeps the vectors at cosine ≈ 0.99 of fp32 (one scale
+        # per matrix: ≈ 0.96, which moved a two-intent request's second tool under the relevance floor).
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True)
+        return dst.read_bytes()
+
+
+def _graph(model_dir: pathlib.Path, precision: Precision, graph_file: pathlib.Path | None) -> bytes:
+    if graph_file is not None:
+        return graph_file.read_bytes()
+    if precision == "tuned":
+        return tuned_graph().read_bytes()
+    return _quantized(model_dir) if precision == "int8" else minilm_graph.build(model_dir)
+
+
+def _load(
+    model_dir: pathlib.Path, max_tokens: int, precision: Precision = "fp32", graph_file: pathlib.Path | None = None
+) -> _Model:
     options = ort.SessionOptions()
     # One thread per call: callers run several embeddings at once through their own limiter
     # (embed_threads), and a 2-core machine has no spare cores for intra-op parallelism.
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(minilm_graph.build(model_dir), options, providers=["CPUExecutionProvider"])
+    graph = _graph(model_dir, precision, graph_file)
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    del graph
     _return_freed_memory()  # building the graph held three copies of the 90 MB of weights for a moment
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     # tokenizer.json ships truncation at 128 and fixed padding to 128; sentence-transformers
@@ -89,10 +159,25 @@ def _load(model_dir: pathlib.Path, max_tokens: int) -> _Model:
 
 
 class LocalMiniLM:
-    """all-MiniLM-L6-v2 on CPU; weights load on first use."""
+    """all-MiniLM-L6-v2 on CPU, fp32, dynamically quantised int8 or our tuned int8; weights load on first use.
 
-    def __init__(self, model_dir: pathlib.Path | None = None, max_tokens: int = 256, batch_size: int = 8) -> None:
-        self.model_name = "all-MiniLM-L6-v2"
+    `graph_file` runs another ONNX graph of the same inputs and tokenizer (a candidate encoder being measured)
+    under `model_name`."""
+
+    def __init__(
+        self,
+        model_dir: pathlib.Path | None = None,
+        max_tokens: int = 256,
+        batch_size: int = 8,
+        precision: Precision = "fp32",
+        graph_file: pathlib.Path | None = None,
+        model_name: str | None = None,
+    ) -> None:
+        if precision not in _NAMES:
+            raise ValueError(f"precision must be one of {', '.join(_NAMES)}, not {precision!r}")
+        self.precision: Precision = precision
+        self.model_name = model_name or _NAMES[precision]
+        self._graph_file = graph_file
         self.dimensions = 384
         self._model_dir = model_dir
         self._max_tokens = max_tokens
@@ -105,7 +190,9 @@ class LocalMiniLM:
         if model is None:
             with self._lock:  # concurrent first calls must not load ~90 MB twice
                 if self._model is None:
-                    self._model = _load(self._model_dir or default_model_dir(), self._max_tokens)
+                    self._model = _load(
+                        self._model_dir or default_model_dir(), self._max_tokens, self.precision, self._graph_file
+                    )
                 model = self._model
         return model
 
@@ -140,6 +227,7 @@ class LocalMiniLM:
 
 
 @functools.cache
-def shared_minilm() -> LocalMiniLM:
-    """The process's one local MiniLM: discovery, memory and the gateway share it (one copy of the weights)."""
-    return LocalMiniLM()
+def shared_minilm(precision: Precision = "fp32") -> LocalMiniLM:
+    """The process's local MiniLM of one precision: memory, the gateway and the graph share the fp32 one (one copy
+    of the weights); discovery uses the one `[catalog] encoder` names."""
+    return LocalMiniLM(precision=precision)

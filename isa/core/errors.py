@@ -54,6 +54,16 @@ class ApiError(Exception):
         self.details = details
 
 
+class CodedError(Exception):
+    """A domain's failure meant for the caller: a stable `code`, its message and, when throttled, when to retry."""
+
+    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
 def request_id_of(scope_or_request: Request | Mapping[str, Any]) -> str:
     scope = scope_or_request.scope if isinstance(scope_or_request, Request) else scope_or_request
     state = scope.get("state") or {}

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from isa.core.errors import ApiError
+from isa.core.openapi import Operation, described
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -121,3 +124,57 @@ def query_params(request: Request, model: type[M]) -> M:
         return model.model_validate(dict(request.query_params))
     except ValidationError as exc:
         raise invalid(exc, "query string") from None
+
+
+def route_table(prefix: str, table: Mapping[str, Callable[..., Any]]) -> list[Route]:
+    """A domain's HTTP surface as one table: {"GET /{id}": endpoint} under `prefix` ("POST": the prefix itself).
+
+    Each key is a method and an optional path below the prefix; the order of the table is the matching order.
+    """
+    routes = []
+    for key, endpoint in table.items():
+        method, _, path = key.partition(" ")
+        routes.append(Route(prefix + path, endpoint, methods=[method]))
+    return routes
+
+
+Caller = TypeVar("Caller")
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def requires(
+    authenticate: Callable[[Request, str], Awaitable[Caller]], scope: str
+) -> Callable[[Callable[[Request, Caller], Awaitable[Response]]], Endpoint]:
+    """Starlette's `requires`, for isa's scopes: the endpoint is handed the caller `authenticate` checked for `scope`.
+
+    `authenticate` is the auth domain's `require_principal` (core knows no domain, so the route module passes it):
+    `@requires(require_principal, "write")` above `async def create(request, principal)`. The check runs before
+    the handler reads anything, and the scope sits where a reader of the route table can see it.
+    """
+
+    def decorate(endpoint: Callable[[Request, Caller], Awaitable[Response]]) -> Endpoint:
+        @functools.wraps(endpoint)
+        async def wrapper(request: Request) -> Response:
+            return await endpoint(request, await authenticate(request, scope))
+
+        return wrapper
+
+    return decorate
+
+
+def api(
+    operation: Operation, authenticate: Callable[[Request, str], Awaitable[Caller]]
+) -> Callable[[Callable[[Request, Caller], Awaitable[Response]]], Endpoint]:
+    """Describe an endpoint for /openapi.json and hand it the caller checked for the operation's own scope.
+
+    The scope the document shows is the scope that is checked: `@api(Operation("...", scope="write"),
+    require_principal)` replaces a hand-written `require_principal(request, "write")` in the handler.
+    """
+    scope = operation.scope
+    if scope is None:
+        raise ValueError(f"{operation.summary!r} has no scope: describe a public endpoint with `described`")
+
+    def decorate(endpoint: Callable[[Request, Caller], Awaitable[Response]]) -> Endpoint:
+        return described(operation)(requires(authenticate, scope)(endpoint))
+
+    return decorate

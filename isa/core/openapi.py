@@ -9,8 +9,9 @@ parameters, so a new domain's routes show up without touching this module.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
@@ -22,6 +23,7 @@ from starlette.schemas import BaseSchemaGenerator
 import isa
 
 ATTRIBUTE = "__isa_openapi__"
+F = TypeVar("F", bound=Callable[..., Any])
 _PATH_PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
 _REF = "#/components/schemas/{model}"
 
@@ -43,6 +45,16 @@ class Operation:
     path_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     headers: dict[str, dict[str, Any]] = field(default_factory=dict)
     raw_body: bool = False
+
+
+def described(operation: Operation) -> Callable[[F], F]:
+    """Attach the /openapi.json description to an endpoint (the one place that knows where it is kept)."""
+
+    def mark(endpoint: F) -> F:
+        setattr(endpoint, ATTRIBUTE, operation)
+        return endpoint
+
+    return mark
 
 
 _ERROR = {

@@ -9,8 +9,11 @@ Per slice and query:
 - lexical arm: BM25 over a postings table (term, entry_id, per-field counts and lengths), field-weighted; or, for a
   corpus without postings, `ts_rank_cd` with an OR query;
 - examples arm: the nearest stored example queries, each voting sim^p for its row;
-- every candidate is then scored exactly:
-  (1 - w_lex) * cosine + w_lex * bm25 / max_bm25 + w_examples * votes.
+- every candidate is then scored exactly, by one of two fusions (`Weights.fusion`):
+  "zscore": (1 - w_lex) * z(cosine) + w_lex * z(bm25) + w_examples * votes, where z() standardises a retriever's
+  scores over this query's candidate set (mean 0, standard deviation 1), so each arm counts by how far a row
+  stands out from the other candidates rather than by its raw scale;
+  "max": (1 - w_lex) * cosine + w_lex * bm25 / max_bm25 + w_examples * votes.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from psycopg import sql
 from isa.core.db import DictConnection, vector_literal
 
 Mode = Literal["hybrid", "lexical", "dense"]
+Fusion = Literal["zscore", "max"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Weights:
     k1: float = 1.2
     b: float = 0.75
     candidates: int = 40  # per arm; <= hnsw.ef_search (default 40) or the index returns fewer
+    fusion: Fusion = "max"  # how cosine and BM25 are put on one scale (module docstring)
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,11 @@ class Corpus:
     examples: str | None = None  # (entry_id, embedding, embedding_model [, slice column])
     text_config: str = "english"
     active_column: str | None = "is_active"  # a boolean column rows must have TRUE; None: every row counts
+    # binary_quantize(embedding) of each row (varbit), readable with the slice column from one btree (0036)
+    bits_column: str | None = None
+    # A fixed SQL expression over postings columns that an index on (slice column, term, <it> DESC) orders by:
+    # a posting's share of its term's BM25 weight, for Slice.postings_cap (never built from input).
+    postings_impact: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,12 @@ class Slice:
     limit: int
     where: sql.Composable = field(default_factory=lambda: sql.SQL("TRUE"))
     exact: bool = False  # a selective filter: rank its rows exactly instead of through the index
+    # > 0 (with Corpus.bits_column): the dense arm shortlists this many rows by Hamming distance of the sign bits,
+    # then ranks those by exact cosine (the HNSW index is not used).
+    shortlist: int = 0
+    # > 0 (with Corpus.postings_impact): the BM25 arm reads at most this many postings per query term, those of
+    # highest impact; 0 reads every posting of the terms.
+    postings_cap: int = 0
     # Minimum cosine similarity (SQL over the row `e`): rows below it are dropped before the limit, so a
     # request about nothing in the table gets nothing. Ignored without a query vector (lexical mode).
     floor: sql.Composable | None = None
@@ -140,25 +156,39 @@ def _slice_sql(
     arms: list[str] = []
     active = sql.SQL("e.{}").format(sql.Identifier(corpus.active_column)) if corpus.active_column else sql.SQL("TRUE")
     order = sql.SQL("{} <=> (SELECT v FROM qv)").format(_vec(corpus, q, "e"))
-    if use_dense:
+    # The slice's rows (table, `col = val`, active, `where`): every statement below names them the same way.
+    slice_rows: dict[str, sql.Composable] = {"table": table, "col": col, "val": val, "active": active, "where": s.where}
+    # What both dense arms (shortlisted by bits, or ranked directly) fill their statement with.
+    dense_args: dict[str, sql.Composable] = {
+        **slice_rows,
+        "d": sql.Identifier(f"{p}_dense"),
+        "model_col": sql.Identifier(corpus.model_column),
+        "model": model,
+        "k": sql.Literal(w.candidates if not s.exact else max(w.candidates, s.limit)),
+    }
+    if use_dense and s.shortlist > 0 and corpus.bits_column is not None:
+        # Inner SELECT: the slice's bits from the btree alone (index-only); outer: exact cosine of that shortlist.
+        ctes.append(
+            sql.SQL(
+                "{d} AS (SELECT e.id FROM {table} e WHERE e.id IN (SELECT e.id FROM {table} e"
+                " WHERE e.{model_col} = {model} AND e.{col} = {val} AND {active} AND {where}"
+                " ORDER BY bit_count(e.{bits} # (SELECT b FROM qv)) LIMIT {r}) ORDER BY ({order}) + 0 LIMIT {k})"
+            ).format(
+                **dense_args,
+                bits=sql.Identifier(corpus.bits_column),
+                order=order,
+                r=sql.Literal(max(s.shortlist, w.candidates)),
+            )
+        )
+        arms.append(f"{p}_dense")
+    elif use_dense:
         # "+ 0" keeps the planner off the index when the filter is selective enough to rank its rows exactly.
         ordering = sql.SQL("({}) + 0").format(order) if s.exact else order
         ctes.append(
             sql.SQL(
                 "{d} AS (SELECT e.id FROM {table} e WHERE e.{model_col} = {model} AND e.{col} = {val} AND {active}"
                 " AND {where} ORDER BY {ordering} LIMIT {k})"
-            ).format(
-                d=sql.Identifier(f"{p}_dense"),
-                table=table,
-                model_col=sql.Identifier(corpus.model_column),
-                model=model,
-                col=col,
-                val=val,
-                where=s.where,
-                ordering=ordering,
-                active=active,
-                k=sql.Literal(w.candidates if not s.exact else max(w.candidates, s.limit)),
-            )
+            ).format(**dense_args, ordering=ordering)
         )
         arms.append(f"{p}_dense")
     if use_lex and corpus.postings is not None:
@@ -166,16 +196,32 @@ def _slice_sql(
         params.update({f"{p}_wa": w.field_a, f"{p}_wb": w.field_b, f"{p}_wc": w.field_c})
         params[f"{p}_avg"] = max(w.field_a * stats.len_a + w.field_b * stats.len_b + w.field_c * stats.len_c, 1e-6)
         ph = {k: sql.Placeholder(f"{p}_{k}") for k in ("n", "k1", "b", "wa", "wb", "wc", "avg")}
+        # One index probe per query term (LATERAL, kept by OFFSET 0: Postgres otherwise flattens it
+        # into a join and may scan every posting — 12 of 17 ms at 10,000 tools; at 1,000 tools the
+        # fence took the statement from 4.2 to 2.5 ms). N is at least df, so idf stays positive while
+        # cached statistics lag behind a catalog change.
+        postings_of_terms = (
+            "{df} AS (SELECT pp.entry_id, pp.tf_a, pp.tf_b, pp.tf_c, pp.len_a, pp.len_b, pp.len_c,"
+            " count(*) OVER (PARTITION BY qt.term)::float8 AS df FROM qt CROSS JOIN LATERAL"
+            " (SELECT * FROM {postings} p1 WHERE p1.term = qt.term AND p1.{col} = {val} OFFSET 0) pp),"
+        )
+        if s.postings_cap > 0 and corpus.postings_impact is not None:
+            # Early termination: per term only its `postings_cap` postings of highest impact (a btree on
+            # (slice, term, impact DESC) serves them in order); df is still exact (an index-only count).
+            # A term with more postings than the cap is a common, low-idf one: the postings left out are
+            # the ones that add least to any chunk's score. OFFSET 0 counts once per term (inlined, Postgres
+            # re-ran the count for every posting: 11 s at 2,000 chunks).
+            postings_of_terms = (
+                "{df} AS (SELECT pp.entry_id, pp.tf_a, pp.tf_b, pp.tf_c, pp.len_a, pp.len_b, pp.len_c, d.df FROM"
+                " (SELECT qt.term, (SELECT count(*) FROM {postings} c WHERE c.{col} = {val} AND c.term = qt.term)"
+                "::float8 AS df FROM qt OFFSET 0) d CROSS JOIN LATERAL (SELECT entry_id, tf_a, tf_b, tf_c, len_a,"
+                " len_b, len_c FROM {postings} WHERE {col} = {val} AND term = d.term ORDER BY {impact} DESC"
+                " LIMIT {cap}) pp),"
+            )
         ctes.append(
             sql.SQL(
-                # One index probe per query term (LATERAL, kept by OFFSET 0: Postgres otherwise flattens it
-                # into a join and may scan every posting — 12 of 17 ms at 10,000 tools; at 1,000 tools the
-                # fence took the statement from 4.2 to 2.5 ms). N is at least df, so idf stays positive while
-                # cached statistics lag behind a catalog change.
-                "{df} AS (SELECT pp.entry_id, pp.tf_a, pp.tf_b, pp.tf_c, pp.len_a, pp.len_b, pp.len_c,"
-                " count(*) OVER (PARTITION BY qt.term)::float8 AS df FROM qt CROSS JOIN LATERAL"
-                " (SELECT * FROM {postings} p1 WHERE p1.term = qt.term AND p1.{col} = {val} OFFSET 0) pp),"
-                " {lex} AS (SELECT pp.entry_id AS id, sum(ln(1 + (greatest({n}, pp.df) - pp.df + 0.5) / (pp.df + 0.5))"
+                postings_of_terms + " {lex} AS (SELECT pp.entry_id AS id,"
+                " sum(ln(1 + (greatest({n}, pp.df) - pp.df + 0.5) / (pp.df + 0.5))"
                 " * x.tf * ({k1} + 1) / (x.tf + {k1} * (1 - {b} + {b} * x.dl / {avg}))) AS bm25"
                 " FROM {df} pp"
                 " CROSS JOIN LATERAL (SELECT {wa} * pp.tf_a + {wb} * pp.tf_b + {wc} * pp.tf_c AS tf,"
@@ -184,10 +230,11 @@ def _slice_sql(
             ).format(
                 df=sql.Identifier(f"{p}_df"),
                 lex=sql.Identifier(f"{p}_lex"),
+                **slice_rows,
                 postings=sql.Identifier(corpus.postings),
-                col=col,
-                val=val,
                 k=sql.Literal(w.candidates if not s.exact else max(w.candidates, s.limit) * 4),
+                impact=sql.SQL(corpus.postings_impact or "0"),
+                cap=sql.Literal(s.postings_cap),
                 **ph,
             )
         )
@@ -199,14 +246,10 @@ def _slice_sql(
                 " WHERE e.{tsv} @@ (SELECT tq FROM qtq) AND e.{col} = {val} AND {active} AND {where}"
                 " ORDER BY bm25 DESC LIMIT {k})"
             ).format(
+                **slice_rows,
                 lex=sql.Identifier(f"{p}_lex"),
                 tsv=sql.Identifier(corpus.tsv_column),
-                table=table,
-                col=col,
-                val=val,
-                where=s.where,
                 k=sql.Literal(w.candidates),
-                active=active,
             )
         )
         arms.append(f"{p}_lex")
@@ -223,9 +266,8 @@ def _slice_sql(
                 xv=_vec(corpus, q, "e"),
                 examples=sql.Identifier(corpus.examples),
                 model_col=sql.Identifier(corpus.model_column),
+                **slice_rows,
                 model=model,
-                col=col,
-                val=val,
                 xorder=order,
                 k=sql.Literal(w.candidates),
                 pw=sql.Literal(w.example_power),
@@ -252,9 +294,18 @@ def _slice_sql(
         score = sql.SQL("s.lex / greatest(max(s.lex) OVER (), 1e-9)")
     else:
         params.update({f"{p}_wl": w.lexical, f"{p}_wx": w.examples})
-        score = sql.SQL(
-            "(1 - {wl}) * s.dense + {wl} * s.lex / greatest(max(s.lex) OVER (), 1e-9) + {wx} * s.votes"
-        ).format(wx=sql.Placeholder(f"{p}_wx"), wl=sql.Placeholder(f"{p}_wl"))
+        if w.fusion == "zscore":
+            # Over the candidate set (the window is every row of this slice's `scored`): a retriever that gives
+            # every candidate the same score (e.g. no query term matched) contributes 0, not a division by 0.
+            score = sql.SQL(
+                "(1 - {wl}) * (s.dense - avg(s.dense) OVER ()) / greatest(stddev_pop(s.dense) OVER (), 1e-9)"
+                " + {wl} * (s.lex - avg(s.lex) OVER ()) / greatest(stddev_pop(s.lex) OVER (), 1e-9)"
+                " + {wx} * s.votes"
+            ).format(wx=sql.Placeholder(f"{p}_wx"), wl=sql.Placeholder(f"{p}_wl"))
+        else:
+            score = sql.SQL(
+                "(1 - {wl}) * s.dense + {wl} * s.lex / greatest(max(s.lex) OVER (), 1e-9) + {wx} * s.votes"
+            ).format(wx=sql.Placeholder(f"{p}_wx"), wl=sql.Placeholder(f"{p}_wl"))
     lex_filter = sql.SQL(" WHERE s.lex > 0") if q.mode == "lexical" else sql.SQL("")
     # Similarity: to the row itself or to the nearest question it is known to answer (an example), whichever
     # is closer. The floor compares it; kept as a column and applied last, so it never changes any score.
@@ -268,8 +319,11 @@ def _slice_sql(
     out_cols = sql.SQL(", ").join(sql.SQL("e.{}").format(sql.Identifier(c)) for c in columns)
     ctes.append(
         sql.SQL(
-            "{scored} AS (SELECT e.id, {dense} AS dense, {lex} AS lex, {votes} AS votes, {similarity} AS similarity,"
-            " {keep} AS keep FROM ({cand}) c JOIN {table} e ON e.id = c.id{joins} WHERE {active} AND {where}),"
+            # MATERIALIZED: the z-score's window functions read `dense` and `lex` several times; inlined, Postgres
+            # re-evaluated the scored rows per reference (cold /discover at 5,000 tools 32.6 -> 11.2 ms).
+            "{scored} AS MATERIALIZED (SELECT e.id, {dense} AS dense, {lex} AS lex, {votes} AS votes,"
+            " {similarity} AS similarity, {keep} AS keep FROM ({cand}) c JOIN {table} e ON e.id = c.id{joins}"
+            " WHERE {active} AND {where}),"
             " {final} AS (SELECT s.id, {score} AS score, s.dense, s.lex, s.votes, s.similarity, s.keep"
             " FROM {scored} s{lex_filter})"
         ).format(
@@ -278,15 +332,13 @@ def _slice_sql(
             dense=dense_expr or sql.SQL("0"),
             lex=lex_expr,
             votes=vote_expr,
+            **slice_rows,
             cand=cand,
-            table=table,
             joins=joins,
-            where=s.where,
             similarity=similarity or sql.SQL("0"),
             keep=keep,
             score=score,
             lex_filter=lex_filter,
-            active=active,
         )
     )
     select = sql.SQL(
@@ -324,7 +376,10 @@ def hybrid_sql(
     ]
     if q.vector is not None:
         params["qvec"] = vector_literal(q.vector)
-        heads.insert(0, sql.SQL("qv AS (SELECT %(qvec)s::vector({}) AS v)").format(sql.Literal(q.dimensions)))
+        qv = "qv AS (SELECT %(qvec)s::vector({}) AS v)"
+        if corpus.bits_column is not None:  # the query's sign bits, computed once
+            qv = "qv AS (SELECT v, binary_quantize(v)::varbit AS b FROM (SELECT %(qvec)s::vector({}) AS v) q)"
+        heads.insert(0, sql.SQL(qv).format(sql.Literal(q.dimensions)))
     ctes: list[sql.Composable] = list(heads)
     selects: list[sql.Composable] = []
     for s in slices:

@@ -30,11 +30,13 @@ class ConfigError(Exception):
     """A setting is missing or invalid; the message names it."""
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """A settings section: frozen once read, and keys it does not know are ignored."""
+
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class ServerSettings(_Section):
+class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = 0
     keep_alive_seconds: int = 75
@@ -43,7 +45,7 @@ class ServerSettings(_Section):
     max_body_bytes: int = 1_048_576
 
 
-class DatabaseSettings(_Section):
+class DatabaseSettings(Section):
     url: str = ""
     migration_url: str = ""
     prepared_statements: bool = True
@@ -54,26 +56,26 @@ class DatabaseSettings(_Section):
     auto_migrate: bool = True
 
 
-class MigrationSettings(_Section):
+class MigrationSettings(Section):
     lock_timeout_ms: int = 4_000
     statement_timeout_ms: int = 600_000
 
 
-class HttpSettings(_Section):
+class HttpSettings(Section):
     allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost"])
     cors_origins: list[str] = Field(default_factory=list)
 
 
-class HealthSettings(_Section):
+class HealthSettings(Section):
     ready_timeout_seconds: float = 2.0
 
 
-class LoggingSettings(_Section):
+class LoggingSettings(Section):
     format: Literal["console", "json"] = "console"
     level: str = "INFO"
 
 
-class ServicesSettings(_Section):
+class ServicesSettings(Section):
     model_url: str = ""
     mcp_url: str = ""
     agent_url: str = ""
@@ -82,7 +84,7 @@ class ServicesSettings(_Section):
 S = TypeVar("S", bound=BaseModel)
 
 
-class Settings(_Section):
+class Settings(Section):
     """The effective settings of one process."""
 
     env: EnvName = "development"

@@ -7,11 +7,11 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from isa.auth import require_principal
+from isa.auth.principal import Principal
 from isa.core.errors import ApiError
-from isa.core.http import json_body, query_params
+from isa.core.http import json_body, query_params, requires, route_table
 from isa.events.schemas import BatchIn, EventIn, EventQuery, FeedbackIn, RecentQuery
 from isa.events.service import EventService, event_out, receipt
 from isa.events.worker import Worker
@@ -48,18 +48,18 @@ async def _ingest(service: EventService, user_id: str, item: EventIn, key: str |
     )
 
 
-async def create_event(request: Request) -> Response:
+@requires(require_principal, "write")
+async def create_event(request: Request, principal: Principal) -> Response:
     """POST /api/v1/events: store one event; a repeated Idempotency-Key replays the first response."""
-    principal = await require_principal(request, "write")
     item = await json_body(request, EventIn)
     row, replayed = await _ingest(_service(request), principal.user_id, item, _key(request, item.idempotency_key))
     headers = {**_NO_STORE, "Idempotent-Replayed": "true" if replayed else "false"}
     return JSONResponse(receipt(row), status_code=201, headers=headers)
 
 
-async def create_batch(request: Request) -> Response:
+@requires(require_principal, "write")
+async def create_batch(request: Request, principal: Principal) -> Response:
     """POST /api/v1/events/batch: per-item status; good items are stored even when others fail."""
-    principal = await require_principal(request, "write")
     # Text Postgres can't store fails its own item (422 in `results`), not the batch; depth still bounds it whole.
     batch = await json_body(request, BatchIn, text=False)
     service = _service(request)
@@ -76,9 +76,9 @@ async def create_batch(request: Request) -> Response:
     return JSONResponse({"results": results, "succeeded": ok, "failed": len(results) - ok}, headers=_NO_STORE)
 
 
-async def list_events(request: Request) -> Response:
+@requires(require_principal, "read")
+async def list_events(request: Request, principal: Principal) -> Response:
     """GET /api/v1/events: the caller's events filtered by type, task and time range, newest first."""
-    principal = await require_principal(request, "read")
     q = query_params(request, EventQuery)
     rows = await _service(request).list_events(
         principal.user_id,
@@ -93,9 +93,9 @@ async def list_events(request: Request) -> Response:
     return JSONResponse(body, headers=_NO_STORE)
 
 
-async def recent_events(request: Request) -> Response:
+@requires(require_principal, "read")
+async def recent_events(request: Request, principal: Principal) -> Response:
     """GET /api/v1/events/recent (and the original's /events/recent): the caller's latest events."""
-    principal = await require_principal(request, "read")
     q = query_params(request, RecentQuery)
     rows = await _service(request).list_events(
         principal.user_id, event_type=None, task_id=None, since=None, until=None, limit=q.limit, offset=0
@@ -103,15 +103,15 @@ async def recent_events(request: Request) -> Response:
     return JSONResponse({"events": [event_out(r) for r in rows], "count": len(rows)}, headers=_NO_STORE)
 
 
-async def get_event(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+@requires(require_principal, "read")
+async def get_event(request: Request, principal: Principal) -> Response:
     event_id = str(request.path_params["event_id"])
     return JSONResponse(event_out(await _service(request).get_event(principal.user_id, event_id)), headers=_NO_STORE)
 
 
-async def background_feedback(request: Request) -> Response:
+@requires(require_principal, "write")
+async def background_feedback(request: Request, principal: Principal) -> Response:
     """POST /process_background_feedback and /event_callback: store the event and hand it to the agent now."""
-    principal = await require_principal(request, "write")
     body = await json_body(request, FeedbackIn)
     service = _service(request)
     data = {k: v for k, v in body.data.items() if k != "user_id"}
@@ -143,13 +143,16 @@ async def background_feedback(request: Request) -> Response:
     return JSONResponse(out, status_code=200, headers=_NO_STORE)
 
 
-ROUTES = [
-    Route("/api/v1/events", create_event, methods=["POST"]),
-    Route("/api/v1/events", list_events, methods=["GET"]),
-    Route("/api/v1/events/batch", create_batch, methods=["POST"]),
-    Route("/api/v1/events/recent", recent_events, methods=["GET"]),
-    Route("/events/recent", recent_events, methods=["GET"]),
-    Route("/api/v1/events/{event_id:uuid}", get_event, methods=["GET"]),
-    Route("/process_background_feedback", background_feedback, methods=["POST"]),
-    Route("/event_callback", background_feedback, methods=["POST"]),
-]
+ROUTES = route_table(
+    "",
+    {
+        "POST /api/v1/events": create_event,
+        "GET /api/v1/events": list_events,
+        "POST /api/v1/events/batch": create_batch,
+        "GET /api/v1/events/recent": recent_events,
+        "GET /events/recent": recent_events,
+        "GET /api/v1/events/{event_id:uuid}": get_event,
+        "POST /process_background_feedback": background_feedback,
+        "POST /event_callback": background_feedback,
+    },
+)

@@ -9,6 +9,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
+from isa.core.db import fetch_all, fetch_one
+
 Conn = AsyncConnection[DictRow]
 EVENT_COLUMNS = (
     "id, user_id, task_id, event_type, event_data, source, priority, idempotency_key, payload_hash, status, "
@@ -23,19 +25,16 @@ TASK_COLUMNS = (
 
 async def try_key_lock(conn: Conn, user_id: str, key: str) -> bool:
     """Hold (for this transaction) the lock of one idempotency key; False while another request holds it."""
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT pg_try_advisory_xact_lock(hashtextextended('isa.events:' || %s || ':' || %s, 0)) AS ok",
         (user_id, key),
     )
-    row = await cur.fetchone()
     return bool(row and row["ok"])
 
 
 async def event_by_key(conn: Conn, user_id: str, key: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
-        f"SELECT {EVENT_COLUMNS} FROM events WHERE user_id = %s AND idempotency_key = %s", (user_id, key)
-    )
-    return await cur.fetchone()
+    return await _event(conn, "user_id = %s AND idempotency_key = %s", (user_id, key))
 
 
 async def insert_event(
@@ -52,7 +51,8 @@ async def insert_event(
     needs_agent: bool,
 ) -> dict[str, Any] | None:
     """Insert one event; None when (user, key) already exists (the caller then replays that row)."""
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         f"""INSERT INTO events (user_id, task_id, event_type, event_data, source, priority, idempotency_key,
                                 payload_hash, status, processed_at)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN NULL ELSE now() END)
@@ -70,12 +70,14 @@ async def insert_event(
             needs_agent,
         ),
     )
-    return await cur.fetchone()
 
 
 async def get_event(conn: Conn, user_id: str, event_id: str) -> dict[str, Any] | None:
-    cur = await conn.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = %s AND user_id = %s", (event_id, user_id))
-    return await cur.fetchone()
+    return await _event(conn, "id = %s AND user_id = %s", (event_id, user_id))
+
+
+async def _event(conn: Conn, where: str, params: tuple[str, str]) -> dict[str, Any] | None:
+    return await fetch_one(conn, f"SELECT {EVENT_COLUMNS} FROM events WHERE {where}", params)
 
 
 async def list_events(
@@ -89,7 +91,8 @@ async def list_events(
     limit: int,
     offset: int,
 ) -> list[dict[str, Any]]:
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         f"""SELECT {EVENT_COLUMNS} FROM events
             WHERE user_id = %(u)s
               AND (%(t)s::text IS NULL OR event_type = %(t)s)
@@ -99,12 +102,12 @@ async def list_events(
             ORDER BY created_at DESC, id DESC LIMIT %(l)s OFFSET %(o)s""",
         {"u": user_id, "t": event_type, "k": task_id, "s": since, "e": until, "l": limit, "o": offset},
     )
-    return list(await cur.fetchall())
 
 
 async def claim_events(conn: Conn, now: datetime, lease: timedelta, limit: int) -> list[dict[str, Any]]:
     """Take pending events (or ones whose worker died) for processing; lease_expires_at also holds the backoff."""
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         f"""UPDATE events SET status = 'processing', attempts = attempts + 1, lease_expires_at = %(until)s
             WHERE id IN (SELECT id FROM events
                          WHERE status IN ('pending', 'processing')
@@ -113,17 +116,16 @@ async def claim_events(conn: Conn, now: datetime, lease: timedelta, limit: int) 
             RETURNING {EVENT_COLUMNS}""",
         {"now": now, "until": now + lease, "n": limit},
     )
-    return list(await cur.fetchall())
 
 
 async def claim_event(conn: Conn, event_id: str, now: datetime, lease: timedelta) -> dict[str, Any] | None:
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         f"""UPDATE events SET status = 'processing', attempts = attempts + 1, lease_expires_at = %s
             WHERE id = %s AND status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at <= %s)
             RETURNING {EVENT_COLUMNS}""",
         (now + lease, event_id, now),
     )
-    return await cur.fetchone()
 
 
 async def finish_event(conn: Conn, event_id: str, attempts: int, answer: str | None, result: dict[str, Any]) -> bool:
@@ -151,8 +153,9 @@ async def fail_event(conn: Conn, event_id: str, attempts: int, error: str, retry
 async def task_callback_url(conn: Conn, task_id: str | None, user_id: str) -> str | None:
     if task_id is None:
         return None
-    cur = await conn.execute("SELECT callback_url FROM user_tasks WHERE id = %s AND user_id = %s", (task_id, user_id))
-    row = await cur.fetchone()
+    row = await fetch_one(
+        conn, "SELECT callback_url FROM user_tasks WHERE id = %s AND user_id = %s", (task_id, user_id)
+    )
     return None if row is None else row["callback_url"]
 
 
@@ -163,7 +166,8 @@ async def insert_task(
     conn: Conn, user_id: str, values: dict[str, Any], key: str | None = None, payload_hash: str | None = None
 ) -> tuple[dict[str, Any], str | None]:
     """(the new task, None), or with an idempotency key already used: (that task, its payload hash)."""
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         f"""INSERT INTO user_tasks (user_id, task_type, name, description, config, callback_url,
                                     interval_seconds, next_check, idempotency_key, payload_hash)
             VALUES (%(u)s, %(task_type)s, %(name)s, %(description)s, %(config)s, %(callback_url)s,
@@ -172,42 +176,41 @@ async def insert_task(
             RETURNING {TASK_COLUMNS}""",
         {"u": user_id, **values, "config": Jsonb(values["config"]), "key": key, "hash": payload_hash},
     )
-    row = await cur.fetchone()
     if row is not None:
         return row, None
     # The key was used before (a concurrent insert with it has committed by now: the conflict waited for it).
-    cur = await conn.execute(
+    existing = await fetch_one(
+        conn,
         f"SELECT {TASK_COLUMNS}, payload_hash FROM user_tasks WHERE user_id = %s AND idempotency_key = %s",
         (user_id, key),
     )
-    existing = await cur.fetchone()
     assert existing is not None
     return existing, str(existing.pop("payload_hash"))
 
 
 async def get_task(conn: Conn, user_id: str, task_id: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
-        f"SELECT {TASK_COLUMNS} FROM user_tasks WHERE id = %s AND user_id = %s", (task_id, user_id)
+    return await fetch_one(
+        conn, f"SELECT {TASK_COLUMNS} FROM user_tasks WHERE id = %s AND user_id = %s", (task_id, user_id)
     )
-    return await cur.fetchone()
 
 
 async def list_tasks(
     conn: Conn, user_id: str, status: str | None, limit: int, offset: int = 0, task_type: str | None = None
 ) -> list[dict[str, Any]]:
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         f"""SELECT {TASK_COLUMNS} FROM user_tasks
             WHERE user_id = %(u)s AND (%(s)s::text IS NULL OR status = %(s)s)
               AND (%(t)s::text IS NULL OR task_type = %(t)s)
             ORDER BY created_at DESC, id DESC LIMIT %(l)s OFFSET %(o)s""",
         {"u": user_id, "s": status, "t": task_type, "l": limit, "o": offset},
     )
-    return list(await cur.fetchall())
 
 
 async def make_due_now(conn: Conn, user_id: str, task_id: str, now: datetime, gap: timedelta) -> dict[str, Any] | None:
     """Set an active, unleased task due at `now` if its last run is at least `gap` ago; None when it isn't eligible."""
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         f"""UPDATE user_tasks SET next_check = %(now)s
             WHERE id = %(id)s AND user_id = %(u)s AND status = 'active'
               AND (lease_expires_at IS NULL OR lease_expires_at <= %(now)s)
@@ -215,18 +218,17 @@ async def make_due_now(conn: Conn, user_id: str, task_id: str, now: datetime, ga
             RETURNING {TASK_COLUMNS}""",
         {"now": now, "id": task_id, "u": user_id, "since": now - gap},
     )
-    return await cur.fetchone()
 
 
 async def set_task_status(
     conn: Conn, user_id: str, task_id: str, status: str, next_check: datetime | None
 ) -> dict[str, Any] | None:
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         f"""UPDATE user_tasks SET status = %s, next_check = COALESCE(%s, next_check)
             WHERE id = %s AND user_id = %s RETURNING {TASK_COLUMNS}""",
         (status, next_check, task_id, user_id),
     )
-    return await cur.fetchone()
 
 
 async def delete_task(conn: Conn, user_id: str, task_id: str) -> bool:
@@ -236,7 +238,8 @@ async def delete_task(conn: Conn, user_id: str, task_id: str) -> bool:
 
 async def claim_tasks(conn: Conn, worker: str, now: datetime, lease: timedelta, limit: int) -> list[dict[str, Any]]:
     """Lease due tasks: active, next_check reached, and nobody's live lease on them (SKIP LOCKED across workers)."""
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         f"""UPDATE user_tasks SET lease_owner = %(w)s, lease_expires_at = %(until)s
             WHERE id IN (SELECT id FROM user_tasks
                          WHERE status = 'active' AND next_check <= %(now)s
@@ -245,7 +248,6 @@ async def claim_tasks(conn: Conn, worker: str, now: datetime, lease: timedelta, 
             RETURNING {TASK_COLUMNS}""",
         {"w": worker, "now": now, "until": now + lease, "n": limit},
     )
-    return list(await cur.fetchall())
 
 
 async def finish_task_run(
@@ -271,7 +273,8 @@ async def finish_task_run(
 
 
 async def counts(conn: Conn, user_id: str) -> dict[str, Any]:
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         """SELECT (SELECT count(*) FROM user_tasks WHERE user_id = %(u)s AND status = 'active') AS active_tasks,
                   (SELECT count(*) FROM user_tasks WHERE user_id = %(u)s) AS tasks,
                   (SELECT count(*) FROM events WHERE user_id = %(u)s) AS events,
@@ -280,5 +283,4 @@ async def counts(conn: Conn, user_id: str) -> dict[str, Any]:
                   (SELECT count(*) FROM events WHERE user_id = %(u)s AND status = 'failed') AS events_failed""",
         {"u": user_id},
     )
-    row = await cur.fetchone()
     return dict(row or {})

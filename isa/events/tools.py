@@ -12,8 +12,9 @@ from pydantic import Field
 
 from isa.core.errors import ApiError
 from isa.events.service import EventService, event_out, task_out
-from isa.mcp.context import current_call, request_principal, request_state
+from isa.mcp.context import current_call, request_principal
 from isa.mcp.registry import Capabilities
+from isa.mcp.resources import resource_service
 
 capabilities = Capabilities("isa.events")
 tool = capabilities.tool
@@ -141,10 +142,7 @@ EXAMPLE_CONFIGS: dict[str, dict[str, Any]] = {
 
 
 def _events_ctx() -> tuple[str, EventService]:
-    principal = request_principal()
-    if principal is None:
-        raise ResourceError("authentication required")
-    return principal.user_id, request_state().get("events", EventService)
+    return resource_service("events", EventService)
 
 
 def _tasks(rows: list[dict[str, Any]]) -> str:

@@ -12,8 +12,8 @@ from isa.core.logging import get_logger
 from isa.core.settings import ConfigError
 from isa.core.storage import LocalStorage, StorageError, StorageSettings, build_storage
 from isa.files import local_routes, routes
-from isa.files.schemas import FilesSettings
 from isa.files.service import FilesService
+from isa.files.settings import FilesSettings
 from isa.files.store import FileRow
 
 __all__ = ["FileRow", "FilesService", "FilesSettings", "register"]

@@ -11,8 +11,8 @@ from isa.core.cli import run_with_database
 from isa.core.db import Database
 from isa.core.settings import ConfigError, Settings
 from isa.core.storage import StorageError, StorageSettings, build_storage
-from isa.files.schemas import FilesSettings
 from isa.files.service import FilesService
+from isa.files.settings import FilesSettings
 
 
 def sweep(settings: Settings, args: argparse.Namespace) -> int:

@@ -18,6 +18,15 @@ SNIFF_BYTES = 64 * 1024
 # Browsers decide "is this HTML?" from about this many leading bytes (WHATWG MIME sniffing uses 1445).
 BROWSER_SNIFF_BYTES = 1445
 
+# The audio containers isa.media transcribes, with the extension a stored file of each type gets.
+AUDIO_EXTENSIONS = {
+    "audio/wav": ".wav",
+    "audio/mpeg": ".mp3",
+    "audio/ogg": ".ogg",
+    "audio/flac": ".flac",
+    "audio/mp4": ".m4a",
+    "audio/webm": ".webm",
+}
 EXTENSIONS = {
     "image/png": ".png",
     "image/jpeg": ".jpg",
@@ -33,12 +42,7 @@ EXTENSIONS = {
     "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
     "application/vnd.apache.parquet": ".parquet",  # data files for the analytics tools
     # Audio, for transcription (isa.media); each recognised by its container's magic bytes below.
-    "audio/wav": ".wav",
-    "audio/mpeg": ".mp3",
-    "audio/ogg": ".ogg",
-    "audio/flac": ".flac",
-    "audio/mp4": ".m4a",
-    "audio/webm": ".webm",
+    **AUDIO_EXTENSIONS,
 }
 TEXT_TYPES = ("text/plain", "text/markdown", "text/csv", "application/json")
 _GENERIC = ("", "application/octet-stream", "binary/octet-stream")
@@ -233,6 +237,11 @@ def object_key(user_id: str, content_type: str, now: datetime | None = None) -> 
     now = now or datetime.now(UTC)
     ext = EXTENSIONS[content_type]
     return f"{user_prefix(user_id)}{now:%Y}/{now:%m}/{now:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:8]}{ext}"
+
+
+# Types a browser may show in place (the content route's `inline`): raster images only. SVG is never among them
+# (it can carry script), and everything else is an attachment, so no stored file renders as a document here.
+INLINE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
 
 def served_type(content_type: str) -> str:

@@ -7,13 +7,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from isa.auth import require_principal
 from isa.core.errors import ApiError
-from isa.core.http import parse_json, query_params
+from isa.core.http import parse_json, query_params, route_table
 from isa.core.openapi import ATTRIBUTE, Operation
+from isa.core.storage import attachment_disposition
+from isa.files.content import INLINE_TYPES, served_type
 from isa.files.multipart import MultipartFileReader
 from isa.files.schemas import (
     Deleted,
@@ -151,6 +152,25 @@ async def download(request: Request) -> Response:
     return RedirectResponse(url, status_code=302, headers=_NO_STORE)
 
 
+async def content(request: Request) -> Response:
+    """The file's bytes from this origin (a strict-CSP page can show them): raster images inline, the rest as an
+    attachment; never sniffed, never cached by shared caches, sandboxed if opened as a document."""
+    _, row = await _row_for(request, "read")
+    body = await _service(request).open_content(row)
+    disposition = attachment_disposition(row.filename)
+    if row.content_type in INLINE_TYPES:
+        disposition = "inline" + disposition.removeprefix("attachment")
+    headers = {
+        **_NO_STORE,
+        "Cache-Control": "private, no-store",
+        "Content-Disposition": disposition,
+        "Content-Length": str(row.size_bytes),
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Cross-Origin-Resource-Policy": "same-site",
+    }
+    return StreamingResponse(body, media_type=served_type(row.content_type), headers=headers)
+
+
 async def delete(request: Request) -> Response:
     """Delete a file: the row turns deleted and the object (every version) goes."""
     owner, row = await _row_for(request, "write")
@@ -204,24 +224,19 @@ _describe(
 _describe(list_files, "List files", "read", query=ListQuery, response=FileList, errors=(404,))
 _describe(info, "One file's metadata", "read", response=FileOut, errors=(404,), path_params=_FILE_ID)
 _describe(info_by_path, "One file's metadata by storage key", "read", query=PathQuery, response=FileOut, errors=(404,))
+# Both download routes answer with a redirect to a presigned link, not with the envelope.
+_REDIRECT: dict[str, Any] = {"status": 302, "errors": (404, 409, 502), "envelope": False}
+_describe(download, "Redirect (302) to a download link", "read", query=DownloadQuery, path_params=_FILE_ID, **_REDIRECT)
 _describe(
-    download,
-    "Redirect (302) to a download link",
+    download_by_path, "Redirect (302) to a download link by storage key", "read", query=DownloadByPathQuery, **_REDIRECT
+)
+_describe(
+    content,
+    "The file's bytes from this origin (images inline, other types as attachment)",
     "read",
-    query=DownloadQuery,
-    status=302,
     errors=(404, 409, 502),
     envelope=False,
     path_params=_FILE_ID,
-)
-_describe(
-    download_by_path,
-    "Redirect (302) to a download link by storage key",
-    "read",
-    query=DownloadByPathQuery,
-    status=302,
-    errors=(404, 409, 502),
-    envelope=False,
 )
 _describe(delete, "Delete a file", "write", response=Deleted, errors=(404,), path_params=_FILE_ID)
 _describe(delete_by_path, "Delete a file by storage key", "write", query=PathQuery, response=Deleted, errors=(404,))
@@ -234,16 +249,20 @@ _describe(
     path_params=_FILE_ID,
 )
 
-ROUTES = [
-    Route(BASE, upload, methods=["POST"]),
-    Route(BASE + "/upload", upload_legacy, methods=["POST"]),
-    Route(BASE + "/presign-upload", presign_upload, methods=["POST"]),
-    Route(BASE, list_files, methods=["GET"]),
-    Route(BASE, delete_by_path, methods=["DELETE"]),
-    Route(BASE + "/info", info_by_path, methods=["GET"]),
-    Route(BASE + "/download", download_by_path, methods=["GET"]),
-    Route(BASE + "/{file_id:uuid}", info, methods=["GET"]),
-    Route(BASE + "/{file_id:uuid}", delete, methods=["DELETE"]),
-    Route(BASE + "/{file_id:uuid}/download", download, methods=["GET"]),
-    Route(BASE + "/{file_id:uuid}/complete", complete, methods=["POST"]),
-]
+ROUTES = route_table(
+    BASE,
+    {
+        "POST": upload,
+        "POST /upload": upload_legacy,
+        "POST /presign-upload": presign_upload,
+        "GET": list_files,
+        "DELETE": delete_by_path,
+        "GET /info": info_by_path,
+        "GET /download": download_by_path,
+        "GET /{file_id:uuid}": info,
+        "DELETE /{file_id:uuid}": delete,
+        "GET /{file_id:uuid}/download": download,
+        "GET /{file_id:uuid}/content": content,
+        "POST /{file_id:uuid}/complete": complete,
+    },
+)

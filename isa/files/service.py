@@ -4,13 +4,13 @@ downloads by presigned link, quota, and the sweepers that keep rows and objects 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import anyio
 
-from isa.core.db import Database
+from isa.core.db import Database, DictConnection
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
 from isa.core.storage import ObjectTooLarge, PresignedUpload, Storage, StorageError
@@ -28,7 +28,8 @@ from isa.files.content import (
     served_type,
 )
 from isa.files.multipart import FilePart
-from isa.files.schemas import FilesSettings, PresignUploadIn
+from isa.files.schemas import PresignUploadIn
+from isa.files.settings import FilesSettings
 from isa.files.store import FileRow
 
 log = get_logger(__name__)
@@ -52,6 +53,13 @@ async def read_head(chunks: AsyncIterator[bytes], size: int) -> tuple[bytes, boo
         except StopAsyncIteration:
             return bytes(head), True
     return bytes(head), False
+
+
+async def _close(chunks: AsyncIterator[bytes]) -> None:
+    """Release a storage read early (an S3 body holds a connection until closed)."""
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        await close()
 
 
 @dataclass(frozen=True)
@@ -237,15 +245,17 @@ class FilesService:
         return check
 
     async def get(self, owner: str, file_id: str) -> FileRow:
-        async with self.db.connection() as conn:
-            row = await store.get(conn, owner, file_id)
-        if row is None:
-            raise not_found()
-        return row
+        return await self._found(store.get, owner, file_id)
 
     async def get_by_key(self, owner: str, key: str) -> FileRow:
+        return await self._found(store.get_by_key, owner, key)
+
+    async def _found(
+        self, lookup: Callable[[DictConnection, str, str], Awaitable[FileRow | None]], owner: str, ref: str
+    ) -> FileRow:
+        """The owner's file that `lookup` finds by `ref` (an id or a storage key); 404 when there is none."""
         async with self.db.connection() as conn:
-            row = await store.get_by_key(conn, owner, key)
+            row = await lookup(conn, owner, ref)
         if row is None:
             raise not_found()
         return row
@@ -268,6 +278,29 @@ class FilesService:
             )
         except (StorageError, OSError) as exc:
             raise storage_failed(exc) from exc
+
+    async def open_content(self, row: FileRow) -> AsyncIterator[bytes]:
+        """The bytes of a file the caller owns (the row came from an owner-filtered query). The first chunk is read
+        before the response starts, so an unreachable store is a clean 502 rather than a cut stream."""
+        if row.status != "ready":
+            raise ApiError(409, "file_not_ready", "this file's upload has not been completed")
+        chunks = self.storage.read(row.storage_key, row.storage_version)
+        try:
+            first = await anext(chunks, b"")
+        except (StorageError, OSError) as exc:
+            await _close(chunks)
+            raise storage_failed(exc) from exc
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                if first:
+                    yield first
+                async for chunk in chunks:
+                    yield chunk
+            finally:
+                await _close(chunks)
+
+        return body()
 
     async def delete(self, owner: str, file_id: str) -> FileRow:
         async with self.db.transaction() as conn:

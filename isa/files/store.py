@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from isa.core.db import DictConnection
+from isa.core.db import DictConnection, fetch_all, fetch_one
 
 _COLUMNS = (
     "id, user_id, storage_key, storage_version, filename, content_type, size_bytes, sha256, status, "
@@ -42,8 +42,7 @@ def _row(row: dict[str, Any]) -> FileRow:
 
 
 async def _one(conn: DictConnection, sql: str, params: tuple[Any, ...]) -> FileRow | None:
-    cur = await conn.execute(sql, params)
-    row = await cur.fetchone()
+    row = await fetch_one(conn, sql, params)
     return _row(row) if row else None
 
 
@@ -55,12 +54,12 @@ async def user_exists(conn: DictConnection, user_id: str) -> bool:
 async def lock_user_usage(conn: DictConnection, user_id: str) -> Usage:
     """Serialise quota decisions for one user (until the transaction ends) and return what they use now."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('isa.files:' || %s, 0))", (user_id,))
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT count(*) AS files, coalesce(sum(size_bytes), 0) AS bytes FROM files "
         "WHERE user_id = %s AND status IN ('pending', 'ready')",
         (user_id,),
     )
-    row = await cur.fetchone()
     assert row is not None
     return Usage(int(row["files"]), int(row["bytes"]))
 
@@ -126,12 +125,12 @@ async def list_files(
     conn: DictConnection, user_id: str, status: str | None, limit: int, offset: int
 ) -> tuple[list[FileRow], int]:
     statuses = [status] if status else ["pending", "ready"]
-    cur = await conn.execute(
+    rows = await fetch_all(
+        conn,
         f"SELECT {_COLUMNS}, count(*) OVER () AS total FROM files "
         "WHERE user_id = %s AND status = ANY(%s) ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
         (user_id, statuses, limit, offset),
     )
-    rows = await cur.fetchall()
     total = int(rows[0]["total"]) if rows else 0
     return [_row({k: v for k, v in r.items() if k != "total"}) for r in rows], total
 

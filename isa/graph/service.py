@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -41,20 +42,13 @@ class GraphError(Exception):
     """A refusal the caller can act on (bad file, no model, unknown graph); the message is safe to show."""
 
 
+@dataclass(eq=False)
 class GraphService:
-    def __init__(
-        self,
-        db: Database,
-        embedder: Embedder,
-        settings: GraphSettings,
-        client: ModelClient | None,
-        limits: Limits | None = None,
-    ) -> None:
-        self.db = db
-        self.embedder = embedder
-        self.settings = settings
-        self.client = client
-        self.limits = limits or Limits()
+    db: Database
+    embedder: Embedder
+    settings: GraphSettings
+    client: ModelClient | None
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def embedding_model(self) -> str:

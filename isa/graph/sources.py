@@ -7,8 +7,8 @@ with) are used, so a move changes the imports here and nowhere else.
 from __future__ import annotations
 
 from isa.files.service import FilesService
-from isa.memory.documents import Limits, UnreadableFile, read_text
-from isa.memory.knowledge import chunk_text
+from isa.knowledge.documents import Limits, UnreadableFile, read_text
+from isa.knowledge.service import chunk_text
 
 __all__ = ["Limits", "UnreadableFile", "chunk_text", "read_document"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from isa.core.db import DictConnection, vector_literal
+from isa.core.db import DictConnection, fetch_all, fetch_one, vector_literal
 
 DIM = 384  # the local MiniLM; entity vectors of other models are simply not linked
 # With a resource_id, only entities that document mentions can seed a query.
@@ -30,33 +30,33 @@ async def insert_document(
     model: str,
     errors: list[str],
 ) -> str:
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         "INSERT INTO graph_documents (user_id, file_id, source_name, source_metadata, status, chunk_count,"
         " chunks_failed, model, errors) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text",
         (user_id, file_id, source_name, Jsonb(metadata), status, chunk_count, chunks_failed, model, Jsonb(errors)),
     )
-    row = await cur.fetchone()
     assert row is not None
     return str(row["id"])
 
 
 async def insert_chunk(conn: DictConnection, user_id: str, document_id: str, index: int, content: str) -> str:
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         "INSERT INTO graph_chunks (user_id, document_id, chunk_index, content) VALUES (%s, %s, %s, %s)"
         " RETURNING id::text",
         (user_id, document_id, index, content),
     )
-    row = await cur.fetchone()
     assert row is not None
     return str(row["id"])
 
 
 async def entity_by_key(conn: DictConnection, user_id: str, key: str, entity_type: str) -> str | None:
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT id::text FROM graph_entities WHERE user_id = %s AND name_key = %s AND entity_type = %s",
         (user_id, key, entity_type),
     )
-    row = await cur.fetchone()
     return str(row["id"]) if row else None
 
 
@@ -64,13 +64,13 @@ async def nearest_entity(
     conn: DictConnection, user_id: str, entity_type: str, vector: list[float], model: str
 ) -> tuple[str, float] | None:
     """The caller's most similar entity of this type by name embedding (exact scan of their entities)."""
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         f"SELECT id::text, 1 - (embedding::vector({DIM}) <=> %(v)s::vector({DIM})) AS sim FROM graph_entities"
         " WHERE user_id = %(u)s AND entity_type = %(t)s AND embedding_model = %(m)s"
         f" ORDER BY embedding::vector({DIM}) <=> %(v)s::vector({DIM}) LIMIT 1",
         {"u": user_id, "t": entity_type, "m": model, "v": vector_literal(vector)},
     )
-    row = await cur.fetchone()
     return (str(row["id"]), float(row["sim"])) if row else None
 
 
@@ -86,7 +86,8 @@ async def upsert_entity(
     model: str,
 ) -> tuple[str, bool]:
     """(id, created): a concurrent insert of the same key and type lands on the same row."""
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         "INSERT INTO graph_entities (user_id, name, name_key, entity_type, description, embedding, embedding_model)"
         f" VALUES (%s, %s, %s, %s, %s, %s::vector({DIM}), %s)"
         " ON CONFLICT (user_id, name_key, entity_type) DO UPDATE SET description = CASE"
@@ -94,7 +95,6 @@ async def upsert_entity(
         " RETURNING id::text, (xmax = 0) AS created",
         (user_id, name, key, entity_type, description, vector_literal(vector), model),
     )
-    row = await cur.fetchone()
     assert row is not None
     return str(row["id"]), bool(row["created"])
 
@@ -145,7 +145,8 @@ async def add_attribute(
 
 
 async def list_documents(conn: DictConnection, user_id: str) -> list[dict[str, Any]]:
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         "SELECT d.id::text AS resource_id, d.file_id, d.source_name, d.source_metadata, d.status, d.chunk_count,"
         " d.chunks_failed, d.model, d.created_at,"
         " (SELECT count(DISTINCT m.entity_id) FROM graph_mentions m WHERE m.user_id = d.user_id"
@@ -156,18 +157,17 @@ async def list_documents(conn: DictConnection, user_id: str) -> list[dict[str, A
         " FROM graph_documents d WHERE d.user_id = %s ORDER BY d.created_at DESC, d.id",
         (user_id,),
     )
-    return list(await cur.fetchall())
 
 
 async def totals(conn: DictConnection, user_id: str) -> dict[str, int]:
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT (SELECT count(*) FROM graph_documents WHERE user_id = %(u)s) AS documents,"
         " (SELECT count(*) FROM graph_entities WHERE user_id = %(u)s) AS entities,"
         " (SELECT count(*) FROM graph_relations WHERE user_id = %(u)s) AS relations,"
         " (SELECT count(*) FROM graph_attributes WHERE user_id = %(u)s) AS attributes",
         {"u": user_id},
     )
-    row = await cur.fetchone()
     return {k: int(v) for k, v in (row or {}).items()}
 
 
@@ -194,26 +194,27 @@ async def link(
     document_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Entities whose name embedding is closest to the question (exact per-user scan, like knowledge search)."""
-    cur = await conn.execute(
+    rows = await fetch_all(
+        conn,
         f"SELECT id::text, name, entity_type, 1 - (embedding::vector({DIM}) <=> %(v)s::vector({DIM})) AS score"
         f" FROM graph_entities e WHERE user_id = %(u)s AND embedding_model = %(m)s AND {_IN_DOCUMENT}"
         f" ORDER BY embedding::vector({DIM}) <=> %(v)s::vector({DIM}) LIMIT %(k)s",
         {"u": user_id, "m": model, "k": top_k, "v": vector_literal(vector), "doc": document_id},
     )
-    return [r for r in await cur.fetchall() if float(r["score"]) >= min_similarity]
+    return [r for r in rows if float(r["score"]) >= min_similarity]
 
 
 async def named_in(
     conn: DictConnection, user_id: str, question_key: str, limit: int, document_id: str | None = None
 ) -> list[dict[str, Any]]:
     """Entities whose whole name (key) appears in the question's key, longest names first."""
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         "SELECT id::text, name, entity_type, 1.0::float AS score FROM graph_entities e WHERE user_id = %(u)s"
         f" AND strpos(' ' || %(q)s || ' ', ' ' || name_key || ' ') > 0 AND {_IN_DOCUMENT}"
         " ORDER BY length(name_key) DESC LIMIT %(k)s",
         {"u": user_id, "q": question_key, "k": limit, "doc": document_id},
     )
-    return list(await cur.fetchall())
 
 
 async def walk(
@@ -230,7 +231,8 @@ async def walk(
     Each direction is its own index lookup, and each entity expands along at most `fanout` edges per direction,
     so a hub with thousands of edges can't make one hop read thousands of rows (the p95 of docs/benchmarks.md).
     """
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         "WITH RECURSIVE walk (entity_id, depth) AS ("
         "  SELECT e.id, 0 FROM graph_entities e WHERE e.user_id = %(u)s AND e.id = ANY (%(seeds)s::uuid[])"
         " UNION"
@@ -245,73 +247,92 @@ async def walk(
         " ORDER BY min(depth), entity_id LIMIT %(n)s",
         {"u": user_id, "seeds": seeds, "k": hops, "n": max_nodes, "doc": document_id, "f": fanout},
     )
-    return list(await cur.fetchall())
 
 
 async def entities(conn: DictConnection, user_id: str, ids: list[str]) -> list[dict[str, Any]]:
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         "SELECT id::text, name, entity_type, description, aliases FROM graph_entities"
         " WHERE user_id = %s AND id = ANY (%s::uuid[])",
         (user_id, ids),
     )
-    return list(await cur.fetchall())
+
+
+async def _of_entities(
+    conn: DictConnection,
+    select: str,
+    match: str,
+    user_id: str,
+    ids: list[str],
+    document_id: str | None,
+    tail: str = "",
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """`select` ("... FROM table alias") where `match` holds for the caller's entity `ids` (%(ids)s), limited to
+    one document's rows unless `document_id` is None; `tail` orders and limits (%(n)s)."""
+    alias = select.rsplit(" ", 1)[1]
+    return await fetch_all(
+        conn,
+        f"{select} WHERE {alias}.user_id = %(u)s AND {match}"
+        f" AND (%(doc)s::uuid IS NULL OR {alias}.document_id = %(doc)s::uuid){tail}",
+        {"u": user_id, "ids": ids, "doc": document_id, "n": limit},
+    )
 
 
 async def relations_among(
     conn: DictConnection, user_id: str, ids: list[str], document_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    cur = await conn.execute(
+    return await _of_entities(
+        conn,
         "SELECT r.id::text, r.source_id::text, r.target_id::text, r.relation_type, r.description,"
-        " r.chunk_id::text, r.document_id::text FROM graph_relations r"
-        " WHERE r.user_id = %(u)s AND r.source_id = ANY (%(ids)s::uuid[]) AND r.target_id = ANY (%(ids)s::uuid[])"
-        " AND (%(doc)s::uuid IS NULL OR r.document_id = %(doc)s::uuid) ORDER BY r.created_at, r.id LIMIT %(n)s",
-        {"u": user_id, "ids": ids, "doc": document_id, "n": limit},
+        " r.chunk_id::text, r.document_id::text FROM graph_relations r",
+        "r.source_id = ANY (%(ids)s::uuid[]) AND r.target_id = ANY (%(ids)s::uuid[])",
+        user_id,
+        ids,
+        document_id,
+        " ORDER BY r.created_at, r.id LIMIT %(n)s",
+        limit,
     )
-    return list(await cur.fetchall())
 
 
 async def attributes_of(
     conn: DictConnection, user_id: str, ids: list[str], document_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    cur = await conn.execute(
-        "SELECT a.entity_id::text, a.key, a.value, a.chunk_id::text, a.document_id::text FROM graph_attributes a"
-        " WHERE a.user_id = %(u)s AND a.entity_id = ANY (%(ids)s::uuid[])"
-        " AND (%(doc)s::uuid IS NULL OR a.document_id = %(doc)s::uuid) ORDER BY a.key, a.id LIMIT %(n)s",
-        {"u": user_id, "ids": ids, "doc": document_id, "n": limit},
+    select = "SELECT a.entity_id::text, a.key, a.value, a.chunk_id::text, a.document_id::text FROM graph_attributes a"
+    match = "a.entity_id = ANY (%(ids)s::uuid[])"
+    return await _of_entities(
+        conn, select, match, user_id, ids, document_id, " ORDER BY a.key, a.id LIMIT %(n)s", limit
     )
-    return list(await cur.fetchall())
 
 
 async def mentions_of(
     conn: DictConnection, user_id: str, ids: list[str], document_id: str | None
 ) -> list[dict[str, Any]]:
-    cur = await conn.execute(
-        "SELECT m.entity_id::text, m.chunk_id::text FROM graph_mentions m"
-        " WHERE m.user_id = %(u)s AND m.entity_id = ANY (%(ids)s::uuid[])"
-        " AND (%(doc)s::uuid IS NULL OR m.document_id = %(doc)s::uuid)",
-        {"u": user_id, "ids": ids, "doc": document_id},
-    )
-    return list(await cur.fetchall())
+    select = "SELECT m.entity_id::text, m.chunk_id::text FROM graph_mentions m"
+    return await _of_entities(conn, select, "m.entity_id = ANY (%(ids)s::uuid[])", user_id, ids, document_id)
 
 
 async def chunks(conn: DictConnection, user_id: str, ids: list[str]) -> list[dict[str, Any]]:
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         "SELECT c.id::text, c.document_id::text, c.chunk_index, c.content, d.source_name FROM graph_chunks c"
         " JOIN graph_documents d ON d.user_id = c.user_id AND d.id = c.document_id"
         " WHERE c.user_id = %s AND c.id = ANY (%s::uuid[])",
         (user_id, ids),
     )
-    return list(await cur.fetchall())
 
 
 async def document_exists(conn: DictConnection, user_id: str, document_id: str) -> bool:
-    cur = await conn.execute("SELECT 1 FROM graph_documents WHERE user_id = %s AND id = %s", (user_id, document_id))
-    return await cur.fetchone() is not None
+    return (
+        await fetch_one(conn, "SELECT 1 FROM graph_documents WHERE user_id = %s AND id = %s", (user_id, document_id))
+        is not None
+    )
 
 
 async def entity_catalog(conn: DictConnection, user_id: str, per_type: int) -> list[dict[str, Any]]:
     """Entity types with counts and their most connected entities (symbolic://entities/catalog)."""
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         "WITH degree AS (SELECT e.id, e.name, e.entity_type, (SELECT count(*) FROM graph_relations r"
         "   WHERE r.user_id = e.user_id AND (r.source_id = e.id OR r.target_id = e.id)) AS degree"
         "   FROM graph_entities e WHERE e.user_id = %s),"
@@ -321,16 +342,15 @@ async def entity_catalog(conn: DictConnection, user_id: str, per_type: int) -> l
         "   ORDER BY rank) AS top FROM ranked WHERE rank <= %s GROUP BY entity_type, n ORDER BY n DESC, entity_type",
         (user_id, per_type),
     )
-    return list(await cur.fetchall())
 
 
 async def relation_mapping(conn: DictConnection, user_id: str) -> list[dict[str, Any]]:
     """Relation types by (source type, target type) with counts (symbolic://relationships/mapping)."""
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         "SELECT r.relation_type, s.entity_type AS source_type, t.entity_type AS target_type, count(*) AS count"
         " FROM graph_relations r JOIN graph_entities s ON s.user_id = r.user_id AND s.id = r.source_id"
         " JOIN graph_entities t ON t.user_id = r.user_id AND t.id = r.target_id WHERE r.user_id = %s"
         " GROUP BY 1, 2, 3 ORDER BY count(*) DESC, 1, 2, 3 LIMIT 200",
         (user_id,),
     )
-    return list(await cur.fetchall())

@@ -9,17 +9,17 @@ import json
 import uuid
 from typing import Annotated, Any
 
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
-from isa.core.builder import AppState
 from isa.files.service import FilesService
 from isa.graph.extract import system_prompt
 from isa.graph.schemas import ExtractionOut, ProcessOptions, QueryOptions
 from isa.graph.service import GraphError, GraphService
 from isa.guardrails.service import GuardrailService
-from isa.mcp.context import current_call, request_principal, request_state
+from isa.mcp.context import current_call
 from isa.mcp.registry import Capabilities, SecurityLevel
+from isa.mcp.resources import resource_reader
 
 capabilities = Capabilities("isa.graph")
 Question = Annotated[str, Field(min_length=1, max_length=2000)]
@@ -108,13 +108,6 @@ async def delete_knowledge_graph(resource_id: str) -> dict[str, Any]:
 # ---- symbolic:// : views of the caller's own graph and of the rules in force (no user in the URI).
 
 
-def _resource_ctx() -> tuple[str, AppState]:
-    principal = request_principal()
-    if principal is None:
-        raise ResourceError("authentication required")
-    return principal.user_id, request_state()
-
-
 def _dump(value: Any) -> str:
     return json.dumps(value, default=str)
 
@@ -124,7 +117,7 @@ def _dump(value: Any) -> str:
 )
 async def entities_catalog() -> str:
     """Your graph's entity types with counts and their most connected entities."""
-    user_id, state = _resource_ctx()
+    user_id, state = resource_reader()
     return _dump(await state.get("graph", GraphService).catalog(user_id))
 
 
@@ -136,7 +129,7 @@ async def entities_catalog() -> str:
 )
 async def relationships_mapping() -> str:
     """Your graph's relation types by (source type, target type), with counts."""
-    user_id, state = _resource_ctx()
+    user_id, state = resource_reader()
     return _dump(await state.get("graph", GraphService).mapping(user_id))
 
 
@@ -145,7 +138,7 @@ async def relationships_mapping() -> str:
 )
 async def rules_business() -> str:
     """The rules in force for your graph: how duplicates merge, what a query walks, and the guardrail policies."""
-    user_id, state = _resource_ctx()
+    user_id, state = resource_reader()
     s = state.get("graph", GraphService).settings
     rules: dict[str, Any] = {
         "duplicates": {
@@ -170,7 +163,7 @@ async def rules_business() -> str:
 )
 async def rules_validation() -> str:
     """How the model's extraction answers are validated: the JSON schema every answer must satisfy."""
-    _resource_ctx()
+    resource_reader()
     return _dump(
         {
             "schema": ExtractionOut.model_json_schema(),
@@ -187,7 +180,7 @@ async def rules_validation() -> str:
 )
 async def reasoning_context() -> str:
     """What an agent should know before reasoning over your graph: its documents, size, types and relations."""
-    user_id, state = _resource_ctx()
+    user_id, state = resource_reader()
     service = state.get("graph", GraphService)
     graphs = await service.list_graphs(user_id)
     catalog = await service.catalog(user_id)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from isa.guardrails.detect import NATIONAL_ID_PATTERNS, SECRET_PATTERNS
 from isa.guardrails.service import GuardrailService, UnknownPolicy
-from isa.mcp.context import current_call, request_principal, request_state
+from isa.mcp.context import current_call
 from isa.mcp.registry import Capabilities
+from isa.mcp.resources import resource_service
 
 capabilities = Capabilities("isa.guardrails")
 Content = Annotated[str, Field(min_length=1, max_length=1_000_000)]
@@ -54,10 +55,7 @@ async def format_response(
 
 
 def _resource_ctx() -> tuple[str, GuardrailService]:
-    principal = request_principal()
-    if principal is None:
-        raise ResourceError("authentication required")
-    return principal.user_id, request_state().get("guardrails", GuardrailService)
+    return resource_service("guardrails", GuardrailService)
 
 
 @capabilities.resource(

@@ -37,17 +37,22 @@ def prompt(
     ]
 
 
+def json_answer(text: str, what: str) -> Any:
+    """A model's JSON answer, optionally in a code fence; ValueError naming `what` was expected otherwise."""
+    body = text.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise ValueError(f"the model did not answer with {what}") from None
+
+
 def parse_ranking(text: str, n: int) -> list[int]:
     """0-based indexes in the model's order; unknown or repeated numbers are dropped, missing ones appended.
 
     Only a JSON answer counts ({"ranking": [...]} or a bare list, optionally in a code fence): free text that
     merely mentions numbers is a failure, not a ranking.
     """
-    body = text.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise ValueError("the model did not answer with a JSON ranking") from None
+    data = json_answer(text, "a JSON ranking")
     numbers = data.get("ranking") if isinstance(data, dict) else data
     if not isinstance(numbers, list):
         raise ValueError("the model's JSON has no ranking list")

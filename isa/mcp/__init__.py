@@ -11,7 +11,7 @@ from starlette.routing import Route
 from isa.auth import AuthService
 from isa.core.builder import AppBuilder
 from isa.core.logging import get_logger
-from isa.mcp import routes, settings
+from isa.mcp import routes, settings, views
 from isa.mcp.approvals import Approvals
 from isa.mcp.audit import AuditWriter
 from isa.mcp.billing import Billing
@@ -38,12 +38,16 @@ def register(builder: AppBuilder) -> None:
     runner = ToolRunner(state, mcp, registry, approvals, Billing(state.db), upstream, audit)
     discovery = Discovery(state, registry)
     runner.lookup_imported = discovery.imported
+    upstream.credentials = discovery.upstream_headers
     server = IsaMCPServer(registry, runner, mcp, LiveSessions())
     selection = ToolSelection(state.db, runner, mcp.max_selected_tools)
     server.selection = selection
+    server.upstream_lookup = discovery.upstream_entry
+    server.view_items = discovery.view_items
     manager = server.session_manager_for()
     auth = state.get("auth", AuthService)
     endpoint = McpEndpoint(manager, transport_security(builder.settings, mcp), mcp, auth)
+    endpoint.virtual = discovery.virtual
 
     builder.provide("mcp.server", server)
     builder.provide("mcp.runner", runner)
@@ -52,10 +56,13 @@ def register(builder: AppBuilder) -> None:
     builder.provide("mcp.selection", selection)
     builder.allow_body("/mcp", mcp.max_body_bytes)
     builder.add_ready_check("catalog", discovery.check_ready)
-    metadata = resource_metadata_endpoint(mcp)
+    metadata = resource_metadata_endpoint(mcp, auth.settings)
     builder.add_routes(
         Route("/mcp", endpoint=endpoint),
+        # Virtual servers: the same server and sessions, narrowed to a named set (isa/mcp/views.py)
+        Route(f"/mcp/v/{{{views.PATH_PARAM}}}", endpoint=endpoint),
         Route("/.well-known/oauth-protected-resource/mcp", metadata, methods=["GET"]),
+        Route(f"/.well-known/oauth-protected-resource/mcp/v/{{{views.PATH_PARAM}}}", metadata, methods=["GET"]),
         Route("/.well-known/oauth-protected-resource", metadata, methods=["GET"]),
         *routes.ROUTES,
     )
@@ -66,13 +73,20 @@ def register(builder: AppBuilder) -> None:
 
     async def sync_until_done() -> None:
         # In the background and retried: a node whose database is down still starts and reports not-ready.
-        delay = 1.0
+        delay, primed = 1.0, False
         while True:
             try:
                 await discovery.sync()
                 return
             except Exception as exc:
                 log.warning("own_capabilities_sync_failed", error=type(exc).__name__, retry_in=delay)
+                if not primed:  # the database is away: embed now what the sync will need when it is back
+                    primed = True
+                    try:
+                        await discovery.prime()
+                    except Exception as failure:  # only a head start: the sync embeds what it lacks itself
+                        log.warning("own_capabilities_prime_failed", error=type(failure).__name__)
+                    continue
                 await anyio.sleep(delay)
                 # Short: /health/ready waits for this sync, so a node must not sit out a long back-off once its
                 # database is back (a failed attempt while it is down costs a pool wait, not work).
@@ -85,6 +99,7 @@ def register(builder: AppBuilder) -> None:
         async with audit.running(), manager.run(), anyio.create_task_group() as tg:
             if catalog is not None:
                 catalog.add_listener(catalog_changed)
+                tg.start_soon(catalog.load_encoder)  # alongside the first sync, which may wait for the database
                 tg.start_soon(sync_until_done)
             yield
             tg.cancel_scope.cancel()

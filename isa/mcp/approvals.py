@@ -9,13 +9,28 @@ holding only that key can't approve itself.
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from isa.auth.principal import Principal
 from isa.core.db import Database
 from isa.core.errors import ApiError
 from isa.mcp import store
-from isa.mcp.envelope import ToolFailure
+from isa.mcp.envelope import ToolFailure, arguments_hash, mask_arguments
+
+
+@dataclass(frozen=True)
+class GatedCall:
+    """One call an approval is bound to: the tool, its level, the masked arguments and the hash of the exact ones."""
+
+    tool_name: str
+    security_level: str
+    arguments: dict[str, Any]
+    args_hash: str
+
+    @classmethod
+    def of(cls, tool_name: str, security_level: str, normalized: dict[str, Any]) -> GatedCall:
+        return cls(tool_name, security_level, mask_arguments(normalized), arguments_hash(normalized))
 
 
 class NeedsApproval(Exception):
@@ -33,51 +48,31 @@ def _uuid_or_none(value: str) -> str | None:
         return None
 
 
+@dataclass(eq=False)
 class Approvals:
-    def __init__(self, db: Database, ttl_seconds: int, valid_seconds: int) -> None:
-        self.db = db
-        self.ttl_seconds = ttl_seconds
-        self.valid_seconds = valid_seconds
+    db: Database
+    ttl_seconds: int
+    valid_seconds: int
 
-    async def request(
-        self,
-        principal: Principal,
-        *,
-        tool_name: str,
-        security_level: str,
-        arguments: dict[str, Any],
-        args_hash: str,
-        reason: str,
-    ) -> dict[str, Any]:
+    async def request(self, principal: Principal, call: GatedCall, reason: str) -> dict[str, Any]:
         """A pending request for this exact call: the live one if there is one, else a new one."""
         async with self.db.transaction() as conn:
-            row = await store.find_matching_request(conn, principal.user_id, tool_name, args_hash)
+            row = await store.find_matching_request(conn, principal.user_id, call.tool_name, call.args_hash)
             if row is None or row["status"] != "pending":
                 row = await store.insert_request(
                     conn,
                     user_id=principal.user_id,
-                    tool_name=tool_name,
-                    security_level=security_level,
-                    arguments=arguments,
-                    args_hash=args_hash,
                     reason=reason,
                     requested_by_key=principal.key_id,
                     ttl_seconds=self.ttl_seconds,
+                    **asdict(call),
                 )
         return store.request_view(row)
 
-    async def gate(
-        self,
-        principal: Principal,
-        *,
-        tool_name: str,
-        security_level: str,
-        arguments: dict[str, Any],
-        args_hash: str,
-    ) -> str:
+    async def gate(self, principal: Principal, call: GatedCall) -> str:
         """Use an approval for this call and return its id; otherwise raise NeedsApproval or a denial."""
         async with self.db.transaction() as conn:
-            row = await store.find_matching_request(conn, principal.user_id, tool_name, args_hash)
+            row = await store.find_matching_request(conn, principal.user_id, call.tool_name, call.args_hash)
             if row is not None and row["status"] == "approved":
                 if await store.use_approval(conn, str(row["id"]), principal.user_id):
                     return str(row["id"])
@@ -86,17 +81,11 @@ class Approvals:
                 raise ToolFailure(
                     "approval_denied",
                     "authorization_denied",
-                    f"a human denied this call of {tool_name}",
+                    f"a human denied this call of {call.tool_name}",
                     details={"request_id": str(row["id"])},
                 )
-        view = await self.request(
-            principal,
-            tool_name=tool_name,
-            security_level=security_level,
-            arguments=arguments,
-            args_hash=args_hash,
-            reason=f"{tool_name} is a {security_level} tool and needs a human's approval",
-        )
+        reason = f"{call.tool_name} is a {call.security_level} tool and needs a human's approval"
+        view = await self.request(principal, call, reason)
         raise NeedsApproval(view)
 
     async def decide(self, principal: Principal, request_id: str, *, approve: bool, note: str) -> dict[str, Any]:

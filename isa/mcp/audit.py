@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import KW_ONLY, dataclass, field
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -21,18 +22,17 @@ from isa.mcp.store import AuditEntry, insert_audit, insert_audit_many
 log = get_logger(__name__)
 
 
+@dataclass(eq=False)
 class AuditWriter:
-    def __init__(
-        self, db: Database, *, capacity: int = 10_000, batch: int = 500, linger_seconds: float = 0.2, attempts: int = 3
-    ) -> None:
-        self.db = db
-        self.linger_seconds = linger_seconds
-        self.capacity = capacity
-        self.batch = batch
-        self.attempts = attempts
-        self._send: MemoryObjectSendStream[AuditEntry] | None = None
-        self._closing = anyio.Event()
-        self.written = 0
+    db: Database
+    _: KW_ONLY
+    capacity: int = 10_000
+    batch: int = 500
+    linger_seconds: float = 0.2
+    attempts: int = 3
+    written: int = field(default=0, init=False)
+    _send: MemoryObjectSendStream[AuditEntry] | None = field(default=None, init=False)
+    _closing: anyio.Event = field(default_factory=anyio.Event, init=False)
 
     async def write(self, entry: AuditEntry) -> None:
         """Queue one row (waits only while the queue is full); written directly when no writer runs."""

@@ -45,10 +45,7 @@ _request_state: ContextVar[AppState | None] = ContextVar("isa_mcp_request_state"
 
 def request_state() -> AppState:
     """The process's services while an MCP request is served (static resources get no Context to find them)."""
-    state = _request_state.get()
-    if state is None:
-        raise RuntimeError("request_state() is only available while an MCP request is served")
-    return state
+    return _required(_request_state, "request_state() is only available while an MCP request is served")
 
 
 def bind_request_state(state: AppState) -> Any:
@@ -78,15 +75,20 @@ _current: ContextVar[ToolCall | None] = ContextVar("isa_mcp_tool_call", default=
 
 def current_call() -> ToolCall:
     """The call being executed; only valid inside a tool run by the MCP runner."""
-    call = _current.get()
-    if call is None:
-        raise RuntimeError("current_call() is only available inside a tool call")
-    return call
+    return _required(_current, "current_call() is only available inside a tool call")
 
 
 def bind(call: ToolCall) -> Any:
     """Make `call` current; returns the token for `unbind`."""
     return _current.set(call)
+
+
+def _required(var: ContextVar[T | None], outside: str) -> T:
+    """`var`'s value; RuntimeError(`outside`) where nothing set it (a programming error, not the caller's)."""
+    value = var.get()
+    if value is None:
+        raise RuntimeError(outside)
+    return value
 
 
 def unbind(token: Any) -> None:

@@ -6,13 +6,16 @@ from decimal import Decimal
 from typing import Any
 
 from isa.auth.principal import Principal
-from isa.catalog.models import OWN_SERVER, CatalogItem
+from isa.catalog.federation import Federation
+from isa.catalog.models import OWN_SERVER, CatalogItem, ItemType
 from isa.catalog.service import CatalogService
+from isa.catalog.virtual import VirtualServer, VirtualServers
 from isa.core.builder import AppState, NotReady
 from isa.core.logging import get_logger
 from isa.mcp.envelope import ToolFailure
-from isa.mcp.registry import Registry, SecurityLevel
+from isa.mcp.registry import Declared, Registry, SecurityLevel
 from isa.mcp.runner import ImportedTool
+from isa.mcp.views import current_view
 
 log = get_logger(__name__)
 
@@ -21,58 +24,42 @@ def catalog_items(registry: Registry) -> list[CatalogItem]:
     """Every capability of this process as catalog rows (server "isa"; the call name is the declared name)."""
     items: list[CatalogItem] = []
     for tool in registry.tools.values():
+        metadata = {
+            "cost_credits": str(tool.cost_credits),
+            "rate_limit_per_minute": tool.rate_limit_per_minute,
+            "scope": tool.scope,
+            "requires_authorization": tool.security.needs_approval,
+            "domain": tool.domain,
+        }
+        security = tool.security.value
         items.append(
-            CatalogItem(
-                item_type="tool",
-                server=OWN_SERVER,
-                name=tool.name,
-                qualified_name=tool.name,
-                description=tool.description,
-                category=tool.category,
-                keywords=tool.keywords,
-                input_schema=tool.input_schema,
-                security_level=tool.security.value,
-                metadata={
-                    "cost_credits": str(tool.cost_credits),
-                    "rate_limit_per_minute": tool.rate_limit_per_minute,
-                    "scope": tool.scope,
-                    "requires_authorization": tool.security.needs_approval,
-                    "domain": tool.domain,
-                },
-            )
+            _own("tool", tool, tool.name, input_schema=tool.input_schema, security_level=security, metadata=metadata)
         )
     for prompt in registry.prompts.values():
         arguments = [
             {"name": a.name, "description": a.description, "required": bool(a.required)}
             for a in prompt.sdk.arguments or []
         ]
-        items.append(
-            CatalogItem(
-                item_type="prompt",
-                server=OWN_SERVER,
-                name=prompt.name,
-                qualified_name=prompt.name,
-                description=prompt.description,
-                category=prompt.category,
-                keywords=prompt.keywords,
-                input_schema={"arguments": arguments},
-                metadata={"domain": prompt.domain},
-            )
-        )
+        schema = {"arguments": arguments}
+        items.append(_own("prompt", prompt, prompt.name, input_schema=schema, metadata={"domain": prompt.domain}))
     for resource in registry.resources.values():
-        items.append(
-            CatalogItem(
-                item_type="resource",
-                server=OWN_SERVER,
-                name=resource.uri,
-                qualified_name=resource.name,
-                description=resource.description,
-                category=resource.category,
-                keywords=resource.keywords,
-                metadata={"mime_type": resource.mime_type, "is_template": resource.is_template},
-            )
-        )
+        metadata = {"mime_type": resource.mime_type, "is_template": resource.is_template}
+        items.append(_own("resource", resource, resource.uri, qualified_name=resource.name, metadata=metadata))
     return items
+
+
+def _own(item_type: ItemType, decl: Declared, name: str, **fields: Any) -> CatalogItem:
+    """A row of our own server: `decl`'s description, category and keywords; the call name is `name` unless given."""
+    fields.setdefault("qualified_name", name)
+    return CatalogItem(
+        item_type=item_type,
+        server=OWN_SERVER,
+        name=name,
+        description=decl.description,
+        category=decl.category,
+        keywords=decl.keywords,
+        **fields,
+    )
 
 
 class Discovery:
@@ -99,10 +86,35 @@ class Discovery:
             await catalog.warm_up()
         self.synced = True
 
+    async def prime(self) -> None:
+        """Embed our own declarations ahead of a sync that is waiting for the database."""
+        catalog = self.catalog()
+        if catalog is not None:
+            await catalog.prime_own(catalog_items(self.registry))
+
     async def check_ready(self) -> None:
         """Ready check: 503 catalog_syncing until the first sync and the encoder's warm-up are done."""
         if self.catalog() is not None and not self.synced:
             raise NotReady("catalog_syncing", "the tool catalog is still being synced; discovery would be empty")
+
+    async def upstream_headers(self, server: str, user_id: str) -> dict[str, str]:
+        """What a call to a server added by URL carries for this user (its sealed headers or the user's own)."""
+        federation = self.state.services.get("catalog.federation")
+        return await federation.headers_for(server, user_id) if isinstance(federation, Federation) else {}
+
+    async def upstream_entry(self, item_type: str, name: str) -> tuple[str, str, str | None] | None:
+        """(server, its own name, its URL) of another server's prompt (by call name) or resource (by URI)."""
+        catalog = self.catalog()
+        if catalog is None:
+            return None
+        if item_type == "prompt":
+            item = await catalog.get_item("prompt", name)
+            item = item if item is not None and item.server != OWN_SERVER else None
+        else:
+            item = await catalog.upstream_item("resource", name)
+        if item is None:
+            return None
+        return item.server, item.name, await catalog.server_url(item.server)
 
     def forget(self) -> None:
         """The catalog changed: look imported tools up again."""
@@ -113,9 +125,26 @@ class Discovery:
         catalog = self.catalog()
         if catalog is None:
             raise ToolFailure("error", "discovery_unavailable", "tool discovery is not served by this node")
-        # The catalog leaves out what this caller may not run (in SQL, before the limit) and what is off-topic.
-        found = await catalog.discover(request, {"tools": limit, "prompts": 0, "resources": 0}, principal)
+        # The catalog leaves out what this caller may not run (in SQL, before the limit), what is off-topic, and
+        # on a virtual server everything outside it.
+        view = current_view.get()
+        only = view.tools if view is not None else None
+        found = await catalog.discover(request, {"tools": limit, "prompts": 0, "resources": 0}, principal, only=only)
         return found["tools"]
+
+    def _virtual_servers(self) -> VirtualServers | None:
+        service = self.state.services.get("catalog.virtual")
+        return service if isinstance(service, VirtualServers) else None
+
+    async def virtual(self, name: str) -> VirtualServer | None:
+        """A virtual server's definition by name (None when unknown or this node serves no catalog)."""
+        servers = self._virtual_servers()
+        return await servers.get(name) if servers is not None else None
+
+    async def view_items(self, view: VirtualServer) -> list[CatalogItem]:
+        """The catalog items a virtual server exposes that exist now (ours and other servers')."""
+        servers = self._virtual_servers()
+        return await servers.items(view) if servers is not None else []
 
     async def imported(self, name: str) -> ImportedTool | None:
         """An imported (other server's) tool by the name it is called here, with its server's URL."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -107,6 +108,12 @@ def arguments_hash(arguments: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(arguments).encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    """Whether an argument of this name is a secret (remembered: tools are called with the same few names)."""
+    return _SECRET_KEY.search(key) is not None
+
+
 def _mask(value: Any, key: str = "") -> Any:
     if isinstance(value, dict):
         return {str(k): _mask(v, str(k)) for k, v in value.items()}
@@ -114,7 +121,7 @@ def _mask(value: Any, key: str = "") -> Any:
         return [_mask(v, key) for v in value[:100]]
     if value is None or isinstance(value, bool | int | float):
         return value
-    if key and value != "" and _SECRET_KEY.search(key):
+    if key and value != "" and _secret_key(key):
         return "***"
     text = redact_text(value if isinstance(value, str) else str(value))
     return text if len(text) <= _MAX_AUDIT_STRING else text[:_MAX_AUDIT_STRING] + f"...({len(text)} chars)"

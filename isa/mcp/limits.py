@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from isa.core.db import Database, DictConnection
+from isa.core.db import Database, DictConnection, fetch_one
 
 LEASE_SECONDS = 5.0
 MAX_LEASE = 50
@@ -66,8 +66,7 @@ class ToolLimiter:
                 return Verdict(True, 0)
             n = lease_size(limit)
             async with _autocommit(self.db) as conn:
-                cur = await conn.execute(_LEASE, (key, n, float(window_seconds), window_seconds / limit))
-                row = await cur.fetchone()
+                row = await fetch_one(conn, _LEASE, (key, n, float(window_seconds), window_seconds / limit))
             assert row is not None
             granted = int(row["granted"])
             if granted <= 0:

@@ -42,17 +42,23 @@ class SecurityLevel(StrEnum):
 
 
 @dataclass(frozen=True)
-class ToolDecl:
+class Declared:
+    """What every capability declares (and the catalog indexes): name, text, category, keywords, its domain."""
+
     name: str
     description: str
     category: str
     keywords: tuple[str, ...]
+    domain: str
+
+
+@dataclass(frozen=True)
+class ToolDecl(Declared):
     security: SecurityLevel
     cost_credits: Decimal
     rate_limit_per_minute: int | None  # None: the mcp.default_rate_limit_per_minute setting
     scope: str
     untrusted_output: bool
-    domain: str
     sdk: SdkTool = field(repr=False)
 
     @property
@@ -61,24 +67,14 @@ class ToolDecl:
 
 
 @dataclass(frozen=True)
-class PromptDecl:
-    name: str
-    description: str
-    category: str
-    keywords: tuple[str, ...]
-    domain: str
+class PromptDecl(Declared):
     sdk: SdkPrompt = field(repr=False)
 
 
 @dataclass(frozen=True)
-class ResourceDecl:
+class ResourceDecl(Declared):
     uri: str
-    name: str
-    description: str
-    category: str
-    keywords: tuple[str, ...]
     mime_type: str
-    domain: str
     fn: Callable[..., Any] = field(repr=False)
 
     @property
@@ -224,7 +220,9 @@ class Capabilities:
             _check_signature(self.domain, fn)
             if "://" not in uri:
                 raise RegistryError(f"{self.domain}: resource {name!r} needs a URI with a scheme, got {uri!r}")
-            decl = ResourceDecl(uri, name, text, category, _keywords(keywords), mime_type, self.domain, fn)
+            decl = ResourceDecl(
+                name, text, category, _keywords(keywords), self.domain, uri=uri, mime_type=mime_type, fn=fn
+            )
             self.resources.append(decl)
             return fn
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from isa.auth import require_principal
-from isa.core.http import json_body, jsonable, query_params
+from isa.core.http import json_body, jsonable, query_params, route_table
 from isa.mcp import store
 from isa.mcp.approvals import Approvals
 from isa.mcp.runner import ToolRunner
@@ -92,11 +91,14 @@ async def metrics(request: Request) -> JSONResponse:
     return JSONResponse(jsonable(body))
 
 
-ROUTES = [
-    Route("/api/v1/authorizations", list_authorizations, methods=["GET"]),
-    Route("/api/v1/authorizations/{request_id}", get_authorization, methods=["GET"]),
-    Route("/api/v1/authorizations/{request_id}/approve", approve, methods=["POST"]),
-    Route("/api/v1/authorizations/{request_id}/deny", deny, methods=["POST"]),
-    Route("/api/v1/admin/mcp/audit", audit_log, methods=["GET"]),
-    Route("/api/v1/admin/mcp/metrics", metrics, methods=["GET"]),
-]
+ROUTES = route_table(
+    "/api/v1",
+    {
+        "GET /authorizations": list_authorizations,
+        "GET /authorizations/{request_id}": get_authorization,
+        "POST /authorizations/{request_id}/approve": approve,
+        "POST /authorizations/{request_id}/deny": deny,
+        "GET /admin/mcp/audit": audit_log,
+        "GET /admin/mcp/metrics": metrics,
+    },
+)

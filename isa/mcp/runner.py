@@ -28,14 +28,13 @@ from isa.core.errors import ApiError, request_id_of
 from isa.core.http import input_problem, jsonable, text_problem
 from isa.core.logging import get_logger
 from isa.mcp import context as call_context
-from isa.mcp import store
-from isa.mcp.approvals import Approvals, NeedsApproval
+from isa.mcp import store, views
+from isa.mcp.approvals import Approvals, GatedCall, NeedsApproval
 from isa.mcp.audit import AuditWriter
 from isa.mcp.billing import Billing
 from isa.mcp.envelope import (
     AUTHORIZATION_REQUESTED,
     ToolFailure,
-    arguments_hash,
     envelope,
     failure_result,
     mask_arguments,
@@ -130,8 +129,10 @@ class ToolRunner:
         registry_ = state.metrics.registry
         self.calls = Counter("isa_mcp_tool_calls_total", "MCP tool calls by outcome.", ["outcome"], registry=registry_)
         self.latency = Histogram("isa_mcp_tool_call_seconds", "MCP tool call duration.", registry=registry_)
+        self._outcomes: dict[str, Any] = {}  # outcome -> its counter child (labels() takes a lock per lookup)
 
     async def resolve(self, name: str) -> Target:
+        views.check_tool(name)  # on /mcp/v/{name}, only that virtual server's tools exist
         decl = self.registry.tools.get(name)
         if decl is not None:
             return Target(
@@ -180,14 +181,8 @@ class ToolRunner:
                 raise ToolFailure("denied", "insufficient_scope", f"{name} needs the {target.scope!r} scope")
             await self._rate_limit(principal, target)
             if target.security.needs_approval:
-                normalized = self.normalize(target, arguments)
-                approval_id = await self.approvals.gate(
-                    principal,
-                    tool_name=name,
-                    security_level=target.security.value,
-                    arguments=mask_arguments(normalized),
-                    args_hash=arguments_hash(normalized),
-                )
+                gated = GatedCall.of(name, target.security.value, self.normalize(target, arguments))
+                approval_id = await self.approvals.gate(principal, gated)
             charge = await self.billing.charge(principal.user_id, name, target.cost)
             charged = target.cost
             try:
@@ -217,7 +212,10 @@ class ToolRunner:
             raise
         finally:
             elapsed = time.perf_counter() - started
-            self.calls.labels(outcome).inc()
+            counter = self._outcomes.get(outcome)
+            if counter is None:
+                counter = self._outcomes[outcome] = self.calls.labels(outcome)
+            counter.inc()
             self.latency.observe(elapsed)
             entry = store.AuditEntry(
                 user_id=principal.user_id,
@@ -282,8 +280,9 @@ class ToolRunner:
         charge: dict[str, Any] | None,
     ) -> CallToolResult:
         if target.imported is not None:
+            imported = target.imported
             upstream = await self.upstream.call(
-                target.imported.server, target.imported.url, target.imported.tool, arguments
+                imported.server, imported.url, imported.tool, arguments, call.principal.user_id
             )
             data: Any = (
                 upstream.structured_content

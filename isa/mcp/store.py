@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from isa.core.db import DictConnection
+from isa.core.db import DictConnection, fetch_all, fetch_one
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,8 @@ async def insert_audit(conn: DictConnection, e: AuditEntry) -> None:
 async def list_audit(
     conn: DictConnection, *, user_id: str | None, tool_name: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         """SELECT id, user_id, principal_via, key_id, tool_name, server, security_level, arguments, outcome,
                   error_code, duration_ms, credits_charged, authorization_request_id, request_id, session_id,
                   created_at
@@ -112,7 +113,6 @@ async def list_audit(
            ORDER BY created_at DESC LIMIT %(limit)s""",
         {"user": user_id, "tool": tool_name, "limit": limit},
     )
-    return list(await cur.fetchall())
 
 
 async def metrics(conn: DictConnection, hours: int) -> dict[str, Any]:
@@ -155,14 +155,14 @@ async def find_matching_request(
     conn: DictConnection, user_id: str, tool_name: str, args_hash: str
 ) -> dict[str, Any] | None:
     """The newest live request of this user for exactly this tool call (pending, approved or denied)."""
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         f"""SELECT {_REQUEST_COLUMNS} FROM authorization_requests
             WHERE user_id = %s AND tool_name = %s AND arguments_hash = %s
               AND status IN ('pending', 'approved', 'denied') AND expires_at > now()
             ORDER BY created_at DESC LIMIT 1""",
         (user_id, tool_name, args_hash),
     )
-    return await cur.fetchone()
 
 
 async def insert_request(
@@ -177,14 +177,14 @@ async def insert_request(
     requested_by_key: str | None,
     ttl_seconds: int,
 ) -> dict[str, Any]:
-    cur = await conn.execute(
+    row = await fetch_one(
+        conn,
         f"""INSERT INTO authorization_requests (user_id, tool_name, security_level, arguments, arguments_hash,
                                                 reason, requested_by_key, expires_at)
             VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, now() + make_interval(secs => %s))
             RETURNING {_REQUEST_COLUMNS}""",
         (user_id, tool_name, security_level, json.dumps(arguments), args_hash, reason, requested_by_key, ttl_seconds),
     )
-    row = await cur.fetchone()
     assert row is not None
     return row
 
@@ -211,7 +211,8 @@ async def decide(
     valid_seconds: int,
 ) -> dict[str, Any] | None:
     """Approve or deny a pending, unexpired request. `owner` None: any user's (admins). The key that asked can't."""
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         f"""UPDATE authorization_requests
             SET status = %(status)s, decided_at = now(), decided_by = %(by)s, decision_note = %(note)s,
                 expires_at = CASE WHEN %(approve)s THEN now() + make_interval(secs => %(valid)s) ELSE expires_at END
@@ -230,23 +231,23 @@ async def decide(
             "key": decider_key,
         },
     )
-    return await cur.fetchone()
 
 
 async def get_request(conn: DictConnection, request_id: str, owner: str | None) -> dict[str, Any] | None:
-    cur = await conn.execute(
+    return await fetch_one(
+        conn,
         f"""SELECT {_REQUEST_COLUMNS} FROM authorization_requests
             WHERE id = %s AND (%s::text IS NULL OR user_id = %s)""",
         (request_id, owner, owner),
     )
-    return await cur.fetchone()
 
 
 async def list_requests(
     conn: DictConnection, *, owner: str | None, status: str | None, limit: int
 ) -> list[dict[str, Any]]:
     """Requests of `owner` (None: everyone's); status 'pending' means pending and not expired."""
-    cur = await conn.execute(
+    return await fetch_all(
+        conn,
         f"""SELECT {_REQUEST_COLUMNS} FROM authorization_requests
             WHERE (%(owner)s::text IS NULL OR user_id = %(owner)s)
               AND (%(status)s::text IS NULL OR status = %(status)s)
@@ -254,7 +255,6 @@ async def list_requests(
             ORDER BY created_at DESC LIMIT %(limit)s""",
         {"owner": owner, "status": status, "limit": limit},
     )
-    return list(await cur.fetchall())
 
 
 def request_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -297,12 +297,13 @@ async def deselect_tools(conn: DictConnection, user_id: str, session_id: str, na
 
 
 async def selected_tools(conn: DictConnection, user_id: str, session_id: str) -> list[str]:
-    cur = await conn.execute(
+    rows = await fetch_all(
+        conn,
         "SELECT tool_name FROM mcp_session_tools WHERE user_id = %s AND session_id = %s"
         " ORDER BY selected_at, tool_name",
         (user_id, session_id),
     )
-    return [r["tool_name"] for r in await cur.fetchall()]
+    return [r["tool_name"] for r in rows]
 
 
 async def drop_session_tools(conn: DictConnection, session_id: str) -> None:

@@ -13,10 +13,10 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from isa.mcp import store
-from isa.mcp.approvals import Approvals
+from isa.mcp.approvals import Approvals, GatedCall
 from isa.mcp.context import current_call
 from isa.mcp.discovery import Discovery
-from isa.mcp.envelope import AUTHORIZATION_REQUESTED, HUMAN_INPUT_REQUESTED, arguments_hash, mask_arguments
+from isa.mcp.envelope import AUTHORIZATION_REQUESTED, HUMAN_INPUT_REQUESTED
 from isa.mcp.registry import Capabilities
 from isa.mcp.runner import Marker, ToolRunner
 from isa.mcp.selection import ToolSelection
@@ -67,14 +67,8 @@ async def request_authorization(tool_name: str, reason: str, tool_args: dict[str
     runner = call.service("mcp.runner", ToolRunner)
     target = await runner.resolve(tool_name)
     arguments = runner.normalize(target, tool_args or {})
-    view = await call.service("mcp.approvals", Approvals).request(
-        call.principal,
-        tool_name=tool_name,
-        security_level=target.security.value,
-        arguments=mask_arguments(arguments),
-        args_hash=arguments_hash(arguments),
-        reason=reason,
-    )
+    gated = GatedCall.of(tool_name, target.security.value, arguments)
+    view = await call.service("mcp.approvals", Approvals).request(call.principal, gated, reason)
     return Marker(AUTHORIZATION_REQUESTED, view)
 
 

@@ -27,6 +27,7 @@ from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.shared.auth import ProtectedResourceMetadata
+from mcp.shared.auth_utils import check_resource_allowed
 from psycopg_pool import PoolTimeout
 from pydantic import AnyHttpUrl
 from starlette.requests import Request
@@ -35,10 +36,13 @@ from starlette.types import Message, Receive, Scope, Send
 
 from isa.auth.principal import SCOPES, Principal
 from isa.auth.service import KEY_PREFIX, AuthService
+from isa.auth.settings import AuthSettings
+from isa.catalog.virtual import VirtualServer
 from isa.core.errors import ApiError, error_response, request_id_of
 from isa.core.logging import get_logger
 from isa.core.settings import Settings
 from isa.core.sse import shutting_down
+from isa.mcp import views
 from isa.mcp.context import PRINCIPAL_CLAIM
 from isa.mcp.settings import McpSettings, effective_hosts, effective_origins
 
@@ -105,6 +109,7 @@ class PrincipalTokenVerifier:
             client_id=principal.user_id,
             subject=principal.user_id,
             scopes=sorted(principal.scopes),
+            resource=principal.resource,
             claims=claims,
         )
 
@@ -153,30 +158,34 @@ def transport_security(settings: Settings, mcp: McpSettings) -> TransportSecurit
 
 
 def resource_url(mcp: McpSettings, request: Request) -> str:
-    """This endpoint's public URL: the configured one, else what the client used to reach us."""
-    if mcp.public_url:
-        return mcp.public_url.rstrip("/")
-    return str(request.base_url).rstrip("/") + "/mcp"
+    """This endpoint's public URL: the configured one, else what the client used to reach us; a virtual server's
+    is below it (/mcp/v/NAME), so a token for /mcp serves it and a token for it serves nothing else."""
+    base = mcp.public_url.rstrip("/") if mcp.public_url else str(request.base_url).rstrip("/") + "/mcp"
+    virtual = request.path_params.get(views.PATH_PARAM)
+    return f"{base}/v/{virtual}" if virtual else base
 
 
 def metadata_url(mcp: McpSettings, request: Request) -> str:
     return str(build_resource_metadata_url(AnyHttpUrl(resource_url(mcp, request))))
 
 
-def resource_metadata_endpoint(mcp: McpSettings) -> Callable[[Request], Any]:
-    """RFC 9728 protected-resource metadata for /mcp."""
+def resource_metadata_endpoint(mcp: McpSettings, auth: AuthSettings) -> Callable[[Request], Any]:
+    """RFC 9728 protected-resource metadata for /mcp: the authorization server is Auth0/Supabase when configured
+    as such (auth.oauth.authorization_server), else this node's own (isa.auth.oauth)."""
 
     async def endpoint(request: Request) -> Response:
         resource = resource_url(mcp, request)
+        virtual = request.path_params.get(views.PATH_PARAM)
         parts = urlsplit(resource)
-        servers = mcp.authorization_servers or [f"{parts.scheme}://{parts.netloc}"]
+        own = auth.oauth.issuer_url.rstrip("/") or f"{parts.scheme}://{parts.netloc}"
+        servers = mcp.authorization_servers or [auth.external_authorization_server() or own]
         # Validated from plain strings so the model keeps URLs as configured (no trailing slash added).
         metadata = ProtectedResourceMetadata.model_validate(
             {
                 "resource": resource,
                 "authorization_servers": servers,
                 "scopes_supported": list(SCOPES),
-                "resource_name": "isa MCP server",
+                "resource_name": f"isa MCP server {virtual}" if virtual else "isa MCP server",
             }
         )
         return JSONResponse(
@@ -201,6 +210,8 @@ class McpEndpoint:
         self.guard = TransportSecurityMiddleware(security)
         self.backend = BearerAuthBackend(PrincipalTokenVerifier(auth, auth.settings.principal_cache_seconds))
         self.inner = AuthContextMiddleware(manager.handle_request)
+        # The definition of a virtual server by name (isa.catalog through isa.mcp.discovery); None: not served.
+        self.virtual: Callable[[str], Awaitable[VirtualServer | None]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -238,6 +249,16 @@ class McpEndpoint:
                 },
             )
         assert isinstance(user, AuthenticatedUser)
+        token_resource = user.access_token.resource
+        if token_resource and not check_resource_allowed(resource_url(self.mcp, request), token_resource):
+            # RFC 8707: an OAuth token bound to another resource is not for this endpoint.
+            raise self._unauthorized(request)
+        virtual = request.path_params.get(views.PATH_PARAM)
+        if virtual is not None:
+            view = await self.virtual(virtual) if self.virtual is not None else None
+            if view is None:
+                raise ApiError(404, "unknown_virtual_server", f"no virtual server named {virtual!r}")
+            scope[views.SCOPE_KEY] = view
         if request.method == "POST":
             body = await self._read_body(receive)
             if body.lstrip()[:1] == b"[":

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from isa.files.content import sniff_audio
+from isa.files.content import AUDIO_EXTENSIONS, sniff_audio
 
 
 class MediaError(Exception):
@@ -83,15 +83,6 @@ def check_image(data: bytes, max_bytes: int, max_pixels: int) -> CheckedImage:
 
 
 # -- audio -------------------------------------------------------------------------------------------------------
-
-AUDIO_EXTENSIONS = {
-    "audio/wav": ".wav",
-    "audio/mpeg": ".mp3",
-    "audio/ogg": ".ogg",
-    "audio/flac": ".flac",
-    "audio/mp4": ".m4a",
-    "audio/webm": ".webm",
-}
 
 
 @dataclass(frozen=True)

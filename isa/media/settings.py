@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from isa.core.settings import Section
 
 
 def _image_models() -> dict[str, str]:
@@ -24,9 +26,7 @@ def _image_models() -> dict[str, str]:
     }
 
 
-class MediaSettings(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
+class MediaSettings(Section):
     # Inputs: a caller's file (by id) or an http(s) URL fetched through the egress guard: public addresses only,
     # unless opened here on purpose (same forms as web.allow_hosts / web.allow_cidrs). Provider result links too.
     allow_hosts: list[str] = Field(default_factory=list)

@@ -16,11 +16,12 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ImageContent
 from pydantic import Field
 
+from isa.files.content import AUDIO_EXTENSIONS
 from isa.mcp.context import current_call
 from isa.mcp.envelope import envelope, to_result
 from isa.mcp.registry import Capabilities
 from isa.media import ocr, speech
-from isa.media.decode import AUDIO_EXTENSIONS, MediaError
+from isa.media.decode import MediaError
 from isa.media.schemas import (
     COMPARE_INSTRUCTION,
     DETAIL_INSTRUCTIONS,

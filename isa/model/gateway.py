@@ -1,8 +1,10 @@
-"""The litellm layer: the only module that imports litellm, lazily, so other roles never pay for it.
+"""The provider layer: the only module that imports litellm, lazily, so other roles never pay for it.
 
-litellm's Router owns routing: load balancing inside a model group, retries (the one retry layer:
-SDK clients run with max_retries=0), fallbacks across groups, cooldown of failing deployments,
-per-attempt timeouts and the per-provider concurrency cap.
+isa/model/routing.py owns routing for every call: deployment choice, retries (the one retry layer: HTTP
+and SDK clients run with max_retries=0), fallbacks across groups, cooldown of failing deployments and the
+per-provider concurrency cap. Each attempt then goes to the provider directly on the OpenAI wire
+(isa/model/direct.py) when the provider speaks it, or through `litellm.acompletion` & co. when it needs
+translating. litellm's cost map prices both.
 """
 
 from __future__ import annotations
@@ -14,17 +16,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
+from isa.model.direct import DirectClient, DirectStream, HeldStream, direct_base
 from isa.model.local import KEYLESS_PLACEHOLDER, LocalModels, probe, with_local
+from isa.model.routing import Routing, Slot
 from isa.model.settings import Deployment, ModelSettings
 
 log = get_logger(__name__)
 
 _import_lock = threading.Lock()
 _litellm: Any = None
-# A provider's shared slot object lives in the Router's local cache; it must outlive the process.
-_FOREVER_SECONDS = 10 * 365 * 24 * 3600
 
 
 def load_litellm() -> Any:
@@ -63,21 +67,18 @@ class Served:
     cost_usd: float | None  # what litellm computed, when it did
 
 
-class ChatStream:
-    """An open upstream stream: OpenAI chunk dicts, and the deployment that serves it."""
+class ChatStream(HeldStream):
+    """An open upstream stream through litellm: OpenAI chunk dicts, and the deployment that serves it."""
 
-    def __init__(self, upstream: Any, deployment: Deployment) -> None:
-        self._upstream = upstream
-        self.deployment = deployment
+    direct = False
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
         async for chunk in self._upstream:
             data: dict[str, Any] = chunk.model_dump(exclude_none=True)
             yield data
 
-    async def aclose(self) -> None:
-        """Close the upstream response (the provider sees the connection go)."""
-        await self._upstream.aclose()
+
+AnyStream = ChatStream | DirectStream
 
 
 def _tokens(usage: Any) -> tuple[int, int]:
@@ -90,26 +91,27 @@ def _tokens(usage: Any) -> tuple[int, int]:
 
 
 class Gateway:
-    """A Router over the deployments whose credentials are present in the environment."""
+    """The deployments whose credentials are present, one routing engine, and two ways to call a provider."""
 
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
         self.deployments: dict[str, Deployment] = {}
         self.groups: dict[str, list[Deployment]] = {}
         self.skipped: dict[str, str] = {}
-        self.router: Any = None
         self.local = LocalModels()
+        self.routing = Routing(settings, {})
+        self.direct = DirectClient(settings.stream_idle_timeout_seconds)
+        self._params: dict[str, dict[str, Any]] = {}  # deployment id -> litellm call parameters
+        self._litellm: Any = None
+        self._prices: dict[str, tuple[float, float] | None] = {}  # deployment id -> flat cost-map prices
 
     def start(self) -> None:
-        """Import litellm and build the Router (blocking: run it in a thread)."""
-        litellm = load_litellm()
-        from litellm.router_utils.client_initalization_utils import MaxParallelRequestsLimit
-
-        # A local OpenAI-compatible server joins before the Router is built (a short probe, once per start).
+        """Import litellm (cost map, translating providers) and index the deployments (blocking: run in a thread)."""
+        self._litellm = load_litellm()
+        # A local OpenAI-compatible server joins first (a short probe, once per start).
         self.local = probe(self.settings)
         servable = {d.name for d in self.settings.all_deployments if d.api_key() is not None}
         s = self.settings = with_local(self.settings, self.local, servable)
-        model_list = []
         for d in s.all_deployments:
             key = d.api_key()
             if key is None:
@@ -118,10 +120,8 @@ class Gateway:
             params: dict[str, Any] = {
                 **d.extra,
                 "model": d.model,
-                "timeout": d.timeout_seconds or s.request_timeout_seconds,
-                "stream_timeout": d.timeout_seconds or s.request_timeout_seconds,
-                "max_retries": 0,
-                "max_parallel_requests": d.max_parallel or s.cap_for(d.provider),
+                "timeout": self.timeout(d),
+                "max_retries": 0,  # the routing engine is the one retry layer
             }
             if key:
                 params["api_key"] = key
@@ -134,75 +134,73 @@ class Gateway:
                 params["input_cost_per_token"] = d.input_cost_per_token
             if d.output_cost_per_token is not None:
                 params["output_cost_per_token"] = d.output_cost_per_token
-            model_list.append({"model_name": d.name, "litellm_params": params, "model_info": {"id": d.id}})
+            self._params[d.id] = params
+            base = direct_base(d)
+            if base is not None:
+                self.direct.add(d, base, key or KEYLESS_PLACEHOLDER)  # as litellm sends it to keyless servers
             self.deployments[d.id] = d
             self.groups.setdefault(d.name, []).append(d)
-        fallbacks = [{group: targets} for group, targets in s.fallbacks.items() if group in self.groups]
-        self.router = litellm.Router(
-            model_list=model_list,
-            num_retries=s.num_retries,
-            timeout=s.request_timeout_seconds,
-            stream_timeout=s.request_timeout_seconds,
-            fallbacks=fallbacks,
-            max_fallbacks=s.max_fallbacks,
-            allowed_fails=s.allowed_fails,
-            cooldown_time=s.cooldown_seconds,
-            disable_cooldowns=s.cooldown_seconds == 0,
-            retry_after=0,
-            routing_strategy="simple-shuffle",
-        )
-        # One slot pool per provider, shared by its deployments, unless a deployment sets its own.
-        store = self.router.health().store
-        pools: dict[str, Any] = {}
-        for d in self.deployments.values():
-            if d.max_parallel is not None:
-                continue
-            pool = pools.setdefault(
-                d.provider, MaxParallelRequestsLimit(s.cap_for(d.provider), f"provider:{d.provider}", d.provider)
-            )
-            store.set_cache(
-                key=f"{d.id}_max_parallel_requests_client", value=pool, local_only=True, ttl=_FOREVER_SECONDS
-            )
-        log.info("model_gateway_ready", deployments=len(self.deployments), skipped=sorted(self.skipped))
+        self.routing = Routing(s, self.groups)
+        direct = sorted(d.id for d in self.deployments.values() if self.direct.serves(d))
+        log.info("model_gateway_ready", deployments=len(self.deployments), direct=direct, skipped=sorted(self.skipped))
+
+    async def aclose(self) -> None:
+        await self.direct.aclose()
+
+    def timeout(self, deployment: Deployment) -> float:
+        return deployment.timeout_seconds or self.settings.request_timeout_seconds
 
     # -- calls ---------------------------------------------------------------------------------
-    def _served_by(self, response: Any) -> Deployment:
-        hidden = getattr(response, "_hidden_params", None) or {}
-        deployment = self.deployments.get(str(hidden.get("model_id")))
-        if deployment is None:  # a group with one deployment: litellm may omit the id
-            raise ApiError(502, "upstream_error", "the gateway could not tell which deployment answered")
-        return deployment
-
     @staticmethod
     def _cost(response: Any) -> float | None:
         cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
         return float(cost) if cost is not None else None
 
-    async def chat(self, group: str, payload: dict[str, Any]) -> Served:
-        response = await self.router.acompletion(model=group, **payload)
-        prompt, completion = _tokens(getattr(response, "usage", None))
-        body: dict[str, Any] = response.model_dump(exclude_none=True)
-        return Served(body, self._served_by(response), prompt, completion, self._cost(response))
+    async def _litellm_call(self, fn: str, deployment: Deployment, **kwargs: Any) -> Any:
+        with anyio.fail_after(self.timeout(deployment)):
+            return await getattr(self._litellm, fn)(**self._params[deployment.id], **kwargs)
 
-    async def chat_stream(self, group: str, payload: dict[str, Any]) -> ChatStream:
-        upstream = await self.router.acompletion(model=group, stream=True, **payload)
-        return ChatStream(upstream, self._served_by(upstream))
+    async def chat(self, group: str, payload: dict[str, Any]) -> Served:
+        async def attempt(d: Deployment, slot: Slot) -> Served:
+            if self.direct.serves(d):
+                body, prompt, completion = await self.direct.chat(d, payload, self.timeout(d))
+                return Served(body, d, prompt, completion, None)
+            response = await self._litellm_call("acompletion", d, **payload)
+            prompt, completion = _tokens(getattr(response, "usage", None))
+            return Served(response.model_dump(exclude_none=True), d, prompt, completion, self._cost(response))
+
+        return await self.routing.call(group, attempt)
+
+    async def chat_stream(self, group: str, payload: dict[str, Any]) -> AnyStream:
+        async def attempt(d: Deployment, slot: Slot) -> AnyStream:
+            if self.direct.serves(d):
+                return await self.direct.open_stream(d, payload, self.timeout(d), slot)
+            upstream = await self._litellm_call("acompletion", d, stream=True, **payload)
+            return ChatStream(upstream, d, slot)
+
+        return await self.routing.call(group, attempt, hold=True)
 
     async def embed(self, group: str, inputs: list[str], **params: Any) -> Served:
-        response = await self.router.aembedding(model=group, input=inputs, **params)
-        prompt, _ = _tokens(getattr(response, "usage", None))
-        body: dict[str, Any] = response.model_dump(exclude_none=True)
-        return Served(body, self._served_by(response), prompt, 0, self._cost(response))
+        async def attempt(d: Deployment, slot: Slot) -> Served:
+            response = await self._litellm_call("aembedding", d, input=inputs, **params)
+            prompt, _ = _tokens(getattr(response, "usage", None))
+            return Served(response.model_dump(exclude_none=True), d, prompt, 0, self._cost(response))
+
+        return await self.routing.call(group, attempt)
 
     async def image(self, group: str, prompt: str, **params: Any) -> Served:
-        response = await self.router.aimage_generation(model=group, prompt=prompt, **params)
-        body: dict[str, Any] = response.model_dump(exclude_none=True)
-        return Served(body, self._served_by(response), 0, 0, self._cost(response))
+        async def attempt(d: Deployment, slot: Slot) -> Served:
+            response = await self._litellm_call("aimage_generation", d, prompt=prompt, **params)
+            return Served(response.model_dump(exclude_none=True), d, 0, 0, self._cost(response))
+
+        return await self.routing.call(group, attempt)
 
     async def transcribe(self, group: str, file: tuple[str, bytes], **params: Any) -> Served:
-        response = await self.router.atranscription(model=group, file=file, **params)
-        body: dict[str, Any] = response.model_dump(exclude_none=True)
-        return Served(body, self._served_by(response), 0, 0, self._cost(response))
+        async def attempt(d: Deployment, slot: Slot) -> Served:
+            response = await self._litellm_call("atranscription", d, file=file, **params)
+            return Served(response.model_dump(exclude_none=True), d, 0, 0, self._cost(response))
+
+        return await self.routing.call(group, attempt)
 
     # -- accounting ----------------------------------------------------------------------------
     def cost(self, deployment: Deployment, prompt_tokens: int, completion_tokens: int) -> tuple[float, str]:
@@ -212,6 +210,9 @@ class Gateway:
                 deployment.output_cost_per_token or 0
             )
             return usd, "deployment_price"
+        flat = self._flat_prices(deployment)
+        if flat is not None:
+            return prompt_tokens * flat[0] + completion_tokens * flat[1], "litellm_cost_map"
         try:
             prompt_usd, completion_usd = load_litellm().cost_per_token(
                 model=deployment.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
@@ -219,6 +220,22 @@ class Gateway:
         except Exception:  # a model the cost map doesn't know: record tokens, no price
             return 0.0, "unpriced"
         return float(prompt_usd) + float(completion_usd), "litellm_cost_map"
+
+    def _flat_prices(self, deployment: Deployment) -> tuple[float, float] | None:
+        """The cost map's per-token prices of a model priced flat (no tiers), read once: cost_per_token takes
+        about 0.3-0.7 ms a call, a multiplication doesn't. None: ask cost_per_token (tiers, unknown models)."""
+        if deployment.id in self._prices:
+            return self._prices[deployment.id]
+        prices: tuple[float, float] | None = None
+        table = load_litellm().model_cost
+        entry = table.get(deployment.model) or table.get(deployment.provider_model)
+        if isinstance(entry, dict):
+            tiered = any(("above" in k or "tier" in k) and "cost" in k for k in entry)
+            inp, out = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
+            if not tiered and isinstance(inp, int | float) and isinstance(out, int | float):
+                prices = (float(inp), float(out))
+        self._prices[deployment.id] = prices
+        return prices
 
     def count_tokens(self, deployment: Deployment, *, messages: Any = None, text: str = "") -> int:
         """Tokens of a prompt or a partial completion (for streams cut before the provider's usage)."""
@@ -236,7 +253,7 @@ def upstream_error(exc: BaseException) -> ApiError:
         return exc
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
-    if name == "Timeout" or isinstance(exc, TimeoutError) or status == 408:
+    if name.endswith("Timeout") or isinstance(exc, TimeoutError) or status == 408:
         return ApiError(504, "upstream_timeout", "the model provider did not answer in time")
     if "No deployments available" in str(exc) or name == "RouterRateLimitError":
         return ApiError(

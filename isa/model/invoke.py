@@ -214,18 +214,9 @@ async def _invoke(request: Request) -> Response:
     result: Any
     if req.service_type == "embedding":
         texts = _embedding_texts(req)
-        vectors, deployment, tokens, cost = await service.embed(group, texts, req.parameters.get("dimensions"))
-        usage = service.usage(
-            principal,
-            rid,
-            ENDPOINT,
-            "embedding",
-            group,
-            deployment,
-            prompt_tokens=tokens,
-            cost_usd=cost,
-            started=started,
-            dimensions=len(vectors[0]) if vectors else None,
+        dimensions = req.parameters.get("dimensions")
+        vectors, deployment, _, usage = await service.metered_embed(
+            principal, rid, ENDPOINT, group, texts, dimensions, started
         )
         if req.task == "similarity":
             a, b = vectors[0], vectors[1]
@@ -314,18 +305,7 @@ async def _chat(
     if stream and not req.tools:
         return await _chat_stream(service, principal, req, group, payload, rid, started)
     served, _ = await service.chat(group, payload)
-    usage = service.usage(
-        principal,
-        rid,
-        ENDPOINT,
-        "chat",
-        group,
-        served.deployment,
-        prompt_tokens=served.prompt_tokens,
-        completion_tokens=served.completion_tokens,
-        cost_usd=served.cost_usd,
-        started=started,
-    )
+    usage = service.chat_usage(principal, rid, ENDPOINT, group, served, started)
     message = (served.body.get("choices") or [{}])[0].get("message") or {}
     result: Any = message.get("content") or ""
     if message.get("tool_calls"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import struct
 import time
+from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
@@ -19,9 +20,10 @@ from starlette.routing import Route
 from isa.auth import require_principal
 from isa.auth.principal import Principal
 from isa.core.errors import ApiError, request_id_of
-from isa.core.http import invalid, json_response, query_params
+from isa.core.http import invalid, json_response, query_params, route_table
+from isa.model.direct import DirectStream
 from isa.model.schemas import ChatRequest, EmbeddingRequest, ImageRequest
-from isa.model.service import ModelService, stream_chunks
+from isa.model.service import ModelService, relay_direct, stream_chunks
 from isa.model.streaming import EventStream, relay, sse
 
 M = TypeVar("M", bound=BaseModel)
@@ -68,18 +70,7 @@ async def chat_completions(request: Request) -> Response:
     endpoint = "/v1/chat/completions"
     if not body.stream:
         served, _ = await service.chat(group, payload)
-        usage = service.usage(
-            principal,
-            rid,
-            endpoint,
-            "chat",
-            group,
-            served.deployment,
-            prompt_tokens=served.prompt_tokens,
-            completion_tokens=served.completion_tokens,
-            cost_usd=served.cost_usd,  # litellm priced it already (cost map or the deployment's prices)
-            started=started,
-        )
+        usage = service.chat_usage(principal, rid, endpoint, group, served, started)
         served.body["model"] = body.model
         return JSONResponse(
             served.body,
@@ -92,9 +83,17 @@ async def chat_completions(request: Request) -> Response:
 
     async def frames() -> Any:
         result: dict[str, Any] = {}
-        chunks = stream_chunks(service, stream, names, usage_of, include_usage=include_usage, result=result)
-        async for out in relay(chunks, lambda chunk: [sse({**chunk, "model": body.model})]):
-            yield out
+        if isinstance(stream, DirectStream):  # relayed as bytes, parsed only where usage or renaming needs it
+            raw = relay_direct(
+                service, stream, names, usage_of, include_usage=include_usage, model=body.model, result=result
+            )
+            async with aclosing(raw):
+                async for out in raw:
+                    yield out
+        else:
+            chunks = stream_chunks(service, stream, names, usage_of, include_usage=include_usage, result=result)
+            async for out in relay(chunks, lambda chunk: [sse({**chunk, "model": body.model})]):
+                yield out
         error = result.get("error")
         if error is not None:
             yield sse({"error": {"code": error.code, "message": error.message, "type": error.code, "request_id": rid}})
@@ -120,19 +119,9 @@ async def embeddings(request: Request) -> Response:
     # Bounded and paid for up front: refused before any vector is computed (never run first, charged short later).
     _, estimate = service.embedding_estimate(texts)
     await service.check_credits(principal, estimate)
-    started = time.perf_counter()
-    vectors, deployment, tokens, cost = await service.embed(group, texts, body.dimensions)
-    usage = service.usage(
-        principal,
-        request_id_of(request),
-        "/v1/embeddings",
-        "embedding",
-        group,
-        deployment,
-        prompt_tokens=tokens,
-        cost_usd=cost,
-        started=started,
-        dimensions=len(vectors[0]) if vectors else None,
+    rid, started = request_id_of(request), time.perf_counter()
+    vectors, deployment, tokens, usage = await service.metered_embed(
+        principal, rid, "/v1/embeddings", group, texts, body.dimensions, started
     )
     data = [
         {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
@@ -274,12 +263,15 @@ async def model_analytics(request: Request) -> Response:
 
 
 def routes() -> list[Route]:
-    return [
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/v1/embeddings", embeddings, methods=["POST"]),
-        Route("/v1/images/generations", image_generations, methods=["POST"]),
-        Route("/v1/audio/transcriptions", audio_transcriptions, methods=["POST"]),
-        Route("/v1/models", list_models, methods=["GET"]),
-        Route("/api/v1/analytics/usage", usage_analytics, methods=["GET"]),
-        Route("/api/v1/analytics/models", model_analytics, methods=["GET"]),
-    ]
+    return route_table(
+        "",
+        {
+            "POST /v1/chat/completions": chat_completions,
+            "POST /v1/embeddings": embeddings,
+            "POST /v1/images/generations": image_generations,
+            "POST /v1/audio/transcriptions": audio_transcriptions,
+            "GET /v1/models": list_models,
+            "GET /api/v1/analytics/usage": usage_analytics,
+            "GET /api/v1/analytics/models": model_analytics,
+        },
+    )

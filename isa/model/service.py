@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
@@ -9,6 +10,7 @@ from decimal import ROUND_UP, Decimal
 from typing import Any
 
 import anyio
+import httpx
 
 from isa.auth.principal import Principal
 from isa.core.db import Database
@@ -16,7 +18,8 @@ from isa.core.embeddings import shared_minilm
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
 from isa.model import store
-from isa.model.gateway import ChatStream, Gateway, upstream_error
+from isa.model.direct import DirectStream, has_usage, model_member, rename_model
+from isa.model.gateway import AnyStream, Gateway, Served, upstream_error
 from isa.model.sanitize import SCHEMA_STRICT_PROVIDERS, ToolNames, prepare_tools, restore_tool_names
 from isa.model.settings import LOCAL_EMBEDDING_MODEL, Deployment, ModelSettings
 from isa.model.usage import CreditGate, Pending, UsageWriter, record_usage
@@ -58,6 +61,7 @@ class ModelService:
     async def stop(self) -> None:
         """Write every queued usage row before the database closes."""
         await self.usage_writer.close(self.settings.usage_drain_seconds)
+        await self.gateway.aclose()
 
     # -- catalog -------------------------------------------------------------------------------
     def resolve(self, name: str, mode: str) -> str:
@@ -190,7 +194,7 @@ class ModelService:
         request_id: str,
         endpoint: str,
         group: str,
-        stream: ChatStream,
+        stream: AnyStream,
         messages: list[dict[str, Any]],
         started: float,
     ) -> Callable[[int, int, str], store.Usage]:
@@ -199,19 +203,8 @@ class ModelService:
         def usage_of(prompt: int, completion: int, status: str) -> store.Usage:
             if not prompt:
                 prompt = self.gateway.count_tokens(stream.deployment, messages=messages)
-            return self.usage(
-                principal,
-                request_id,
-                endpoint,
-                "chat",
-                group,
-                stream.deployment,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                started=started,
-                status=status,
-                stream=True,
-            )
+            counted = {"prompt_tokens": prompt, "completion_tokens": completion, "status": status, "stream": True}
+            return self.chat_usage(principal, request_id, endpoint, group, stream, started, **counted)
 
         return usage_of
 
@@ -294,7 +287,7 @@ class ModelService:
             restore_tool_names(choice.get("message") or {}, names)
         return served, names
 
-    async def open_stream(self, group: str, payload: dict[str, Any]) -> tuple[ChatStream, ToolNames]:
+    async def open_stream(self, group: str, payload: dict[str, Any]) -> tuple[AnyStream, ToolNames]:
         names = self.prepare_chat(group, payload)
         payload["stream_options"] = {"include_usage": True}
         stream = await self.guarded(group, self.gateway.chat_stream(group, payload))
@@ -324,10 +317,52 @@ class ModelService:
         vectors = [item["embedding"] for item in sorted(served.body["data"], key=lambda item: item["index"])]
         return vectors, served.deployment, served.prompt_tokens, served.cost_usd
 
+    def chat_usage(
+        self,
+        principal: Principal,
+        request_id: str,
+        endpoint: str,
+        group: str,
+        served: Served | AnyStream,
+        started: float,
+        **tokens: Any,
+    ) -> store.Usage:
+        """The usage row of a chat: an answer's own tokens and price, or a stream's `tokens` counted as it ended."""
+        if isinstance(served, Served):
+            tokens = {"prompt_tokens": served.prompt_tokens, "completion_tokens": served.completion_tokens}
+            tokens["cost_usd"] = served.cost_usd  # litellm priced it already (cost map or the deployment's prices)
+        return self.usage(principal, request_id, endpoint, "chat", group, served.deployment, started=started, **tokens)
+
+    async def metered_embed(
+        self,
+        principal: Principal,
+        request_id: str,
+        endpoint: str,
+        group: str,
+        texts: list[str],
+        dimensions: int | None,
+        started: float,
+    ) -> tuple[list[list[float]], Deployment, int, store.Usage]:
+        """`embed`, with the usage row (timed from `started`) the caller records once it has answered."""
+        vectors, deployment, tokens, cost = await self.embed(group, texts, dimensions)
+        usage = self.usage(
+            principal,
+            request_id,
+            endpoint,
+            "embedding",
+            group,
+            deployment,
+            prompt_tokens=tokens,
+            cost_usd=cost,
+            started=started,
+            dimensions=len(vectors[0]) if vectors else None,
+        )
+        return vectors, deployment, tokens, usage
+
 
 async def stream_chunks(
     service: ModelService,
-    stream: ChatStream,
+    stream: AnyStream,
     names: ToolNames,
     usage_of: Callable[[int, int, str], store.Usage],
     *,
@@ -364,22 +399,112 @@ async def stream_chunks(
                 continue
             yield chunk
         status = "completed"
-    except TimeoutError:
-        status = "provider_error"
-        result["error"] = ApiError(504, "upstream_timeout", "the model provider stopped sending")
     except Exception as exc:
-        status = "provider_error"
+        status = _failed(exc, TimeoutError, stream, result)
+    finally:
+        counted = completion if provider_usage else None  # None: count what was streamed
+        await _close_and_record(
+            service, stream, result, lambda c: usage_of(prompt, c, status), counted, lambda: "".join(text)
+        )
+
+
+async def relay_direct(
+    service: ModelService,
+    stream: DirectStream,
+    names: ToolNames,
+    usage_of: Callable[[int, int, str], store.Usage],
+    *,
+    include_usage: bool,
+    model: str,
+    result: dict[str, Any],
+) -> AsyncGenerator[bytes, None]:
+    """A direct stream's SSE frames as they arrive: a byte copy with the caller's model name.
+
+    Only the usage chunk (and, when tool names were renamed, chunks with tool calls) are parsed. The events
+    are kept, so a stream cut before its usage chunk is still counted from what was streamed. The idle
+    timeout is the HTTP client's read timeout (no timer per chunk).
+    """
+    status = "client_disconnected"
+    prompt = completion = 0
+    seen: list[bytes] = []
+    provider_usage = False
+    member = model_member(model)
+    try:
+        async for data in stream.events():
+            if has_usage(data):
+                chunk = json.loads(data)
+                prompt, completion = _usage_tokens(chunk.get("usage"))
+                provider_usage = True
+                if not chunk.get("choices") and not include_usage:
+                    continue
+            elif names.renamed and b'"tool_calls"' in data:
+                chunk = json.loads(data)
+                for choice in chunk.get("choices", ()):
+                    restore_tool_names(choice.get("delta") or {}, names)
+                data = json.dumps(chunk, separators=(",", ":")).encode()
+            else:
+                seen.append(data)
+                if data.startswith(b'{"error"'):
+                    raise upstream_error(RuntimeError("the provider sent an error event"))
+            yield b"data: " + rename_model(data, member) + b"\n\n"
+        status = "completed"
+    except Exception as exc:
+        status = _failed(exc, httpx.ReadTimeout, stream, result)
+    finally:
+        counted = completion if provider_usage else None  # None: count what was streamed
+        await _close_and_record(
+            service, stream, result, lambda c: usage_of(prompt, c, status), counted, lambda: _streamed_text(seen)
+        )
+
+
+async def _close_and_record(
+    service: ModelService,
+    stream: AnyStream,
+    result: dict[str, Any],
+    usage_of: Callable[[int], store.Usage],
+    completion: int | None,
+    streamed_text: Callable[[], str],
+) -> None:
+    """Close the upstream (bounded) and record the usage however the stream ended, shielded from a cancelled caller."""
+    with anyio.CancelScope(shield=True):
+        with anyio.move_on_after(2):
+            await stream.aclose()
+        if completion is None:
+            completion = service.gateway.count_tokens(stream.deployment, text=streamed_text())
+        usage_row = usage_of(completion)
+        result["usage"] = usage_row
+        await service.record(usage_row, stream.deployment)
+
+
+def _failed(exc: Exception, idle: type[Exception], stream: AnyStream, result: dict[str, Any]) -> str:
+    """The status of a stream that raised `exc` (`idle`: the provider stopped sending); its error into `result`."""
+    if isinstance(exc, idle):
+        result["error"] = ApiError(504, "upstream_timeout", "the model provider stopped sending")
+    else:
         result["error"] = upstream_error(exc)
         log.warning("stream_failed", deployment=stream.deployment.id, error=type(exc).__name__)
-    finally:
-        with anyio.CancelScope(shield=True):
-            with anyio.move_on_after(2):
-                await stream.aclose()
-            if not provider_usage:
-                completion = service.gateway.count_tokens(stream.deployment, text="".join(text))
-            usage_row = usage_of(prompt, completion, status)
-            result["usage"] = usage_row
-            await service.record(usage_row, stream.deployment)
+    return "provider_error"
+
+
+def _usage_tokens(usage: Any) -> tuple[int, int]:
+    if not isinstance(usage, dict):
+        return 0, 0
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+def _streamed_text(events: list[bytes]) -> str:
+    """The content deltas of the events relayed so far (parsed only for a stream that sent no usage)."""
+    text = []
+    for data in events:
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            continue
+        for choice in chunk.get("choices", ()) if isinstance(chunk, dict) else ():
+            content = (choice.get("delta") or {}).get("content")
+            if isinstance(content, str):
+                text.append(content)
+    return "".join(text)
 
 
 def estimate_tokens(texts: list[str]) -> int:

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from isa.core.settings import Section
+
 Mode = Literal["chat", "embedding", "image", "transcription"]
 LOCAL_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 LOCAL_PROVIDER = "local"
@@ -30,6 +32,9 @@ class Deployment(BaseModel):
     input_cost_per_token: float | None = None  # USD, for models litellm's cost map doesn't know
     output_cost_per_token: float | None = None
     extra: dict[str, Any] = Field(default_factory=dict)  # more litellm params (api_version, ...)
+    # How chat is called: "auto" forwards OpenAI-wire providers directly (isa/model/direct.py) and the rest
+    # through litellm; "litellm" always uses litellm; "direct" forwards any api_base on the OpenAI wire.
+    engine: Literal["auto", "direct", "litellm"] = "auto"
 
     @model_validator(mode="after")
     def _fill(self) -> Deployment:
@@ -54,27 +59,21 @@ class Deployment(BaseModel):
         return value or None
 
 
+# The shipped deployments: group name, litellm model, mode, and the environment variable that holds the key.
+_SHIPPED: tuple[tuple[str, str, Mode, str], ...] = (
+    ("gpt-4.1-mini", "openai/gpt-4.1-mini", "chat", "OPENAI_API_KEY"),
+    ("gpt-4.1-nano", "openai/gpt-4.1-nano", "chat", "OPENAI_API_KEY"),
+    ("text-embedding-3-small", "openai/text-embedding-3-small", "embedding", "OPENAI_API_KEY"),
+    ("whisper-1", "openai/whisper-1", "transcription", "OPENAI_API_KEY"),
+    ("gpt-image-1", "openai/gpt-image-1", "image", "OPENAI_API_KEY"),
+    ("claude-sonnet-4", "anthropic/claude-sonnet-4-20250514", "chat", "ANTHROPIC_API_KEY"),
+    ("gemini-2.5-flash", "gemini/gemini-2.5-flash", "chat", "GEMINI_API_KEY"),
+    ("flux-schnell", "replicate/black-forest-labs/flux-schnell", "image", "REPLICATE_API_KEY"),
+)
+
+
 def _default_deployments() -> list[Deployment]:
-    return [
-        Deployment(name="gpt-4.1-mini", model="openai/gpt-4.1-mini", api_key_env="OPENAI_API_KEY"),
-        Deployment(name="gpt-4.1-nano", model="openai/gpt-4.1-nano", api_key_env="OPENAI_API_KEY"),
-        Deployment(
-            name="text-embedding-3-small",
-            model="openai/text-embedding-3-small",
-            mode="embedding",
-            api_key_env="OPENAI_API_KEY",
-        ),
-        Deployment(name="whisper-1", model="openai/whisper-1", mode="transcription", api_key_env="OPENAI_API_KEY"),
-        Deployment(name="gpt-image-1", model="openai/gpt-image-1", mode="image", api_key_env="OPENAI_API_KEY"),
-        Deployment(name="claude-sonnet-4", model="anthropic/claude-sonnet-4-20250514", api_key_env="ANTHROPIC_API_KEY"),
-        Deployment(name="gemini-2.5-flash", model="gemini/gemini-2.5-flash", api_key_env="GEMINI_API_KEY"),
-        Deployment(
-            name="flux-schnell",
-            model="replicate/black-forest-labs/flux-schnell",
-            mode="image",
-            api_key_env="REPLICATE_API_KEY",
-        ),
-    ]
+    return [Deployment(name=name, model=model, mode=mode, api_key_env=key) for name, model, mode, key in _SHIPPED]
 
 
 def default_aliases() -> dict[str, str]:
@@ -89,9 +88,7 @@ def default_aliases() -> dict[str, str]:
     }
 
 
-class ModelSettings(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
+class ModelSettings(Section):
     # Per attempt; the Router retries and falls back inside total_timeout_seconds.
     request_timeout_seconds: float = 60.0
     # A stream that sends nothing for this long gets a final error frame (never a hang).

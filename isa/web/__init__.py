@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from isa.core.builder import AppBuilder
 from isa.llm.client import model_client
 from isa.web.analysis import ModelAnalyst
@@ -21,12 +18,4 @@ def register(builder: AppBuilder) -> None:
     analyst = ModelAnalyst(client, web.analysis_model) if client else None
     service = WebService(web, analyst=analyst)
     builder.provide("web", service)
-
-    @asynccontextmanager
-    async def lifespan() -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await service.close()  # the browser starts on first use; stop it with the node
-
-    builder.add_lifespan(lifespan)
+    builder.on_shutdown(service.close)  # the browser starts on first use; stop it with the node

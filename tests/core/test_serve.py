@@ -20,7 +20,7 @@ def test_serve_on_an_empty_data_dir_starts_postgres_migrates_and_a_second_role_s
     data_dir = tmp_path / "fresh"
     with isa_serve("all", data_dir, log_dir=tmp_path) as main:
         main.wait_ready()
-        assert (data_dir / "pg" / "PG_VERSION").exists()
+        assert (data_dir / "pg18" / "PG_VERSION").read_text().strip() == "18"
         with isa_serve("model", data_dir, log_dir=tmp_path) as model:
             model.wait_ready()
             assert model.get("/health").json()["role"] == "model"

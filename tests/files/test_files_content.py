@@ -15,7 +15,7 @@ from isa.files.content import (
     object_key,
     user_segment,
 )
-from isa.files.schemas import DEFAULT_TYPES
+from isa.files.settings import DEFAULT_TYPES
 from tests.support.files import JPEG, PDF, office, png
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"

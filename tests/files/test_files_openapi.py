@@ -60,6 +60,7 @@ def test_openapi_describes_every_files_route(target: tuple[IsaProcess, str, str,
         base + "/download": {"get"},
         base + "/{file_id}": {"get", "delete"},
         base + "/{file_id}/download": {"get"},
+        base + "/{file_id}/content": {"get"},
         base + "/{file_id}/complete": {"post"},
         "/api/v1/storage/local/{key}": {"get", "put"},
     }

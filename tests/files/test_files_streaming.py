@@ -14,8 +14,8 @@ from isa.core.db import Database
 from isa.core.settings import Settings
 from isa.core.storage import LocalStorage, S3Storage, Storage, StorageSettings
 from isa.files.multipart import MultipartFileReader
-from isa.files.schemas import FilesSettings
 from isa.files.service import FilesService
+from isa.files.settings import FilesSettings
 from tests.support.auth import create_key
 from tests.support.files import AWS_ENV, PNG, make_bucket, s3_storage_settings
 from tests.support.procs import free_port, port_open, wait_for

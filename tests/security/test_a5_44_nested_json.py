@@ -8,7 +8,6 @@ one-million-element array.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -29,7 +28,8 @@ ROUTES = [
     "/v1/chat/completions",
     "/v1/embeddings",
     "/api/v1/tasks",
-    f"/api/v1/authorizations/{uuid.uuid4()}/approve",
+    # A fixed id that names no authorization: pytest-xdist workers must collect the same test names.
+    "/api/v1/authorizations/00000000-0000-4000-8000-000000000001/approve",
     "/api/v1/auth/token",
     "/api/chat",
     "/api/v1/users/me/sessions",

@@ -23,7 +23,7 @@ from tests.support.mcp_servers import serve_asgi
 
 # Routes whose wire format is not a JSON API: the MCP endpoint (JSON-RPC, attacked in test_a5_mcp), signed
 # local-storage links, the chat page and its static files, and streams that would wait for a model.
-SKIP = {"/mcp", "/api/v1/storage/local/{key:path}", "/", "/api/chat/static/{name}"}
+SKIP = {"/mcp", "/api/v1/storage/local/{key:path}", "/", "/api/chat/static/{name}", "/api/chat/static/{name:path}"}
 # Names the routes' bodies and query strings use for text; a NUL in any of them must be refused, not stored.
 TEXT_FIELDS = [
     "query", "request", "text", "note", "event_type", "name", "message", "content", "title", "description",

@@ -59,7 +59,8 @@ def sync_catalog(db_url: str, settings: Settings, extra: tuple[str, ...] = (SAMP
         await db.open()
         try:
             registry = Registry.discover((*domains_for("all"), *extra))
-            service = CatalogService(db, LocalMiniLM(), settings.section("catalog", CatalogSettings))
+            cfg = settings.section("catalog", CatalogSettings)
+            service = CatalogService(db, LocalMiniLM(precision=cfg.encoder), cfg)
             await service.sync_own(catalog_items(registry))
         finally:
             await db.close()
