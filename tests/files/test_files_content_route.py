@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import psycopg
-import pytest
 from starlette.testclient import TestClient
 
 from isa.core.settings import Settings
 from tests.support.auth import create_key
-from tests.support.files import PDF, bearer, files_client, make_bucket, png, s3_storage_settings
+from tests.support.files import PDF, bearer, png
 
 FILES = "/api/v1/users/{user}/files"
-
-
-@pytest.fixture(scope="module", params=["local", "s3"])
-def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if request.param == "local":
-        return {"backend": "local", "local_dir": str(tmp_path_factory.mktemp("files"))}
-    endpoint = request.getfixturevalue("moto_endpoint")
-    return s3_storage_settings(endpoint, make_bucket(endpoint))
-
-
-@pytest.fixture(scope="module")
-def client(settings: Settings, db_url: str, backend: dict[str, Any]) -> Iterator[TestClient]:
-    with files_client(settings, db_url, backend) as c:
-        yield c
 
 
 def user(db_url: str, settings: Settings, name: str) -> tuple[str, str]:

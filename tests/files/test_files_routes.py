@@ -4,35 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
-import pytest
 from starlette.testclient import TestClient
 
 from isa.core.settings import Settings
 from isa.files.service import FilesService
 from tests.support.auth import create_key
-from tests.support.files import PDF, bearer, files_client, make_bucket, png, s3_client, s3_storage_settings
+from tests.support.files import PDF, bearer, files_client, png, s3_client
 
 FILES = "/api/v1/users/{user}/files"
-
-
-@pytest.fixture(scope="module", params=["local", "s3"])
-def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if request.param == "local":
-        return {"backend": "local", "local_dir": str(tmp_path_factory.mktemp("files"))}
-    endpoint = request.getfixturevalue("moto_endpoint")
-    return s3_storage_settings(endpoint, make_bucket(endpoint))
-
-
-@pytest.fixture(scope="module")
-def client(settings: Settings, db_url: str, backend: dict[str, Any]) -> Iterator[TestClient]:
-    with files_client(settings, db_url, backend) as c:
-        yield c
 
 
 def unique(name: str) -> str:
