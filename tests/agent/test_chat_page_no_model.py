@@ -9,8 +9,8 @@ import pytest
 
 from isa.app import create_app
 from isa.core.settings import Settings
-from tests.agent.test_chat_page import ARGS, CHROMIUM
 from tests.support.agent import AGENT_TOKEN_SECRET, new_user
+from tests.support.browser import CHROMIUM, chromium
 from tests.support.mcp_servers import serve_asgi, settings_with
 
 pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian chromium is not installed")
@@ -29,21 +29,16 @@ def modelless(settings: Settings, db_url: str) -> Iterator[str]:
 def test_with_no_chat_model_the_page_says_so_with_the_fix_instead_of_failing_each_message(
     modelless: str, settings: Settings, db_url: str
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    expect.set_options(timeout=30_000)
     _, key = new_user(db_url, settings)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.goto(modelless + "/")
-            page.get_by_label("API key or access token").fill(key)
-            page.get_by_role("button", name="Sign in").click()
-            warning = page.locator("#model-warning")
-            expect(warning).to_be_visible()
-            expect(warning).to_contain_text("ISA_MODEL__LOCAL_URL=http://HOST:PORT/v1")
-            expect(warning).to_contain_text("ollama")
-            expect(page.get_by_role("button", name="Send")).to_be_disabled()
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(modelless + "/")
+        page.get_by_label("API key or access token").fill(key)
+        page.get_by_role("button", name="Sign in").click()
+        warning = page.locator("#model-warning")
+        expect(warning).to_be_visible()
+        expect(warning).to_contain_text("ISA_MODEL__LOCAL_URL=http://HOST:PORT/v1")
+        expect(warning).to_contain_text("ollama")
+        expect(page.get_by_role("button", name="Send")).to_be_disabled()

@@ -17,8 +17,8 @@ import pytest
 
 from isa.core.settings import Settings
 from tests.agent.sample_domain.tools import TEST_PNG
-from tests.agent.test_chat_page import ARGS, CHROMIUM, artifacts_dir
 from tests.support.agent import FAKE_MODEL, new_user, sync_catalog
+from tests.support.browser import CHROMIUM, artifacts_dir, chromium
 from tests.support.fake_openai import FakeOpenAI, Reply, call
 from tests.support.procs import wait_for
 
@@ -67,15 +67,8 @@ def sample_tools_in_catalog(node: str, all_settings: Settings, db_url: str) -> N
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=30_000)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium(30_000) as browser:
+        yield browser
 
 
 @pytest.fixture()

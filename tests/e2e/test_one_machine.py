@@ -22,9 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.agent.test_chat_page import ARGS as CHROMIUM_ARGS
-from tests.agent.test_chat_page import CHROMIUM
 from tests.support.agent import chat
+from tests.support.browser import CHROMIUM, chromium
 from tests.support.fake_openai import FakeOpenAI, Reply
 from tests.support.procs import IsaProcess, isa_serve
 
@@ -103,14 +102,12 @@ def test_the_first_start_keeps_a_generated_token_secret_and_prints_how_to_sign_i
 def test_the_chat_page_in_chromium_signs_in_a_cli_user_and_streams_the_local_models_answer(
     machine: dict[str, Any], local_model: FakeOpenAI
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    expect.set_options(timeout=30_000)
     user = f"page-{uuid.uuid4().hex[:8]}"
     key = json.loads(isa_cli(machine["env"], "keys", "create", "--user", user, "--scope", "write", "--json"))["key"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
+    try:
+        with chromium() as browser:
             page = browser.new_page()
             page.goto(machine["node"].url + "/")
             expect(page.locator("#key-hint")).to_contain_text("isa keys create")
@@ -132,9 +129,8 @@ def test_the_chat_page_in_chromium_signs_in_a_cli_user_and_streams_the_local_mod
             expect(answer.locator("pre code")).to_contain_text("print(1)")
             assert page.locator("img[onerror], a[href^='javascript:'], #messages script").count() == 0
             assert page.evaluate("() => window.__pwned") is None
-        finally:
-            browser.close()
-            local_model.reset()  # the later tests expect the default echo
+    finally:
+        local_model.reset()  # the later tests expect the default echo
 
 
 def test_a_new_user_from_the_cli_chats_with_the_local_model_and_a_failed_turn_costs_nothing(

@@ -20,10 +20,8 @@ import pytest
 from isa.core.settings import Settings
 from tests.catalog.test_federation_live import live_upstream
 from tests.support.auth import create_key
+from tests.support.browser import CHROMIUM, chromium
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]  # fmt: skip
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 USER_SECTIONS = ("overview", "keys", "catalog", "playground", "approvals", "activity", "connect")
@@ -42,15 +40,8 @@ def screens(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=20_000)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium(20_000) as browser:
+        yield browser
 
 
 def _key(db_url: str, settings: Settings, user_id: str, scope: str) -> str:
