@@ -20,12 +20,12 @@ import httpx
 
 from isa.agent.events import AgentError, Emitter
 from isa.agent.mcp_client import HIL_MARKERS, McpLink
-from isa.agent.model_client import ModelTurn, stream_chat
 from isa.agent.settings import AgentSettings
 from isa.agent.state import AUTHORIZATION, HUMAN_INPUT, Paused, Pending, RunState, tool_names
 from isa.agent.store import Span
 from isa.agent.upstream import Upstreams
 from isa.core.db import Database
+from isa.llm.wire import ModelCallError, ModelTurn, stream_chat
 
 PLAN_TOOL = "create_execution_plan"
 REPLAN_TOOL = "replan_execution"
@@ -137,9 +137,9 @@ class Run:
         self.ctx.answer_so_far.clear()
         try:
             turn = await stream_chat(self._model, payload, s.model_idle_timeout_seconds, on_token if stream else None)
-        except AgentError as exc:
+        except ModelCallError as exc:
             self._span("model.chat", "llm", started, at, "error", exc.code, label=label, model=s.model)
-            raise
+            raise AgentError(exc.code, exc.message) from None
         c.produced = True
         c.tokens += turn.prompt_tokens + turn.completion_tokens
         self._span(

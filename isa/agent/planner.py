@@ -7,10 +7,10 @@ import re
 from typing import Any
 
 from isa.agent.events import AgentError
-from isa.agent.model_client import complete_json
 from isa.agent.settings import AgentSettings
 from isa.agent.upstream import Upstreams
 from isa.auth.principal import Principal
+from isa.llm.wire import ModelCallError, complete
 
 STEP_KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 PLAN_PROMPT = (
@@ -56,6 +56,20 @@ def check_steps(data: dict[str, Any], max_steps: int, known: set[str], prefix: s
     return steps
 
 
+def json_object(content: str) -> dict[str, Any]:
+    """The JSON object in the planner's answer (models may wrap it in prose or a code fence)."""
+    start, end = content.find("{"), content.rfind("}")
+    if start < 0 or end <= start:
+        raise AgentError("plan_invalid", "the planner's answer holds no JSON object")
+    try:
+        parsed = json.loads(content[start : end + 1])
+    except ValueError:
+        raise AgentError("plan_invalid", "the planner's answer is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise AgentError("plan_invalid", "the planner's answer is not a JSON object")
+    return parsed
+
+
 class Planner:
     def __init__(self, upstreams: Upstreams, settings: AgentSettings) -> None:
         self.upstreams = upstreams
@@ -70,7 +84,11 @@ class Planner:
         }
         timeout = self.settings.tool_timeout_seconds
         async with self.upstreams.client("model", token, request_id, read_timeout=timeout) as http:
-            return await complete_json(http, payload, timeout)
+            try:
+                content = await complete(http, payload, timeout)
+            except ModelCallError as exc:
+                raise AgentError(exc.code, exc.message) from None
+        return json_object(content)
 
     async def plan(
         self, principal: Principal, request: str, context: str, request_id: str = ""

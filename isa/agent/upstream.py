@@ -9,8 +9,6 @@ never leaves this node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import httpx
 import httpx2
 
@@ -20,20 +18,10 @@ from isa.auth.settings import AuthSettings
 from isa.auth.tokens import mint_access_token
 from isa.core.errors import ApiError
 from isa.core.settings import Settings
-from isa.llm.transport import InProcess, StreamingASGITransport, StreamingASGITransport2, local_host
-from isa.roles import domains_for
+from isa.llm.transport import InProcess, NodeTarget, StreamingASGITransport, StreamingASGITransport2, node_target
 
 # The agent acts for the user on their own data, never as an administrator.
 _AGENT_SCOPES = frozenset({"read", "write"})
-
-
-@dataclass(frozen=True)
-class Target:
-    """One upstream node: its base URL, or in-process."""
-
-    name: str
-    base_url: str
-    local: bool
 
 
 class Upstreams:
@@ -44,20 +32,8 @@ class Upstreams:
         self.auth = auth
         # The process's shared in-process transport (local_node); without one, in-process targets are unreachable.
         self.inproc = local or InProcess()
-        served = domains_for(role)
-        mcp_hosts = settings.raw.get("mcp", {}).get("allowed_hosts") or []
-        self.model = self._target("model", settings.services.model_url, "isa.model" in served, local_host(settings))
-        self.mcp = self._target(
-            "mcp", settings.services.mcp_url, "isa.mcp" in served, local_host(settings, list(mcp_hosts))
-        )
-
-    @staticmethod
-    def _target(name: str, url: str, served_here: bool, host: str) -> Target | None:
-        if url:
-            return Target(name, url.rstrip("/"), False)
-        if served_here:
-            return Target(name, f"http://{host}", True)
-        return None
+        self.model = node_target(settings, "model", role)
+        self.mcp = node_target(settings, "mcp", role)
 
     @property
     def configured(self) -> bool:
@@ -75,7 +51,7 @@ class Upstreams:
         token, _ = mint_access_token(self.auth, principal.user_id, scopes, None, self.agent.token_minutes)
         return token
 
-    def _need(self, target: Target | None, name: str) -> Target:
+    def _need(self, target: NodeTarget | None, name: str) -> NodeTarget:
         if target is None:
             raise ApiError(503, f"{name}_not_configured", f"no {name} node: set services.{name}_url")
         return target

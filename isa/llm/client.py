@@ -22,8 +22,7 @@ from isa.auth.tokens import mint_access_token
 from isa.core.builder import AppBuilder
 from isa.core.logging import get_logger
 from isa.core.settings import Settings
-from isa.llm.transport import InProcess, StreamingASGITransport, local_host, local_node
-from isa.roles import domains_for
+from isa.llm.transport import InProcess, StreamingASGITransport, local_node, node_target
 
 log = get_logger(__name__)
 
@@ -138,9 +137,9 @@ def model_client(source: AppBuilder | Settings, timeout: float = 60.0, user_agen
     auth = auth_settings(settings)
     if not auth.isa_tokens_enabled:
         return None
-    if settings.services.model_url:
-        return ModelClient(settings.services.model_url, auth, timeout, user_agent)
-    if isinstance(source, AppBuilder) and "isa.model" in domains_for(source.state.role):
-        local = local_node(source)
-        return ModelClient(f"http://{local_host(settings)}", auth, timeout, user_agent, local=local)
-    return None
+    builder = source if isinstance(source, AppBuilder) else None
+    target = node_target(settings, "model", builder.state.role if builder else None)
+    if target is None:
+        return None
+    local = local_node(builder) if target.local and builder else None
+    return ModelClient(target.base_url, auth, timeout, user_agent, local=local)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import anyio
 import httpx
@@ -24,6 +25,7 @@ from starlette.types import ASGIApp
 
 from isa.core.builder import AppBuilder, AppState
 from isa.core.settings import Settings
+from isa.roles import domains_for
 
 _BUFFERED_CHUNKS = 16
 _GRACE_SECONDS = 5.0
@@ -191,6 +193,27 @@ class StreamingASGITransport2(_InProcessTransport, httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         call, stream = await self._open(request, httpx2.ConnectError)
         return httpx2.Response(call.status, headers=call.headers, stream=stream)
+
+
+@dataclass(frozen=True)
+class NodeTarget:
+    """Where another role's node is: a base URL over HTTP, or this process (`local`: the in-process transport)."""
+
+    name: str
+    base_url: str
+    local: bool
+
+
+def node_target(settings: Settings, name: Literal["model", "mcp"], role: str | None) -> NodeTarget | None:
+    """The one rule every cross-role client follows, decided once at start-up: `services.<name>_url` when set,
+    else this process when it serves that role (`role`; None: don't look), else None (not reachable)."""
+    url = settings.services.model_url if name == "model" else settings.services.mcp_url
+    if url:
+        return NodeTarget(name, url.rstrip("/"), False)
+    if role is not None and f"isa.{name}" in domains_for(role):
+        preferred = list(settings.raw.get("mcp", {}).get("allowed_hosts") or []) if name == "mcp" else None
+        return NodeTarget(name, f"http://{local_host(settings, preferred)}", True)
+    return None
 
 
 def local_host(settings: Settings, preferred: list[str] | None = None) -> str:

@@ -1,9 +1,10 @@
-"""The model node over the OpenAI chat-completions wire: one streamed call, tokens out as they come.
+"""Reading the OpenAI chat-completions wire from the model node: one streamed call, tokens out as they come.
 
-Every way a call can fail ends in an AgentError with a stable code: the node unreachable
-(`model_unavailable`), silent past the idle timeout (`model_timeout`), the stream cut before `[DONE]`
-(`model_stream_cut`), an error frame or status from the node (`model_error`, or the node's own code such as
-`insufficient_credits`).
+Shared by every caller that holds an httpx client to the model node (the agent's turns and planner; the client
+and its transport, in-process or HTTP, come from `isa.llm.transport`). Every way a call can fail ends in a
+ModelCallError with a stable code: the node unreachable (`model_unavailable`), silent past the idle timeout
+(`model_timeout`), the stream cut before `[DONE]` (`model_stream_cut`), an error frame or status from the node
+(`model_error`, or the node's own code such as `insufficient_credits`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from typing import Any
 import anyio
 import httpx
 
-from isa.agent.events import AgentError
+
+class ModelCallError(Exception):
+    """A model call that failed, with a stable machine code and a message free of secrets."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
 
 TokenSink = Callable[[str], Awaitable[None]]
 
@@ -38,7 +47,7 @@ class ModelTurn:
         return out
 
 
-def _error_code(response: httpx.Response, body: bytes) -> AgentError:
+def _error_code(response: httpx.Response, body: bytes) -> ModelCallError:
     try:
         error = json.loads(body).get("error") or {}
     except (ValueError, AttributeError):
@@ -49,7 +58,7 @@ def _error_code(response: httpx.Response, body: bytes) -> AgentError:
         code = "model_unavailable"
     if response.status_code == 401:
         code = "upstream_auth_failed"
-    return AgentError(code, message)
+    return ModelCallError(code, message)
 
 
 def _merge_tool_calls(calls: dict[int, dict[str, Any]], deltas: list[dict[str, Any]]) -> None:
@@ -75,7 +84,7 @@ async def _lines(response: httpx.Response, idle: float) -> AsyncIterator[str]:
         except StopAsyncIteration:
             return
         except TimeoutError:
-            raise AgentError("model_timeout", f"the model node sent nothing for {idle:g} s") from None
+            raise ModelCallError("model_timeout", f"the model node sent nothing for {idle:g} s") from None
         yield line
 
 
@@ -102,7 +111,7 @@ async def stream_chat(
                 chunk = json.loads(data)
                 if "error" in chunk:
                     error = chunk["error"] or {}
-                    raise AgentError(str(error.get("code") or "model_error"), str(error.get("message") or "error"))
+                    raise ModelCallError(str(error.get("code") or "model_error"), str(error.get("message") or "error"))
                 usage = chunk.get("usage")
                 if usage:
                     turn.prompt_tokens = int(usage.get("prompt_tokens") or 0)
@@ -118,42 +127,35 @@ async def stream_chat(
                         _merge_tool_calls(calls, delta["tool_calls"])
                     if choice.get("finish_reason"):
                         turn.finish_reason = choice["finish_reason"]
-    except AgentError:
+    except ModelCallError:
         raise
     except httpx.ConnectError:
-        raise AgentError("model_unavailable", "the model node can't be reached") from None
+        raise ModelCallError("model_unavailable", "the model node can't be reached") from None
     except httpx.TimeoutException:
-        raise AgentError("model_timeout", "the model node did not answer in time") from None
+        raise ModelCallError("model_timeout", "the model node did not answer in time") from None
     except (httpx.HTTPError, ValueError) as exc:
-        raise AgentError("model_stream_cut", f"the model stream broke off ({type(exc).__name__})") from None
+        raise ModelCallError("model_stream_cut", f"the model stream broke off ({type(exc).__name__})") from None
     if not done:
-        raise AgentError("model_stream_cut", "the model stream ended before it was complete")
+        raise ModelCallError("model_stream_cut", "the model stream ended before it was complete")
     turn.content = "".join(text)
     turn.tool_calls = [c for _, c in sorted(calls.items()) if c["function"]["name"]]
     return turn
 
 
-async def complete_json(client: httpx.AsyncClient, payload: dict[str, Any], limit_seconds: float) -> dict[str, Any]:
-    """A non-streamed call whose answer is a JSON object (used by the planner)."""
+async def complete(client: httpx.AsyncClient, payload: dict[str, Any], limit_seconds: float) -> str:
+    """The text of one non-streamed chat completion, within `limit_seconds`."""
     try:
         with anyio.fail_after(limit_seconds):
             response = await client.post("/v1/chat/completions", json={**payload, "stream": False})
     except TimeoutError:
-        raise AgentError("model_timeout", "the model node did not answer in time") from None
+        raise ModelCallError("model_timeout", "the model node did not answer in time") from None
     except httpx.ConnectError:
-        raise AgentError("model_unavailable", "the model node can't be reached") from None
+        raise ModelCallError("model_unavailable", "the model node can't be reached") from None
     except httpx.HTTPError as exc:
-        raise AgentError("model_unavailable", f"the model call failed ({type(exc).__name__})") from None
+        raise ModelCallError("model_unavailable", f"the model call failed ({type(exc).__name__})") from None
     if response.status_code != 200:
         raise _error_code(response, response.content)
-    content = (response.json().get("choices") or [{}])[0].get("message", {}).get("content") or ""
-    start, end = content.find("{"), content.rfind("}")
-    if start < 0 or end <= start:
-        raise AgentError("plan_invalid", "the planner's answer holds no JSON object")
     try:
-        parsed = json.loads(content[start : end + 1])
-    except ValueError:
-        raise AgentError("plan_invalid", "the planner's answer is not valid JSON") from None
-    if not isinstance(parsed, dict):
-        raise AgentError("plan_invalid", "the planner's answer is not a JSON object")
-    return parsed
+        return str((response.json().get("choices") or [{}])[0].get("message", {}).get("content") or "")
+    except (ValueError, AttributeError, IndexError):
+        raise ModelCallError("model_error", "the model node's answer is not a chat completion") from None
