@@ -74,6 +74,9 @@ def test_sigterm_turns_readiness_503_at_once_then_exits_cleanly(data_dir: Path, 
         ready = wait_for(lambda: (r := client.get("/health/ready")).status_code == 503 and r, timeout=2)
         assert ready.json()["error"]["code"] == "shutting_down"
         assert client.get("/health").status_code == 200  # still live while draining
-        assert node.proc.wait(timeout=15) == 0
-        assert time.monotonic() - sent < 15
+        # Drain 3 s, then the process ends by itself (exit 0, no traceback): 5-9 s at load 7 on 2 cores. The bound
+        # stays inside systemd's stop timeout (TimeoutStopSec=60, deploy/systemd); it is not a latency goal (CI at
+        # load 14 took more than 15 s).
+        assert node.proc.wait(timeout=30) == 0
+        assert time.monotonic() - sent < 30
         assert "Traceback" not in node.log()
