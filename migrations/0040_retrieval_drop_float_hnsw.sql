@@ -9,7 +9,9 @@
 -- A deployment that wants the graph back for them creates it again, e.g. for one table and model:
 --   CREATE INDEX factual_memories_embedding_minilm_idx ON factual_memories
 --       USING hnsw ((embedding::vector(384)) vector_cosine_ops) WHERE embedding_model = 'all-MiniLM-L6-v2';
--- Model-agnostic like 0036: nothing here names a dimension that new rows must have.
+-- The graphs' expressions also refused a vector whose dimension does not match its embedding_model label
+-- (docs/schema.md "Guard"); CHECK constraints below keep exactly that guard for the two models 0004/0005 named,
+-- at the cost of reading a row's dimension. Other models stay unconstrained, as before.
 -- The catalog's and db_meta_embedding's HNSW indexes stay: their searches read them.
 
 DROP INDEX IF EXISTS factual_memories_embedding_minilm_idx;
@@ -24,3 +26,22 @@ DROP INDEX IF EXISTS working_memories_embedding_minilm_idx;
 DROP INDEX IF EXISTS working_memories_embedding_te3small_idx;
 DROP INDEX IF EXISTS user_knowledge_embedding_minilm_idx;
 DROP INDEX IF EXISTS user_knowledge_embedding_te3small_idx;
+
+ALTER TABLE factual_memories ADD CONSTRAINT factual_memories_embedding_dims_check CHECK (embedding IS NULL
+    OR ((embedding_model IS DISTINCT FROM 'all-MiniLM-L6-v2' OR vector_dims(embedding) = 384)
+    AND (embedding_model IS DISTINCT FROM 'text-embedding-3-small' OR vector_dims(embedding) = 1536)));
+ALTER TABLE episodic_memories ADD CONSTRAINT episodic_memories_embedding_dims_check CHECK (embedding IS NULL
+    OR ((embedding_model IS DISTINCT FROM 'all-MiniLM-L6-v2' OR vector_dims(embedding) = 384)
+    AND (embedding_model IS DISTINCT FROM 'text-embedding-3-small' OR vector_dims(embedding) = 1536)));
+ALTER TABLE semantic_memories ADD CONSTRAINT semantic_memories_embedding_dims_check CHECK (embedding IS NULL
+    OR ((embedding_model IS DISTINCT FROM 'all-MiniLM-L6-v2' OR vector_dims(embedding) = 384)
+    AND (embedding_model IS DISTINCT FROM 'text-embedding-3-small' OR vector_dims(embedding) = 1536)));
+ALTER TABLE procedural_memories ADD CONSTRAINT procedural_memories_embedding_dims_check CHECK (embedding IS NULL
+    OR ((embedding_model IS DISTINCT FROM 'all-MiniLM-L6-v2' OR vector_dims(embedding) = 384)
+    AND (embedding_model IS DISTINCT FROM 'text-embedding-3-small' OR vector_dims(embedding) = 1536)));
+ALTER TABLE working_memories ADD CONSTRAINT working_memories_embedding_dims_check CHECK (embedding IS NULL
+    OR ((embedding_model IS DISTINCT FROM 'all-MiniLM-L6-v2' OR vector_dims(embedding) = 384)
+    AND (embedding_model IS DISTINCT FROM 'text-embedding-3-small' OR vector_dims(embedding) = 1536)));
+ALTER TABLE user_knowledge ADD CONSTRAINT user_knowledge_embedding_dims_check CHECK (embedding IS NULL
+    OR ((embedding_model IS DISTINCT FROM 'all-MiniLM-L6-v2' OR vector_dims(embedding) = 384)
+    AND (embedding_model IS DISTINCT FROM 'text-embedding-3-small' OR vector_dims(embedding) = 1536)));

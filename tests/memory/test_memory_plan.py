@@ -194,3 +194,19 @@ def test_min_similarity_applies_before_each_types_candidates_are_cut(conn: Any) 
         stmt = search_sql(MODEL, 384, filters, blend, Bits(candidates=5, shortlist=50))
         rows = conn.execute(stmt, search_params("bench-3", _query(), filters, 10, 0.9)).fetchall()
         assert [r["id"] for r in rows] == [hit]
+
+
+def test_a_vector_whose_dimension_does_not_match_its_model_label_is_refused(conn: Any) -> None:
+    """The guard the HNSW expressions gave before 0040 dropped them, now a CHECK constraint; the right dimension
+    under the same label is stored."""
+    statements = {
+        "factual_memories": "INSERT INTO factual_memories (user_id, content, fact_type, subject, predicate,"
+        " object_value, embedding, embedding_model) VALUES ('bench-3', 'x', 'n', 's', 'p', 'o', %s::vector, %s)",
+        "user_knowledge": "INSERT INTO user_knowledge (user_id, content, embedding, embedding_model)"
+        " VALUES ('bench-3', 'x', %s::vector, %s)",
+    }
+    for table, stmt in statements.items():
+        with pytest.raises(psycopg.errors.CheckViolation, match=table), conn.transaction():
+            conn.execute(stmt, (json.dumps([0.1] * 1536), MODEL))
+        with conn.transaction(force_rollback=True):
+            conn.execute(stmt, (json.dumps([0.1] * 384), MODEL))
