@@ -73,7 +73,10 @@ class Blend:
 
 @dataclass(frozen=True)
 class Ann:
-    """Candidates per memory type from the HNSW index (pgvector >= 0.8 iterative scan), reordered by the blend.
+    """The `candidates` memories per type nearest by distance, reordered by the blend (`search_shortlist = 0`).
+
+    Migration 0040 dropped the HNSW graphs, so by default the user's btree and a sort answer this exactly; where a
+    deployment created a graph again, it is read with pgvector >= 0.8's iterative scan:
 
     The blend (similarity, importance, recency) then ranks the `candidates` memories of each type nearest to the
     query, not every memory of the user: a user with fewer memories of a type than that gets exactly the old
