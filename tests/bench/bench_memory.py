@@ -2,11 +2,12 @@
 
 Run: .venv/bin/python tests/bench/bench_memory.py [--rows 100000 --users 100 --queries 200]
 
-Today's code ("exact"): the exact per-user scan across all five memory tables (search_sql without Ann).
-New default ("ann"): per type the user's nearest `candidates` rows through the partial HNSW index with pgvector 0.8's
-iterative scan (hnsw.iterative_scan, ef_search SET LOCAL), blended; its recall@10 is reported against the exact
-computation of the same ranking (exact top-`candidates` per type, blended: the HNSW index turned off) and against
-today's blend over all rows.
+"today": the exact blend over every row of the user across all five memory tables (search_sql without Ann/Bits).
+"NEW bits by blend" (the default since migration 0040): per type the --shortlist rows of highest blend with the
+cosine their sign bits estimate, ranked by the exact blend; "0036: bits": the previous default (shortlist by
+Hamming distance, top-`candidates` by cosine, blended); "ann" (unless --no-hnsw): the HNSW path of before 0036,
+with the HNSW indexes that 0040 dropped built again. Recall@10 against the exact top-`candidates` per type,
+blended, and against today's blend over all rows ("vs today", the one that matters for the default).
 --queries-near: each query is one of the user's stored vectors plus noise (a question about something the user
 said), instead of a random direction.
 Baselines, same process, same data:
