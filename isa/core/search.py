@@ -172,7 +172,7 @@ def _slice_sql(
             sql.SQL(
                 "{d} AS (SELECT e.id FROM {table} e WHERE e.id IN (SELECT e.id FROM {table} e"
                 " WHERE e.{model_col} = {model} AND e.{col} = {val} AND {active} AND {where}"
-                " ORDER BY bit_count(e.{bits} # (SELECT b FROM qv)) LIMIT {r}) ORDER BY ({order}) + 0 LIMIT {k})"
+                " ORDER BY e.{bits} <~> (SELECT b FROM qv) LIMIT {r}) ORDER BY ({order}) + 0 LIMIT {k})"
             ).format(
                 **dense_args,
                 bits=sql.Identifier(corpus.bits_column),

@@ -4,7 +4,8 @@ Search reuses the discovery engine's hybrid SQL (cosine + BM25, fused in one sta
 caller's rows (`user_id = <principal>`). The dense arm (migration 0036, `[default.knowledge] shortlist`) reads the
 caller's sign bits (`embedding_bits`) from the (user_id, embedding_model) btree alone, keeps the `shortlist`
 chunks nearest by Hamming distance and ranks those by exact cosine; with `shortlist = 0` it takes the nearest
-chunks through an HNSW index with pgvector 0.8's iterative scan (`ann`), or ranks every chunk exactly
+chunks with pgvector 0.8's iterative scan settings (`ann`; through an HNSW index only where one was created again
+after migration 0040 dropped them, else exactly from the user's btree), or ranks every chunk exactly
 (`Slice.exact`). BM25 reads `user_knowledge_postings` (per user, kept by triggers, migration 0019), per query term
 at most `postings_cap` postings in impact order (0036), and the caller's N and mean chunk length from
 `user_knowledge_bm25_stats` (one primary-key lookup per search).

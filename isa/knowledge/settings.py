@@ -20,7 +20,8 @@ class KnowledgeSettings(BaseModel):
     lexical_weight: float = Field(0.5, ge=0, le=1)  # chosen on the dev split (docs/benchmarks.md)
     rrf_k: float = Field(60.0, gt=0)
     candidates: int = Field(40, ge=5, le=400)  # per arm, before fusion
-    # Dense arm through the HNSW index with iterative scans (pgvector >= 0.8); false: exact per-user cosine.
+    # With shortlist = 0: the dense arm by distance with iterative HNSW scans (pgvector >= 0.8; an HNSW index only
+    # where one was created again after migration 0040, else exact); false: exact per-user cosine.
     ann: bool = True
     ef_search: int = Field(200, ge=10, le=1000)  # HNSW candidate list of that scan (>= candidates)
     # Dense arm by sign bits (migration 0036): the `shortlist` chunks nearest by Hamming distance, read from the

@@ -12,13 +12,15 @@ class MemorySettings(BaseModel):
     weight_importance: float = Field(0.1, ge=0, le=1)
     weight_recency: float = Field(0.1, ge=0, le=1)
     recency_half_life_days: float = Field(30.0, gt=0)
-    # Search: the blend ranks each type's `search_candidates` nearest memories, taken through the HNSW index
-    # (pgvector >= 0.8 iterative scan, hnsw.ef_search = search_ef_search); 0 ranks every memory exactly.
+    # Search: the blend ranks each type's `search_candidates` candidates; 0 ranks every memory exactly.
+    # hnsw.ef_search = search_ef_search for the search_shortlist = 0 path (an HNSW graph only where one was
+    # created again after migration 0040).
     search_candidates: int = Field(40, ge=0, le=1000)
     search_ef_search: int = Field(100, ge=10, le=1000)
-    # Candidates by sign bits (migration 0036): per type the `search_shortlist` rows nearest by Hamming distance,
-    # read from the bits index alone, re-ranked by exact cosine; 0: the HNSW path above.
-    search_shortlist: int = Field(400, ge=0, le=5000)
+    # Candidates by sign bits (migration 0036): per type the `search_shortlist` rows of highest blend with the
+    # cosine their bits estimate, read from the bits index alone, re-ranked by the exact blend; 0: each type's
+    # nearest by distance (ORDER BY distance LIMIT search_candidates; exact without an HNSW graph).
+    search_shortlist: int = Field(300, ge=0, le=5000)
     working_ttl_seconds: int = Field(86400, gt=0)
     embed_threads: int = Field(2, ge=1)
     chunk_size: int = Field(400, ge=50)  # characters per knowledge chunk

@@ -73,7 +73,10 @@ class Blend:
 
 @dataclass(frozen=True)
 class Ann:
-    """Candidates per memory type from the HNSW index (pgvector >= 0.8 iterative scan), reordered by the blend.
+    """The `candidates` memories per type nearest by distance, reordered by the blend (`search_shortlist = 0`).
+
+    Migration 0040 dropped the HNSW graphs, so by default the user's btree and a sort answer this exactly; where a
+    deployment created a graph again, it is read with pgvector >= 0.8's iterative scan:
 
     The blend (similarity, importance, recency) then ranks the `candidates` memories of each type nearest to the
     query, not every memory of the user: a user with fewer memories of a type than that gets exactly the old
@@ -87,16 +90,21 @@ class Ann:
 
 @dataclass(frozen=True)
 class Bits:
-    """Candidates per memory type by sign bits, re-ranked exactly, then reordered by the blend (migration 0036).
+    """Candidates per memory type by sign bits, re-ranked by the exact blend (migration 0036, issue #28).
 
-    Each type reads the user's `embedding_bits` from its (user_id, embedding_model) index alone (no heap, ~1/20
-    of the vector bytes), keeps the `shortlist` rows nearest to the query's bits by Hamming distance and re-ranks
-    those by exact cosine to the `candidates` nearest. The blend ranks them as with `Ann`; no index setting is
-    needed, and a type with at most `shortlist` rows of the user is ranked exactly.
+    Each type reads the user's `embedding_bits`, importance and created_at from its (user_id, embedding_model)
+    index alone (no heap, ~1/20 of the vector bytes) and keeps the `shortlist` rows of highest blend with the
+    cosine the bits estimate, cos(pi * hamming / dims) (pgvector's `<~>`). Those rows are fetched and the
+    `candidates` of highest exact blend (exact cosine, min_similarity applied) go on to the final ranking. No index
+    setting is needed, and a type with at most `shortlist` rows of the user is ranked exactly.
     """
 
     candidates: int = 40
-    shortlist: int = 400
+    shortlist: int = 300
+    # True: the shortlist and the re-rank order by the blend (the shortlist with the cosine the Hamming distance
+    # estimates, the re-rank with the exact one), so importance and recency choose candidates too. False: the
+    # shortlist by Hamming distance and the re-rank by exact cosine alone (0036's order; for comparison).
+    by_blend: bool = True
 
 
 JSONB_COLUMNS = frozenset(
@@ -190,9 +198,11 @@ def search_sql(model: str, dims: int, filters: Filters, blend: Blend, ann: Ann |
     """Per-user similarity over every requested type, blended with importance and recency.
 
     Without `ann` each arm reads every one of the caller's rows through its (user_id, ...) btree and computes the
-    exact cosine distance (linear in the user's memories). With `ann` each arm takes the user's nearest
-    `ann.candidates` rows through the type's partial HNSW index (its predicate `embedding_model = <model>` is
-    repeated literally so the planner matches it); run it where `hnsw.iterative_scan` is on (`search` does).
+    exact cosine distance (linear in the user's memories). With `Bits` see that class. With `Ann` each arm asks
+    for the user's nearest `ann.candidates` rows by distance; where the type has a partial HNSW index (0004 made
+    them, 0040 dropped them; its predicate `embedding_model = <model>` is repeated literally so the planner matches
+    one created again) run it where `hnsw.iterative_scan` is on (`search` does); without one the user's btree and a
+    sort answer it exactly.
     """
     arms: list[sql.Composable] = []
     for memory_type in filters.types:
@@ -216,7 +226,18 @@ def search_sql(model: str, dims: int, filters: Filters, blend: Blend, ann: Ann |
         )
         source = sql.SQL("{table} t WHERE {conds}")
         distance = sql.SQL("t.embedding::vector({d}) <=> (SELECT v FROM qv)")
-        if isinstance(ann, Bits):
+        if isinstance(ann, Bits) and ann.by_blend:
+            # The inner SELECT reads only the bits index (its own `t`): the blend with cos(pi * hamming / dims),
+            # the cosine the sign bits estimate, and the exact importance and recency the index includes. The outer
+            # one fetches the shortlist's rows and keeps the `candidates` of highest exact blend.
+            source = sql.SQL(
+                "(SELECT t.* FROM (SELECT t.*, t.embedding::vector({d}) <=> (SELECT v FROM qv) AS dist FROM {table} t"
+                " WHERE t.user_id = %(user_id)s AND t.id IN (SELECT t.id FROM {table} t WHERE {conds}"
+                " ORDER BY {estimated} DESC LIMIT {r})) t WHERE 1 - t.dist >= %(min_similarity)s"
+                " ORDER BY {exact} DESC LIMIT {k}) t"
+            )
+            distance = sql.SQL("t.dist")
+        elif isinstance(ann, Bits):
             # The inner SELECT reads only the bits index (its own `t`); the outer one fetches the shortlist's rows.
             source = sql.SQL(
                 "(SELECT t.*, t.embedding::vector({d}) <=> (SELECT v FROM qv) AS dist FROM {table} t"
@@ -243,6 +264,13 @@ def search_sql(model: str, dims: int, filters: Filters, blend: Blend, ann: Ann |
                     conds=sql.SQL(" AND ").join(conds),
                     k=sql.Literal(ann.candidates if ann else 0),
                     r=sql.Literal(ann.shortlist if isinstance(ann, Bits) else 0),
+                    estimated=_blend(
+                        blend,
+                        sql.SQL("cos(pi() * (t.embedding_bits <~> (SELECT b FROM qv)) / {})").format(
+                            sql.Literal(float(dims))
+                        ),
+                    ),
+                    exact=_blend(blend, sql.SQL("1 - t.dist")),
                 ),
                 mt=sql.Literal(memory_type),
                 d=sql.Literal(dims),
@@ -252,12 +280,25 @@ def search_sql(model: str, dims: int, filters: Filters, blend: Blend, ann: Ann |
     return sql.SQL(
         "WITH qv AS (SELECT v, binary_quantize(v)::varbit AS b FROM (SELECT %(qvec)s::vector({d}) AS v) q),"
         " hits AS MATERIALIZED ({arms})"
-        " SELECT h.*, {ws} * h.similarity + {wi} * h.importance_score"
-        " + {wr} * exp(-extract(epoch FROM now() - h.created_at) / 86400.0 / {hl}) AS score"
+        " SELECT h.*, {score} AS score"
         " FROM hits h WHERE h.similarity >= %(min_similarity)s ORDER BY score DESC, h.id LIMIT %(limit)s"
     ).format(
         d=sql.Literal(dims),
         arms=sql.SQL(" UNION ALL ").join(arms),
+        score=_blend(blend, sql.SQL("h.similarity"), "h"),
+    )
+
+
+def _blend(blend: Blend, similarity: sql.Composable, alias: str = "t") -> sql.Composed:
+    """The search score of a row of `alias` with this similarity expression (the one formula search ranks by).
+
+    date_part, not extract: extract returns numeric, and numeric exp costs microseconds per row."""
+    return sql.SQL(
+        "{ws} * ({sim}) + {wi} * {a}.importance_score + {wr} * exp(-date_part('epoch', now() - {a}.created_at)"
+        " / 86400.0 / {hl})"
+    ).format(
+        sim=similarity,
+        a=sql.Identifier(alias),
         ws=sql.Literal(blend.similarity),
         wi=sql.Literal(blend.importance),
         wr=sql.Literal(blend.recency),

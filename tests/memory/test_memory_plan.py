@@ -1,10 +1,11 @@
-"""How search_memories reaches its rows: exactly through the per-user btree, the user's nearest by sign bits (the
-default, migration 0036), or the user's nearest through HNSW.
+"""How search_memories reaches its rows: exactly through the per-user btree, or a shortlist by sign bits re-ranked
+exactly (the default, migrations 0036 and 0040).
 
-Without `Ann` (search_candidates = 0, or pgvector < 0.8) every row of the caller is ranked exactly. With it, each
-type's nearest rows come from the shared HNSW index with pgvector 0.8's iterative scan, which keeps reading the
-graph until enough rows of this user passed the filter; without that scan a user with few rows among others'
-nearer ones gets too few (shown below; latency and recall at scale in tests/bench/bench_memory.py).
+Without `Ann`/`Bits` (search_candidates = 0) every row of the caller is ranked exactly. With `Bits` each type
+shortlists the user's rows by the blend with the cosine their sign bits estimate, read from the bits index alone,
+and ranks the shortlist by the exact blend. `Ann` (search_shortlist = 0) asks for each type's nearest rows by
+distance; since 0040 dropped the HNSW graphs it gets them exactly from the user's btree (latency and recall at
+scale in tests/bench/bench_memory.py).
 """
 
 from __future__ import annotations
@@ -64,12 +65,29 @@ def test_the_search_ranks_every_row_of_the_user_exactly(conn: Any) -> None:
     assert len(rows) == 50 and ids == expected
 
 
-def _small_users_hits(conn: Any, iterative: bool) -> list[str]:
-    """ANN search of a user with 5 facts among 2,500 of others, HNSW forced (the btrees dropped, rolled back)."""
-    filters = Filters(types=("factual",))
+def test_no_hnsw_graph_is_left_on_the_full_vectors_of_memories_and_knowledge(conn: Any) -> None:
+    """Migration 0040: writes no longer maintain graphs that the default search does not read."""
+    rows = conn.execute(
+        "SELECT indexname FROM pg_indexes WHERE indexdef ILIKE '%%USING hnsw%%' AND tablename = ANY(%s)",
+        (
+            [
+                "factual_memories",
+                "episodic_memories",
+                "semantic_memories",
+                "procedural_memories",
+                "working_memories",
+                "user_knowledge",
+            ],
+        ),
+    ).fetchall()
+    assert rows == []
+
+
+def test_with_the_hnsw_path_chosen_a_small_user_still_gets_every_row_exactly(conn: Any) -> None:
+    """`search_shortlist = 0` (the Ann statement) after 0040: no graph to read, so the user's btree and a sort rank
+    the user's rows exactly; a user with 5 facts among 2,500 of others gets all 5, nearest first."""
+    filters, cosine_only = Filters(types=("factual",)), Blend(similarity=1.0, importance=0.0, recency=0.0)
     with conn.transaction(force_rollback=True):
-        for idx in ("created", "subject", "type", "hash"):
-            conn.execute(f"DROP INDEX factual_memories_user_{idx}_idx")
         conn.execute(
             "INSERT INTO users (user_id, email, name) VALUES ('tiny', 'tiny@example.test', 't') ON CONFLICT DO NOTHING"
         )
@@ -80,26 +98,10 @@ def _small_users_hits(conn: Any, iterative: bool) -> list[str]:
             " FROM generate_series(1, 5) g",
             (MODEL,),
         )
-        # The new rows are not in the statistics: keep the planner off a scan + sort of the whole table.
-        conn.execute("SET LOCAL enable_seqscan = off")
-        conn.execute("SET LOCAL enable_sort = off")
-        if iterative:
-            conn.execute(ITERATIVE_SCAN_SQL, ("10",))
-        else:
-            conn.execute("SET LOCAL hnsw.ef_search = 10")
-        stmt = search_sql(MODEL, 384, filters, Blend(), Ann(candidates=10, ef_search=10))
-        plan = conn.execute(psycopg.sql.SQL("EXPLAIN ") + stmt, search_params("tiny", _query(), filters, 10, -1.0))
-        assert "factual_memories_embedding_minilm_idx" in " ".join(r["QUERY PLAN"] for r in plan.fetchall())
+        conn.execute(ITERATIVE_SCAN_SQL, ("10",))
+        stmt = search_sql(MODEL, 384, filters, cosine_only, Ann(candidates=10, ef_search=10))
         rows = conn.execute(stmt, search_params("tiny", _query(), filters, 10, -1.0)).fetchall()
-    return [r["id"] for r in rows]
-
-
-def test_the_iterative_hnsw_scan_finds_every_row_of_a_user_whose_rows_others_outnumber(conn: Any) -> None:
-    assert len(_small_users_hits(conn, iterative=True)) == 5
-
-
-def test_without_the_iterative_scan_the_filtered_hnsw_scan_loses_that_users_rows(conn: Any) -> None:
-    assert len(_small_users_hits(conn, iterative=False)) < 5  # why pgvector < 0.8 ranks exactly instead
+        assert [r["id"] for r in rows] == _exact_top(conn, "tiny", 5)
 
 
 def _exact_top(conn: Any, user: str, n: int) -> list[str]:
@@ -155,3 +157,56 @@ def test_a_short_shortlist_still_finds_the_nearest_rows_and_only_the_callers(con
         ).fetchall()
         assert len(rows) == 5 and rows[0]["id"] == _exact_top(conn, "bench-3", 1)[0]
         assert [o["user_id"] for o in owners] == ["bench-3"]
+
+
+def test_the_shortlist_by_blend_keeps_an_important_row_that_hamming_distance_alone_drops(conn: Any) -> None:
+    """A fact opposite to the query (every sign bit differs) but of full importance is the exact top hit when the
+    blend weighs importance; a shortlist of 5 by Hamming distance never holds it, one by the estimated blend does."""
+    filters, blend = Filters(types=("factual",)), Blend(similarity=0.2, importance=0.8, recency=0.0)
+    with conn.transaction(force_rollback=True):
+        conn.execute("UPDATE factual_memories SET importance_score = 0 WHERE user_id = 'bench-3'")
+        far = conn.execute(
+            "UPDATE factual_memories SET embedding = %s::vector, importance_score = 1 WHERE id = (SELECT id"
+            " FROM factual_memories WHERE user_id = 'bench-3' ORDER BY id LIMIT 1) RETURNING id::text",
+            (json.dumps([-x for x in _query()]),),
+        ).fetchone()["id"]
+
+        def top(ann: Bits | None) -> list[str]:
+            stmt = search_sql(MODEL, 384, filters, blend, ann)
+            return [r["id"] for r in conn.execute(stmt, search_params("bench-3", _query(), filters, 5, -1.0))]
+
+        assert top(None)[0] == far
+        assert top(Bits(candidates=5, shortlist=5))[0] == far
+        assert far not in top(Bits(candidates=5, shortlist=5, by_blend=False))
+
+
+def test_min_similarity_applies_before_each_types_candidates_are_cut(conn: Any) -> None:
+    """Five important but unrelated facts must not crowd out the one fact above min_similarity."""
+    filters, blend = Filters(types=("factual",)), Blend(similarity=0.2, importance=0.8, recency=0.0)
+    with conn.transaction(force_rollback=True):
+        conn.execute("UPDATE factual_memories SET importance_score = 0.9 WHERE user_id = 'bench-3'")
+        near = np.array(_query()) + np.random.default_rng(5).normal(size=384) * 0.001
+        hit = conn.execute(
+            "UPDATE factual_memories SET embedding = %s::vector, importance_score = 0 WHERE id = (SELECT id"
+            " FROM factual_memories WHERE user_id = 'bench-3' ORDER BY id LIMIT 1) RETURNING id::text",
+            (json.dumps([float(x) for x in near]),),
+        ).fetchone()["id"]
+        stmt = search_sql(MODEL, 384, filters, blend, Bits(candidates=5, shortlist=50))
+        rows = conn.execute(stmt, search_params("bench-3", _query(), filters, 10, 0.9)).fetchall()
+        assert [r["id"] for r in rows] == [hit]
+
+
+def test_a_vector_whose_dimension_does_not_match_its_model_label_is_refused(conn: Any) -> None:
+    """The guard the HNSW expressions gave before 0040 dropped them, now a CHECK constraint; the right dimension
+    under the same label is stored."""
+    statements = {
+        "factual_memories": "INSERT INTO factual_memories (user_id, content, fact_type, subject, predicate,"
+        " object_value, embedding, embedding_model) VALUES ('bench-3', 'x', 'n', 's', 'p', 'o', %s::vector, %s)",
+        "user_knowledge": "INSERT INTO user_knowledge (user_id, content, embedding, embedding_model)"
+        " VALUES ('bench-3', 'x', %s::vector, %s)",
+    }
+    for table, stmt in statements.items():
+        with pytest.raises(psycopg.errors.CheckViolation, match=table), conn.transaction():
+            conn.execute(stmt, (json.dumps([0.1] * 1536), MODEL))
+        with conn.transaction(force_rollback=True):
+            conn.execute(stmt, (json.dumps([0.1] * 384), MODEL))
