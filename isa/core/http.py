@@ -7,7 +7,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, StringConstraints, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -112,6 +112,11 @@ def parse_json(raw: bytes, model: type[M], empty_ok: bool = False, *, text: bool
         return model.model_validate(data)
     except ValidationError as exc:
         raise invalid(exc) from None
+
+
+def bounded(max_length: int) -> StringConstraints:
+    """A text field's bounds: stripped, not empty, at most `max_length` characters (`Annotated[str, bounded(120)]`)."""
+    return StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
 
 
 def query_params(request: Request, model: type[M]) -> M:
