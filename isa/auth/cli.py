@@ -76,15 +76,12 @@ def keys_list(settings: Settings, args: argparse.Namespace) -> int:
             return await store.list_api_keys(conn, args.user)
 
     rows = run_with_database(settings, work)
-    return report(
-        [r.__dict__ for r in rows],
-        args.json,
-        lambda: (
-            f"{r.id}  {r.prefix}…  {','.join(r.scopes):<16} {'revoked' if r.revoked_at else 'active':<8}"
-            f" last used {r.last_used_at or 'never'}"
-            for r in rows
-        ),
-    )
+    return report([r.__dict__ for r in rows], args.json, lambda: map(_key_line, rows))
+
+
+def _key_line(r: store.ApiKeyRow) -> str:
+    state = "revoked" if r.revoked_at else "active"
+    return f"{r.id}  {r.prefix}…  {','.join(r.scopes):<16} {state:<8} last used {r.last_used_at or 'never'}"
 
 
 def keys_revoke(settings: Settings, args: argparse.Namespace) -> int:

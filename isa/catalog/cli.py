@@ -59,14 +59,13 @@ def catalog_import(settings: Settings, args: argparse.Namespace) -> int:
     specs = parse_import(data)
     with embed_progress(sum(len(spec.tools) for spec in specs)) as progress:
         out = _run(settings, lambda s: s.import_servers(specs, progress=progress.update))
-    return report(
-        out,
-        args.json,
-        lambda: (
-            f"{r['server']}: {r['tools']} tools ({r['embedded']} embedded, {r['removed']} removed,"
-            f" {r['examples']} examples){'' if r['url'] else ' - no url: calls will fail until one is imported'}"
-            for r in out
-        ),
+    return report(out, args.json, lambda: map(_imported_line, out))
+
+
+def _imported_line(r: dict[str, Any]) -> str:
+    return (
+        f"{r['server']}: {r['tools']} tools ({r['embedded']} embedded, {r['removed']} removed,"
+        f" {r['examples']} examples){'' if r['url'] else ' - no url: calls will fail until one is imported'}"
     )
 
 
