@@ -10,8 +10,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from isa.auth import require_principal
+from isa.auth.principal import Principal
 from isa.core.errors import ApiError
-from isa.core.http import parse_json, query_params, route_table
+from isa.core.http import parse_json, query_params, requires, route_table
 from isa.core.openapi import ATTRIBUTE, Operation
 from isa.core.storage import attachment_disposition
 from isa.files.content import INLINE_TYPES, served_type
@@ -43,10 +44,9 @@ def _service(request: Request) -> FilesService:
     return service
 
 
-async def _owner(request: Request, scope: str) -> str:
+def _owner(request: Request, principal: Principal) -> str:
     """Whose files: the caller's own (`me` names them, as on every other user route), or (admin scope only)
-    the user named in the path. Others -> 404."""
-    principal = await require_principal(request, scope)
+    the user named in the path. Others -> 404. The endpoint's `requires` checked the caller's scope first."""
     wanted = str(request.path_params["user_id"])
     if wanted == "me":
         return principal.user_id
@@ -81,9 +81,10 @@ async def _json_body(request: Request, model: type[M]) -> M:
     return parse_json(bytes(body), model, empty_ok=True)
 
 
-async def upload(request: Request) -> Response:
+@requires(require_principal, "write")
+async def upload(request: Request, principal: Principal) -> Response:
     """Upload one file (multipart field `file`), streamed and type-checked; 201 with its metadata."""
-    owner = await _owner(request, "write")
+    owner = _owner(request, principal)
     reader = MultipartFileReader(request.stream(), request.headers.get("content-type", ""))
     part = await reader.open_file()
     declared = request.headers.get("content-length", "")
@@ -92,9 +93,10 @@ async def upload(request: Request) -> Response:
     return _ok(_out(request, row), 201)
 
 
-async def presign_upload(request: Request) -> Response:
+@requires(require_principal, "write")
+async def presign_upload(request: Request, principal: Principal) -> Response:
     """Start a direct-to-storage upload: a pending file and a link bound to its key, type and size."""
-    owner = await _owner(request, "write")
+    owner = _owner(request, principal)
     req = await _json_body(request, PresignUploadIn)
     presigned = await _service(request).presign_upload(owner, req)
     url = presigned.upload.url
@@ -112,24 +114,26 @@ async def presign_upload(request: Request) -> Response:
     return _ok(out.model_dump(mode="json"), 201)
 
 
-async def complete(request: Request) -> Response:
+@requires(require_principal, "write")
+async def complete(request: Request, principal: Principal) -> Response:
     """Check a presigned upload (size, type, magic bytes) and mark the file ready."""
-    owner = await _owner(request, "write")
+    owner = _owner(request, principal)
     row = await _service(request).complete(owner, str(request.path_params["file_id"]))
     return _ok(_out(request, row))
 
 
-async def list_files(request: Request) -> Response:
+@requires(require_principal, "read")
+async def list_files(request: Request, principal: Principal) -> Response:
     """The caller's files, newest first."""
-    owner = await _owner(request, "read")
+    owner = _owner(request, principal)
     q = query_params(request, ListQuery)
     rows, total = await _service(request).list_files(owner, q.status, q.limit, q.offset)
     return _ok([_out(request, r) for r in rows], total=total, limit=q.limit, offset=q.offset)
 
 
-async def _row_for(request: Request, scope: str) -> tuple[str, FileRow]:
+async def _row_for(request: Request, principal: Principal) -> tuple[str, FileRow]:
     """The addressed file of the owner: by id in the path, or by ?file_path= (the original's form)."""
-    owner = await _owner(request, scope)
+    owner = _owner(request, principal)
     service = _service(request)
     if "file_id" in request.path_params:
         return owner, await service.get(owner, str(request.path_params["file_id"]))
@@ -139,23 +143,26 @@ async def _row_for(request: Request, scope: str) -> tuple[str, FileRow]:
     return owner, await service.get_by_key(owner, key)
 
 
-async def info(request: Request) -> Response:
+@requires(require_principal, "read")
+async def info(request: Request, principal: Principal) -> Response:
     """One file's metadata."""
-    _, row = await _row_for(request, "read")
+    _, row = await _row_for(request, principal)
     return _ok(_out(request, row))
 
 
-async def download(request: Request) -> Response:
+@requires(require_principal, "read")
+async def download(request: Request, principal: Principal) -> Response:
     """302 to a short-lived download link (attachment, capped expiry)."""
-    _, row = await _row_for(request, "read")
+    _, row = await _row_for(request, principal)
     url = await _service(request).download_url(row, query_params(request, DownloadQuery).expires_in)
     return RedirectResponse(url, status_code=302, headers=_NO_STORE)
 
 
-async def content(request: Request) -> Response:
+@requires(require_principal, "read")
+async def content(request: Request, principal: Principal) -> Response:
     """The file's bytes from this origin (a strict-CSP page can show them): raster images inline, the rest as an
     attachment; never sniffed, never cached by shared caches, sandboxed if opened as a document."""
-    _, row = await _row_for(request, "read")
+    _, row = await _row_for(request, principal)
     body = await _service(request).open_content(row)
     disposition = attachment_disposition(row.filename)
     if row.content_type in INLINE_TYPES:
@@ -171,9 +178,10 @@ async def content(request: Request) -> Response:
     return StreamingResponse(body, media_type=served_type(row.content_type), headers=headers)
 
 
-async def delete(request: Request) -> Response:
+@requires(require_principal, "write")
+async def delete(request: Request, principal: Principal) -> Response:
     """Delete a file: the row turns deleted and the object (every version) goes."""
-    owner, row = await _row_for(request, "write")
+    owner, row = await _row_for(request, principal)
     deleted = await _service(request).delete(owner, row.id)
     return _ok({"file_id": deleted.id, "deleted": True})
 

@@ -8,7 +8,6 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from isa.core.http import bounded
 
-
 Name = Annotated[str, bounded(120)]
 Kind = Annotated[str, bounded(40)]
 Short = Annotated[str, bounded(60)]
