@@ -14,13 +14,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from isa.auth import store
 from isa.auth.principal import Principal, expand_scopes
 from isa.auth.service import AuthService, require_principal
 from isa.core.errors import ApiError
-from isa.core.http import json_body, requires, route_table
+from isa.core.http import Endpoint, json_body, requires, route_table
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _TEXT = r"^[^\x00-\x1f\x7f]*$"  # printable: a key's name is shown in lists and terminals
@@ -99,25 +99,26 @@ async def admin_create_user(request: Request, _principal: Principal) -> JSONResp
     return JSONResponse({"user_id": body.user_id, "created": created}, status_code=201 if created else 200)
 
 
-async def _set_active(request: Request, principal: Principal, active: bool) -> JSONResponse:
-    user_id = str(request.path_params["user_id"])
-    if "\x00" in user_id or len(user_id) > 255:
-        raise ApiError(404, "not_found", "no such user")
-    if not active and user_id == principal.user_id:
-        raise ApiError(409, "cannot_disable_self", "an admin can't disable their own account")
-    if not await _service(request).set_user_active(user_id, active):
-        raise ApiError(404, "not_found", "no such user")
-    return JSONResponse({"user_id": user_id, "is_active": active})
+def _set_active(active: bool) -> Endpoint:
+    """The admin endpoint that disables (False) or enables (True) the user in the path."""
+
+    @requires(require_principal, "admin")
+    async def set_active(request: Request, principal: Principal) -> Response:
+        user_id = str(request.path_params["user_id"])
+        if "\x00" in user_id or len(user_id) > 255:
+            raise ApiError(404, "not_found", "no such user")
+        if not active and user_id == principal.user_id:
+            raise ApiError(409, "cannot_disable_self", "an admin can't disable their own account")
+        if not await _service(request).set_user_active(user_id, active):
+            raise ApiError(404, "not_found", "no such user")
+        return JSONResponse({"user_id": user_id, "is_active": active})
+
+    set_active.__name__ = f"admin_{'enable' if active else 'disable'}_user"
+    return set_active
 
 
-@requires(require_principal, "admin")
-async def admin_disable_user(request: Request, principal: Principal) -> JSONResponse:
-    return await _set_active(request, principal, False)
-
-
-@requires(require_principal, "admin")
-async def admin_enable_user(request: Request, principal: Principal) -> JSONResponse:
-    return await _set_active(request, principal, True)
+admin_disable_user = _set_active(False)
+admin_enable_user = _set_active(True)
 
 
 ROUTES = route_table(

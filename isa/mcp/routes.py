@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from isa.auth import require_principal
 from isa.auth.principal import Principal
-from isa.core.http import json_body, jsonable, query_params, requires, route_table
+from isa.core.http import Endpoint, json_body, jsonable, query_params, requires, route_table
 from isa.mcp import store
 from isa.mcp.approvals import Approvals
 from isa.mcp.runner import ToolRunner
@@ -57,22 +57,23 @@ async def get_authorization(request: Request, principal: Principal) -> JSONRespo
     return JSONResponse(jsonable(item))
 
 
-async def _decide(request: Request, principal: Principal, approve: bool) -> JSONResponse:
-    decision = await json_body(request, Decision, empty_ok=True)
-    item = await _approvals(request).decide(
-        principal, request.path_params["request_id"], approve=approve, note=decision.note
-    )
-    return JSONResponse(jsonable(item))
+def _decide(approved: bool) -> Endpoint:
+    """The endpoint that approves (True) or denies (False) the pending call in the path."""
+
+    @requires(require_principal, "write")
+    async def decide(request: Request, principal: Principal) -> Response:
+        decision = await json_body(request, Decision, empty_ok=True)
+        item = await _approvals(request).decide(
+            principal, request.path_params["request_id"], approve=approved, note=decision.note
+        )
+        return JSONResponse(jsonable(item))
+
+    decide.__name__ = "approve" if approved else "deny"
+    return decide
 
 
-@requires(require_principal, "write")
-async def approve(request: Request, principal: Principal) -> JSONResponse:
-    return await _decide(request, principal, True)
-
-
-@requires(require_principal, "write")
-async def deny(request: Request, principal: Principal) -> JSONResponse:
-    return await _decide(request, principal, False)
+approve = _decide(True)
+deny = _decide(False)
 
 
 @requires(require_principal, "admin")
