@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from isa.auth import require_principal
 from isa.auth.principal import Principal
 from isa.core.errors import ApiError
-from isa.core.http import parse_json, query_params, requires, route_table
+from isa.core.http import api, parse_json, query_params, route_table
 from isa.core.openapi import ATTRIBUTE, Operation
 from isa.core.storage import attachment_disposition
 from isa.files.content import INLINE_TYPES, served_type
@@ -81,7 +81,28 @@ async def _json_body(request: Request, model: type[M]) -> M:
     return parse_json(bytes(body), model, empty_ok=True)
 
 
-@requires(require_principal, "write")
+def _operation(summary: str, scope: str, **details: Any) -> Operation:
+    """What /openapi.json says about a files endpoint (with `api`, the scope it says is the scope it checks)."""
+    return Operation(summary, tags=("files",), scope=scope, **details)
+
+
+def _describe(endpoint: Any, summary: str, scope: str, **details: Any) -> None:
+    """Describe an endpoint that checks nothing itself: it hands the request to a described one."""
+    setattr(endpoint, ATTRIBUTE, _operation(summary, scope, **details))
+
+
+_FILE_ID = {"file_id": {"type": "string", "format": "uuid"}}
+_UPLOAD_ERRORS = (400, 404, 409, 413, 415, 422, 502)
+# Both download routes answer with a redirect to a presigned link, not with the envelope.
+_REDIRECT: dict[str, Any] = {"status": 302, "errors": (404, 409, 502), "envelope": False}
+
+
+@api(
+    _operation(
+        "Upload one file (multipart field `file`)", "write", response=FileOut, status=201, errors=_UPLOAD_ERRORS
+    ),
+    require_principal,
+)
 async def upload(request: Request, principal: Principal) -> Response:
     """Upload one file (multipart field `file`), streamed and type-checked; 201 with its metadata."""
     owner = _owner(request, principal)
@@ -93,7 +114,17 @@ async def upload(request: Request, principal: Principal) -> Response:
     return _ok(_out(request, row), 201)
 
 
-@requires(require_principal, "write")
+@api(
+    _operation(
+        "Start a direct-to-storage upload",
+        "write",
+        body=PresignUploadIn,
+        response=PresignUploadOut,
+        status=201,
+        errors=(404, 413, 415, 502),
+    ),
+    require_principal,
+)
 async def presign_upload(request: Request, principal: Principal) -> Response:
     """Start a direct-to-storage upload: a pending file and a link bound to its key, type and size."""
     owner = _owner(request, principal)
@@ -114,7 +145,16 @@ async def presign_upload(request: Request, principal: Principal) -> Response:
     return _ok(out.model_dump(mode="json"), 201)
 
 
-@requires(require_principal, "write")
+@api(
+    _operation(
+        "Check a presigned upload and mark it ready",
+        "write",
+        response=FileOut,
+        errors=(404, 409, 413, 415, 502),
+        path_params=_FILE_ID,
+    ),
+    require_principal,
+)
 async def complete(request: Request, principal: Principal) -> Response:
     """Check a presigned upload (size, type, magic bytes) and mark the file ready."""
     owner = _owner(request, principal)
@@ -122,7 +162,7 @@ async def complete(request: Request, principal: Principal) -> Response:
     return _ok(_out(request, row))
 
 
-@requires(require_principal, "read")
+@api(_operation("List files", "read", query=ListQuery, response=FileList, errors=(404,)), require_principal)
 async def list_files(request: Request, principal: Principal) -> Response:
     """The caller's files, newest first."""
     owner = _owner(request, principal)
@@ -143,14 +183,19 @@ async def _row_for(request: Request, principal: Principal) -> tuple[str, FileRow
     return owner, await service.get_by_key(owner, key)
 
 
-@requires(require_principal, "read")
+@api(
+    _operation("One file's metadata", "read", response=FileOut, errors=(404,), path_params=_FILE_ID), require_principal
+)
 async def info(request: Request, principal: Principal) -> Response:
     """One file's metadata."""
     _, row = await _row_for(request, principal)
     return _ok(_out(request, row))
 
 
-@requires(require_principal, "read")
+@api(
+    _operation("Redirect (302) to a download link", "read", query=DownloadQuery, path_params=_FILE_ID, **_REDIRECT),
+    require_principal,
+)
 async def download(request: Request, principal: Principal) -> Response:
     """302 to a short-lived download link (attachment, capped expiry)."""
     _, row = await _row_for(request, principal)
@@ -158,7 +203,16 @@ async def download(request: Request, principal: Principal) -> Response:
     return RedirectResponse(url, status_code=302, headers=_NO_STORE)
 
 
-@requires(require_principal, "read")
+@api(
+    _operation(
+        "The file's bytes from this origin (images inline, other types as attachment)",
+        "read",
+        errors=(404, 409, 502),
+        envelope=False,
+        path_params=_FILE_ID,
+    ),
+    require_principal,
+)
 async def content(request: Request, principal: Principal) -> Response:
     """The file's bytes from this origin (a strict-CSP page can show them): raster images inline, the rest as an
     attachment; never sniffed, never cached by shared caches, sandboxed if opened as a document."""
@@ -178,7 +232,7 @@ async def content(request: Request, principal: Principal) -> Response:
     return StreamingResponse(body, media_type=served_type(row.content_type), headers=headers)
 
 
-@requires(require_principal, "write")
+@api(_operation("Delete a file", "write", response=Deleted, errors=(404,), path_params=_FILE_ID), require_principal)
 async def delete(request: Request, principal: Principal) -> Response:
     """Delete a file: the row turns deleted and the object (every version) goes."""
     owner, row = await _row_for(request, principal)
@@ -207,55 +261,14 @@ async def delete_by_path(request: Request) -> Response:
     return await delete(request)
 
 
-def _describe(endpoint: Any, summary: str, scope: str, **details: Any) -> None:
-    """Attach what /openapi.json says about an endpoint (isa.core.openapi reads it for every domain)."""
-    setattr(endpoint, ATTRIBUTE, Operation(summary, tags=("files",), scope=scope, **details))
-
-
-_FILE_ID = {"file_id": {"type": "string", "format": "uuid"}}
-_UPLOAD_ERRORS = (400, 404, 409, 413, 415, 422, 502)
-_describe(
-    upload, "Upload one file (multipart field `file`)", "write", response=FileOut, status=201, errors=_UPLOAD_ERRORS
-)
 _describe(
     upload_legacy, "Upload one file (the original's path)", "write", response=FileOut, status=201, errors=_UPLOAD_ERRORS
 )
-_describe(
-    presign_upload,
-    "Start a direct-to-storage upload",
-    "write",
-    body=PresignUploadIn,
-    response=PresignUploadOut,
-    status=201,
-    errors=(404, 413, 415, 502),
-)
-_describe(list_files, "List files", "read", query=ListQuery, response=FileList, errors=(404,))
-_describe(info, "One file's metadata", "read", response=FileOut, errors=(404,), path_params=_FILE_ID)
 _describe(info_by_path, "One file's metadata by storage key", "read", query=PathQuery, response=FileOut, errors=(404,))
-# Both download routes answer with a redirect to a presigned link, not with the envelope.
-_REDIRECT: dict[str, Any] = {"status": 302, "errors": (404, 409, 502), "envelope": False}
-_describe(download, "Redirect (302) to a download link", "read", query=DownloadQuery, path_params=_FILE_ID, **_REDIRECT)
 _describe(
     download_by_path, "Redirect (302) to a download link by storage key", "read", query=DownloadByPathQuery, **_REDIRECT
 )
-_describe(
-    content,
-    "The file's bytes from this origin (images inline, other types as attachment)",
-    "read",
-    errors=(404, 409, 502),
-    envelope=False,
-    path_params=_FILE_ID,
-)
-_describe(delete, "Delete a file", "write", response=Deleted, errors=(404,), path_params=_FILE_ID)
 _describe(delete_by_path, "Delete a file by storage key", "write", query=PathQuery, response=Deleted, errors=(404,))
-_describe(
-    complete,
-    "Check a presigned upload and mark it ready",
-    "write",
-    response=FileOut,
-    errors=(404, 409, 413, 415, 502),
-    path_params=_FILE_ID,
-)
 
 ROUTES = route_table(
     BASE,
