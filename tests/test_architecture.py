@@ -333,6 +333,41 @@ def test_the_scan_sees_writes_in_f_strings_and_lower_case_and_private_names_reac
     ]
 
 
+# A caller is optional there: a browser comes back from the upstream's consent page without credentials.
+HAND_WRITTEN_SCOPE_CHECKS = {"isa/catalog/federation_oauth_routes.py:callback"}
+
+
+def hand_written_scope_checks(root: Path = ROOT) -> list[str]:
+    """Calls of `require_principal(...)` in a handler, where the scope should be declared on the route instead
+    (`@requires(require_principal, scope)` or `@api(Operation(..., scope=...), require_principal)`)."""
+    found = []
+    for path in _modules(root):
+        tree = ast.parse(path.read_text(), str(path))
+        for func in ast.walk(tree):
+            if not isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(func):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Name)
+                    and node.func.id == "require_principal"
+                    and f"{path.relative_to(root.parent)}:{func.name}" not in HAND_WRITTEN_SCOPE_CHECKS
+                ):
+                    found.append(f"{path.relative_to(root.parent)}:{node.lineno} in {func.name}")
+    return sorted(set(found))
+
+
+def test_route_handlers_declare_their_scope_instead_of_checking_it_by_hand(tmp_path: Path) -> None:
+    assert hand_written_scope_checks() == []
+    (tmp_path / "alpha").mkdir()
+    (tmp_path / "alpha" / "routes.py").write_text(
+        "@requires(require_principal, 'read')\n"
+        "async def fine(request, principal):\n    return principal\n\n"
+        "async def by_hand(request):\n    return await require_principal(request, 'write')\n"
+    )
+    assert hand_written_scope_checks(tmp_path) == [f"{tmp_path.name}/alpha/routes.py:6 in by_hand"]
+
+
 if __name__ == "__main__":
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT
     writes, reaches = sql_writes_outside_stores(root), cross_domain_reaches(root)

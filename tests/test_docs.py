@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import re
@@ -56,3 +57,29 @@ def test_every_settings_model_field_is_documented(field: str) -> None:
     """A field of a settings model that settings.toml doesn't list is still a key a deployment can set."""
     leaf = field.rsplit(".", 1)[-1]
     assert re.search(rf"\b{re.escape(leaf)}\b", DOCS), f"{field} is a setting but in no doc"
+
+
+def _command_paths(parser: argparse.ArgumentParser, prefix: str) -> Iterator[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _command_paths(sub, f"{prefix} {name}")
+            return
+    yield prefix
+
+
+def _documented_commands() -> str:
+    """The docs and README, with `isa users create|list` read as `isa users create` and `isa users list`."""
+    text = "\n".join(p.read_text() for p in [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"])
+    alternatives = re.finditer(r"(isa(?: [a-z-]+)*?) ([a-z-]+(?:\|[a-z-]+)+)", text)
+    return text + "\n".join(f"\n{m[1]} {word}" for m in alternatives for word in m[2].split("|"))
+
+
+def test_every_cli_command_is_documented() -> None:
+    """Every command `isa --help` leads to, the domains' included (they join through roles.py), is named in the docs."""
+    from isa.cli import build_parser
+
+    commands = list(_command_paths(build_parser(), "isa"))
+    assert {"isa keys create", "isa catalog virtual create", "isa files sweep", "isa worker"} <= set(commands)
+    docs = _documented_commands()
+    assert [c for c in commands if not re.search(re.escape(c) + r"\b", docs)] == []

@@ -9,6 +9,8 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from isa.app import create_app
+from isa.core.http import SCOPE_ATTRIBUTE
+from isa.core.openapi import ATTRIBUTE, Operation
 from isa.core.settings import Settings
 from isa.roles import ROLE_DOMAINS
 from tests.support.auth import create_key
@@ -138,3 +140,15 @@ def test_a5_50_paths_a_role_must_never_serve_answer_404_even_to_an_admin(
                     response = client.request(method, path, headers=headers)
                     assert response.status_code == 404, (role, method, path, response.status_code)
                     assert response.json()["error"]["code"] == "not_found", (role, method, path)
+
+
+def test_the_scope_openapi_shows_is_the_scope_the_route_checks(apps: dict[str, Starlette]) -> None:
+    checked = 0
+    for route in apps["all"].routes:
+        endpoint = getattr(route, "endpoint", None)
+        declared = getattr(endpoint, SCOPE_ATTRIBUTE, None)
+        operation = getattr(endpoint, ATTRIBUTE, None)
+        if declared is not None and isinstance(operation, Operation):
+            assert operation.scope == declared, (getattr(route, "path", route), operation.scope, declared)
+            checked += 1
+    assert checked >= 40  # users, files, events, tasks, commerce

@@ -16,8 +16,9 @@ from isa.agent.service import AgentService, Prepared
 from isa.agent.sessions import AgentSessions
 from isa.agent.store import plan_view
 from isa.auth import rate_limit, require_principal
+from isa.auth.principal import Principal
 from isa.core.errors import ApiError, request_id_of
-from isa.core.http import invalid, json_body, json_response, query_params, route_table
+from isa.core.http import invalid, json_body, json_response, query_params, requires, route_table
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -32,12 +33,11 @@ def _sessions(request: Request) -> AgentSessions:
     return sessions
 
 
-async def _chat_principal(request: Request) -> Any:
-    principal = await require_principal(request, "write")
+async def _chat_rate(request: Request, principal: Principal) -> None:
+    """The chat's own budget per caller, on top of the per-principal one every request draws on."""
     limit = _service(request).settings.chat_rate_limit_per_minute
     if limit:
         await rate_limit(request, principal, "agent-chat", limit, 60)
-    return principal
 
 
 def _stream(service: AgentService, prepared: Prepared) -> ChatStream:
@@ -47,17 +47,19 @@ def _stream(service: AgentService, prepared: Prepared) -> ChatStream:
     return ChatStream(worker, prepared.session_id, service.settings.heartbeat_seconds, resumed=prepared.resumed)
 
 
-async def chat(request: Request) -> Response:
+@requires(require_principal, "write")
+async def chat(request: Request, principal: Principal) -> Response:
     """POST /api/chat: one turn, streamed as SSE events ending with `data: [DONE]`."""
-    principal = await _chat_principal(request)
+    await _chat_rate(request, principal)
     body = await json_body(request, schemas.ChatBody, empty_ok=True)
     service = _service(request)
     return _stream(service, await service.prepare_chat(principal, body, request_id_of(request)))
 
 
-async def resume(request: Request) -> Response:
+@requires(require_principal, "write")
+async def resume(request: Request, principal: Principal) -> Response:
     """POST /api/chat/resume: continue the session's run that waits for a human (also after a restart)."""
-    principal = await _chat_principal(request)
+    await _chat_rate(request, principal)
     body = await json_body(request, schemas.ResumeBody, empty_ok=True)
     service = _service(request)
     prepared = await service.prepare_resume(principal, body.session_id, body.resume_value, request_id_of(request))
@@ -74,17 +76,19 @@ def _plain(result: dict[str, Any]) -> JSONResponse:
     return JSONResponse({"success": result["error"] is None, **result}, status_code=status)
 
 
-async def chat_message(request: Request) -> Response:
+@requires(require_principal, "write")
+async def chat_message(request: Request, principal: Principal) -> Response:
     """POST /api/chat/message: the same turn without streaming -> {response, processing_time, model, ...}."""
-    principal = await _chat_principal(request)
+    await _chat_rate(request, principal)
     body = await json_body(request, schemas.ChatBody, empty_ok=True)
     service = _service(request)
     return _plain(await _collect(service, await service.prepare_chat(principal, body, request_id_of(request))))
 
 
-async def event_callback(request: Request) -> Response:
+@requires(require_principal, "write")
+async def event_callback(request: Request, principal: Principal) -> Response:
     """POST /api/chat/event_callback: a background task's event, handed to the agent as its owner."""
-    principal = await _chat_principal(request)
+    await _chat_rate(request, principal)
     event = await json_body(request, schemas.EventCallbackBody, empty_ok=True)
     details = json.dumps(event.data, ensure_ascii=False, default=str)[:20_000]
     text = event.message or f"Background event '{event.event_type}'" + (
@@ -98,9 +102,9 @@ async def event_callback(request: Request) -> Response:
     return _plain({**result, "event_type": event.event_type, "task_id": event.task_id})
 
 
-async def config(request: Request) -> Response:
+@requires(require_principal, "read")
+async def config(request: Request, principal: Principal) -> Response:
     """GET /api/chat/config: who the caller is, where the page sends uploads and approvals, whether a model answers."""
-    principal = await require_principal(request, "read")
     service = _service(request)
     return JSONResponse(
         {
@@ -114,9 +118,9 @@ async def config(request: Request) -> Response:
     )
 
 
-async def plan_status(request: Request) -> Response:
+@requires(require_principal, "read")
+async def plan_status(request: Request, principal: Principal) -> Response:
     """GET /api/chat/plans/{plan_id}: the stored state of one of the caller's plans."""
-    principal = await require_principal(request, "read")
     plan = await _sessions(request).plan(principal.user_id, request.path_params["plan_id"])
     if plan is None:
         raise ApiError(404, "plan_not_found", "no such plan")
@@ -126,8 +130,8 @@ async def plan_status(request: Request) -> Response:
 # -- sessions ---------------------------------------------------------------------------------
 
 
-async def create_session(request: Request) -> Response:
-    principal = await require_principal(request, "write")
+@requires(require_principal, "write")
+async def create_session(request: Request, principal: Principal) -> Response:
     if request.headers.get("content-type", "").startswith("application/json"):
         body = await json_body(request, schemas.SessionCreateBody, empty_ok=True)
     else:  # the original sent title and metadata (JSON text) as query parameters
@@ -147,77 +151,77 @@ def _query_from(params: dict[str, Any]) -> schemas.SessionCreateBody:
         raise invalid(exc, "query string") from None
 
 
-async def list_sessions(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+@requires(require_principal, "read")
+async def list_sessions(request: Request, principal: Principal) -> Response:
     query = query_params(request, schemas.SessionListQuery)
     return JSONResponse(await _sessions(request).list(principal.user_id, query))
 
 
-async def active_sessions(request: Request) -> Response:
+@requires(require_principal, "read")
+async def active_sessions(request: Request, principal: Principal) -> Response:
     """GET /api/sessions/active: the caller's active sessions (the original's route)."""
-    principal = await require_principal(request, "read")
     q = query_params(request, schemas.ActiveSessionsQuery)
     query = schemas.SessionListQuery(limit=q.limit, offset=q.offset, status="active")
     return JSONResponse(await _sessions(request).list(principal.user_id, query))
 
 
-async def search_sessions(request: Request) -> Response:
+@requires(require_principal, "read")
+async def search_sessions(request: Request, principal: Principal) -> Response:
     """GET /api/sessions/search?query=: the caller's sessions whose title or summary mention the text."""
-    principal = await require_principal(request, "read")
     q = query_params(request, schemas.SessionSearchQuery)
     query = schemas.SessionListQuery(limit=q.limit, offset=q.offset, search=q.query)
     return JSONResponse(await _sessions(request).list(principal.user_id, query))
 
 
-async def get_context(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+@requires(require_principal, "read")
+async def get_context(request: Request, principal: Principal) -> Response:
     return JSONResponse(await _sessions(request).context(principal.user_id, request.path_params["session_id"]))
 
 
-async def put_context(request: Request) -> Response:
-    principal = await require_principal(request, "write")
+@requires(require_principal, "write")
+async def put_context(request: Request, principal: Principal) -> Response:
     body = await json_body(request, schemas.SessionContextBody)
     sessions = _sessions(request)
     return JSONResponse(await sessions.context(principal.user_id, request.path_params["session_id"], body.context))
 
 
-async def delete_context(request: Request) -> Response:
-    principal = await require_principal(request, "write")
+@requires(require_principal, "write")
+async def delete_context(request: Request, principal: Principal) -> Response:
     return JSONResponse(await _sessions(request).context(principal.user_id, request.path_params["session_id"], {}))
 
 
-async def session_stats(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+@requires(require_principal, "read")
+async def session_stats(request: Request, principal: Principal) -> Response:
     return JSONResponse(await _sessions(request).stats(principal.user_id, request.path_params["session_id"]))
 
 
-async def get_session(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+@requires(require_principal, "read")
+async def get_session(request: Request, principal: Principal) -> Response:
     include = request.query_params.get("include_history", "true").lower() not in ("0", "false", "no")
     limit = query_params(request, schemas.MessagesQuery).limit
     out = await _sessions(request).get(principal.user_id, request.path_params["session_id"], include, limit)
     return JSONResponse(out)
 
 
-async def update_session(request: Request) -> Response:
-    principal = await require_principal(request, "write")
+@requires(require_principal, "write")
+async def update_session(request: Request, principal: Principal) -> Response:
     body = await json_body(request, schemas.SessionUpdateBody, empty_ok=True)
     return JSONResponse(await _sessions(request).update(principal.user_id, request.path_params["session_id"], body))
 
 
-async def delete_session(request: Request) -> Response:
-    principal = await require_principal(request, "write")
+@requires(require_principal, "write")
+async def delete_session(request: Request, principal: Principal) -> Response:
     return JSONResponse(await _sessions(request).delete(principal.user_id, request.path_params["session_id"]))
 
 
-async def session_messages(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+@requires(require_principal, "read")
+async def session_messages(request: Request, principal: Principal) -> Response:
     query = query_params(request, schemas.MessagesQuery)
     return JSONResponse(await _sessions(request).messages(principal.user_id, request.path_params["session_id"], query))
 
 
-async def export_session(request: Request) -> Response:
-    principal = await require_principal(request, "read")
+@requires(require_principal, "read")
+async def export_session(request: Request, principal: Principal) -> Response:
     fmt = query_params(request, schemas.ExportQuery).format
     text, media_type, name = await _sessions(request).export(principal.user_id, request.path_params["session_id"], fmt)
     headers = {"Content-Disposition": f'attachment; filename="{name}"', "X-Content-Type-Options": "nosniff"}

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from isa.auth import store
 from isa.auth.principal import SCOPES
 from isa.auth.service import AuthService
-from isa.core.cli import run_with_database
+from isa.core.cli import report, run_with_database
 from isa.core.db import Database, DictConnection
 from isa.core.settings import Settings
 from isa.users.signup import billing_settings, grant_signup_credits
 
 T = TypeVar("T")
-
-
-def _print(obj: Any, as_json: bool, text: str) -> None:
-    print(json.dumps(obj, default=str) if as_json else text)
 
 
 def users_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -32,10 +27,11 @@ def users_create(settings: Settings, args: argparse.Namespace) -> int:
             return created
 
     created = run_with_database(settings, work)
-    _print(
-        {"user_id": args.user, "created": created}, args.json, f"user {args.user} {'created' if created else 'exists'}"
+    return report(
+        {"user_id": args.user, "created": created},
+        args.json,
+        lambda: f"user {args.user} {'created' if created else 'exists'}",
     )
-    return 0
 
 
 def users_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -44,11 +40,13 @@ def users_list(settings: Settings, args: argparse.Namespace) -> int:
             return await store.list_users(conn, args.limit, 0)
 
     rows = run_with_database(settings, work)
-    if args.json:
-        print(json.dumps(rows, default=str))
-    for r in rows if not args.json else []:
-        print(f"{r['user_id']:<40} {'active' if r['is_active'] else 'disabled':<9} {r['email'] or ''}")
-    return 0
+    return report(
+        rows,
+        args.json,
+        lambda: (
+            f"{r['user_id']:<40} {'active' if r['is_active'] else 'disabled':<9} {r['email'] or ''}" for r in rows
+        ),
+    )
 
 
 def users_set_active(settings: Settings, args: argparse.Namespace) -> int:
@@ -69,8 +67,7 @@ def keys_create(settings: Settings, args: argparse.Namespace) -> int:
         return {"key": new.key, "id": new.id, "user_id": new.user_id, "scopes": new.scopes}
 
     out = run_with_database(settings, work)
-    _print(out, args.json, f"{out['key']}\n(key id {out['id']}; shown once — store it now)")
-    return 0
+    return report(out, args.json, lambda: f"{out['key']}\n(key id {out['id']}; shown once — store it now)")
 
 
 def keys_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -79,13 +76,12 @@ def keys_list(settings: Settings, args: argparse.Namespace) -> int:
             return await store.list_api_keys(conn, args.user)
 
     rows = run_with_database(settings, work)
-    if args.json:
-        print(json.dumps([r.__dict__ for r in rows], default=str))
-        return 0
-    for r in rows:
-        state = "revoked" if r.revoked_at else "active"
-        print(f"{r.id}  {r.prefix}…  {','.join(r.scopes):<16} {state:<8} last used {r.last_used_at or 'never'}")
-    return 0
+    return report([r.__dict__ for r in rows], args.json, lambda: map(_key_line, rows))
+
+
+def _key_line(r: store.ApiKeyRow) -> str:
+    state = "revoked" if r.revoked_at else "active"
+    return f"{r.id}  {r.prefix}…  {','.join(r.scopes):<16} {state:<8} last used {r.last_used_at or 'never'}"
 
 
 def keys_revoke(settings: Settings, args: argparse.Namespace) -> int:

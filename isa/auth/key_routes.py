@@ -14,13 +14,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from isa.auth import store
-from isa.auth.principal import expand_scopes
+from isa.auth.principal import Principal, expand_scopes
 from isa.auth.service import AuthService, require_principal
 from isa.core.errors import ApiError
-from isa.core.http import json_body, route_table
+from isa.core.http import Endpoint, json_body, requires, route_table
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _TEXT = r"^[^\x00-\x1f\x7f]*$"  # printable: a key's name is shown in lists and terminals
@@ -51,16 +51,16 @@ def _key_view(row: store.ApiKeyRow) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in fields if k != "user_id"}
 
 
-async def list_keys(request: Request) -> JSONResponse:
+@requires(require_principal, "read")
+async def list_keys(request: Request, principal: Principal) -> JSONResponse:
     """GET /api/v1/auth/keys: the caller's keys (never a secret or its hash)."""
-    principal = await require_principal(request, "read")
     rows = await _service(request).list_api_keys(principal.user_id)
     return JSONResponse({"keys": [_key_view(r) for r in rows], "current_key_id": principal.key_id})
 
 
-async def create_key(request: Request) -> JSONResponse:
+@requires(require_principal, "write")
+async def create_key(request: Request, principal: Principal) -> JSONResponse:
     """POST /api/v1/auth/keys: a new key for the caller, with at most the caller's own scope; the secret once."""
-    principal = await require_principal(request, "write")
     body = await json_body(request, NewKeyBody, empty_ok=True)
     if not expand_scopes([body.scope]) <= principal.scopes:
         raise ApiError(403, "insufficient_scope", "a key can't carry more scope than the credential that makes it")
@@ -73,9 +73,9 @@ async def create_key(request: Request) -> JSONResponse:
     return JSONResponse(out, status_code=201, headers=_NO_STORE)
 
 
-async def revoke_key(request: Request) -> JSONResponse:
+@requires(require_principal, "write")
+async def revoke_key(request: Request, principal: Principal) -> JSONResponse:
     """DELETE /api/v1/auth/keys/{key_id}: revoke one of the caller's keys (404 for anyone else's)."""
-    principal = await require_principal(request, "write")
     key_id = request.path_params["key_id"]
     try:
         key_id = str(uuid.UUID(key_id))
@@ -86,9 +86,9 @@ async def revoke_key(request: Request) -> JSONResponse:
     return JSONResponse({"id": key_id, "revoked": True})
 
 
-async def admin_create_user(request: Request) -> JSONResponse:
+@requires(require_principal, "admin")
+async def admin_create_user(request: Request, _principal: Principal) -> JSONResponse:
     """POST /api/v1/admin/users: create a user with the sign-up credits (once per user ever), like the CLI."""
-    await require_principal(request, "admin")
     body = await json_body(request, NewUserBody)
     from isa.users.signup import billing_settings, grant_signup_credits  # isa.users imports isa.auth
 
@@ -99,24 +99,26 @@ async def admin_create_user(request: Request) -> JSONResponse:
     return JSONResponse({"user_id": body.user_id, "created": created}, status_code=201 if created else 200)
 
 
-async def _set_active(request: Request, active: bool) -> JSONResponse:
-    principal = await require_principal(request, "admin")
-    user_id = str(request.path_params["user_id"])
-    if "\x00" in user_id or len(user_id) > 255:
-        raise ApiError(404, "not_found", "no such user")
-    if not active and user_id == principal.user_id:
-        raise ApiError(409, "cannot_disable_self", "an admin can't disable their own account")
-    if not await _service(request).set_user_active(user_id, active):
-        raise ApiError(404, "not_found", "no such user")
-    return JSONResponse({"user_id": user_id, "is_active": active})
+def _set_active(active: bool) -> Endpoint:
+    """The admin endpoint that disables (False) or enables (True) the user in the path."""
+
+    @requires(require_principal, "admin")
+    async def set_active(request: Request, principal: Principal) -> Response:
+        user_id = str(request.path_params["user_id"])
+        if "\x00" in user_id or len(user_id) > 255:
+            raise ApiError(404, "not_found", "no such user")
+        if not active and user_id == principal.user_id:
+            raise ApiError(409, "cannot_disable_self", "an admin can't disable their own account")
+        if not await _service(request).set_user_active(user_id, active):
+            raise ApiError(404, "not_found", "no such user")
+        return JSONResponse({"user_id": user_id, "is_active": active})
+
+    set_active.__name__ = f"admin_{'enable' if active else 'disable'}_user"
+    return set_active
 
 
-async def admin_disable_user(request: Request) -> JSONResponse:
-    return await _set_active(request, False)
-
-
-async def admin_enable_user(request: Request) -> JSONResponse:
-    return await _set_active(request, True)
+admin_disable_user = _set_active(False)
+admin_enable_user = _set_active(True)
 
 
 ROUTES = route_table(

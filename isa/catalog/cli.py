@@ -17,7 +17,7 @@ from isa.catalog.progress import embed_progress
 from isa.catalog.service import CatalogService
 from isa.catalog.settings import CatalogSettings
 from isa.catalog.virtual import VirtualServers
-from isa.core.cli import run_with_database
+from isa.core.cli import report, run_with_database
 from isa.core.db import Database
 from isa.core.embeddings import shared_minilm
 from isa.core.errors import ApiError
@@ -59,15 +59,14 @@ def catalog_import(settings: Settings, args: argparse.Namespace) -> int:
     specs = parse_import(data)
     with embed_progress(sum(len(spec.tools) for spec in specs)) as progress:
         out = _run(settings, lambda s: s.import_servers(specs, progress=progress.update))
-    if args.json:
-        print(json.dumps(out))
-        return 0
-    for r in out:
-        print(
-            f"{r['server']}: {r['tools']} tools ({r['embedded']} embedded, {r['removed']} removed,"
-            f" {r['examples']} examples){'' if r['url'] else ' - no url: calls will fail until one is imported'}"
-        )
-    return 0
+    return report(out, args.json, lambda: map(_imported_line, out))
+
+
+def _imported_line(r: dict[str, Any]) -> str:
+    return (
+        f"{r['server']}: {r['tools']} tools ({r['embedded']} embedded, {r['removed']} removed,"
+        f" {r['examples']} examples){'' if r['url'] else ' - no url: calls will fail until one is imported'}"
+    )
 
 
 def catalog_add(settings: Settings, args: argparse.Namespace) -> int:
@@ -79,15 +78,15 @@ def catalog_add(settings: Settings, args: argparse.Namespace) -> int:
     headers = dict(parse_header(h) for h in args.header)
     with embed_progress(None) as progress:
         out = _federated(settings, lambda f: f.add(args.name, args.url, headers, args.user_header, progress.update))
-    if args.json:
-        print(json.dumps(out))
-        return 0
-    per_user = "; each user stores their own credential" if out["per_user"] else ""
-    print(
-        f"{out['server']}: {out['tools']} tools, {out['prompts']} prompts, {out['resources']} resources"
-        f" ({out['embedded']} embedded, {out['removed']} removed){per_user}"
+    return report(
+        out,
+        args.json,
+        lambda: (
+            f"{out['server']}: {out['tools']} tools, {out['prompts']} prompts, {out['resources']} resources"
+            f" ({out['embedded']} embedded, {out['removed']} removed)"
+            + ("; each user stores their own credential" if out["per_user"] else "")
+        ),
     )
-    return 0
 
 
 def _add_oauth(settings: Settings, args: argparse.Namespace) -> int:
@@ -100,16 +99,16 @@ def _add_oauth(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _print_grant(out: dict[str, Any], as_json: bool) -> int:
-    if as_json:
-        print(json.dumps(out))
-        return 0
+    return report(out, as_json, lambda: _grant_text(out))
+
+
+def _grant_text(out: dict[str, Any]) -> str:
     name = out["server"]
     whose = f"; then each user authorizes theirs: POST /catalog/servers/{name}/oauth/start" if out["per_user"] else ""
-    print(
+    return (
         f"{name}: open this URL in a browser within {out['expires_in'] // 60} minutes and approve; isa lists"
         f" the server's tools when the grant arrives{whose}:\n{out['authorization_url']}"
     )
-    return 0
 
 
 def catalog_authorize(settings: Settings, args: argparse.Namespace) -> int:
@@ -130,18 +129,17 @@ def catalog_sync(settings: Settings, args: argparse.Namespace) -> int:
 
 def catalog_list(settings: Settings, args: argparse.Namespace) -> int:
     rows = _federated(settings, lambda f: f.list_servers())
-    if args.json:
-        print(json.dumps(rows, default=str))
-        return 0
-    print(f"{'server':<32} {'tools':>6} {'prompts':>8} {'resources':>10}  {'health':<8} {'last sync':<20} url")
-    for r in rows:
-        health = r["health"] or ("-" if r["source"] != "import" else "import")
-        synced = (r["last_sync_at"] or "-")[:19]
-        print(
-            f"{r['name'][:32]:<32} {r['tools']:>6} {r['prompts']:>8} {r['resources']:>10}  {health:<8} {synced:<20}"
-            f" {r['url'] or '-'}{'  (' + r['last_error'] + ')' if r['last_error'] else ''}"
-        )
-    return 0
+    header = f"{'server':<32} {'tools':>6} {'prompts':>8} {'resources':>10}  {'health':<8} {'last sync':<20} url"
+    return report(rows, args.json, lambda: [header, *map(_server_line, rows)])
+
+
+def _server_line(r: dict[str, Any]) -> str:
+    health = r["health"] or ("-" if r["source"] != "import" else "import")
+    synced = (r["last_sync_at"] or "-")[:19]
+    return (
+        f"{r['name'][:32]:<32} {r['tools']:>6} {r['prompts']:>8} {r['resources']:>10}  {health:<8} {synced:<20}"
+        f" {r['url'] or '-'}{'  (' + r['last_error'] + ')' if r['last_error'] else ''}"
+    )
 
 
 def catalog_remove(settings: Settings, args: argparse.Namespace) -> int:
@@ -165,25 +163,30 @@ def virtual_create(settings: Settings, args: argparse.Namespace) -> int:
         settings,
         lambda v: v.create(args.name, args.tool, args.prompt, args.resource, "cli", args.description),
     )
-    if args.json:
-        print(json.dumps(out))
-        return 0
-    print(
-        f"{out['name']}: {len(out['tools'])} tools, {len(out['prompts'])} prompts, {len(out['resources'])} resources"
-        f" at {out['path']}"
+    return report(
+        out,
+        args.json,
+        lambda: (
+            f"{out['name']}: {len(out['tools'])} tools, {len(out['prompts'])} prompts,"
+            f" {len(out['resources'])} resources at {out['path']}"
+        ),
     )
-    return 0
 
 
 def virtual_list(settings: Settings, args: argparse.Namespace) -> int:
     rows = _virtual(settings, lambda v: v.list_all())
-    if args.json:
-        print(json.dumps(rows))
-        return 0
-    print(f"{'name':<32} {'tools':>6} {'prompts':>8} {'resources':>10}  path")
-    for r in rows:
-        print(f"{r['name']:<32} {len(r['tools']):>6} {len(r['prompts']):>8} {len(r['resources']):>10}  {r['path']}")
-    return 0
+    header = f"{'name':<32} {'tools':>6} {'prompts':>8} {'resources':>10}  path"
+    return report(
+        rows,
+        args.json,
+        lambda: [
+            header,
+            *(
+                f"{r['name']:<32} {len(r['tools']):>6} {len(r['prompts']):>8} {len(r['resources']):>10}  {r['path']}"
+                for r in rows
+            ),
+        ],
+    )
 
 
 def virtual_remove(settings: Settings, args: argparse.Namespace) -> int:
@@ -192,27 +195,38 @@ def virtual_remove(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def add_virtual_commands(commands: Any, bind: Callable[[Callable[[Settings, argparse.Namespace], int]], Any]) -> None:
+Command = Callable[[Settings, argparse.Namespace], int]
+Bind = Callable[[Command], Callable[[argparse.Namespace], int]]
+
+
+def _command(
+    parent: Any, bind: Bind, name: str, help: str, run: Command, *positional: str, json: bool = False
+) -> argparse.ArgumentParser:
+    """A subcommand running `run`: its positional arguments, `--json` when it can answer in JSON."""
+    parser: argparse.ArgumentParser = parent.add_parser(name, help=help)
+    for arg in positional:
+        parser.add_argument(arg)
+    if json:
+        parser.add_argument("--json", action="store_true")
+    parser.set_defaults(func=bind(run))
+    return parser
+
+
+def add_virtual_commands(commands: Any, bind: Bind) -> None:
     virtual = commands.add_parser("virtual", help="named endpoints /mcp/v/NAME exposing a chosen set of items")
     sub = virtual.add_subparsers(dest="virtual_command", required=True)
-    create = sub.add_parser("create", help="create (or replace) a virtual server")
-    create.add_argument("name")
+    create = _command(sub, bind, "create", "create (or replace) a virtual server", virtual_create, "name")
     create.add_argument("--tool", action="append", default=[], help="a tool by the name it is called here")
     create.add_argument("--prompt", action="append", default=[], help="a prompt by the name it is called here")
     create.add_argument("--resource", action="append", default=[], help="a resource by URI")
     create.add_argument("--description", default="")
     create.add_argument("--json", action="store_true")
-    create.set_defaults(func=bind(virtual_create))
-    listing = sub.add_parser("list", help="virtual servers and what they expose")
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(func=bind(virtual_list))
-    rm = sub.add_parser("remove", help="remove a virtual server (its endpoint answers 404)")
-    rm.add_argument("name")
-    rm.set_defaults(func=bind(virtual_remove))
+    _command(sub, bind, "list", "virtual servers and what they expose", virtual_list, json=True)
+    _command(sub, bind, "remove", "remove a virtual server (its endpoint answers 404)", virtual_remove, "name")
 
 
 def add_commands(sub: Any, settings_loader: Callable[[], Settings]) -> None:
-    def bind(fn: Callable[[Settings, argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def bind(fn: Command) -> Callable[[argparse.Namespace], int]:
         def run(args: argparse.Namespace) -> int:
             try:
                 return fn(settings_loader(), args)
@@ -223,13 +237,18 @@ def add_commands(sub: Any, settings_loader: Callable[[], Settings]) -> None:
 
     catalog = sub.add_parser("catalog", help="other MCP servers' tools in the discovery catalog")
     commands = catalog.add_subparsers(dest="catalog_command", required=True)
-    imp = commands.add_parser("import", help="import servers from a JSON file (a list of {name, url?, tools})")
-    imp.add_argument("file")
-    imp.add_argument("--json", action="store_true")
-    imp.set_defaults(func=bind(catalog_import))
-    add = commands.add_parser("add", help="add a live MCP server by URL and keep its tools in sync")
-    add.add_argument("name")
-    add.add_argument("url")
+    _command(
+        commands,
+        bind,
+        "import",
+        "import servers from a JSON file (a list of {name, url?, tools})",
+        catalog_import,
+        "file",
+        json=True,
+    )
+    add = _command(
+        commands, bind, "add", "add a live MCP server by URL and keep its tools in sync", catalog_add, "name", "url"
+    )
     add.add_argument("--header", action="append", default=[], help="'Name: value' sent to the server (sealed)")
     add.add_argument(
         "--user-header", help="per-user credential, e.g. 'Authorization: Bearer {credential}' (each user stores theirs)"
@@ -239,21 +258,17 @@ def add_commands(sub: Any, settings_loader: Callable[[], Settings]) -> None:
     )
     add.add_argument("--per-user", action="store_true", help="with --auth oauth: calls carry each user's own grant")
     add.add_argument("--json", action="store_true")
-    add.set_defaults(func=bind(catalog_add))
-    authorize = commands.add_parser("authorize", help="a new OAuth grant for a server added with --auth oauth")
-    authorize.add_argument("name")
+    authorize = _command(
+        commands, bind, "authorize", "a new OAuth grant for a server added with --auth oauth", catalog_authorize, "name"
+    )
     authorize.add_argument("--revoke", action="store_true", help="revoke the server's grant instead")
     authorize.add_argument("--json", action="store_true")
-    authorize.set_defaults(func=bind(catalog_authorize))
-    sync = commands.add_parser("sync", help="list a server added by URL again now")
-    sync.add_argument("name")
-    sync.set_defaults(func=bind(catalog_sync))
-    listing = commands.add_parser("list", help="servers in the catalog: item counts, health and last sync")
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(func=bind(catalog_list))
-    rm = commands.add_parser("remove", help="remove an imported server and its tools")
-    rm.add_argument("server")
-    rm.set_defaults(func=bind(catalog_remove))
-    learn = commands.add_parser("learn", help="turn discovered-then-called tools into examples (learning from usage)")
-    learn.set_defaults(func=bind(catalog_learn))
+    _command(commands, bind, "sync", "list a server added by URL again now", catalog_sync, "name")
+    _command(
+        commands, bind, "list", "servers in the catalog: item counts, health and last sync", catalog_list, json=True
+    )
+    _command(commands, bind, "remove", "remove an imported server and its tools", catalog_remove, "server")
+    _command(
+        commands, bind, "learn", "turn discovered-then-called tools into examples (learning from usage)", catalog_learn
+    )
     add_virtual_commands(commands, bind)

@@ -12,19 +12,19 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from isa.auth import require_principal
+from isa.auth.principal import Principal
 from isa.catalog.federation import Federation
 from isa.catalog.federation_oauth import CALLBACK_PATH
 from isa.core.errors import ApiError
-from isa.core.http import json_response
+from isa.core.http import json_response, requires
 
 
 def _federation(request: Request) -> Federation:
     return request.app.state.isa.get("catalog.federation", Federation)  # type: ignore[no-any-return]
 
 
-async def _whose(request: Request) -> str | None:
+async def _whose(request: Request, principal: Principal) -> str | None:
     """The grant this request is about: the caller's own on a per-user server, else the server's (admin only)."""
-    principal = await require_principal(request, "read")
     federation, server = _federation(request), request.path_params["name"]
     reg = await federation.oauth.registered(server)
     if reg.per_user and request.query_params.get("grant") != "server":
@@ -33,17 +33,18 @@ async def _whose(request: Request) -> str | None:
     return None
 
 
-async def start(request: Request) -> JSONResponse:
+@requires(require_principal, "read")
+async def start(request: Request, principal: Principal) -> JSONResponse:
     """An authorization URL for the caller to open in a browser (once, within 10 minutes)."""
-    principal = await require_principal(request, "read")
-    user_id = await _whose(request)
+    user_id = await _whose(request, principal)
     oauth, server = _federation(request).oauth, request.path_params["name"]
     return JSONResponse(await oauth.start(server, principal.user_id, for_user=user_id is not None), status_code=201)
 
 
-async def grant(request: Request) -> JSONResponse:
+@requires(require_principal, "read")
+async def grant(request: Request, principal: Principal) -> JSONResponse:
     """GET: whether isa holds the grant (never the token); DELETE: revoke it (here and, when offered, upstream)."""
-    user_id = await _whose(request)
+    user_id = await _whose(request, principal)
     oauth, server = _federation(request).oauth, request.path_params["name"]
     if request.method == "DELETE":
         await oauth.revoke(server, user_id)

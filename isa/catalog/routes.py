@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from isa.auth import require_principal
+from isa.auth.principal import Principal
 from isa.catalog.federation import Federation, parse_header
 from isa.catalog.federation_oauth import callback_url
 from isa.catalog.federation_oauth_routes import ROUTES as OAUTH_ROUTES
@@ -27,7 +28,7 @@ from isa.catalog.schemas import (
 from isa.catalog.service import CatalogService
 from isa.catalog.virtual import VirtualServers
 from isa.core.errors import ApiError
-from isa.core.http import json_body, json_response, load_json
+from isa.core.http import json_body, json_response, load_json, requires
 
 M = TypeVar("M", bound=BaseModel)
 # Said when nothing passed: every result is either above the relevance floor and usable by the caller, or absent.
@@ -57,8 +58,8 @@ def _limit(request: Request, default: int = 1000) -> int:
     return int(raw)
 
 
-async def discover(request: Request) -> JSONResponse:
-    principal = await require_principal(request, "read")
+@requires(require_principal, "read")
+async def discover(request: Request, principal: Principal) -> JSONResponse:
     body = await json_body(request, DiscoverBody)
     head = body.request[:DISCOVER_RANKED_CHARS]
     found = await _service(request).discover(head, body.max_results.model_dump(), principal, body.min_similarity)
@@ -71,8 +72,8 @@ async def discover(request: Request) -> JSONResponse:
     return JSONResponse(out)
 
 
-async def search(request: Request) -> JSONResponse:
-    principal = await require_principal(request, "read")
+@requires(require_principal, "read")
+async def search(request: Request, principal: Principal) -> JSONResponse:
     body = await json_body(request, SearchBody)
     f = body.filters
     filters = SearchFilters(
@@ -99,36 +100,36 @@ async def search(request: Request) -> JSONResponse:
     return JSONResponse(out)
 
 
-async def capabilities(request: Request) -> JSONResponse:
-    principal = await require_principal(request, "read")
+@requires(require_principal, "read")
+async def capabilities(request: Request, principal: Principal) -> JSONResponse:
     return JSONResponse({"capabilities": await _service(request).capabilities(_limit(request), principal)})
 
 
-async def stats(request: Request) -> JSONResponse:
-    await require_principal(request, "read")
+@requires(require_principal, "read")
+async def stats(request: Request, _principal: Principal) -> JSONResponse:
     return JSONResponse(await _service(request).stats())
 
 
-async def security_levels(request: Request) -> JSONResponse:
-    principal = await require_principal(request, "read")
+@requires(require_principal, "read")
+async def security_levels(request: Request, principal: Principal) -> JSONResponse:
     return JSONResponse(await _service(request).security_levels(_limit(request), principal))
 
 
-async def security_search(request: Request) -> JSONResponse:
-    await require_principal(request, "read")
+@requires(require_principal, "read")
+async def security_search(request: Request, _principal: Principal) -> JSONResponse:
     body = await json_body(request, SecuritySearchBody)
     level = "LOW" if body.security_level == "DEFAULT" else body.security_level
     tools = await _service(request).tools_at_level(level, body.max_results)
     return JSONResponse({"security_level": level, "tools": tools, "count": len(tools)})
 
 
-async def list_servers(request: Request) -> JSONResponse:
-    await require_principal(request, "read")
+@requires(require_principal, "read")
+async def list_servers(request: Request, _principal: Principal) -> JSONResponse:
     return json_response({"servers": await _federation(request).list_servers()})
 
 
-async def add_server(request: Request) -> JSONResponse:
-    principal = await require_principal(request, "admin")
+@requires(require_principal, "admin")
+async def add_server(request: Request, principal: Principal) -> JSONResponse:
     body = await json_body(request, AddServerBody)
     if body.auth == "oauth":  # isa registers as the server's client; the admin opens the URL returned
         if body.headers or body.user_header:
@@ -142,14 +143,14 @@ async def add_server(request: Request) -> JSONResponse:
     return JSONResponse({"added": added}, status_code=201)
 
 
-async def sync_server(request: Request) -> JSONResponse:
-    await require_principal(request, "admin")
+@requires(require_principal, "admin")
+async def sync_server(request: Request, _principal: Principal) -> JSONResponse:
     return JSONResponse({"synced": await _federation(request).sync(request.path_params["name"])})
 
 
-async def credential(request: Request) -> JSONResponse:
+@requires(require_principal, "read")
+async def credential(request: Request, principal: Principal) -> JSONResponse:
     """A user's own credential for a server that acts as them: stored (PUT), revoked (DELETE), checked (GET)."""
-    principal = await require_principal(request, "read")
     federation, server = _federation(request), request.path_params["name"]
     if request.method == "PUT":
         body = await json_body(request, CredentialBody)
@@ -159,30 +160,30 @@ async def credential(request: Request) -> JSONResponse:
     return json_response(await federation.credential_status(server, principal.user_id))
 
 
-async def import_servers(request: Request) -> JSONResponse:
-    await require_principal(request, "admin")
+@requires(require_principal, "admin")
+async def import_servers(request: Request, _principal: Principal) -> JSONResponse:
     specs = parse_import(await _json(request))
     return JSONResponse({"imported": await _service(request).import_servers(specs)}, status_code=201)
 
 
-async def remove_server(request: Request) -> JSONResponse:
-    await require_principal(request, "admin")
+@requires(require_principal, "admin")
+async def remove_server(request: Request, _principal: Principal) -> JSONResponse:
     removed = await _federation(request).remove(request.path_params["name"])
     return JSONResponse({"server": request.path_params["name"], "removed": removed})
 
 
-async def list_virtual(request: Request) -> JSONResponse:
-    await require_principal(request, "read")
+@requires(require_principal, "read")
+async def list_virtual(request: Request, _principal: Principal) -> JSONResponse:
     return json_response({"virtual_servers": await _virtual(request).list_all()})
 
 
-async def get_virtual(request: Request) -> JSONResponse:
-    await require_principal(request, "read")
+@requires(require_principal, "read")
+async def get_virtual(request: Request, _principal: Principal) -> JSONResponse:
     return json_response(await _virtual(request).describe(request.path_params["name"]))
 
 
-async def create_virtual(request: Request) -> JSONResponse:
-    principal = await require_principal(request, "admin")
+@requires(require_principal, "admin")
+async def create_virtual(request: Request, principal: Principal) -> JSONResponse:
     body = await json_body(request, VirtualServerBody)
     created = await _virtual(request).create(
         body.name, body.tools, body.prompts, body.resources, principal.user_id, body.description
@@ -190,8 +191,8 @@ async def create_virtual(request: Request) -> JSONResponse:
     return json_response(created, status_code=201)
 
 
-async def remove_virtual(request: Request) -> JSONResponse:
-    await require_principal(request, "admin")
+@requires(require_principal, "admin")
+async def remove_virtual(request: Request, _principal: Principal) -> JSONResponse:
     await _virtual(request).remove(request.path_params["name"])
     return JSONResponse({"removed": request.path_params["name"]})
 

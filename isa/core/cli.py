@@ -6,8 +6,9 @@ those modules through roles.py (like the MCP registry finds `tools.py`), so no l
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import anyio
 
@@ -43,3 +44,15 @@ def run_with_database(settings: Settings, work: Callable[[Database], Awaitable[T
             await db.close()
 
     return anyio.run(main)
+
+
+def report(out: Any, as_json: bool, text: Callable[[], str | Iterable[str]]) -> int:
+    """A command's answer: `out` as one JSON document (`--json`), or the line or lines `text` makes of it for a
+    person (only called then); the exit code 0."""
+    if as_json:
+        print(json.dumps(out, default=str))
+        return 0
+    lines = text()
+    for line in [lines] if isinstance(lines, str) else lines:
+        print(line)
+    return 0

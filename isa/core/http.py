@@ -7,7 +7,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, StringConstraints, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -114,6 +114,11 @@ def parse_json(raw: bytes, model: type[M], empty_ok: bool = False, *, text: bool
         raise invalid(exc) from None
 
 
+def bounded(max_length: int) -> StringConstraints:
+    """A text field's bounds: stripped, not empty, at most `max_length` characters (`Annotated[str, bounded(120)]`)."""
+    return StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
+
+
 def query_params(request: Request, model: type[M]) -> M:
     """The query string as `model`; 422 when it does not validate or a value holds a NUL."""
     for key, value in request.query_params.multi_items():
@@ -139,6 +144,7 @@ def route_table(prefix: str, table: Mapping[str, Callable[..., Any]]) -> list[Ro
 
 
 Caller = TypeVar("Caller")
+SCOPE_ATTRIBUTE = "__isa_scope__"
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -157,6 +163,7 @@ def requires(
         async def wrapper(request: Request) -> Response:
             return await endpoint(request, await authenticate(request, scope))
 
+        setattr(wrapper, SCOPE_ATTRIBUTE, scope)  # what the route declares, for tests that hold it to the docs
         return wrapper
 
     return decorate

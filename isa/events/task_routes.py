@@ -12,7 +12,7 @@ from isa.auth import require_principal
 from isa.auth.principal import Principal
 from isa.core.errors import ApiError
 from isa.core.http import api, json_body, query_params, route_table
-from isa.core.openapi import Operation, described
+from isa.core.openapi import Operation
 from isa.events.routes import _service
 from isa.events.schemas import TaskIn, TaskQuery
 from isa.events.service import task_out
@@ -69,8 +69,7 @@ async def get_task(request: Request, principal: Principal) -> Response:
 
 
 def _control(action: str, summary: str, errors: tuple[int, ...] = (404,)) -> Endpoint:
-    async def control(request: Request) -> Response:
-        principal = await require_principal(request, "write")
+    async def control(request: Request, principal: Principal) -> Response:
         row = await _service(request).control_task(principal.user_id, _task_id(request), action)
         if row is None:  # deleted
             return Response(status_code=204)
@@ -79,10 +78,11 @@ def _control(action: str, summary: str, errors: tuple[int, ...] = (404,)) -> End
     control.__doc__ = summary
     control.__name__ = f"{action}_task"
     status = {"run": 202, "delete": 204}.get(action, 200)
-    return described(
+    return api(
         Operation(
             summary, ("tasks",), scope="write", status=status, errors=errors, path_params=_TASK_ID, envelope=False
-        )
+        ),
+        require_principal,
     )(control)
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from typing import Any
 
-from isa.core.cli import run_with_database
+from isa.core.cli import report, run_with_database
 from isa.core.db import Database
 from isa.core.settings import ConfigError, Settings
 from isa.core.storage import StorageError, StorageSettings, build_storage
@@ -33,13 +32,14 @@ def sweep(settings: Settings, args: argparse.Namespace) -> int:
         return out
 
     result = run_with_database(settings, main)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"expired {len(result['expired_pending'])} pending upload(s)")
-        for key in result.get("orphans", []):
-            print(f"orphan {'deleted' if args.delete else 'found'}: {key}")
-    return 0
+    return report(
+        result,
+        args.json,
+        lambda: [
+            f"expired {len(result['expired_pending'])} pending upload(s)",
+            *(f"orphan {'deleted' if args.delete else 'found'}: {key}" for key in result.get("orphans", [])),
+        ],
+    )
 
 
 def add_commands(sub: Any, settings_loader: Callable[[], Settings]) -> None:

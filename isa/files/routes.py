@@ -10,8 +10,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from isa.auth import require_principal
+from isa.auth.principal import Principal
 from isa.core.errors import ApiError
-from isa.core.http import parse_json, query_params, route_table
+from isa.core.http import api, parse_json, query_params, route_table
 from isa.core.openapi import ATTRIBUTE, Operation
 from isa.core.storage import attachment_disposition
 from isa.files.content import INLINE_TYPES, served_type
@@ -43,10 +44,9 @@ def _service(request: Request) -> FilesService:
     return service
 
 
-async def _owner(request: Request, scope: str) -> str:
+def _owner(request: Request, principal: Principal) -> str:
     """Whose files: the caller's own (`me` names them, as on every other user route), or (admin scope only)
-    the user named in the path. Others -> 404."""
-    principal = await require_principal(request, scope)
+    the user named in the path. Others -> 404. The endpoint's `requires` checked the caller's scope first."""
     wanted = str(request.path_params["user_id"])
     if wanted == "me":
         return principal.user_id
@@ -81,9 +81,31 @@ async def _json_body(request: Request, model: type[M]) -> M:
     return parse_json(bytes(body), model, empty_ok=True)
 
 
-async def upload(request: Request) -> Response:
+def _operation(summary: str, scope: str, **details: Any) -> Operation:
+    """What /openapi.json says about a files endpoint (with `api`, the scope it says is the scope it checks)."""
+    return Operation(summary, tags=("files",), scope=scope, **details)
+
+
+def _describe(endpoint: Any, summary: str, scope: str, **details: Any) -> None:
+    """Describe an endpoint that checks nothing itself: it hands the request to a described one."""
+    setattr(endpoint, ATTRIBUTE, _operation(summary, scope, **details))
+
+
+_FILE_ID = {"file_id": {"type": "string", "format": "uuid"}}
+_UPLOAD_ERRORS = (400, 404, 409, 413, 415, 422, 502)
+# Both download routes answer with a redirect to a presigned link, not with the envelope.
+_REDIRECT: dict[str, Any] = {"status": 302, "errors": (404, 409, 502), "envelope": False}
+
+
+@api(
+    _operation(
+        "Upload one file (multipart field `file`)", "write", response=FileOut, status=201, errors=_UPLOAD_ERRORS
+    ),
+    require_principal,
+)
+async def upload(request: Request, principal: Principal) -> Response:
     """Upload one file (multipart field `file`), streamed and type-checked; 201 with its metadata."""
-    owner = await _owner(request, "write")
+    owner = _owner(request, principal)
     reader = MultipartFileReader(request.stream(), request.headers.get("content-type", ""))
     part = await reader.open_file()
     declared = request.headers.get("content-length", "")
@@ -92,9 +114,20 @@ async def upload(request: Request) -> Response:
     return _ok(_out(request, row), 201)
 
 
-async def presign_upload(request: Request) -> Response:
+@api(
+    _operation(
+        "Start a direct-to-storage upload",
+        "write",
+        body=PresignUploadIn,
+        response=PresignUploadOut,
+        status=201,
+        errors=(404, 413, 415, 502),
+    ),
+    require_principal,
+)
+async def presign_upload(request: Request, principal: Principal) -> Response:
     """Start a direct-to-storage upload: a pending file and a link bound to its key, type and size."""
-    owner = await _owner(request, "write")
+    owner = _owner(request, principal)
     req = await _json_body(request, PresignUploadIn)
     presigned = await _service(request).presign_upload(owner, req)
     url = presigned.upload.url
@@ -112,24 +145,35 @@ async def presign_upload(request: Request) -> Response:
     return _ok(out.model_dump(mode="json"), 201)
 
 
-async def complete(request: Request) -> Response:
+@api(
+    _operation(
+        "Check a presigned upload and mark it ready",
+        "write",
+        response=FileOut,
+        errors=(404, 409, 413, 415, 502),
+        path_params=_FILE_ID,
+    ),
+    require_principal,
+)
+async def complete(request: Request, principal: Principal) -> Response:
     """Check a presigned upload (size, type, magic bytes) and mark the file ready."""
-    owner = await _owner(request, "write")
+    owner = _owner(request, principal)
     row = await _service(request).complete(owner, str(request.path_params["file_id"]))
     return _ok(_out(request, row))
 
 
-async def list_files(request: Request) -> Response:
+@api(_operation("List files", "read", query=ListQuery, response=FileList, errors=(404,)), require_principal)
+async def list_files(request: Request, principal: Principal) -> Response:
     """The caller's files, newest first."""
-    owner = await _owner(request, "read")
+    owner = _owner(request, principal)
     q = query_params(request, ListQuery)
     rows, total = await _service(request).list_files(owner, q.status, q.limit, q.offset)
     return _ok([_out(request, r) for r in rows], total=total, limit=q.limit, offset=q.offset)
 
 
-async def _row_for(request: Request, scope: str) -> tuple[str, FileRow]:
+async def _row_for(request: Request, principal: Principal) -> tuple[str, FileRow]:
     """The addressed file of the owner: by id in the path, or by ?file_path= (the original's form)."""
-    owner = await _owner(request, scope)
+    owner = _owner(request, principal)
     service = _service(request)
     if "file_id" in request.path_params:
         return owner, await service.get(owner, str(request.path_params["file_id"]))
@@ -139,23 +183,40 @@ async def _row_for(request: Request, scope: str) -> tuple[str, FileRow]:
     return owner, await service.get_by_key(owner, key)
 
 
-async def info(request: Request) -> Response:
+@api(
+    _operation("One file's metadata", "read", response=FileOut, errors=(404,), path_params=_FILE_ID), require_principal
+)
+async def info(request: Request, principal: Principal) -> Response:
     """One file's metadata."""
-    _, row = await _row_for(request, "read")
+    _, row = await _row_for(request, principal)
     return _ok(_out(request, row))
 
 
-async def download(request: Request) -> Response:
+@api(
+    _operation("Redirect (302) to a download link", "read", query=DownloadQuery, path_params=_FILE_ID, **_REDIRECT),
+    require_principal,
+)
+async def download(request: Request, principal: Principal) -> Response:
     """302 to a short-lived download link (attachment, capped expiry)."""
-    _, row = await _row_for(request, "read")
+    _, row = await _row_for(request, principal)
     url = await _service(request).download_url(row, query_params(request, DownloadQuery).expires_in)
     return RedirectResponse(url, status_code=302, headers=_NO_STORE)
 
 
-async def content(request: Request) -> Response:
+@api(
+    _operation(
+        "The file's bytes from this origin (images inline, other types as attachment)",
+        "read",
+        errors=(404, 409, 502),
+        envelope=False,
+        path_params=_FILE_ID,
+    ),
+    require_principal,
+)
+async def content(request: Request, principal: Principal) -> Response:
     """The file's bytes from this origin (a strict-CSP page can show them): raster images inline, the rest as an
     attachment; never sniffed, never cached by shared caches, sandboxed if opened as a document."""
-    _, row = await _row_for(request, "read")
+    _, row = await _row_for(request, principal)
     body = await _service(request).open_content(row)
     disposition = attachment_disposition(row.filename)
     if row.content_type in INLINE_TYPES:
@@ -171,9 +232,10 @@ async def content(request: Request) -> Response:
     return StreamingResponse(body, media_type=served_type(row.content_type), headers=headers)
 
 
-async def delete(request: Request) -> Response:
+@api(_operation("Delete a file", "write", response=Deleted, errors=(404,), path_params=_FILE_ID), require_principal)
+async def delete(request: Request, principal: Principal) -> Response:
     """Delete a file: the row turns deleted and the object (every version) goes."""
-    owner, row = await _row_for(request, "write")
+    owner, row = await _row_for(request, principal)
     deleted = await _service(request).delete(owner, row.id)
     return _ok({"file_id": deleted.id, "deleted": True})
 
@@ -199,55 +261,14 @@ async def delete_by_path(request: Request) -> Response:
     return await delete(request)
 
 
-def _describe(endpoint: Any, summary: str, scope: str, **details: Any) -> None:
-    """Attach what /openapi.json says about an endpoint (isa.core.openapi reads it for every domain)."""
-    setattr(endpoint, ATTRIBUTE, Operation(summary, tags=("files",), scope=scope, **details))
-
-
-_FILE_ID = {"file_id": {"type": "string", "format": "uuid"}}
-_UPLOAD_ERRORS = (400, 404, 409, 413, 415, 422, 502)
-_describe(
-    upload, "Upload one file (multipart field `file`)", "write", response=FileOut, status=201, errors=_UPLOAD_ERRORS
-)
 _describe(
     upload_legacy, "Upload one file (the original's path)", "write", response=FileOut, status=201, errors=_UPLOAD_ERRORS
 )
-_describe(
-    presign_upload,
-    "Start a direct-to-storage upload",
-    "write",
-    body=PresignUploadIn,
-    response=PresignUploadOut,
-    status=201,
-    errors=(404, 413, 415, 502),
-)
-_describe(list_files, "List files", "read", query=ListQuery, response=FileList, errors=(404,))
-_describe(info, "One file's metadata", "read", response=FileOut, errors=(404,), path_params=_FILE_ID)
 _describe(info_by_path, "One file's metadata by storage key", "read", query=PathQuery, response=FileOut, errors=(404,))
-# Both download routes answer with a redirect to a presigned link, not with the envelope.
-_REDIRECT: dict[str, Any] = {"status": 302, "errors": (404, 409, 502), "envelope": False}
-_describe(download, "Redirect (302) to a download link", "read", query=DownloadQuery, path_params=_FILE_ID, **_REDIRECT)
 _describe(
     download_by_path, "Redirect (302) to a download link by storage key", "read", query=DownloadByPathQuery, **_REDIRECT
 )
-_describe(
-    content,
-    "The file's bytes from this origin (images inline, other types as attachment)",
-    "read",
-    errors=(404, 409, 502),
-    envelope=False,
-    path_params=_FILE_ID,
-)
-_describe(delete, "Delete a file", "write", response=Deleted, errors=(404,), path_params=_FILE_ID)
 _describe(delete_by_path, "Delete a file by storage key", "write", query=PathQuery, response=Deleted, errors=(404,))
-_describe(
-    complete,
-    "Check a presigned upload and mark it ready",
-    "write",
-    response=FileOut,
-    errors=(404, 409, 413, 415, 502),
-    path_params=_FILE_ID,
-)
 
 ROUTES = route_table(
     BASE,

@@ -6,15 +6,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from isa.core.http import bounded
 
-def _bounded(n: int) -> StringConstraints:
-    return StringConstraints(strip_whitespace=True, min_length=1, max_length=n)
-
-
-Name = Annotated[str, _bounded(120)]
-Kind = Annotated[str, _bounded(40)]
-Short = Annotated[str, _bounded(60)]
-Value = Annotated[str, _bounded(300)]
+Name = Annotated[str, bounded(120)]
+Kind = Annotated[str, bounded(40)]
+Short = Annotated[str, bounded(60)]
+Value = Annotated[str, bounded(300)]
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 
 

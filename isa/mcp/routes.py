@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from isa.auth import require_principal
-from isa.core.http import json_body, jsonable, query_params, route_table
+from isa.auth.principal import Principal
+from isa.core.http import Endpoint, json_body, jsonable, query_params, requires, route_table
 from isa.mcp import store
 from isa.mcp.approvals import Approvals
 from isa.mcp.runner import ToolRunner
@@ -43,46 +44,48 @@ def _approvals(request: Request) -> Approvals:
     return request.app.state.isa.get("mcp.approvals", Approvals)  # type: ignore[no-any-return]
 
 
-async def list_authorizations(request: Request) -> JSONResponse:
-    principal = await require_principal(request, "read")
+@requires(require_principal, "read")
+async def list_authorizations(request: Request, principal: Principal) -> JSONResponse:
     query = query_params(request, ListQuery)
     items = await _approvals(request).list(principal, everyone=query.all, status=query.status, limit=query.limit)
     return JSONResponse({"authorizations": jsonable(items)})
 
 
-async def get_authorization(request: Request) -> JSONResponse:
-    principal = await require_principal(request, "read")
+@requires(require_principal, "read")
+async def get_authorization(request: Request, principal: Principal) -> JSONResponse:
     item = await _approvals(request).get(principal, request.path_params["request_id"])
     return JSONResponse(jsonable(item))
 
 
-async def _decide(request: Request, approve: bool) -> JSONResponse:
-    principal = await require_principal(request, "write")
-    decision = await json_body(request, Decision, empty_ok=True)
-    item = await _approvals(request).decide(
-        principal, request.path_params["request_id"], approve=approve, note=decision.note
-    )
-    return JSONResponse(jsonable(item))
+def _decide(approved: bool) -> Endpoint:
+    """The endpoint that approves (True) or denies (False) the pending call in the path."""
+
+    @requires(require_principal, "write")
+    async def decide(request: Request, principal: Principal) -> Response:
+        decision = await json_body(request, Decision, empty_ok=True)
+        item = await _approvals(request).decide(
+            principal, request.path_params["request_id"], approve=approved, note=decision.note
+        )
+        return JSONResponse(jsonable(item))
+
+    decide.__name__ = "approve" if approved else "deny"
+    return decide
 
 
-async def approve(request: Request) -> JSONResponse:
-    return await _decide(request, True)
+approve = _decide(True)
+deny = _decide(False)
 
 
-async def deny(request: Request) -> JSONResponse:
-    return await _decide(request, False)
-
-
-async def audit_log(request: Request) -> JSONResponse:
-    await require_principal(request, "admin")
+@requires(require_principal, "admin")
+async def audit_log(request: Request, _principal: Principal) -> JSONResponse:
     query = query_params(request, AuditQuery)
     async with request.app.state.isa.db.connection() as conn:
         rows = await store.list_audit(conn, user_id=query.user_id, tool_name=query.tool_name, limit=query.limit)
     return JSONResponse({"entries": jsonable(rows)})
 
 
-async def metrics(request: Request) -> JSONResponse:
-    await require_principal(request, "admin")
+@requires(require_principal, "admin")
+async def metrics(request: Request, _principal: Principal) -> JSONResponse:
     query = query_params(request, MetricsQuery)
     async with request.app.state.isa.db.connection() as conn:
         body = await store.metrics(conn, query.hours)

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from isa.auth.principal import Principal
+from isa.core.http import bounded
 from isa.core.logging import get_logger
 from isa.llm.client import ModelClient, ModelUnavailable
 from isa.memory import extract
@@ -33,18 +34,14 @@ M = TypeVar("M", bound=BaseModel)
 Kind = Literal["facts", "episode", "concept", "procedure", "summary"]
 
 
-def _bounded(n: int) -> StringConstraints:
-    return StringConstraints(strip_whitespace=True, min_length=1, max_length=n)
-
-
-S60 = Annotated[str, _bounded(60)]
-S80 = Annotated[str, _bounded(80)]
-S100 = Annotated[str, _bounded(100)]
-S120 = Annotated[str, _bounded(120)]
-S300 = Annotated[str, _bounded(300)]
-S500 = Annotated[str, _bounded(500)]
-S1000 = Annotated[str, _bounded(1000)]
-S2000 = Annotated[str, _bounded(2000)]
+S60 = Annotated[str, bounded(60)]
+S80 = Annotated[str, bounded(80)]
+S100 = Annotated[str, bounded(100)]
+S120 = Annotated[str, bounded(120)]
+S300 = Annotated[str, bounded(300)]
+S500 = Annotated[str, bounded(500)]
+S1000 = Annotated[str, bounded(1000)]
+S2000 = Annotated[str, bounded(2000)]
 
 
 class _Strict(BaseModel):

@@ -16,7 +16,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from isa.auth import require_principal
-from isa.core.http import json_body
+from isa.auth.principal import Principal
+from isa.core.http import json_body, requires
 from isa.memory.service import MemoryService
 from isa.memory.store import search_filters
 
@@ -35,9 +36,9 @@ class SearchBody(BaseModel):
     min_similarity: float = Field(-1.0, ge=-1, le=1)
 
 
-async def search(request: Request) -> JSONResponse:
+@requires(require_principal, "read")
+async def search(request: Request, principal: Principal) -> JSONResponse:
     """POST /api/v1/memories/search -> {query, results, count}: the caller's memories, best first."""
-    principal = await require_principal(request, "read")
     body = await json_body(request, SearchBody)
     filters = search_filters(
         body.memory_types, body.subject, body.category, body.since, body.until, body.min_importance

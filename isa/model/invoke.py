@@ -23,7 +23,7 @@ from starlette.routing import Route
 from isa.auth import require_principal
 from isa.auth.principal import Principal
 from isa.core.errors import ApiError, request_id_of
-from isa.core.http import invalid, load_json
+from isa.core.http import invalid, load_json, requires
 from isa.model import store
 from isa.model.routes import service_of
 from isa.model.schemas import InvokeRequest
@@ -198,8 +198,8 @@ async def invoke(request: Request) -> Response:
         return _failure(request, error)
 
 
-async def _invoke(request: Request) -> Response:
-    principal = await require_principal(request, "write")
+@requires(require_principal, "write")  # inside invoke's try: a refusal keeps the original's failure shape
+async def _invoke(request: Request, principal: Principal) -> Response:
     service = service_of(request)
     req, upload = await _read(request)
     if req.task not in _TASKS[req.service_type]:
@@ -355,9 +355,9 @@ async def _chat_stream(
     return EventStream(frames(), headers={"x-isa-deployment": stream.deployment.id, "x-isa-model-group": group})
 
 
-async def models(request: Request) -> Response:
+@requires(require_principal, "read")
+async def models(request: Request, _principal: Principal) -> Response:
     """The original model list: {success, models: [{model_id, service_type, provider, ...}], total_count}."""
-    await require_principal(request, "read")
     service = service_of(request)
     wanted = request.query_params.get("service_type")
     by_mode = {"chat": "text", "embedding": "embedding", "image": "image", "transcription": "audio"}

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from isa.auth import require_principal
 from isa.auth.principal import Principal
 from isa.core.errors import ApiError, request_id_of
-from isa.core.http import invalid, json_response, query_params, route_table
+from isa.core.http import invalid, json_response, query_params, requires, route_table
 from isa.model.direct import DirectStream
 from isa.model.schemas import ChatRequest, EmbeddingRequest, ImageRequest
 from isa.model.service import ModelService, relay_direct, stream_chunks
@@ -47,23 +47,24 @@ async def parse(request: Request, model: type[M]) -> M:
 R = TypeVar("R", ChatRequest, EmbeddingRequest, ImageRequest)
 
 
-async def admit(request: Request, model: type[R], kind: str) -> tuple[Principal, ModelService, R, str]:
-    """The gateway's prologue, in this order: the caller (401/403), the body (422), its model group, credits (402)."""
-    principal = await require_principal(request, "write")
+async def admit(request: Request, principal: Principal, model: type[R], kind: str) -> tuple[ModelService, R, str]:
+    """The gateway's prologue after the caller's scope (checked by `requires`, 401/403): the body (422), its model
+    group, credits (402)."""
     service = service_of(request)
     body = await parse(request, model)
     group = service.resolve(body.model, kind)
     await service.check_credits(principal)
-    return principal, service, body, group
+    return service, body, group
 
 
 def deployment_headers(group: str, deployment_id: str) -> dict[str, str]:
     return {"x-isa-deployment": deployment_id, "x-isa-model-group": group}
 
 
-async def chat_completions(request: Request) -> Response:
+@requires(require_principal, "write")
+async def chat_completions(request: Request, principal: Principal) -> Response:
     """OpenAI chat completions: streaming or not, tools, JSON mode, vision content parts."""
-    principal, service, body, group = await admit(request, ChatRequest, "chat")
+    service, body, group = await admit(request, principal, ChatRequest, "chat")
     payload = body.provider_payload()
     started = time.perf_counter()
     rid = request_id_of(request)
@@ -109,9 +110,9 @@ def _encode(vector: list[float], encoding: str) -> Any:
     return vector
 
 
-async def embeddings(request: Request) -> Response:
+@requires(require_principal, "write")
+async def embeddings(request: Request, principal: Principal) -> Response:
     """OpenAI embeddings; the `embed` alias is the local MiniLM unless a provider model is configured."""
-    principal = await require_principal(request, "write")
     service = service_of(request)
     body = await parse(request, EmbeddingRequest)
     group = service.resolve(body.model, "embedding")
@@ -140,9 +141,10 @@ async def embeddings(request: Request) -> Response:
     )
 
 
-async def image_generations(request: Request) -> Response:
+@requires(require_principal, "write")
+async def image_generations(request: Request, principal: Principal) -> Response:
     """OpenAI image generation (any image deployment, e.g. OpenAI or Replicate)."""
-    principal, service, body, group = await admit(request, ImageRequest, "image")
+    service, body, group = await admit(request, principal, ImageRequest, "image")
     started = time.perf_counter()
     params = body.model_dump(exclude_none=True, exclude={"model", "prompt"})
     served = await service.guarded(group, service.gateway.image(group, body.prompt, **params))
@@ -167,9 +169,9 @@ async def image_generations(request: Request) -> Response:
     )
 
 
-async def audio_transcriptions(request: Request) -> Response:
+@requires(require_principal, "write")
+async def audio_transcriptions(request: Request, principal: Principal) -> Response:
     """OpenAI audio transcription (multipart: file, model, language, prompt, response_format)."""
-    principal = await require_principal(request, "write")
     service = service_of(request)
     async with request.form(max_files=1, max_fields=16) as form:
         upload = form.get("file")
@@ -203,9 +205,9 @@ async def audio_transcriptions(request: Request) -> Response:
     return JSONResponse({"text": text}, headers=headers, background=task)
 
 
-async def list_models(request: Request) -> Response:
+@requires(require_principal, "read")
+async def list_models(request: Request, _principal: Principal) -> Response:
     """OpenAI model list: every servable model group and alias."""
-    await require_principal(request, "read")
     service = service_of(request)
     data = [
         {"id": m["id"], "object": "model", "created": 0, "owned_by": ",".join(m["providers"])}
@@ -225,9 +227,9 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()}
 
 
-async def usage_analytics(request: Request) -> Response:
+@requires(require_principal, "read")
+async def usage_analytics(request: Request, principal: Principal) -> Response:
     """Gateway usage (requests, tokens, USD, credits) of the caller; admins may ask for anyone's."""
-    principal = await require_principal(request, "read")
     query = query_params(request, UsageQuery)
     user_id: str | None = principal.user_id
     if query.all_users or query.group_by == "user":
@@ -251,9 +253,9 @@ async def usage_analytics(request: Request) -> Response:
     return json_response(body)
 
 
-async def model_analytics(request: Request) -> Response:
+@requires(require_principal, "admin")
+async def model_analytics(request: Request, _principal: Principal) -> Response:
     """Daily per-model statistics for the whole platform (admin)."""
-    await require_principal(request, "admin")
     days = request.query_params.get("days", "30")
     if not days.isdigit() or not 1 <= int(days) <= 366:
         raise ApiError(422, "invalid_request", "days must be between 1 and 366")

@@ -11,8 +11,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from isa.auth import require_principal
+from isa.auth.principal import Principal
 from isa.core.errors import ApiError
-from isa.core.http import jsonable
+from isa.core.http import jsonable, requires
 from isa.core.settings import mask_secrets
 
 _FILES = {
@@ -50,9 +51,9 @@ async def asset(request: Request) -> Response:
     return Response(_read(name), media_type=_FILES[name], headers=HEADERS)
 
 
-async def effective_config(request: Request) -> JSONResponse:
+@requires(require_principal, "admin")
+async def effective_config(request: Request, _principal: Principal) -> JSONResponse:
     """GET /api/v1/admin/config: this node's effective settings, secrets masked (what `isa config show` prints)."""
-    await require_principal(request, "admin")
     settings = request.app.state.isa.settings
     shown: dict[str, Any] = {"env": settings.env, "role": settings.role, "data_dir": str(settings.data_dir)}
     shown.update({k: v for k, v in settings.raw.items() if k not in shown and k != "load_dotenv"})
