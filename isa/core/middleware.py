@@ -24,6 +24,7 @@ log = get_logger("isa.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Load balancers probe by IP address, so health checks skip the Host allow list.
 HOST_CHECK_EXEMPT = ("/health", "/health/live", "/health/ready")
+_CACHE_ENTRIES = 1024
 
 
 class _BodyTooLarge(Exception):
@@ -71,6 +72,10 @@ class RequestContextMiddleware:
         self.route_of = route_of
         self.allowed_hosts = list(allowed_hosts)
         self.max_body_bytes = max_body_bytes
+        # Answers for Host headers and paths seen lately: the same few come with every request (bounded caches;
+        # cleared when full, so a flood of distinct values costs the plain check, never memory).
+        self._hosts: dict[str | None, bool] = {}
+        self._limits: dict[str, int] = {}
         # Longest prefix first, so /api/v1/users/{user_id}/files can allow more than /api/v1.
         # A "{name}" segment in a prefix matches any one path segment.
         self.body_limits = [
@@ -79,10 +84,22 @@ class RequestContextMiddleware:
         ]
 
     def _limit_for(self, path: str) -> int:
-        for prefix, limit in self.body_limits:
-            if prefix.match(path):
-                return limit
-        return self.max_body_bytes
+        limit = self._limits.get(path)
+        if limit is None:
+            limit = next((lim for prefix, lim in self.body_limits if prefix.match(path)), self.max_body_bytes)
+            if len(self._limits) >= _CACHE_ENTRIES:
+                self._limits.clear()
+            self._limits[path] = limit
+        return limit
+
+    def _host_allowed(self, host: str | None) -> bool:
+        allowed = self._hosts.get(host)
+        if allowed is None:
+            allowed = host_allowed(host, self.allowed_hosts)
+            if len(self._hosts) >= _CACHE_ENTRIES:
+                self._hosts.clear()
+            self._hosts[host] = allowed
+        return allowed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -127,7 +144,7 @@ class RequestContextMiddleware:
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
-                if path not in HOST_CHECK_EXEMPT and not host_allowed(_header(scope, b"host"), self.allowed_hosts):
+                if path not in HOST_CHECK_EXEMPT and not self._host_allowed(_header(scope, b"host")):
                     await reject(421, "host_not_allowed", "this host name is not served here")
                     return
                 if "\x00" in path:  # %00 in a path segment would reach the database as a key (a 500 there)
