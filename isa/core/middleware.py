@@ -31,11 +31,17 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def _headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    """The request's X-Request-Id, Host and Content-Length (the first of each), in one pass over the headers."""
+    request_id = host = length = None
     for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+        if key == b"host":
+            host = host if host is not None else value.decode("latin-1")
+        elif key == b"content-length":
+            length = length if length is not None else value.decode("latin-1")
+        elif key == b"x-request-id":
+            request_id = request_id if request_id is not None else value.decode("latin-1")
+    return request_id, host, length
 
 
 def host_allowed(host_header: str | None, allowed: Sequence[str]) -> bool:
@@ -105,7 +111,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = _header(scope, b"x-request-id")
+        incoming, host, declared = _headers(scope)
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         path: str = scope["path"]
@@ -144,13 +150,12 @@ class RequestContextMiddleware:
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
-                if path not in HOST_CHECK_EXEMPT and not self._host_allowed(_header(scope, b"host")):
+                if path not in HOST_CHECK_EXEMPT and not self._host_allowed(host):
                     await reject(421, "host_not_allowed", "this host name is not served here")
                     return
                 if "\x00" in path:  # %00 in a path segment would reach the database as a key (a 500 there)
                     await reject(422, "invalid_request", "the path must not contain NUL characters")
                     return
-                declared = _header(scope, b"content-length")
                 if declared is not None and declared.isdigit() and int(declared) > limit:
                     await reject(413, "payload_too_large", f"request body is larger than {limit} bytes")
                     return
