@@ -284,7 +284,7 @@ class McpEndpoint:
         self._checked(method, headers)
         user = await self._authenticated(headers)
         if user is None:
-            raise self._unauthorized(Request(scope), b"authorization" in headers)
+            raise self._unauthorized(Request(scope), bool(headers.get(b"authorization")))
         if self.mcp.required_scope not in user.scopes:
             raise ApiError(
                 403,
