@@ -59,8 +59,13 @@ class AppBuilder:
     def settings(self) -> Settings:
         return self.state.settings
 
-    def add_routes(self, *routes: BaseRoute) -> None:
-        self.routes.extend(routes)
+    def add_routes(self, *routes: BaseRoute, first: bool = False) -> None:
+        """Routes are matched in order; `first` puts these before all others (a hot path whose paths no other
+        route matches: Starlette tries each route's pattern until one matches)."""
+        if first:
+            self.routes[:0] = routes
+        else:
+            self.routes.extend(routes)
 
     def add_ready_check(self, name: str, check: ReadyCheck) -> None:
         """A dependency /health/ready must see healthy (it gets the role's ready timeout)."""

@@ -60,11 +60,44 @@ def _redact(value: Any, key: str = "") -> Any:
     return value
 
 
+_PLAIN = (int, float, bool, type(None))  # exact types (an int subclass such as an enum may render otherwise)
+
+
 def redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: no secret reaches a log line, whatever the caller passed."""
-    for key in list(event_dict):
-        event_dict[key] = _redact(event_dict[key], "" if key == "event" else key)
+    for key, value in event_dict.items():
+        # Text, numbers, booleans and None under a name that is not a secret's take the short way (an access line
+        # is only those); containers and other types go through _redact.
+        kind = type(value)
+        if kind is str or kind in _PLAIN:
+            if key != "event" and _secret_key(key):
+                event_dict[key] = _redact(value, key)
+            elif kind is str:
+                event_dict[key] = redact_text(value)
+            continue
+        event_dict[key] = _redact(value, "" if key == "event" else key)
     return event_dict
+
+
+class _Formatter(structlog.stdlib.ProcessorFormatter):
+    """ProcessorFormatter, with a short way for structlog's own lines (every line isa writes).
+
+    The base class copies each record (`makeLogRecord`) and formats it again through `logging.Formatter`; for a
+    record from structlog whose processors are [remove_processors_meta, renderer] that yields exactly the
+    renderer's output, so the short way renders a copy of the event dict directly. Records of other libraries
+    (uvicorn, psycopg) take the base class's way, through `foreign_pre_chain`.
+    """
+
+    def __init__(self, renderer: Any, **kwargs: Any) -> None:
+        super().__init__(processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer], **kwargs)
+        self.renderer = renderer
+
+    def format(self, record: logging.LogRecord) -> str:
+        name = getattr(record, "_name", None)
+        if name is None or not isinstance(record.msg, dict):
+            return super().format(record)
+        logger = self.logger if self.logger is not None else getattr(record, "_logger", None)
+        return str(self.renderer(logger, name, dict(record.msg)))
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -99,12 +132,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
         cache_logger_on_first_use=True,
     )
     handler = _StderrHandler()
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-        )
-    )
+    handler.setFormatter(_Formatter(renderer, foreign_pre_chain=shared))
     # The formatter renders structlog's event dict only, never a record's caller, thread or process fields, so the
     # standard library need not find them for each line (its documented switches; the caller look-up walks frames).
     logging._srcfile = None

@@ -24,17 +24,24 @@ log = get_logger("isa.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Load balancers probe by IP address, so health checks skip the Host allow list.
 HOST_CHECK_EXEMPT = ("/health", "/health/live", "/health/ready")
+_CACHE_ENTRIES = 1024
 
 
 class _BodyTooLarge(Exception):
     pass
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def _headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    """The request's X-Request-Id, Host and Content-Length (the first of each), in one pass over the headers."""
+    request_id = host = length = None
     for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+        if key == b"host":
+            host = host if host is not None else value.decode("latin-1")
+        elif key == b"content-length":
+            length = length if length is not None else value.decode("latin-1")
+        elif key == b"x-request-id":
+            request_id = request_id if request_id is not None else value.decode("latin-1")
+    return request_id, host, length
 
 
 def host_allowed(host_header: str | None, allowed: Sequence[str]) -> bool:
@@ -71,6 +78,10 @@ class RequestContextMiddleware:
         self.route_of = route_of
         self.allowed_hosts = list(allowed_hosts)
         self.max_body_bytes = max_body_bytes
+        # Answers for Host headers and paths seen lately: the same few come with every request (bounded caches;
+        # cleared when full, so a flood of distinct values costs the plain check, never memory).
+        self._hosts: dict[str | None, bool] = {}
+        self._limits: dict[str, int] = {}
         # Longest prefix first, so /api/v1/users/{user_id}/files can allow more than /api/v1.
         # A "{name}" segment in a prefix matches any one path segment.
         self.body_limits = [
@@ -79,16 +90,28 @@ class RequestContextMiddleware:
         ]
 
     def _limit_for(self, path: str) -> int:
-        for prefix, limit in self.body_limits:
-            if prefix.match(path):
-                return limit
-        return self.max_body_bytes
+        limit = self._limits.get(path)
+        if limit is None:
+            limit = next((lim for prefix, lim in self.body_limits if prefix.match(path)), self.max_body_bytes)
+            if len(self._limits) >= _CACHE_ENTRIES:
+                self._limits.clear()
+            self._limits[path] = limit
+        return limit
+
+    def _host_allowed(self, host: str | None) -> bool:
+        allowed = self._hosts.get(host)
+        if allowed is None:
+            allowed = host_allowed(host, self.allowed_hosts)
+            if len(self._hosts) >= _CACHE_ENTRIES:
+                self._hosts.clear()
+            self._hosts[host] = allowed
+        return allowed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = _header(scope, b"x-request-id")
+        incoming, host, declared = _headers(scope)
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         path: str = scope["path"]
@@ -127,13 +150,12 @@ class RequestContextMiddleware:
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
-                if path not in HOST_CHECK_EXEMPT and not host_allowed(_header(scope, b"host"), self.allowed_hosts):
+                if path not in HOST_CHECK_EXEMPT and not self._host_allowed(host):
                     await reject(421, "host_not_allowed", "this host name is not served here")
                     return
                 if "\x00" in path:  # %00 in a path segment would reach the database as a key (a 500 there)
                     await reject(422, "invalid_request", "the path must not contain NUL characters")
                     return
-                declared = _header(scope, b"content-length")
                 if declared is not None and declared.isdigit() and int(declared) > limit:
                     await reject(413, "payload_too_large", f"request body is larger than {limit} bytes")
                     return

@@ -61,6 +61,9 @@ def register(builder: AppBuilder) -> None:
         Route("/mcp", endpoint=endpoint),
         # Virtual servers: the same server and sessions, narrowed to a named set (isa/mcp/views.py)
         Route(f"/mcp/v/{{{views.PATH_PARAM}}}", endpoint=endpoint),
+        first=True,  # every tools/call comes here: matched before the role's ~100 other routes
+    )
+    builder.add_routes(
         Route("/.well-known/oauth-protected-resource/mcp", metadata, methods=["GET"]),
         Route(f"/.well-known/oauth-protected-resource/mcp/v/{{{views.PATH_PARAM}}}", metadata, methods=["GET"]),
         Route("/.well-known/oauth-protected-resource", metadata, methods=["GET"]),

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import anyio
 import psycopg
-from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, AuthorizationContext, BearerAuthBackend
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, AuthorizationContext
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.streamable_http import StreamableHTTPServerTransport
@@ -30,6 +30,7 @@ from mcp.shared.auth import ProtectedResourceMetadata
 from mcp.shared.auth_utils import check_resource_allowed
 from psycopg_pool import PoolTimeout
 from pydantic import AnyHttpUrl
+from starlette.authentication import AuthCredentials
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
@@ -75,9 +76,15 @@ class PrincipalTokenVerifier:
         self.auth = auth
         self.cache_seconds = cache_seconds
         self.max_entries = max_entries
-        self._keys: OrderedDict[str, tuple[float, AccessToken]] = OrderedDict()
+        # sha256 of the key -> (valid until, the verified caller): built once, not per message
+        self._keys: OrderedDict[str, tuple[float, AuthenticatedUser]] = OrderedDict()
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        user = await self.verify_user(token)
+        return None if user is None else user.access_token
+
+    async def verify_user(self, token: str) -> AuthenticatedUser | None:
+        """The SDK's AuthenticatedUser for `token`, or None when it is unknown, expired or revoked."""
         cacheable = token.startswith(KEY_PREFIX) and self.cache_seconds > 0
         digest = hashlib.sha256(token.encode()).hexdigest() if cacheable else ""
         if cacheable:
@@ -90,13 +97,18 @@ class PrincipalTokenVerifier:
             if exc.status in (401, 403):
                 return None
             raise
-        access = self._access_token(token, principal)
+        user = AuthenticatedUser(self._access_token(token, principal))
         if cacheable:
-            self._keys[digest] = (time.monotonic() + self.cache_seconds, access)
+            self._keys[digest] = (time.monotonic() + self.cache_seconds, user)
             self._keys.move_to_end(digest)
             while len(self._keys) > self.max_entries:
                 self._keys.popitem(last=False)
-        return access
+        return user
+
+    @staticmethod
+    def credentials(user: AuthenticatedUser) -> AuthCredentials:
+        """What Starlette's authentication puts in scope["auth"] for this caller."""
+        return AuthCredentials(user.scopes)
 
     @staticmethod
     def _access_token(token: str, principal: Principal) -> AccessToken:
@@ -196,7 +208,13 @@ def resource_metadata_endpoint(mcp: McpSettings, auth: AuthSettings) -> Callable
 
 
 class McpEndpoint:
-    """ASGI app for /mcp: transport checks, bearer auth, JSON-RPC batch refusal, then the SDK."""
+    """ASGI app for /mcp: transport checks, bearer auth, JSON-RPC batch refusal, then the SDK.
+
+    One layer on the raw ASGI headers (issue #22 item 5): no Starlette Request, no SDK auth middlewares. The checks
+    are the SDK's (TransportSecurityMiddleware's Host/Origin/Content-Type rules, BearerAuthBackend's bearer parsing
+    and expiry, AuthContextMiddleware's context variable), done once per request in that order; a Request is built
+    only to answer a refusal that needs this endpoint's URL.
+    """
 
     def __init__(
         self,
@@ -208,15 +226,13 @@ class McpEndpoint:
         self.manager = manager
         self.mcp = mcp
         self.guard = TransportSecurityMiddleware(security)
-        self.backend = BearerAuthBackend(PrincipalTokenVerifier(auth, auth.settings.principal_cache_seconds))
-        self.inner = AuthContextMiddleware(manager.handle_request)
+        self.verifier = PrincipalTokenVerifier(auth, auth.settings.principal_cache_seconds)
         # The definition of a virtual server by name (isa.catalog through isa.mcp.discovery); None: not served.
         self.virtual: Callable[[str], Awaitable[VirtualServer | None]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
         try:
-            await self._serve(request, scope, receive, send)
+            await self._serve(scope, receive, send)
         except ApiError as exc:
             await error_response(request_id_of(scope), exc.status, exc.code, exc.message, headers=exc.headers)(
                 scope, receive, send
@@ -228,59 +244,93 @@ class McpEndpoint:
                 scope, receive, send
             )
 
-    async def _serve(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
-        rejected = await self.guard.validate_request(request, is_post=request.method == "POST")
-        if rejected is not None:
-            status = rejected.status_code
-            message = bytes(rejected.body).decode(errors="replace")
-            raise ApiError(status, _REJECTION_CODES.get(status, "bad_request"), message)
-        result = await self.backend.authenticate(request)
-        if result is None:
-            raise self._unauthorized(request)
-        credentials, user = result
-        if self.mcp.required_scope not in credentials.scopes:
+    def _checked(self, method: str, headers: dict[bytes, bytes]) -> None:
+        """Content-Type (POST), then Host and Origin (DNS rebinding): the SDK's rules, on raw headers."""
+        guard = self.guard
+        if method == "POST":
+            content_type = headers.get(b"content-type")
+            if not guard._validate_content_type(content_type.decode("latin-1") if content_type is not None else None):
+                raise ApiError(400, _REJECTION_CODES[400], "Invalid Content-Type header")
+        if not guard.settings.enable_dns_rebinding_protection:
+            return
+        host = headers.get(b"host")
+        if not guard._validate_host(host.decode("latin-1") if host is not None else None):
+            raise ApiError(421, _REJECTION_CODES[421], "Invalid Host header")
+        origin = headers.get(b"origin")
+        if not guard._validate_origin(origin.decode("latin-1") if origin is not None else None):
+            raise ApiError(403, _REJECTION_CODES[403], "Invalid Origin header")
+
+    async def _authenticated(self, headers: dict[bytes, bytes]) -> AuthenticatedUser | None:
+        """BearerAuthBackend.authenticate on the raw header: the verified caller, or None (then 401)."""
+        raw = headers.get(b"authorization")
+        if raw is None:
+            return None
+        header = raw.decode("latin-1")
+        if not header.lower().startswith("bearer "):
+            return None
+        user = await self.verifier.verify_user(header[7:])
+        if user is None:
+            return None
+        expires_at = user.access_token.expires_at
+        if expires_at and expires_at < int(time.time()):
+            return None
+        return user
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method: str = scope["method"]
+        headers: dict[bytes, bytes] = {}
+        for key, value in scope["headers"]:
+            headers.setdefault(key, value)  # the first of a repeated header, as Starlette's Headers.get
+        self._checked(method, headers)
+        user = await self._authenticated(headers)
+        if user is None:
+            raise self._unauthorized(Request(scope), bool(headers.get(b"authorization")))
+        if self.mcp.required_scope not in user.scopes:
             raise ApiError(
                 403,
                 "insufficient_scope",
                 f"/mcp needs the {self.mcp.required_scope!r} scope",
                 headers={
                     "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{self.mcp.required_scope}", '
-                    f'resource_metadata="{metadata_url(self.mcp, request)}"'
+                    f'resource_metadata="{metadata_url(self.mcp, Request(scope))}"'
                 },
             )
-        assert isinstance(user, AuthenticatedUser)
         token_resource = user.access_token.resource
-        if token_resource and not check_resource_allowed(resource_url(self.mcp, request), token_resource):
+        if token_resource and not check_resource_allowed(resource_url(self.mcp, Request(scope)), token_resource):
             # RFC 8707: an OAuth token bound to another resource is not for this endpoint.
-            raise self._unauthorized(request)
-        virtual = request.path_params.get(views.PATH_PARAM)
+            raise self._unauthorized(Request(scope), True)
+        virtual = scope.get("path_params", {}).get(views.PATH_PARAM)
         if virtual is not None:
             view = await self.virtual(virtual) if self.virtual is not None else None
             if view is None:
                 raise ApiError(404, "unknown_virtual_server", f"no virtual server named {virtual!r}")
             scope[views.SCOPE_KEY] = view
-        if request.method == "POST":
+        if method == "POST":
             body = await self._read_body(receive)
             if body.lstrip()[:1] == b"[":
                 await self._jsonrpc_error(scope, receive, send, 400, -32600, "JSON-RPC batches are not supported")
                 return
             receive = _replay(body, receive)
         scope["user"] = user
-        scope["auth"] = credentials
-        if request.method == "GET" and getattr(self.manager, "event_store", None) is None:
-            # No event store, so nothing to replay: the SDK would answer a Last-Event-ID with no response at all
-            # (a bare 500). Resumption is optional in the protocol; the client gets a fresh stream instead.
-            scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"last-event-id"]
-        if request.method == "GET":
+        scope["auth"] = self.verifier.credentials(user)
+        if method == "GET":
+            if b"last-event-id" in headers and getattr(self.manager, "event_store", None) is None:
+                # No event store, so nothing to replay: the SDK would answer a Last-Event-ID with no response at
+                # all (a bare 500). Resumption is optional in the protocol; the client gets a fresh stream instead.
+                scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"last-event-id"]
             send = _last_words_on_shutdown(scope, send)
-        await self.inner(scope, receive, send)
+        # What the SDK's AuthContextMiddleware does: the caller in its context variable while the SDK serves.
+        token = auth_context_var.set(user)
+        try:
+            await self.manager.handle_request(scope, receive, send)
+        finally:
+            auth_context_var.reset(token)
 
-    def _unauthorized(self, request: Request) -> ApiError:
-        header = request.headers.get("authorization")
+    def _unauthorized(self, request: Request, sent: bool) -> ApiError:
         challenge = f'Bearer resource_metadata="{metadata_url(self.mcp, request)}", scope="{self.mcp.required_scope}"'
-        if header:
+        if sent:
             challenge += ', error="invalid_token", error_description="unknown, expired or revoked token"'
-        message = "invalid bearer token" if header else "authentication required (Authorization: Bearer)"
+        message = "invalid bearer token" if sent else "authentication required (Authorization: Bearer)"
         return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
 
     async def _read_body(self, receive: Receive) -> bytes:
@@ -297,7 +347,7 @@ class McpEndpoint:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     @staticmethod
     async def _jsonrpc_error(scope: Scope, receive: Receive, send: Send, status: int, code: int, text: str) -> None:
