@@ -257,7 +257,8 @@ def synthetic_servers(start: int, count: int) -> list[dict[str, Any]]:
                 "inputSchema": {"type": "object", "properties": {"query": {"type": "string"}}},
             }
         )
-    return [{"name": f"synthetic{start}", "tools": tools}]
+    # An import is capped at 5,000 tools per server: larger steps become several servers.
+    return [{"name": f"synthetic{start + i}", "tools": tools[i : i + 5000]} for i in range(0, len(tools), 5000)]
 
 
 def latency(client: Client, count: int, warm: bool) -> dict[str, float]:
