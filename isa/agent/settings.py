@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
-from isa.catalog.settings import CatalogSettings
+from isa.core.floors import configured_floor
 from isa.core.settings import Section, Settings
 
 
@@ -62,7 +62,7 @@ def load(settings: Settings) -> AgentSettings:
     """The agent section, checked; a bad value is a start-up error naming the setting."""
     agent = settings.section("agent", AgentSettings)
     if agent.discover_min_similarity is None:  # follows the catalog's floor, which depends on its encoder
-        floor = settings.section("catalog", CatalogSettings).similarity_floor()
+        floor = configured_floor(settings.raw.get("catalog", {}))
         agent = agent.model_copy(
             update={"discover_min_similarity": round(max(floor - agent.discover_floor_margin, 0.0), 6)}
         )

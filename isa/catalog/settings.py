@@ -7,13 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from isa.catalog.access import Floor
+from isa.core.floors import DEFAULT_ENCODER, Encoder, discovery_floor
 from isa.core.search import Weights
-
-Encoder = Literal["int8", "fp32", "tuned"]
-# The relevance floor each encoder gets when `min_similarity` is not set, chosen per encoder on the dev splits
-# (tests/bench/bench_floor.py, docs/benchmarks.md): the fine-tuned model puts relevant tools and nonsense alike at
-# higher cosines, so the same number lets more nonsense through.
-ENCODER_FLOORS: dict[str, float] = {"int8": 0.2, "fp32": 0.2, "tuned": 0.24}
 
 
 class CatalogSettings(BaseModel):
@@ -39,7 +34,7 @@ class CatalogSettings(BaseModel):
     # Query and item encoder: "tuned" (our int8 fine-tune of MiniLM for tool retrieval, isa/core/encoders/README.md),
     # "int8" (the stock MiniLM graph dynamically quantised; same quality as fp32 on the dev splits, ~3x faster per
     # query) or "fp32" (the stock model). Changing it re-embeds the catalog once.
-    encoder: Encoder = "tuned"
+    encoder: Encoder = DEFAULT_ENCODER
     # Learning from usage: a query whose discovered tool the same user called successfully within the window
     # becomes an example of that tool. Runs every interval in each serving process (0: only `isa catalog learn`).
     learn_interval_seconds: float = Field(default=600.0, ge=0)
@@ -53,7 +48,7 @@ class CatalogSettings(BaseModel):
     rerank_timeout_seconds: float = Field(default=10.0, gt=0)
     # Relevance floor (docs/discovery.md): items whose cosine similarity to the request is below it are not
     # offered; HIGH and CRITICAL tools need high_risk_margin more, a match through an item's example query
-    # example_margin more. 0 turns it off. Unset: the encoder's own floor (ENCODER_FLOORS, chosen on the dev splits).
+    # example_margin more. 0 turns it off. Unset: the encoder's own floor (isa/core/floors.py, chosen on dev).
     min_similarity: float | None = Field(default=None, ge=0, le=1)
     high_risk_margin: float = Field(default=0.1, ge=0, le=1)
     example_margin: float = Field(default=0.2, ge=0, le=1)
@@ -73,7 +68,7 @@ class CatalogSettings(BaseModel):
 
     def similarity_floor(self) -> float:
         """`min_similarity` when set, else the floor chosen for the configured encoder."""
-        return ENCODER_FLOORS[self.encoder] if self.min_similarity is None else self.min_similarity
+        return discovery_floor(self.encoder, self.min_similarity)
 
     def floor(self) -> Floor:
         return Floor(self.similarity_floor(), self.high_risk_margin, self.example_margin)
