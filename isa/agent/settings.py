@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
+from isa.core.floors import configured_floor
 from isa.core.settings import Section, Settings
 
 
@@ -35,7 +36,10 @@ class AgentSettings(Section):
     tool_timeout_seconds: float = Field(default=120.0, gt=0)
     # Tools offered per turn: what discovery finds for the message, plus these (by name) every time.
     discover_tools: int = Field(default=6, ge=0, le=50)
-    discover_min_similarity: float = Field(default=0.18, ge=0, le=1)
+    # Their relevance floor: unset, the catalog's floor for its encoder less discover_floor_margin (0.18 with the
+    # stock encoders, 0.22 with the tuned one); a two-intent request is less similar to each tool (docs/agent.md).
+    discover_min_similarity: float | None = Field(default=None, ge=0, le=1)
+    discover_floor_margin: float = Field(default=0.02, ge=0, le=1)
     core_tools: Annotated[list[str], BeforeValidator(_words)] = Field(
         default_factory=lambda: ["create_execution_plan", "ask_human"]
     )
@@ -56,7 +60,13 @@ class AgentSettings(Section):
 
 def load(settings: Settings) -> AgentSettings:
     """The agent section, checked; a bad value is a start-up error naming the setting."""
-    return settings.section("agent", AgentSettings)
+    agent = settings.section("agent", AgentSettings)
+    if agent.discover_min_similarity is None:  # follows the catalog's floor, which depends on its encoder
+        floor = configured_floor(settings.raw.get("catalog", {}))
+        agent = agent.model_copy(
+            update={"discover_min_similarity": round(max(floor - agent.discover_floor_margin, 0.0), 6)}
+        )
+    return agent
 
 
 class AgentMemorySettings(Section):

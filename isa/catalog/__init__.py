@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from isa.catalog.adapter import QueryAdapter
-from isa.catalog.doc2query import Doc2Query
+from isa.catalog.doc2query import doc2query_writer
 from isa.catalog.federation import Federation
 from isa.catalog.models import CatalogItem, SearchFilters, SyncReport
 from isa.catalog.routes import ROUTES
 from isa.catalog.service import CatalogService
-from isa.catalog.settings import CatalogSettings, Doc2QuerySettings
+from isa.catalog.settings import CatalogSettings
 from isa.catalog.virtual import VirtualServer, VirtualServers
 from isa.core.builder import AppBuilder
 from isa.core.embeddings import shared_minilm
@@ -34,9 +34,7 @@ def build_service(builder: AppBuilder) -> CatalogService:
     settings = builder.settings.section("catalog", CatalogSettings)
     adapter = QueryAdapter.load(Path(settings.adapter_path)) if settings.adapter_path else None
     reranker = model_client(builder, settings.rerank_timeout_seconds, "isa-discovery") if settings.rerank else None
-    d2q = builder.settings.section("catalog", Doc2QuerySettings)
-    writer = model_client(builder, d2q.doc2query_timeout_seconds, "isa-doc2query") if d2q.doc2query_model else None
-    doc2query = Doc2Query(writer, d2q) if writer is not None else None
+    doc2query = doc2query_writer(builder)
     return CatalogService(builder.state.db, shared_minilm(settings.encoder), settings, adapter, reranker, doc2query)
 
 

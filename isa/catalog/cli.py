@@ -10,12 +10,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from isa.catalog.doc2query import doc2query_writer
 from isa.catalog.federation import Federation, parse_header
 from isa.catalog.federation_oauth import callback_url
 from isa.catalog.importer import parse_import
 from isa.catalog.progress import embed_progress
 from isa.catalog.service import CatalogService
-from isa.catalog.settings import CatalogSettings
+from isa.catalog.settings import CatalogSettings, Doc2QuerySettings
 from isa.catalog.virtual import VirtualServers
 from isa.core.cli import report, run_with_database
 from isa.core.db import Database
@@ -28,7 +29,16 @@ T = TypeVar("T")
 
 def _service(db: Database, settings: Settings) -> CatalogService:
     cfg = settings.section("catalog", CatalogSettings)
-    return CatalogService(db, shared_minilm(cfg.encoder), cfg)  # the encoder the server ranks with
+    # doc2query as on the serving nodes: with a model configured, imports and adds write example requests through
+    # the model node (services.model_url), bounded and cached the same way.
+    doc2query = doc2query_writer(settings)
+    if doc2query is None and settings.section("catalog", Doc2QuerySettings).doc2query_model:
+        print(
+            "isa catalog: catalog.doc2query_model is set but no model node is reachable from here (services.model_url"
+            " and isa tokens are needed): no example requests are generated",
+            file=sys.stderr,
+        )
+    return CatalogService(db, shared_minilm(cfg.encoder), cfg, doc2query=doc2query)  # the server's encoder
 
 
 def _run(settings: Settings, work: Callable[[CatalogService], Awaitable[T]]) -> T:
@@ -63,9 +73,11 @@ def catalog_import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _imported_line(r: dict[str, Any]) -> str:
+    generated = f", {r['generated']} generated" if "generated" in r else ""
     return (
         f"{r['server']}: {r['tools']} tools ({r['embedded']} embedded, {r['removed']} removed,"
-        f" {r['examples']} examples){'' if r['url'] else ' - no url: calls will fail until one is imported'}"
+        f" {r['examples']} examples{generated})"
+        f"{'' if r['url'] else ' - no url: calls will fail until one is imported'}"
     )
 
 

@@ -31,9 +31,11 @@ from isa.catalog.importer import tool_item
 from isa.catalog.schemas import ImportedServerSpec
 from isa.catalog.settings import Doc2QuerySettings
 from isa.catalog.text import extra_text
+from isa.core.builder import AppBuilder
 from isa.core.db import Database
 from isa.core.logging import get_logger
-from isa.llm.client import ModelClient, ModelUnavailable
+from isa.core.settings import Settings
+from isa.llm.client import ModelClient, ModelUnavailable, model_client
 from isa.llm.rerank import json_answer
 
 log = get_logger(__name__)
@@ -84,6 +86,18 @@ def parse_answer(text: str, n: int, per_tool: int) -> dict[int, list[str]]:
         if 0 <= i < n and queries:
             out[i] = list(dict.fromkeys(queries))[:per_tool]
     return out
+
+
+def doc2query_writer(source: AppBuilder | Settings) -> Doc2Query | None:
+    """The writer for this process (a serving node's builder, or the settings of a CLI command such as
+    `isa catalog import`, which reaches the model node over `services.model_url`), or None: no model configured,
+    or none reachable (the caller says so)."""
+    settings = source.settings if isinstance(source, AppBuilder) else source
+    cfg = settings.section("catalog", Doc2QuerySettings)
+    if not cfg.doc2query_model:
+        return None
+    client = model_client(source, cfg.doc2query_timeout_seconds, "isa-doc2query")
+    return Doc2Query(client, cfg) if client is not None else None
 
 
 class Doc2Query:

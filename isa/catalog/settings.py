@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from isa.catalog.access import Floor
+from isa.core.floors import DEFAULT_ENCODER, Encoder, discovery_floor
 from isa.core.search import Weights
 
 
@@ -30,10 +31,10 @@ class CatalogSettings(BaseModel):
     # "zscore": each retriever's scores standardised over the query's candidates, then weighted; "max": cosine
     # plus BM25 divided by its maximum (the fusion before issue 24). Measured in docs/discovery.md.
     fusion: Literal["zscore", "max"] = "zscore"
-    # Query and item encoder: "int8" (the MiniLM graph dynamically quantised; same quality on the dev splits,
-    # ~3x faster per query), "fp32" (the stock model) or "tuned" (our int8 fine-tune for tool retrieval,
-    # isa/core/encoders/README.md). Changing it re-embeds the catalog once.
-    encoder: Literal["int8", "fp32", "tuned"] = "int8"
+    # Query and item encoder: "tuned" (our int8 fine-tune of MiniLM for tool retrieval, isa/core/encoders/README.md),
+    # "int8" (the stock MiniLM graph dynamically quantised; same quality as fp32 on the dev splits, ~3x faster per
+    # query) or "fp32" (the stock model). Changing it re-embeds the catalog once.
+    encoder: Encoder = DEFAULT_ENCODER
     # Learning from usage: a query whose discovered tool the same user called successfully within the window
     # becomes an example of that tool. Runs every interval in each serving process (0: only `isa catalog learn`).
     learn_interval_seconds: float = Field(default=600.0, ge=0)
@@ -47,8 +48,8 @@ class CatalogSettings(BaseModel):
     rerank_timeout_seconds: float = Field(default=10.0, gt=0)
     # Relevance floor (docs/discovery.md): items whose cosine similarity to the request is below it are not
     # offered; HIGH and CRITICAL tools need high_risk_margin more, a match through an item's example query
-    # example_margin more. 0 turns it off. Chosen on the dev splits.
-    min_similarity: float = Field(default=0.2, ge=0, le=1)
+    # example_margin more. 0 turns it off. Unset: the encoder's own floor (isa/core/floors.py, chosen on dev).
+    min_similarity: float | None = Field(default=None, ge=0, le=1)
     high_risk_margin: float = Field(default=0.1, ge=0, le=1)
     example_margin: float = Field(default=0.2, ge=0, le=1)
     # POST /catalog/import body limit.
@@ -65,8 +66,12 @@ class CatalogSettings(BaseModel):
     # mcp.public_url's origin + /catalog/oauth/callback, else (over HTTP) the request's own origin.
     oauth_redirect_url: str = Field(default="", pattern=r"^(https?://.+)?$")
 
+    def similarity_floor(self) -> float:
+        """`min_similarity` when set, else the floor chosen for the configured encoder."""
+        return discovery_floor(self.encoder, self.min_similarity)
+
     def floor(self) -> Floor:
-        return Floor(self.min_similarity, self.high_risk_margin, self.example_margin)
+        return Floor(self.similarity_floor(), self.high_risk_margin, self.example_margin)
 
     def weights(self) -> Weights:
         return Weights(

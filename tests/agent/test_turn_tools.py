@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from isa.agent.settings import AgentSettings
+from isa.agent.settings import AgentSettings, load
 from isa.core.settings import Settings
 from tests.support.agent import FAKE_MODEL, chat, new_user
 from tests.support.fake_openai import FakeOpenAI, Reply
@@ -36,3 +36,14 @@ def test_a_message_about_nothing_gets_only_the_core_tools(
     result = chat(node, key, {"message": "qwzx plimf vorbtang"})
     assert result.status == 200 and result.done
     assert sorted(offered(fake)) == sorted(all_settings.section("agent", AgentSettings).core_tools)
+
+
+def test_the_agents_floor_follows_the_catalogs_encoder_unless_set(all_settings: Settings) -> None:
+    def agent_floor(catalog: dict[str, object], agent: dict[str, object] | None = None) -> float | None:
+        raw = {**all_settings.raw, "catalog": catalog, "agent": agent or {}}
+        return load(all_settings.model_copy(update={"raw": raw})).discover_min_similarity
+
+    assert agent_floor({}) == 0.22  # the default tuned encoder's floor 0.24, less the margin
+    assert agent_floor({"encoder": "int8"}) == 0.18  # stock: 0.2 less the margin, the value chosen before
+    assert agent_floor({"encoder": "int8", "min_similarity": "0.3"}) == 0.28  # a deployment's floor, from the env
+    assert agent_floor({}, {"discover_min_similarity": 0.1}) == 0.1  # set: held whatever the encoder

@@ -9,19 +9,29 @@ ISA_DATA_DIR, and HTTP calls. Per dataset:
 1. import the tools without examples, query the test split with /search mode=lexical (BM25 alone),
    mode=dense (MiniLM cosine alone) and /discover (plain fusion: nothing learned yet);
 2. re-import the same file with each tool's train-split queries as `examples` (only the examples are embedded:
-   the tools' content hashes did not change), query /discover again (ours).
+   the tools' content hashes did not change), query /discover again (ours);
+3. with `--provider`, doc2query (below).
 
 Test queries never appear as examples; the weights were chosen on the dev split (train_discovery.py).
 Then the catalog is replaced by synthetic tools and /discover latency is measured at each scale.
+
+doc2query (`--provider URL --provider-model ALIAS`): after step 2 the file without examples is imported once
+more with `catalog.doc2query_model = ALIAS` and `services.model_url = URL` (an isa model node, or any OpenAI-wire
+server: the calls are `POST {URL}/v1/chat/completions` with an isa token, so the node must share
+ISA_AUTH__TOKEN_SECRET), and /discover is asked again: "fusion + doc2query" is zero-shot ranking helped only by
+the model's generated requests. `--provider fake` starts the tests' scripted OpenAI-wire fake on loopback: it
+answers prose, not JSON, so nothing is generated and the row equals plain fusion — it checks the plumbing only.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import random
+import secrets
 import statistics
 import subprocess
 import sys
@@ -41,10 +51,11 @@ import discovery_data as data
 from tests.support.procs import isa_serve
 
 
-def isa(data_dir: Path, *args: str, migrate: bool = False) -> str:
+def isa(data_dir: Path, *args: str, migrate: bool = False, extra_env: dict[str, str] | None = None) -> str:
     # Only the first command migrates: a migration file edited mid-run must not stop the benchmark.
     env = {
         **os.environ,
+        **(extra_env or {}),
         "ISA_DATA_DIR": str(data_dir),
         "ISA_ENV": "test",
         "ISA_DATABASE__AUTO_MIGRATE": "true" if migrate else "false",
@@ -112,7 +123,15 @@ def with_examples(ds: data.Dataset, cap: int) -> list[dict[str, Any]]:
     return servers
 
 
-def quality(client: Client, data_dir: Path, ds: data.Dataset, n: int, cap: int, results: dict[str, Any]) -> None:
+def quality(
+    client: Client,
+    data_dir: Path,
+    ds: data.Dataset,
+    n: int,
+    cap: int,
+    results: dict[str, Any],
+    doc2query: dict[str, str] | None = None,
+) -> None:
     rng = random.Random(7)
     sets = {"test": rng.sample(ds.test, min(n, len(ds.test))), **ds.extra_test}
     path = data_dir / f"{ds.name}.json"
@@ -138,6 +157,17 @@ def quality(client: Client, data_dir: Path, ds: data.Dataset, n: int, cap: int, 
         results[f"{ds.name}/{name}"]["ours"] = evaluate(client, queries, "ours")
         results[f"{ds.name}/{name}"]["queries"] = len(queries)
         print(f"[{ds.name}/{name}] ours: {results[f'{ds.name}/{name}']['ours']}", flush=True)
+    if doc2query is not None:
+        # Last, so "ours" never sees generated requests: the file without examples clears the train ones.
+        data.write_import_file(ds, path)
+        t = time.perf_counter()
+        out = json.loads(isa(data_dir, "catalog", "import", str(path), "--json", extra_env=doc2query))
+        made = sum(r.get("generated", 0) for r in out)
+        print(f"[{ds.name}] doc2query: {made} requests generated in {time.perf_counter() - t:.0f}s", flush=True)
+        for name, queries in sets.items():
+            results[f"{ds.name}/{name}"]["fusion + doc2query"] = evaluate(client, queries, "ours")
+            results[f"{ds.name}/{name}"]["generated"] = made
+            print(f"[{ds.name}/{name}] fusion + doc2query: {results[f'{ds.name}/{name}']['fusion + doc2query']}")
     for server in ds.servers:
         isa(data_dir, "catalog", "remove", server["name"])
 
@@ -227,7 +257,8 @@ def synthetic_servers(start: int, count: int) -> list[dict[str, Any]]:
                 "inputSchema": {"type": "object", "properties": {"query": {"type": "string"}}},
             }
         )
-    return [{"name": f"synthetic{start}", "tools": tools}]
+    # An import is capped at 5,000 tools per server: larger steps become several servers.
+    return [{"name": f"synthetic{start + i}", "tools": tools[i : i + 5000]} for i in range(0, len(tools), 5000)]
 
 
 def latency(client: Client, count: int, warm: bool) -> dict[str, float]:
@@ -254,6 +285,9 @@ def main() -> None:
     parser.add_argument("--max-examples", type=int, default=10_000, help="train queries kept per tool")
     parser.add_argument("--out", default="", help="write the results as JSON here")
     parser.add_argument("--data-dir", default="", help="an ISA_DATA_DIR whose catalog already has the tools: no import")
+    parser.add_argument("--provider", default="", help="doc2query through this model node ('fake': the tests' fake)")
+    parser.add_argument("--provider-model", default="default", help="the model alias doc2query asks for")
+    parser.add_argument("--doc2query-budget", type=float, default=3600.0, help="seconds one import may spend on it")
     parser.add_argument(
         "--baseline",
         action="store_true",
@@ -262,6 +296,31 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     results: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        args.doc2query = doc2query_env(args, stack) if args.provider else None
+        bench(args, results)
+    results["seconds"] = round(time.perf_counter() - started)
+    report(results)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+
+
+def doc2query_env(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, str]:
+    """What `isa catalog import` needs to write doc2query requests through the provider."""
+    url, model = args.provider, args.provider_model
+    if url == "fake":
+        from tests.support.fake_openai import FakeOpenAI
+
+        url, model = stack.enter_context(FakeOpenAI()).url, "fake-doc2query"
+    return {
+        "ISA_SERVICES__MODEL_URL": url,
+        "ISA_CATALOG__DOC2QUERY_MODEL": model,
+        "ISA_CATALOG__DOC2QUERY_BUDGET_SECONDS": str(args.doc2query_budget),
+        "ISA_AUTH__TOKEN_SECRET": os.environ.get("ISA_AUTH__TOKEN_SECRET") or secrets.token_urlsafe(32),
+    }
+
+
+def bench(args: argparse.Namespace, results: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory(prefix="isa-bench-") as tmp:
         data_dir = Path(args.data_dir or tmp)
         key = json.loads(isa(data_dir, "keys", "create", "--user", "bench", "--scope", "read", "--json", migrate=True))[
@@ -273,10 +332,6 @@ def main() -> None:
                 run(proc, key, data_dir, args, results)
             finally:
                 proc.stop()  # SIGTERM: the last process using the embedded Postgres stops it
-    results["seconds"] = round(time.perf_counter() - started)
-    report(results)
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
 
 
 def run(proc: Any, key: str, data_dir: Path, args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -286,7 +341,7 @@ def run(proc: Any, key: str, data_dir: Path, args: argparse.Namespace, results: 
     for ds in (loaders[name]() for name in args.datasets.split(",") if name):
         for name in ["test", *ds.extra_test]:
             results[f"{ds.name}/{name}"] = {}
-        quality(client, data_dir, ds, args.queries, args.max_examples, results)
+        quality(client, data_dir, ds, args.queries, args.max_examples, results, args.doc2query)
     have = 0
     for size in [int(s) for s in args.scale.split(",") if s]:
         if not args.data_dir:
@@ -335,7 +390,9 @@ def report(results: dict[str, Any]) -> None:
         print(f"\n{key} ({rows.get('queries')} queries)")
         print(f"  {'ranking':<22}" + "".join(f"{c:>9}" for c in cols) + f"{'R@10 x':>9}")
         base = max(rows["BM25 alone"]["R@10"], rows["dense alone"]["R@10"])
-        for label in ("BM25 alone", "dense alone", "fusion, no examples", "ours"):
+        for label in ("BM25 alone", "dense alone", "fusion, no examples", "fusion + doc2query", "ours"):
+            if label not in rows:
+                continue
             r = rows[label]
             print(f"  {label:<22}" + "".join(f"{r[c]:>9.3f}" for c in cols) + f"{r['R@10'] / base:>9.2f}")
     print("\n/discover latency over HTTP (300 queries, one client; cold = distinct queries, warm = repeated)")

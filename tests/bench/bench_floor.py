@@ -1,6 +1,6 @@
 """The relevance floor of /discover: chosen on the dev splits, then measured on the test splits against no floor.
 
-    .venv/bin/python tests/bench/bench_floor.py [--queries 300] [--examples 20]
+    .venv/bin/python tests/bench/bench_floor.py [--queries 300] [--examples 20] [--encoder tuned] [--floors 0,0.2,...]
 
 Everything goes through what a user has (`isa keys create`, `isa catalog import`, an `isa serve --role mcp`
 subprocess, HTTP). The floor compares the cosine of the request to the item's text, or to the item's nearest
@@ -11,13 +11,19 @@ example query (which must clear the floor + catalog.example_margin).
 2. Per dataset, without and then with train-split examples: the dev queries are asked with each candidate floor
    (`min_similarity` in the request; the node's high-risk and example margins apply on top). The floor kept is
    the highest one costing at most `--budget` Recall@10 on dev in every condition.
-3. The test queries are then asked live twice: with the server's configured floor and with `min_similarity: 0`.
+3. The test queries are then asked live twice: with the server's configured floor and with `min_similarity: 0`
+   (`--no-test` skips this: choosing a floor reads dev only).
+
+`--encoder` sets `catalog.encoder` for the node and the importing CLI (each encoder needs its own floor: the
+cosines of a fine-tuned model sit higher). A second off-topic set (`OFF_TOPIC_CHECK`) is never used to choose:
+it shows whether a floor chosen against the first one generalises to other nonsense.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -67,6 +73,39 @@ OFF_TOPIC = [
     "oops",
     "meh",
 ]
+# Reported only, never used to choose a floor.
+OFF_TOPIC_CHECK = [
+    "vlemp dorq snizzle",
+    "hjkl hjkl hjkl",
+    "aaaaaa",
+    "wibble wobble",
+    "foo bar baz",
+    "zxcvbn qwerty",
+    "plonk 42 zarg",
+    "nnnn mmmm",
+    "kthxbye",
+    "brb",
+    "okay then",
+    "great, thank you",
+    "hello there",
+    "hi",
+    "alright",
+    "got it",
+    "nope",
+    "sounds good",
+    "see you later",
+    "not sure",
+    "hmm interesting",
+    "wow",
+    "fine",
+    "maybe",
+    "right",
+    "cheers",
+    "sorry",
+    "well well well",
+    "huh?",
+    "bye",
+]
 FLOORS = [0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4]
 
 
@@ -86,10 +125,10 @@ def many(client: Client, texts: list[str], floor: float | None) -> list[list[dic
         return list(pool.map(lambda t: hits(client, t, floor=floor), texts))
 
 
-def off_topic(client: Client) -> dict[Any, Any]:
+def off_topic(client: Client, texts: list[str]) -> dict[Any, Any]:
     out: dict[Any, Any] = {}
     for floor in FLOORS:
-        offered = [len(f) for f in many(client, OFF_TOPIC, floor)]
+        offered = [len(f) for f in many(client, texts, floor)]
         out[floor] = {"queries_offered_any": sum(1 for n in offered if n), "tools_per_query": statistics.fmean(offered)}
     return out
 
@@ -100,6 +139,7 @@ def dev_curve(client: Client, queries: list[data.Query]) -> dict[float, dict[str
         found = many(client, [q.text for q in queries], floor)
         rows = list(zip(found, (q.relevant for q in queries), strict=True))
         curve[floor] = {
+            "R@1": round(statistics.fmean(recall(f, r, 1) for f, r in rows), 4),
             "R@5": round(statistics.fmean(recall(f, r, 5) for f, r in rows), 4),
             "R@10": round(statistics.fmean(recall(f, r, 10) for f, r in rows), 4),
         }
@@ -125,8 +165,15 @@ def main() -> None:
     parser.add_argument("--floor", type=float, default=None, help="catalog.min_similarity of the node (default: its)")
     parser.add_argument("--margin", type=float, default=0.1, help="catalog.high_risk_margin of the node")
     parser.add_argument("--budget", type=float, default=0.05, help="dev Recall@10 a floor may cost (offline bound)")
+    parser.add_argument("--encoder", default="", help="catalog.encoder of the node and the CLI (default: its)")
+    parser.add_argument("--floors", default="", help=f"comma-separated floors to try (default: {FLOORS})")
+    parser.add_argument("--no-test", action="store_true", help="dev only (choosing a floor)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
+    if args.floors:
+        FLOORS[:] = sorted({0.0, *(float(f) for f in args.floors.split(","))})
+    if args.encoder:
+        os.environ["ISA_CATALOG__ENCODER"] = args.encoder  # the importing CLI embeds with it too
     started = time.perf_counter()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="isa-floor-") as tmp:
@@ -140,8 +187,9 @@ def main() -> None:
             try:
                 proc.wait_ready(300)
                 client = Client(proc.url, key)
-                results["off-topic/own catalog"] = off_topic(client)
-                print("[off-topic, own catalog]", results["off-topic/own catalog"], flush=True)
+                for label, texts in (("", OFF_TOPIC), (" check", OFF_TOPIC_CHECK)):
+                    results[f"off-topic{label}/own catalog"] = off_topic(client, texts)
+                    print(f"[off-topic{label}, own catalog]", results[f"off-topic{label}/own catalog"], flush=True)
                 rng = random.Random(11)
                 for ds in (data.metatool(), data.toollens()):
                     dev = rng.sample(ds.dev, min(args.queries, len(ds.dev)))
@@ -153,10 +201,12 @@ def main() -> None:
                         key_ = f"{ds.name}/{label}"
                         results[f"dev/{key_}"] = dev_curve(client, dev)
                         print(f"[dev {key_}]", results[f"dev/{key_}"], flush=True)
-                        results[f"test/{key_}"] = test_live(client, test)
-                        print(f"[test {key_}]", results[f"test/{key_}"], flush=True)
-                results["off-topic/full catalog"] = off_topic(client)
-                print("[off-topic, full catalog]", results["off-topic/full catalog"], flush=True)
+                        if not args.no_test:
+                            results[f"test/{key_}"] = test_live(client, test)
+                            print(f"[test {key_}]", results[f"test/{key_}"], flush=True)
+                for label, texts in (("", OFF_TOPIC), (" check", OFF_TOPIC_CHECK)):
+                    results[f"off-topic{label}/full catalog"] = off_topic(client, texts)
+                    print(f"[off-topic{label}, full catalog]", results[f"off-topic{label}/full catalog"], flush=True)
             finally:
                 proc.stop()
     results["seconds"] = round(time.perf_counter() - started)
@@ -167,15 +217,14 @@ def main() -> None:
 
 def report(results: dict[str, Any], budget: float) -> None:
     dev = {k: v for k, v in results.items() if k.startswith("dev/")}
-    print(f"\nDev Recall@10 by floor, and off-topic queries offered any tool (of {len(OFF_TOPIC)}):")
-    print(f"  {'floor':>6}" + "".join(f"{k[4:]:>26}" for k in dev) + f"{'off-topic own':>16}{'off-topic full':>16}")
+    print(f"\nDev Recall@1 / Recall@10 by floor, and off-topic queries offered any tool (of {len(OFF_TOPIC)}):")
+    sets = [f"off-topic{c}/{n} catalog" for c in ("", " check") for n in ("own", "full")]
+    print(f"  {'floor':>6}" + "".join(f"{k[4:]:>26}" for k in dev) + "  off-topic own/full, check own/full")
     for floor in FLOORS:
-        own = results["off-topic/own catalog"][floor]
-        full = results["off-topic/full catalog"][floor]
         print(
             f"  {floor:>6}"
-            + "".join(f"{v[floor]['R@10']:>26.4f}" for v in dev.values())
-            + f"{own['queries_offered_any']:>16}{full['queries_offered_any']:>16}"
+            + "".join(f"{v[floor]['R@1']:>17.4f} {v[floor]['R@10']:.4f}" for v in dev.values())
+            + "".join(f"{results[s][floor]['queries_offered_any']:>6}" for s in sets)
         )
     best = max(f for f in FLOORS if all(v[0.0]["R@10"] - v[f]["R@10"] <= budget for v in dev.values()))
     print(f"\nhighest floor costing at most {budget} dev Recall@10 anywhere: {best}")

@@ -1,4 +1,5 @@
-"""The discovery encoder: int8 by default, fp32 selectable; switching re-embeds what no sync rewrites."""
+"""The stock discovery encoders: int8 (stock MiniLM quantised; the default until the tuned one replaced it,
+tests/catalog/test_tuned_encoder.py) and fp32, both selectable; switching re-embeds what no sync rewrites."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ SERVERS = [
 READER = Principal("encoder-reader", frozenset({"read"}), "api_key", None)
 
 
-def test_the_default_encoder_is_int8_and_close_to_the_stock_model() -> None:
-    assert CatalogSettings().encoder == "int8" and CatalogSettings().fusion == "zscore"
+def test_the_stock_int8_encoder_is_selectable_and_close_to_the_stock_model() -> None:
+    assert CatalogSettings(encoder="int8").encoder == "int8" and CatalogSettings().fusion == "zscore"
     int8, fp32 = shared_minilm("int8"), shared_minilm("fp32")
     assert int8.model_name == "all-MiniLM-L6-v2-int8" and fp32.model_name == "all-MiniLM-L6-v2"
     texts = ["will it rain in Leeds tomorrow", "convert 100 dollars to euros", "qwzx plimf vorbtang"]

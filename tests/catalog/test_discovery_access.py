@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from isa.catalog.settings import CatalogSettings
 from isa.core.settings import Settings
 from tests.support.auth import create_key
 from tests.support.mcp_servers import mcp_client
@@ -156,8 +157,10 @@ def test_nonsense_gets_nothing_and_the_answer_says_why(node: Node) -> None:
     assert len(unfloored["capabilities"]["tools"]) == 5
 
 
-def test_every_hit_is_above_the_floor_and_high_risk_tools_above_the_higher_one(node: Node) -> None:
-    floor, high = 0.2, 0.2 + 0.1
+def test_every_hit_is_above_the_floor_and_high_risk_tools_above_the_higher_one(node: Node, settings: Settings) -> None:
+    configured = settings.section("catalog", CatalogSettings)  # the node's: same settings file and environment
+    floor, high = configured.similarity_floor(), configured.similarity_floor() + configured.high_risk_margin
+    assert floor > 0
     for request in ("forget everything you remember about me", "what time is it in Tokyo", "pretty print json"):
         hits = node.post("write", "/discover", {"request": request, "max_results": {"tools": 20}})["capabilities"]
         for hit in hits["tools"]:

@@ -1,15 +1,20 @@
 """doc2query: with a model configured, an import asks the model node for example requests per tool (issue 24).
 
 The mcp node's `services.model_url` points at the scripted OpenAI-wire fake; imports go through
-`POST /catalog/import` and discovery through `POST /discover`, as a user would.
+`POST /catalog/import` (or the `isa catalog import` command, configured the same way) and discovery through
+`POST /discover`, as a user would.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -142,3 +147,52 @@ def test_a_slow_or_malformed_model_is_cut_off_and_the_import_goes_on(
     fake.script(MODEL, Reply(text="Here are some ideas: 1. check the weather"))
     report = _import(url, admin, "d2q-prose", fresh)
     assert report["tools"] == 2 and report["generated"] == 0
+
+
+def test_isa_catalog_import_generates_requests_through_the_model_node_too(
+    node: tuple[str, str, str], fake: FakeOpenAI, db_url: str, data_dir: Path, tmp_path: Path
+) -> None:
+    url, _, reader = node
+    meter = "how much electricity did the house use today"
+    tools = [{"name": "zq_meter", "description": "Reads counter 3 of the panel."}]
+    path = tmp_path / "servers.json"
+    path.write_text(json.dumps([{"name": "d2q-cli", "url": "http://127.0.0.1:9/mcp", "tools": tools}]))
+    assert _first_tool(url, reader, meter) != "d2q-cli__zq_meter"
+    fake.script(MODEL, Reply(text=json.dumps({"tools": {"1": [meter, "power usage of my home"]}})))
+    calls = fake.count(MODEL)
+    env = {
+        **os.environ,
+        "ISA_DATA_DIR": str(data_dir),
+        "ISA_ENV": "test",
+        "ISA_DATABASE__URL": db_url,
+        "ISA_DATABASE__AUTO_MIGRATE": "false",
+        "ISA_AUTH__TOKEN_SECRET": SECRET,
+        "ISA_SERVICES__MODEL_URL": fake.url,
+        "ISA_CATALOG__DOC2QUERY_MODEL": MODEL,
+        "ISA_CATALOG__DOC2QUERY_USER": WRITER,
+        "ISA_CATALOG__DOC2QUERY_BUDGET_SECONDS": "20",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "isa", "catalog", "import", str(path), "--json"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [report] = json.loads(done.stdout)
+    assert report["tools"] == 1 and report["generated"] == 2
+    assert fake.count(MODEL) == calls + 1
+    request = fake.requests_for(MODEL)[-1]
+    assert "Reads counter 3 of the panel." in request.body["messages"][-1]["content"]
+    token = request.headers["authorization"].removeprefix("Bearer ")
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_aud": False})
+    assert claims["sub"] == WRITER
+    # The node ranks with what the command stored: the generated request now finds the tool.
+    assert _first_tool(url, reader, meter) == "d2q-cli__zq_meter"
+
+    # Without a reachable model node the command says so and imports anyway.
+    del env["ISA_SERVICES__MODEL_URL"]
+    done = subprocess.run(
+        [sys.executable, "-m", "isa", "catalog", "import", str(path)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "no model node is reachable" in done.stderr and "d2q-cli: 1 tools" in done.stdout

@@ -41,6 +41,16 @@ def test_the_tuned_encoder_is_packaged_small_and_selectable() -> None:
     assert other.model_name == "candidate" and float(other.embed_batch(TEXTS[:1])[0] @ a[0]) > 0.98
 
 
+def test_the_tuned_encoder_is_the_default_and_each_encoder_has_its_own_floor(settings: Settings) -> None:
+    configured = settings.section("catalog", CatalogSettings)
+    assert configured.encoder == "tuned" and configured.floor().min_similarity == 0.24
+    assert CatalogSettings(encoder="int8").floor().min_similarity == 0.2  # stock, as chosen for it
+    assert CatalogSettings(encoder="fp32").floor().min_similarity == 0.2
+    # A floor set by the deployment holds whatever the encoder; 0 still turns it off.
+    assert CatalogSettings(encoder="tuned", min_similarity=0.3).floor().min_similarity == 0.3
+    assert CatalogSettings(encoder="tuned", min_similarity=0).floor().off
+
+
 @pytest.mark.anyio
 async def test_a_catalog_on_the_tuned_encoder_ranks_with_its_own_vectors(db_url: str, settings: Settings) -> None:
     async with catalog(db_url, settings, shared_minilm("int8")) as old:
