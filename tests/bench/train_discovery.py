@@ -32,6 +32,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import discovery_data as data
+from zero_shot_discovery import bm25, lexemes  # the same offline BM25 as the zero-shot bench
 
 from isa.catalog.importer import parse_import, server_items
 from isa.catalog.text import embed_text, extra_text, name_text, qualified_name
@@ -115,38 +116,6 @@ def adapt(q: F, a: F) -> F:
     return out
 
 
-FIELD_WEIGHTS = {"A": 2.0, "B": 1.0, "C": 0.5, "D": 1.0}
-
-
-def lexemes(conn: Any, texts: list[list[str]]) -> list[dict[str, float]]:
-    """Field-weighted term counts per text; each text is [A, B, C] fields (one field for a query)."""
-    out = []
-    for fields in texts:
-        parts = " || ".join(f"setweight(to_tsvector('english', %s), '{w}')" for w in "ABC"[: len(fields)])
-        rows = conn.execute(f"SELECT lexeme, weights FROM unnest({parts})", fields).fetchall()
-        out.append({lex: sum(FIELD_WEIGHTS[w] for w in ws) for lex, ws in rows})
-    return out
-
-
-def bm25(docs: list[dict[str, float]], queries: list[dict[str, float]], k1: float = 1.2, b: float = 0.75) -> F:
-    vocab = {t: i for i, t in enumerate(sorted({t for d in docs for t in d}))}
-    m = np.zeros((len(docs), len(vocab)), np.float32)
-    for i, d in enumerate(docs):
-        for t, w in d.items():
-            m[i, vocab[t]] = w
-    dl = m.sum(1, keepdims=True)
-    df = (m > 0).sum(0)
-    idf = np.log(1 + (len(docs) - df + 0.5) / (df + 0.5))
-    sat = m * (k1 + 1) / (m + k1 * (1 - b + b * dl / dl.mean())) * idf
-    q = np.zeros((len(queries), len(vocab)), np.float32)
-    for i, d in enumerate(queries):
-        for t in d:
-            if t in vocab:
-                q[i, vocab[t]] = 1.0
-    out: F = q @ sat.T
-    return out
-
-
 def fuse(dense: F, lex: F, lexical: float = 0.3) -> F:
     out: F = (1 - lexical) * dense + lexical * lex / np.maximum(lex.max(1, keepdims=True), 1e-9)
     return out
@@ -178,7 +147,7 @@ def tune_fusion(model: LocalMiniLM, cache: Path | None, loaded: dict[str, Any], 
     catalog = np.vstack(tools)
     # Postgres does the tokenising, so the terms are the ones the SQL ranks on. The server stops when we exit.
     conn = psycopg.connect(embedded_url(Path(tempfile.mkdtemp(prefix="isa-train-"))))
-    doc_lex = lexemes(conn, docs)
+    doc_lex = lexemes(conn, docs, "english")
     ex_q, ex_owner = [], []
     for name, (_, split) in loaded.items():
         q, rel = split["train"]
@@ -210,7 +179,7 @@ def tune_fusion(model: LocalMiniLM, cache: Path | None, loaded: dict[str, Any], 
     }
     for label, (q, texts, rel) in sets.items():
         dense = q @ catalog.T
-        lex = bm25(doc_lex, lexemes(conn, [[t] for t in texts]))
+        lex = bm25(doc_lex, lexemes(conn, [[t] for t in texts], "english"))
         ranks = [np.argsort(np.argsort(-m, axis=1), axis=1) for m in (dense, lex)]
         rrf: F = sum(1.0 / (60 + r + 1) for r in ranks)  # type: ignore[assignment]
         base = fuse(dense, lex)

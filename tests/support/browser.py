@@ -9,17 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from isa.web.browser import CHROMIUM_ARGS
+
 CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+ARGS = CHROMIUM_ARGS  # the flags the product's own browser pool starts chromium with
 
 
 def artifacts_dir() -> Path:
