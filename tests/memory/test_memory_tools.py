@@ -127,6 +127,8 @@ async def test_session_messages_are_stored_and_come_back_as_context(node: str, m
 
 
 async def test_resources_list_the_callers_memories_by_type(node: str, mkeys: MemoryKeys) -> None:
+    # Its own fact (restating one an earlier test stored only reinforces it), so the test stands alone.
+    await call(node, mkeys.alice, "store_factual_memory", {"dialog_content": "Remember that my sister's name is Lena."})
     facts = await read(node, mkeys.alice, "memory://type/factual")
     assert "Lena" in {f["object_value"] for f in facts}
     hits = await read(node, mkeys.alice, "memory://search/sister")
