@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import httpx
 
+from isa.model.connections import pooled_transport
 from isa.model.routing import Slot
 from isa.model.settings import Deployment
 
@@ -157,8 +158,9 @@ class DirectClient:
 
     def __init__(self, idle_timeout: float) -> None:
         self._idle = idle_timeout
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30)
         self.client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30),
+            transport=pooled_transport(limits),
             timeout=httpx.Timeout(60.0),
             follow_redirects=False,
         )

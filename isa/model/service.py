@@ -48,7 +48,11 @@ class ModelService:
         self._model_ids: dict[str, str] = {}
         self.credits = CreditGate(settings.credit_cache_seconds)
         self.usage_writer = UsageWriter(
-            self._write_usage, self.credits, max_queue=settings.usage_queue_size, max_batch=settings.usage_batch_size
+            self._write_usage,
+            self.credits,
+            max_queue=settings.usage_queue_size,
+            max_batch=settings.usage_batch_size,
+            linger=settings.usage_linger_seconds,
         )
         self.started = False
 

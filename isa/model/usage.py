@@ -95,10 +95,14 @@ class CreditGate:
 class UsageWriter:
     """A bounded queue of calls to account for, drained in batches by one task."""
 
-    def __init__(self, write: WriteBatch, gate: CreditGate, *, max_queue: int, max_batch: int) -> None:
+    def __init__(
+        self, write: WriteBatch, gate: CreditGate, *, max_queue: int, max_batch: int, linger: float = 0.0
+    ) -> None:
         self.write = write
         self.gate = gate
         self.max_batch = max_batch
+        self.linger = linger  # seconds a batch may wait for more rows after its first (0: written at once)
+        self._closing: anyio.Event | None = None  # made by run() (an Event needs the event loop)
         self._send: MemoryObjectSendStream[Pending]
         self._receive: MemoryObjectReceiveStream[Pending]
         self._send, self._receive = anyio.create_memory_object_stream[Pending](max_queue)
@@ -133,8 +137,14 @@ class UsageWriter:
     async def run(self) -> None:
         """Drain the queue until it is closed and empty (the lifespan's task)."""
         self.running = True
+        self._closing = closing = anyio.Event()
         try:
             async for first in self._receive:
+                if self.linger > 0:
+                    # Rows gather for a moment (a sequential client's next request is not served between one
+                    # row's statements), so one transaction writes many; shutdown stops the wait at once.
+                    with anyio.move_on_after(self.linger):
+                        await closing.wait()
                 batch = [first]
                 while len(batch) < self.max_batch:
                     try:
@@ -152,6 +162,8 @@ class UsageWriter:
     async def close(self, drain_seconds: float) -> None:
         """Stop taking calls and wait (bounded) until every queued one is written."""
         self.closing = True
+        if self._closing is not None:
+            self._closing.set()
         await self._send.aclose()
         with anyio.move_on_after(drain_seconds):
             await self._done.wait()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import httpx
 
+from isa.server import GC_GEN0, freeze_heap
 from tests.support.procs import free_port, isa_serve, port_open, wait_for
 
 
@@ -80,3 +83,24 @@ def test_sigterm_turns_readiness_503_at_once_then_exits_cleanly(data_dir: Path, 
         assert node.proc.wait(timeout=30) == 0
         assert time.monotonic() - sent < 30
         assert "Traceback" not in node.log()
+
+
+def test_a_started_node_freezes_its_heap_and_still_collects_new_garbage_cycles() -> None:
+    threshold = gc.get_threshold()
+
+    class Node:
+        other: object = None
+
+    try:
+        freeze_heap()
+        assert gc.get_freeze_count() > 0  # what lived at start-up is out of every later collection
+        assert gc.get_threshold() == (GC_GEN0, threshold[1], threshold[2])
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # a cycle made while serving: reference counting alone can't free it
+        gone = weakref.ref(a)
+        del a, b
+        gc.collect()
+        assert gone() is None
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)

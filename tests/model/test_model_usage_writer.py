@@ -154,6 +154,27 @@ async def test_a_failing_batch_is_retried_row_by_row_so_one_bad_row_loses_no_oth
 
 
 @pytest.mark.anyio
+async def test_rows_queued_one_after_another_gather_into_one_batch_and_shutdown_cuts_the_wait() -> None:
+    batches: list[list[str]] = []
+
+    async def write(batch: list[Pending]) -> list[Decimal | None]:
+        batches.append([p.usage.user_id for p in batch if p.usage is not None])
+        return [Decimal(1)] * len(batch)
+
+    writer = UsageWriter(write, CreditGate(60), max_queue=100, max_batch=10, linger=60)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        await anyio.wait_all_tasks_blocked()
+        for user in ("a", "b", "c"):
+            await writer.put(Pending(usage(user), DEPLOYMENT))
+            await anyio.wait_all_tasks_blocked()  # the writer took "a" and lingers: nothing written yet
+        assert batches == []
+        with anyio.fail_after(5):  # far less than the linger: closing ends the wait at once
+            await writer.close(5)
+    assert batches == [["a", "b", "c"]] and writer.idle
+
+
+@pytest.mark.anyio
 async def test_without_a_running_writer_a_call_is_written_at_once() -> None:
     committed: list[str] = []
 
