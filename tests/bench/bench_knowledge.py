@@ -260,6 +260,11 @@ async def load_scale(url: str, big: int, users: int, per_user: int, hnsw: bool) 
     return seconds
 
 
+def agreement(found: set[str], truth: set[str]) -> float:
+    """Share of `truth` in `found`; two empty results (a question with no matching chunk) agree."""
+    return len(found & truth) / len(truth) if truth else float(not found)
+
+
 def load_before(path: str) -> Callable[..., Awaitable[list[dict[str, Any]]]]:
     """hybrid_search of another version of isa/core/search.py (e.g. `git show main:isa/core/search.py`)."""
     spec = importlib.util.spec_from_file_location("search_before", path)
@@ -338,8 +343,8 @@ async def latency(
                 cpu[name].append(server_cpu_ms(postmaster) - c)
                 ids[name] = {h["id"] for h in hits}
             for name in variants:
-                recalls[name].append(len(ids[name] & ids["exact"]) / max(len(ids["exact"]), 1))
-            overlaps.append(len(ids["new"] & ids["today"]) / max(len(ids["today"]), 1))
+                recalls[name].append(agreement(ids[name], ids["exact"]))
+            overlaps.append(agreement(ids["new"], ids["today"]))
         service.options = KnowledgeSettings()
         service_module.hybrid_search = hybrid_search
         print(f"  ({user}, {mode}: overlap@10 of new with today {statistics.mean(overlaps):.3f})")
