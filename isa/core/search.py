@@ -217,7 +217,7 @@ def _slice_sql(
         # index probe per term (LATERAL, kept by OFFSET 0: flattened into a join Postgres may scan every posting —
         # 12 of 17 ms at 10,000 tools). N is at least df, so idf stays positive while cached statistics lag
         # behind a change. Before issue #28 df came from a window count over the postings read, which sorted
-        # them by term first: 0.77x the arm's time at 20,000 chunks without it (docs/benchmarks.md).
+        # them by term first: without it a 20,000-chunk user's lexical search takes 0.65x (docs/benchmarks.md).
         limit_postings: sql.Composable = sql.SQL("")
         if s.postings_cap > 0 and corpus.postings_impact is not None:
             # Early termination: per term only its `postings_cap` postings of highest impact (a btree on
