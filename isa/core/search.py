@@ -192,50 +192,59 @@ def _slice_sql(
         )
         arms.append(f"{p}_dense")
     if use_lex and corpus.postings is not None:
-        params.update({f"{p}_n": float(stats.rows), f"{p}_k1": w.k1, f"{p}_b": w.b})
-        params.update({f"{p}_wa": w.field_a, f"{p}_wb": w.field_b, f"{p}_wc": w.field_c})
-        params[f"{p}_avg"] = max(w.field_a * stats.len_a + w.field_b * stats.len_b + w.field_c * stats.len_c, 1e-6)
-        ph = {k: sql.Placeholder(f"{p}_{k}") for k in ("n", "k1", "b", "wa", "wb", "wc", "avg")}
-        # One index probe per query term (LATERAL, kept by OFFSET 0: Postgres otherwise flattens it
-        # into a join and may scan every posting — 12 of 17 ms at 10,000 tools; at 1,000 tools the
-        # fence took the statement from 4.2 to 2.5 ms). N is at least df, so idf stays positive while
-        # cached statistics lag behind a catalog change.
-        postings_of_terms = (
-            "{df} AS (SELECT pp.entry_id, pp.tf_a, pp.tf_b, pp.tf_c, pp.len_a, pp.len_b, pp.len_c,"
-            " count(*) OVER (PARTITION BY qt.term)::float8 AS df FROM qt CROSS JOIN LATERAL"
-            " (SELECT * FROM {postings} p1 WHERE p1.term = qt.term AND p1.{col} = {val} OFFSET 0) pp),"
-        )
+        # BM25 per posting = w_t * tf / (tf + k1 * (1 - b) + (k1 * b / avgdl) * dl), with the term's factor
+        # w_t = idf_t * (k1 + 1) computed once per term: the arm's cost is its scan of the terms' postings, so each
+        # posting costs one index tuple, a multiply-add per weighted field and one division.
+        params[f"{p}_n"] = float(stats.rows)
+        params[f"{p}_k1"] = w.k1
+        avg = max(w.field_a * stats.len_a + w.field_b * stats.len_b + w.field_c * stats.len_c, 1e-6)
+        params[f"{p}_kb0"] = w.k1 * (1 - w.b)
+        params[f"{p}_kb1"] = w.k1 * w.b / avg
+        fields = [(f, wt) for f, wt in (("a", w.field_a), ("b", w.field_b), ("c", w.field_c)) if wt != 0]
+        params.update({f"{p}_w{f}": wt for f, wt in fields})
+
+        def weighted(column: str) -> sql.Composable:
+            # Fields of weight 0 are left out of the statement (knowledge has one field: no multiply-adds by 0).
+            if not fields:
+                return sql.SQL("0::float8")
+            return sql.SQL(" + ").join(
+                sql.SQL("{} * p1.{}").format(sql.Placeholder(f"{p}_w{f}"), sql.Identifier(f"{column}_{f}"))
+                for f, _ in fields
+            )
+
+        # Per query term its df among the slice's postings (an index-only count) and its factor, once per term
+        # (OFFSET 0: inlined, Postgres may re-run the count for every posting — 11 s at 2,000 chunks). Then one
+        # index probe per term (LATERAL, kept by OFFSET 0: flattened into a join Postgres may scan every posting —
+        # 12 of 17 ms at 10,000 tools). N is at least df, so idf stays positive while cached statistics lag
+        # behind a change. Before issue #28 df came from a window count over the postings read, which sorted
+        # them by term first: without it a 20,000-chunk user's lexical search takes 0.65x (docs/benchmarks.md).
+        limit_postings: sql.Composable = sql.SQL("")
         if s.postings_cap > 0 and corpus.postings_impact is not None:
             # Early termination: per term only its `postings_cap` postings of highest impact (a btree on
-            # (slice, term, impact DESC) serves them in order); df is still exact (an index-only count).
-            # A term with more postings than the cap is a common, low-idf one: the postings left out are
-            # the ones that add least to any chunk's score. OFFSET 0 counts once per term (inlined, Postgres
-            # re-ran the count for every posting: 11 s at 2,000 chunks).
-            postings_of_terms = (
-                "{df} AS (SELECT pp.entry_id, pp.tf_a, pp.tf_b, pp.tf_c, pp.len_a, pp.len_b, pp.len_c, d.df FROM"
-                " (SELECT qt.term, (SELECT count(*) FROM {postings} c WHERE c.{col} = {val} AND c.term = qt.term)"
-                "::float8 AS df FROM qt OFFSET 0) d CROSS JOIN LATERAL (SELECT entry_id, tf_a, tf_b, tf_c, len_a,"
-                " len_b, len_c FROM {postings} WHERE {col} = {val} AND term = d.term ORDER BY {impact} DESC"
-                " LIMIT {cap}) pp),"
+            # (slice, term, impact DESC) serves them in order); df is still exact. A term with more postings
+            # than the cap is a common, low-idf one: the postings left out add least to any row's score.
+            limit_postings = sql.SQL(" ORDER BY {} DESC LIMIT {}").format(
+                sql.SQL(corpus.postings_impact), sql.Literal(s.postings_cap)
             )
         ctes.append(
             sql.SQL(
-                postings_of_terms + " {lex} AS (SELECT pp.entry_id AS id,"
-                " sum(ln(1 + (greatest({n}, pp.df) - pp.df + 0.5) / (pp.df + 0.5))"
-                " * x.tf * ({k1} + 1) / (x.tf + {k1} * (1 - {b} + {b} * x.dl / {avg}))) AS bm25"
-                " FROM {df} pp"
-                " CROSS JOIN LATERAL (SELECT {wa} * pp.tf_a + {wb} * pp.tf_b + {wc} * pp.tf_c AS tf,"
-                " {wa} * pp.len_a + {wb} * pp.len_b + {wc} * pp.len_c AS dl) x"
-                " GROUP BY pp.entry_id ORDER BY bm25 DESC LIMIT {k})"
+                "{terms} AS (SELECT qt.term, ln(1 + (greatest({n}, d.df) - d.df + 0.5) / (d.df + 0.5)) * ({k1} + 1)"
+                " AS w FROM qt CROSS JOIN LATERAL (SELECT count(*)::float8 AS df FROM {postings} c"
+                " WHERE c.{col} = {val} AND c.term = qt.term) d OFFSET 0),"
+                " {lex} AS (SELECT pp.entry_id AS id, sum(pp.w * pp.tf / (pp.tf + {kb0} + {kb1} * pp.dl)) AS bm25"
+                " FROM {terms} t CROSS JOIN LATERAL (SELECT p1.entry_id, t.w, {tf} AS tf, {dl} AS dl"
+                " FROM {postings} p1 WHERE p1.{col} = {val} AND p1.term = t.term{limit_postings} OFFSET 0) pp"
+                " GROUP BY pp.entry_id ORDER BY bm25 DESC, pp.entry_id LIMIT {k})"
             ).format(
-                df=sql.Identifier(f"{p}_df"),
+                terms=sql.Identifier(f"{p}_terms"),
                 lex=sql.Identifier(f"{p}_lex"),
                 **slice_rows,
                 postings=sql.Identifier(corpus.postings),
                 k=sql.Literal(w.candidates if not s.exact else max(w.candidates, s.limit) * 4),
-                impact=sql.SQL(corpus.postings_impact or "0"),
-                cap=sql.Literal(s.postings_cap),
-                **ph,
+                tf=weighted("tf"),
+                dl=weighted("len"),
+                limit_postings=limit_postings,
+                **{k: sql.Placeholder(f"{p}_{k}") for k in ("n", "k1", "kb0", "kb1")},
             )
         )
         arms.append(f"{p}_lex")

@@ -17,10 +17,11 @@ modes dense, lexical and hybrid; "old" variants use a corpus without postings (t
 search_knowledge used before migration 0019), "new" ones the per-user BM25 postings.
 Latency at scale (--big, --users): one user with --big chunks and --users users with --per-user chunks each, made
 from the real chunks (30 % of words replaced by random corpus words; the chunk's vector plus noise), inserted with
-SQL (so the postings triggers run), then the model's partial HNSW index is built (as migration 0005 builds it for
-a known model); p50 of KnowledgeService.search per mode, today's exact per-user dense arm ("today", ann = false)
-vs the HNSW iterative scan ("new"), alternating per question, and the new one's recall@10 against today's
-results; plus the statistics lookup alone and the postings primary key in both column orders.
+SQL (so the postings triggers run; with --hnsw the model's partial HNSW index migration 0040 dropped is built
+again); p50 of KnowledgeService.search per mode for the exact search (exact dense arm, every posting), "today" (the
+default settings through the SQL of --before, another version of isa/core/search.py) and "new" (this tree), in
+turn per question, with recall@10 against the exact search and the overlap@10 of new with today; plus the
+statistics lookup alone and (--compare-pk) the postings primary key in both column orders.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import importlib.util
 import json
 import random
 import statistics
@@ -49,8 +51,9 @@ from isa.core.db import Database
 from isa.core.embedded import embedded_url
 from isa.core.embeddings import LocalMiniLM
 from isa.core.migrations import migrate
-from isa.core.search import Corpus
+from isa.core.search import Corpus, hybrid_search
 from isa.core.settings import load_settings
+from isa.knowledge import service as service_module
 from isa.knowledge.service import CORPUS, KnowledgeService, KnowledgeSettings, bm25_stats
 from isa.memory.service import MemoryService
 from isa.memory.settings import MemorySettings
@@ -155,7 +158,7 @@ class ScaleEmbedder:
         raise AssertionError("the scale phase passes vectors")
 
 
-async def load_scale(url: str, big: int, users: int, per_user: int) -> float:
+async def load_scale(url: str, big: int, users: int, per_user: int, hnsw: bool) -> float:
     """Insert the synthetic users' chunks; returns seconds taken."""
     rng = random.Random(7)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -191,19 +194,20 @@ async def load_scale(url: str, big: int, users: int, per_user: int) -> float:
         for user, count in owners:
             for start in range(0, count, 1000):
                 seconds += insert(user, *batch(min(1000, count - start)))
-        t = time.perf_counter()
-        conn.execute("SET maintenance_work_mem = '512MB'")
-        conn.execute(
-            "CREATE INDEX user_knowledge_embedding_scale_idx ON user_knowledge USING hnsw"
-            f" ((embedding::vector(384)) vector_cosine_ops) WHERE embedding_model = '{SCALE_MODEL}'"
-        )
-        print(f"HNSW index over the scale rows built in {time.perf_counter() - t:.0f} s")
-        # One chunk per INSERT with the HNSW index and the postings trigger (a writer's real unit), 200 times.
+        if hnsw:  # migration 0040 dropped these graphs; built again only to time the ann / HNSW variants
+            t = time.perf_counter()
+            conn.execute("SET maintenance_work_mem = '512MB'")
+            conn.execute(
+                "CREATE INDEX user_knowledge_embedding_scale_idx ON user_knowledge USING hnsw"
+                f" ((embedding::vector(384)) vector_cosine_ops) WHERE embedding_model = '{SCALE_MODEL}'"
+            )
+            print(f"HNSW index over the scale rows built in {time.perf_counter() - t:.0f} s")
+        # One chunk per INSERT with its index maintenance and the postings trigger (a writer's real unit), 200 times.
         texts, vecs = batch(200)
         one: list[float] = []
         for text, vec in zip(texts, vecs, strict=True):
             one.append(insert("scale-big", [text], [vec]) * 1000)
-        print(f"write one chunk (HNSW + postings maintenance, autocommit): p50 {statistics.median(one):.2f} ms")
+        print(f"write one chunk (index + postings maintenance, autocommit): p50 {statistics.median(one):.2f} ms")
         # The same with each index of migration 0036 dropped in turn (rolled back), and without the HNSW index
         # the new default search no longer reads: what each costs a writer, interleaved in rounds of 20.
         drops = {
@@ -211,8 +215,9 @@ async def load_scale(url: str, big: int, users: int, per_user: int) -> float:
             "without 0036's bits index": ["user_knowledge_user_bits_idx"],
             "without 0036's impact index": ["user_knowledge_postings_impact_idx"],
             "without both 0036 indexes": ["user_knowledge_user_bits_idx", "user_knowledge_postings_impact_idx"],
-            "without the HNSW index": ["user_knowledge_embedding_scale_idx"],
         }
+        if hnsw:
+            drops["without the HNSW index"] = ["user_knowledge_embedding_scale_idx"]
         writes: dict[str, list[float]] = {name: [] for name in drops}
         for _ in range(5):
             for name, indexes in drops.items():
@@ -255,6 +260,21 @@ async def load_scale(url: str, big: int, users: int, per_user: int) -> float:
     return seconds
 
 
+def agreement(found: set[str], truth: set[str]) -> float:
+    """Share of `truth` in `found`; two empty results (a question with no matching chunk) agree."""
+    return len(found & truth) / len(truth) if truth else float(not found)
+
+
+def load_before(path: str) -> Callable[..., Awaitable[list[dict[str, Any]]]]:
+    """hybrid_search of another version of isa/core/search.py (e.g. `git show main:isa/core/search.py`)."""
+    spec = importlib.util.spec_from_file_location("search_before", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["search_before"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.hybrid_search  # type: ignore[no-any-return]
+
+
 async def p50(fn: Callable[[], Awaitable[Any]], repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -287,17 +307,22 @@ def server_cpu_ms(postmaster: int) -> float:
 async def latency(
     db: Database, url: str, questions: list[dict[str, Any]], vectors: list[list[float]], args: Any
 ) -> None:
-    await load_scale(url, args.big, args.users, args.per_user)
+    await load_scale(url, args.big, args.users, args.per_user, args.hnsw)
     with psycopg.connect(url) as c:
         row = c.execute("SELECT pg_backend_pid()").fetchone()
         postmaster = int(Path(f"/proc/{row[0] if row else 0}/stat").read_text().rsplit(")", 1)[1].split()[1])
     service = KnowledgeService(MemoryService(db, ScaleEmbedder(), MemorySettings()))  # type: ignore[arg-type]
     qs = list(zip([q["question"] for q in questions], vectors, strict=True))[: args.queries]
 
+    # exact: exact dense arm and every posting (the truth for recall); today: the default settings through the
+    # SQL of --before (another version of isa/core/search.py, e.g. main's), so the two versions run side by side;
+    # new: the default settings through this tree's SQL. Without --before, "today" is the HNSW iterative scan
+    # (ann, the default before migration 0036; needs --hnsw for a graph to read).
+    before = load_before(args.before) if args.before else None
     variants = {
-        "exact": KnowledgeSettings(ann=False, shortlist=0, postings_cap=0),  # the truth for recall
-        "today": KnowledgeSettings(ann=True, shortlist=0, postings_cap=0),  # HNSW iterative scan, all postings
-        "new": KnowledgeSettings(),  # sign-bit shortlist + exact cosine; impact-capped postings (0036)
+        "exact": KnowledgeSettings(ann=False, shortlist=0, postings_cap=0),
+        "today": KnowledgeSettings() if before else KnowledgeSettings(ann=True, shortlist=0, postings_cap=0),
+        "new": KnowledgeSettings(),
     }
 
     async def timed(user: str, mode: str) -> dict[str, tuple[float, float, float, float]]:
@@ -306,18 +331,23 @@ async def latency(
         times: dict[str, list[float]] = {name: [] for name in variants}
         cpu: dict[str, list[float]] = {name: [] for name in variants}
         recalls: dict[str, list[float]] = {name: [] for name in variants}
+        overlaps: list[float] = []
         for text, vector in qs:
             ids: dict[str, set[str]] = {}
             for name, options in variants.items():
                 service.options = options
+                service_module.hybrid_search = before if before and name == "today" else hybrid_search
                 c, t = server_cpu_ms(postmaster), time.perf_counter()
                 hits = await service.search(user, text, 10, mode, vector)  # type: ignore[arg-type]
                 times[name].append((time.perf_counter() - t) * 1000)
                 cpu[name].append(server_cpu_ms(postmaster) - c)
                 ids[name] = {h["id"] for h in hits}
             for name in variants:
-                recalls[name].append(len(ids[name] & ids["exact"]) / max(len(ids["exact"]), 1))
+                recalls[name].append(agreement(ids[name], ids["exact"]))
+            overlaps.append(agreement(ids["new"], ids["today"]))
         service.options = KnowledgeSettings()
+        service_module.hybrid_search = hybrid_search
+        print(f"  ({user}, {mode}: overlap@10 of new with today {statistics.mean(overlaps):.3f})")
         return {
             name: (
                 statistics.median(t),
@@ -412,6 +442,8 @@ def main() -> None:
     ap.add_argument("--per-user", type=int, default=200, help="chunks of each other user")
     ap.add_argument("--queries", type=int, default=60, help="questions timed per latency cell")
     ap.add_argument("--skip-quality", action="store_true", help="only the latency phase (--big)")
+    ap.add_argument("--before", default="", help='isa/core/search.py of the code to compare with ("today")')
+    ap.add_argument("--hnsw", action="store_true", help="build the HNSW graph 0040 dropped (for the ann variant)")
     ap.add_argument("--compare-pk", action="store_true", help="also time rebuilt postings keys in both column orders")
     asyncio.run(run(ap.parse_args()))
 
