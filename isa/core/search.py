@@ -19,8 +19,8 @@ Per slice and query:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from psycopg import sql
@@ -111,19 +111,19 @@ class Query:
 
 
 class LruCache:
-    """A small bounded mapping (query text -> embedding); least recently used entries leave first."""
+    """A small bounded mapping (query text -> embedding, ...); least recently used entries leave first."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._data: OrderedDict[str, Any] = OrderedDict()
+        self._data: OrderedDict[Hashable, Any] = OrderedDict()
 
-    def get(self, key: str) -> Any | None:
+    def get(self, key: Hashable) -> Any | None:
         value = self._data.get(key)
         if value is not None:
             self._data.move_to_end(key)
         return value
 
-    def put(self, key: str, value: Any) -> None:
+    def put(self, key: Hashable, value: Any) -> None:
         if self.size <= 0:
             return
         self._data[key] = value
@@ -142,16 +142,15 @@ def _vec(corpus: Corpus, q: Query, alias: str) -> sql.Composable:
 
 
 def _slice_sql(
-    corpus: Corpus, q: Query, s: Slice, w: Weights, stats: Bm25Stats, columns: Sequence[str]
-) -> tuple[sql.Composable, sql.Composable, dict[str, Any]]:
-    """The CTEs and the final SELECT of one slice; parameters are namespaced by the slice name."""
+    corpus: Corpus, q: Query, s: Slice, w: Weights, columns: Sequence[str]
+) -> tuple[sql.Composable, sql.Composable]:
+    """The CTEs and the final SELECT of one slice; parameters (`_slice_params`) are namespaced by the slice name."""
     p = s.name
     table, col, val = sql.Identifier(corpus.table), sql.Identifier(s.column), sql.Literal(s.value)
     model = sql.Literal(q.model)
     use_dense = q.mode != "lexical" and q.vector is not None
     use_lex = q.mode != "dense"
     use_examples = q.mode == "hybrid" and corpus.examples is not None and w.examples > 0 and q.vector is not None
-    params: dict[str, Any] = dict(s.params)
     ctes: list[sql.Composable] = []
     arms: list[str] = []
     active = sql.SQL("e.{}").format(sql.Identifier(corpus.active_column)) if corpus.active_column else sql.SQL("TRUE")
@@ -192,9 +191,6 @@ def _slice_sql(
         )
         arms.append(f"{p}_dense")
     if use_lex and corpus.postings is not None:
-        params.update({f"{p}_n": float(stats.rows), f"{p}_k1": w.k1, f"{p}_b": w.b})
-        params.update({f"{p}_wa": w.field_a, f"{p}_wb": w.field_b, f"{p}_wc": w.field_c})
-        params[f"{p}_avg"] = max(w.field_a * stats.len_a + w.field_b * stats.len_b + w.field_c * stats.len_c, 1e-6)
         ph = {k: sql.Placeholder(f"{p}_{k}") for k in ("n", "k1", "b", "wa", "wb", "wc", "avg")}
         # One index probe per query term (LATERAL, kept by OFFSET 0: Postgres otherwise flattens it
         # into a join and may scan every posting — 12 of 17 ms at 10,000 tools; at 1,000 tools the
@@ -293,7 +289,6 @@ def _slice_sql(
     elif q.mode == "lexical":
         score = sql.SQL("s.lex / greatest(max(s.lex) OVER (), 1e-9)")
     else:
-        params.update({f"{p}_wl": w.lexical, f"{p}_wx": w.examples})
         if w.fusion == "zscore":
             # Over the candidate set (the window is every row of this slice's `scored`): a retriever that gives
             # every candidate the same score (e.g. no query term matched) contributes 0, not a division by 0.
@@ -351,7 +346,20 @@ def _slice_sql(
         table=table,
         limit=sql.Literal(s.limit),
     )
-    return sql.SQL(",\n").join(ctes), select, params
+    return sql.SQL(",\n").join(ctes), select
+
+
+def _slice_params(corpus: Corpus, q: Query, s: Slice, w: Weights, stats: Bm25Stats) -> dict[str, Any]:
+    """The values a slice's SQL binds (the statement itself depends on none of them, so it can be reused)."""
+    p = s.name
+    params: dict[str, Any] = dict(s.params)
+    if q.mode != "dense" and corpus.postings is not None:
+        params.update({f"{p}_n": float(stats.rows), f"{p}_k1": w.k1, f"{p}_b": w.b})
+        params.update({f"{p}_wa": w.field_a, f"{p}_wb": w.field_b, f"{p}_wc": w.field_c})
+        params[f"{p}_avg"] = max(w.field_a * stats.len_a + w.field_b * stats.len_b + w.field_c * stats.len_c, 1e-6)
+    if q.mode == "hybrid":
+        params.update({f"{p}_wl": w.lexical, f"{p}_wx": w.examples})
+    return params
 
 
 def hybrid_sql(
@@ -364,7 +372,6 @@ def hybrid_sql(
 ) -> tuple[sql.Composed, dict[str, Any]]:
     """One statement ranking every slice; rows carry `slice`, `score`, `dense`, `lex`, `votes`, `similarity`
     (the larger of `dense` and the nearest example's cosine) and `columns`."""
-    params: dict[str, Any] = {"text": q.text}
     heads: list[sql.Composable] = [
         sql.SQL("qt AS (SELECT DISTINCT u.lexeme AS term FROM unnest(to_tsvector({cfg}, %(text)s)) u)").format(
             cfg=sql.Literal(corpus.text_config)
@@ -375,7 +382,6 @@ def hybrid_sql(
         ),
     ]
     if q.vector is not None:
-        params["qvec"] = vector_literal(q.vector)
         qv = "qv AS (SELECT %(qvec)s::vector({}) AS v)"
         if corpus.bits_column is not None:  # the query's sign bits, computed once
             qv = "qv AS (SELECT v, binary_quantize(v)::varbit AS b FROM (SELECT %(qvec)s::vector({}) AS v) q)"
@@ -383,12 +389,11 @@ def hybrid_sql(
     ctes: list[sql.Composable] = list(heads)
     selects: list[sql.Composable] = []
     for s in slices:
-        cte_part, select_part, p = _slice_sql(corpus, q, s, weights, stats.get(s.name, Bm25Stats()), columns)
+        cte_part, select_part = _slice_sql(corpus, q, s, weights, columns)
         ctes.append(cte_part)
         selects.append(select_part)
-        params.update(p)
     statement = sql.SQL("WITH ") + sql.SQL(",\n").join(ctes) + sql.SQL("\n") + sql.SQL("\nUNION ALL\n").join(selects)
-    return statement, params
+    return statement, hybrid_params(corpus, q, slices, weights, stats)
 
 
 async def hybrid_search(
@@ -400,9 +405,43 @@ async def hybrid_search(
     stats: dict[str, Bm25Stats],
     columns: Sequence[str],
 ) -> list[dict[str, Any]]:
-    """Run `hybrid_sql`; rows come back grouped by slice, best first."""
+    """Run `hybrid_sql`; rows come back grouped by slice, best first.
+
+    The statement's text depends on the shape of the request (corpus, slices, weights, mode), not on the query
+    or the statistics, which travel as parameters; composing and rendering it cost about 1 ms of the event loop
+    per cold /discover, so the rendered text is kept per shape and only the parameters are built per call.
+    """
     if not slices:
         return []
-    statement, params = hybrid_sql(corpus, q, slices, weights, stats, columns)
-    cur = await conn.execute(statement, params)
+    key = _shape(corpus, q, slices, weights, columns, conn.info.encoding)
+    statement: bytes | None = _STATEMENTS.get(key)
+    if statement is None:
+        statement = hybrid_sql(corpus, q, slices, weights, stats, columns)[0].as_bytes(conn)
+        _STATEMENTS.put(key, statement)
+    cur = await conn.execute(statement, hybrid_params(corpus, q, slices, weights, stats))
     return await cur.fetchall()
+
+
+def hybrid_params(
+    corpus: Corpus, q: Query, slices: Sequence[Slice], weights: Weights, stats: dict[str, Bm25Stats]
+) -> dict[str, Any]:
+    """The parameters of `hybrid_sql`'s statement (what `hybrid_sql` returns next to it)."""
+    params: dict[str, Any] = {"text": q.text}
+    if q.vector is not None:
+        params["qvec"] = vector_literal(q.vector)
+    for s in slices:
+        params.update(_slice_params(corpus, q, s, weights, stats.get(s.name, Bm25Stats())))
+    return params
+
+
+# Rendered statements by request shape (hybrid_search); a shape is one caller's kind of request, so few exist.
+_STATEMENTS = LruCache(64)
+
+
+def _shape(
+    corpus: Corpus, q: Query, slices: Sequence[Slice], weights: Weights, columns: Sequence[str], encoding: str
+) -> tuple[Any, ...]:
+    """Everything `hybrid_sql` puts into the statement's text (a slice's SQL pieces by their repr, which names
+    every part and literal value), and nothing it binds as a parameter."""
+    parts = tuple(tuple(repr(getattr(s, f.name)) for f in fields(s) if f.name != "params") for s in slices)
+    return (corpus, q.model, q.dimensions, q.mode, q.vector is None, weights, tuple(columns), parts, encoding)
