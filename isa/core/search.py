@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from psycopg import sql
@@ -409,15 +409,21 @@ async def hybrid_search(
 
     The statement's text depends on the shape of the request (corpus, slices, weights, mode), not on the query
     or the statistics, which travel as parameters; composing and rendering it cost about 1 ms of the event loop
-    per cold /discover, so the rendered text is kept per shape and only the parameters are built per call.
+    per cold /discover, so the rendered text is kept for slices passed again (the same objects) and only the
+    parameters are built per call.
     """
     if not slices:
         return []
-    key = _shape(corpus, q, slices, weights, columns, conn.info.encoding)
-    statement: bytes | None = _STATEMENTS.get(key)
-    if statement is None:
+    # By the slices' identity: a caller that reuses its Slice objects (immutable, as is the SQL inside them) for
+    # a kind of request reuses the statement; the entry holds the slices, so no other object can take their ids.
+    shape = (corpus, q.model, q.dimensions, q.mode, q.vector is None, weights, tuple(columns), conn.info.encoding)
+    key = (*shape, *(id(s) for s in slices))
+    hit = _STATEMENTS.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], slices, strict=True)):
+        statement: bytes = hit[1]
+    else:
         statement = hybrid_sql(corpus, q, slices, weights, stats, columns)[0].as_bytes(conn)
-        _STATEMENTS.put(key, statement)
+        _STATEMENTS.put(key, (tuple(slices), statement))
     cur = await conn.execute(statement, hybrid_params(corpus, q, slices, weights, stats))
     return await cur.fetchall()
 
@@ -436,12 +442,3 @@ def hybrid_params(
 
 # Rendered statements by request shape (hybrid_search); a shape is one caller's kind of request, so few exist.
 _STATEMENTS = LruCache(64)
-
-
-def _shape(
-    corpus: Corpus, q: Query, slices: Sequence[Slice], weights: Weights, columns: Sequence[str], encoding: str
-) -> tuple[Any, ...]:
-    """Everything `hybrid_sql` puts into the statement's text (a slice's SQL pieces by their repr, which names
-    every part and literal value), and nothing it binds as a parameter."""
-    parts = tuple(tuple(repr(getattr(s, f.name)) for f in fields(s) if f.name != "params") for s in slices)
-    return (corpus, q.model, q.dimensions, q.mode, q.vector is None, weights, tuple(columns), parts, encoding)
