@@ -339,6 +339,9 @@ def main() -> None:
         help="latency: also serve this source tree (the code before a change) on its own catalog, side by side",
     )
     parser.add_argument(
+        "--vacuum", action="store_true", help="VACUUM ANALYZE each catalog after each import step (steady state)"
+    )
+    parser.add_argument(
         "--baseline",
         action="store_true",
         help="measure each scale first without the access-scope statistics of migration 0038 (the plan before it)",
@@ -431,6 +434,9 @@ def run(ours: Side, before: Side | None, args: argparse.Namespace, results: dict
                 f"[scale] {size} tools (import of {size - have}: {time.perf_counter() - t:.0f}s){side.tree}", flush=True
             )
         have = size
+        if args.vacuum:
+            for side in sides:
+                vacuum(side.data_dir)
         if args.baseline:
             scope_statistics(data_dir, keep=False)
             results[f"latency/{size} before"] = {
@@ -461,6 +467,18 @@ def run(ours: Side, before: Side | None, args: argparse.Namespace, results: dict
             print(f"[scale] {size} before: {results[f'latency/{size} before']}", flush=True)
             print(f"[scale] {size} rankings: {results[f'rankings/{size}']}", flush=True)
         print(f"[scale] {size}: {results[f'latency/{size}']}", flush=True)
+
+
+def vacuum(data_dir: Path) -> None:
+    """VACUUM ANALYZE the discovery tables (what autovacuum does some time after an import): both sides measured in
+    the steady state, whichever was imported last."""
+    import psycopg
+
+    from isa.core.embedded import embedded_url
+
+    with psycopg.connect(os.environ.get("ISA_DATABASE__URL") or embedded_url(data_dir), autocommit=True) as conn:
+        for table in ("mcp_unified_search_embeddings", "mcp_search_postings", "mcp_query_examples"):
+            conn.execute(f"VACUUM ANALYZE {table}")
 
 
 def scope_statistics(data_dir: Path, keep: bool) -> None:
