@@ -73,6 +73,7 @@ class CatalogService:
         self.doc2query = doc2query  # None: no generated example queries (no model configured)
         self.selections = SelectionLog(db, self.settings.log_queue)
         self._cache = LruCache(self.settings.query_cache_size)
+        self._slices = LruCache(64)  # /discover's slices by kind of request (_discover_slices)
         self._limiter = anyio.CapacityLimiter(self.settings.embed_threads)
         self._listeners: list[Listener] = []
         # Vectors embedded before the database could be read (prime_own), by embedding hash; used once by sync_own.
@@ -470,15 +471,7 @@ class CatalogService:
         started = time.perf_counter()
         rerank_tools = self.reranker is not None and principal is not None and limits["tools"] > 0
         pool = {**limits, "tools": max(limits["tools"], self.settings.rerank_candidates)} if rerank_tools else limits
-        where, floor = access_sql(principal), self._floor(min_similarity)
-        if only is not None:
-            where = sql.SQL("({}) AND e.qualified_name = ANY({})").format(where, sql.Literal(sorted(only)))
-        below, examples_below = floor.condition(), floor.example_condition()
-        slices = [
-            Slice(t, "item_type", t, pool[t + "s"], where=where, floor=below, example_floor=examples_below)
-            for t in ITEM_TYPES
-            if pool[t + "s"] > 0
-        ]
+        slices = self._discover_slices(principal, min_similarity, only, pool)
         rows = await self._rank(request, slices, "hybrid") if slices else []
         out: dict[str, list[dict[str, Any]]] = {"tools": [], "prompts": [], "resources": []}
         for row in rows:
@@ -489,6 +482,39 @@ class CatalogService:
         picks = [(kind[:-1], h["name"], h["server"], float(h["score"])) for kind, hits in out.items() for h in hits]
         self._record("discover", request, principal, started, picks)
         return out
+
+    def _discover_slices(
+        self,
+        principal: Principal | None,
+        min_similarity: float | None,
+        only: Collection[str] | None,
+        pool: dict[str, int],
+    ) -> list[Slice]:
+        """The ranked lists of one /discover: what the caller may use, above the floor, within `only`.
+
+        The same objects for the same kind of request (kept in a small LRU), so hybrid_search reuses the
+        statement it rendered for them instead of composing it again.
+        """
+        key = (
+            frozenset(principal.scopes) if principal is not None else None,
+            min_similarity,
+            frozenset(only) if only is not None else None,
+            tuple(sorted(pool.items())),
+        )
+        cached: list[Slice] | None = self._slices.get(key)
+        if cached is not None:
+            return cached
+        where, floor = access_sql(principal), self._floor(min_similarity)
+        if only is not None:
+            where = sql.SQL("({}) AND e.qualified_name = ANY({})").format(where, sql.Literal(sorted(only)))
+        below, examples_below = floor.condition(), floor.example_condition()
+        slices = [
+            Slice(t, "item_type", t, pool[t + "s"], where=where, floor=below, example_floor=examples_below)
+            for t in ITEM_TYPES
+            if pool[t + "s"] > 0
+        ]
+        self._slices.put(key, slices)
+        return slices
 
     def _record(
         self, kind: str, text: str, principal: Principal | None, started: float, picks: Picks, **filters: Any

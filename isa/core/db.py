@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -98,7 +99,15 @@ class Database:
 
 def vector_literal(values: Any) -> str:
     """A pgvector text literal ('[0.1,0.2]') for a sequence of floats; cast it with ::vector(n) in SQL."""
-    return "[" + ",".join(f"{float(v):.7g}" for v in values) + "]"
+    # One %-format over the whole tuple: the same text as formatting each float with :.7g, in half the time
+    # (it is on every cold /discover's path).
+    floats = tuple(map(float, values))
+    return "[" + _floats_format(len(floats)) % floats + "]"
+
+
+@functools.cache
+def _floats_format(count: int) -> str:
+    return ",".join(["%.7g"] * count)
 
 
 # One-query store functions: the statement and its rows in one call (stores stay a list of their SQL).

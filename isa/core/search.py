@@ -19,7 +19,7 @@ Per slice and query:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -111,19 +111,19 @@ class Query:
 
 
 class LruCache:
-    """A small bounded mapping (query text -> embedding); least recently used entries leave first."""
+    """A small bounded mapping (query text -> embedding, ...); least recently used entries leave first."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._data: OrderedDict[str, Any] = OrderedDict()
+        self._data: OrderedDict[Hashable, Any] = OrderedDict()
 
-    def get(self, key: str) -> Any | None:
+    def get(self, key: Hashable) -> Any | None:
         value = self._data.get(key)
         if value is not None:
             self._data.move_to_end(key)
         return value
 
-    def put(self, key: str, value: Any) -> None:
+    def put(self, key: Hashable, value: Any) -> None:
         if self.size <= 0:
             return
         self._data[key] = value
@@ -142,16 +142,15 @@ def _vec(corpus: Corpus, q: Query, alias: str) -> sql.Composable:
 
 
 def _slice_sql(
-    corpus: Corpus, q: Query, s: Slice, w: Weights, stats: Bm25Stats, columns: Sequence[str]
-) -> tuple[sql.Composable, sql.Composable, dict[str, Any]]:
-    """The CTEs and the final SELECT of one slice; parameters are namespaced by the slice name."""
+    corpus: Corpus, q: Query, s: Slice, w: Weights, columns: Sequence[str]
+) -> tuple[sql.Composable, sql.Composable]:
+    """The CTEs and the final SELECT of one slice; parameters (`_slice_params`) are namespaced by the slice name."""
     p = s.name
     table, col, val = sql.Identifier(corpus.table), sql.Identifier(s.column), sql.Literal(s.value)
     model = sql.Literal(q.model)
     use_dense = q.mode != "lexical" and q.vector is not None
     use_lex = q.mode != "dense"
     use_examples = q.mode == "hybrid" and corpus.examples is not None and w.examples > 0 and q.vector is not None
-    params: dict[str, Any] = dict(s.params)
     ctes: list[sql.Composable] = []
     arms: list[str] = []
     active = sql.SQL("e.{}").format(sql.Identifier(corpus.active_column)) if corpus.active_column else sql.SQL("TRUE")
@@ -195,13 +194,7 @@ def _slice_sql(
         # BM25 per posting = w_t * tf / (tf + k1 * (1 - b) + (k1 * b / avgdl) * dl), with the term's factor
         # w_t = idf_t * (k1 + 1) computed once per term: the arm's cost is its scan of the terms' postings, so each
         # posting costs one index tuple, a multiply-add per weighted field and one division.
-        params[f"{p}_n"] = float(stats.rows)
-        params[f"{p}_k1"] = w.k1
-        avg = max(w.field_a * stats.len_a + w.field_b * stats.len_b + w.field_c * stats.len_c, 1e-6)
-        params[f"{p}_kb0"] = w.k1 * (1 - w.b)
-        params[f"{p}_kb1"] = w.k1 * w.b / avg
-        fields = [(f, wt) for f, wt in (("a", w.field_a), ("b", w.field_b), ("c", w.field_c)) if wt != 0]
-        params.update({f"{p}_w{f}": wt for f, wt in fields})
+        fields = _weighted_fields(w)
 
         def weighted(column: str) -> sql.Composable:
             # Fields of weight 0 are left out of the statement (knowledge has one field: no multiply-adds by 0).
@@ -302,7 +295,6 @@ def _slice_sql(
     elif q.mode == "lexical":
         score = sql.SQL("s.lex / greatest(max(s.lex) OVER (), 1e-9)")
     else:
-        params.update({f"{p}_wl": w.lexical, f"{p}_wx": w.examples})
         if w.fusion == "zscore":
             # Over the candidate set (the window is every row of this slice's `scored`): a retriever that gives
             # every candidate the same score (e.g. no query term matched) contributes 0, not a division by 0.
@@ -360,7 +352,27 @@ def _slice_sql(
         table=table,
         limit=sql.Literal(s.limit),
     )
-    return sql.SQL(",\n").join(ctes), select, params
+    return sql.SQL(",\n").join(ctes), select
+
+
+def _weighted_fields(w: Weights) -> list[tuple[str, float]]:
+    """The BM25 fields (a, b, c) of non-zero weight: the others are left out of the statement."""
+    return [(f, wt) for f, wt in (("a", w.field_a), ("b", w.field_b), ("c", w.field_c)) if wt != 0]
+
+
+def _slice_params(corpus: Corpus, q: Query, s: Slice, w: Weights, stats: Bm25Stats) -> dict[str, Any]:
+    """The values a slice's SQL binds (the statement itself depends on none of them, so it can be reused)."""
+    p = s.name
+    params: dict[str, Any] = dict(s.params)
+    if q.mode != "dense" and corpus.postings is not None:
+        # The BM25 arm's constants: N, k1, the length normalisation's two terms, the weights of fields it reads.
+        avg = max(w.field_a * stats.len_a + w.field_b * stats.len_b + w.field_c * stats.len_c, 1e-6)
+        params.update({f"{p}_n": float(stats.rows), f"{p}_k1": w.k1})
+        params.update({f"{p}_kb0": w.k1 * (1 - w.b), f"{p}_kb1": w.k1 * w.b / avg})
+        params.update({f"{p}_w{f}": wt for f, wt in _weighted_fields(w)})
+    if q.mode == "hybrid":
+        params.update({f"{p}_wl": w.lexical, f"{p}_wx": w.examples})
+    return params
 
 
 def hybrid_sql(
@@ -373,7 +385,6 @@ def hybrid_sql(
 ) -> tuple[sql.Composed, dict[str, Any]]:
     """One statement ranking every slice; rows carry `slice`, `score`, `dense`, `lex`, `votes`, `similarity`
     (the larger of `dense` and the nearest example's cosine) and `columns`."""
-    params: dict[str, Any] = {"text": q.text}
     heads: list[sql.Composable] = [
         sql.SQL("qt AS (SELECT DISTINCT u.lexeme AS term FROM unnest(to_tsvector({cfg}, %(text)s)) u)").format(
             cfg=sql.Literal(corpus.text_config)
@@ -384,7 +395,6 @@ def hybrid_sql(
         ),
     ]
     if q.vector is not None:
-        params["qvec"] = vector_literal(q.vector)
         qv = "qv AS (SELECT %(qvec)s::vector({}) AS v)"
         if corpus.bits_column is not None:  # the query's sign bits, computed once
             qv = "qv AS (SELECT v, binary_quantize(v)::varbit AS b FROM (SELECT %(qvec)s::vector({}) AS v) q)"
@@ -392,12 +402,11 @@ def hybrid_sql(
     ctes: list[sql.Composable] = list(heads)
     selects: list[sql.Composable] = []
     for s in slices:
-        cte_part, select_part, p = _slice_sql(corpus, q, s, weights, stats.get(s.name, Bm25Stats()), columns)
+        cte_part, select_part = _slice_sql(corpus, q, s, weights, columns)
         ctes.append(cte_part)
         selects.append(select_part)
-        params.update(p)
     statement = sql.SQL("WITH ") + sql.SQL(",\n").join(ctes) + sql.SQL("\n") + sql.SQL("\nUNION ALL\n").join(selects)
-    return statement, params
+    return statement, hybrid_params(corpus, q, slices, weights, stats)
 
 
 async def hybrid_search(
@@ -409,9 +418,40 @@ async def hybrid_search(
     stats: dict[str, Bm25Stats],
     columns: Sequence[str],
 ) -> list[dict[str, Any]]:
-    """Run `hybrid_sql`; rows come back grouped by slice, best first."""
+    """Run `hybrid_sql`; rows come back grouped by slice, best first.
+
+    The statement's text depends on the shape of the request (corpus, slices, weights, mode), not on the query
+    or the statistics, which travel as parameters; composing and rendering it cost about 1 ms of the event loop
+    per cold /discover, so the rendered text is kept for slices passed again (the same objects) and only the
+    parameters are built per call.
+    """
     if not slices:
         return []
-    statement, params = hybrid_sql(corpus, q, slices, weights, stats, columns)
-    cur = await conn.execute(statement, params)
+    # By the slices' identity: a caller that reuses its Slice objects (immutable, as is the SQL inside them) for
+    # a kind of request reuses the statement; the entry holds the slices, so no other object can take their ids.
+    shape = (corpus, q.model, q.dimensions, q.mode, q.vector is None, weights, tuple(columns), conn.info.encoding)
+    key = (*shape, *(id(s) for s in slices))
+    hit = _STATEMENTS.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], slices, strict=True)):
+        statement: bytes = hit[1]
+    else:
+        statement = hybrid_sql(corpus, q, slices, weights, stats, columns)[0].as_bytes(conn)
+        _STATEMENTS.put(key, (tuple(slices), statement))
+    cur = await conn.execute(statement, hybrid_params(corpus, q, slices, weights, stats))
     return await cur.fetchall()
+
+
+def hybrid_params(
+    corpus: Corpus, q: Query, slices: Sequence[Slice], weights: Weights, stats: dict[str, Bm25Stats]
+) -> dict[str, Any]:
+    """The parameters of `hybrid_sql`'s statement (what `hybrid_sql` returns next to it)."""
+    params: dict[str, Any] = {"text": q.text}
+    if q.vector is not None:
+        params["qvec"] = vector_literal(q.vector)
+    for s in slices:
+        params.update(_slice_params(corpus, q, s, weights, stats.get(s.name, Bm25Stats())))
+    return params
+
+
+# Rendered statements by request shape (hybrid_search); a shape is one caller's kind of request, so few exist.
+_STATEMENTS = LruCache(64)

@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,17 +52,27 @@ import discovery_data as data
 from tests.support.procs import isa_serve
 
 
-def isa(data_dir: Path, *args: str, migrate: bool = False, extra_env: dict[str, str] | None = None) -> str:
+def isa(
+    data_dir: Path, *args: str, migrate: bool = False, extra_env: dict[str, str] | None = None, tree: str = ""
+) -> str:
+    """`isa ARGS` on `data_dir`; `tree`: run that source tree's isa (the code before a change) instead of ours."""
     # Only the first command migrates: a migration file edited mid-run must not stop the benchmark.
     env = {
         **os.environ,
         **(extra_env or {}),
+        **({"PYTHONPATH": tree} if tree else {}),
         "ISA_DATA_DIR": str(data_dir),
         "ISA_ENV": "test",
         "ISA_DATABASE__AUTO_MIGRATE": "true" if migrate else "false",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "isa", *args], env=env, capture_output=True, text=True, check=False, timeout=3600
+        [sys.executable, "-m", "isa", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=3600,
+        cwd=tree or None,  # `python -m` puts the working directory first on sys.path
     )
     if done.returncode != 0:
         raise RuntimeError(f"isa {' '.join(args)} failed: {done.stderr[-2000:]}")
@@ -261,20 +272,54 @@ def synthetic_servers(start: int, count: int) -> list[dict[str, Any]]:
     return [{"name": f"synthetic{start + i}", "tools": tools[i : i + 5000]} for i in range(0, len(tools), 5000)]
 
 
-def latency(client: Client, count: int, warm: bool) -> dict[str, float]:
+def latency_queries(count: int, warm: bool) -> list[str]:
     rng = random.Random(count)
     queries = [f"{rng.choice(_VERBS)} my {rng.choice(_OBJECTS)} {rng.choice(_PLACES)} #{i}" for i in range(300)]
-    if warm:
-        queries = queries[:20] * 15
-    for q in queries[:10]:  # connection set-up and prepared statements
-        client.post("/discover", {"request": q})
-    times = []
-    for q in queries:
-        t = time.perf_counter()
-        client.post("/discover", {"request": q})
-        times.append((time.perf_counter() - t) * 1000)
-    times.sort()
+    return queries[:20] * 15 if warm else queries
+
+
+def percentiles(times: list[float]) -> dict[str, float]:
+    times = sorted(times)
     return {"p50_ms": round(times[len(times) // 2], 1), "p95_ms": round(times[int(len(times) * 0.95)], 1)}
+
+
+def latency(client: Client, count: int, warm: bool) -> dict[str, float]:
+    return latency_side_by_side([client], count, warm)[0]
+
+
+def latency_side_by_side(clients: list[Client], count: int, warm: bool) -> list[dict[str, float]]:
+    """/discover timed on each server with the same queries, request by request in alternating order (so both
+    see the same moments of a shared machine's load)."""
+    queries = latency_queries(count, warm)
+    for q in queries[:10]:  # connection set-up and prepared statements
+        for client in clients:
+            client.post("/discover", {"request": q})
+    times: list[list[float]] = [[] for _ in clients]
+    for n, q in enumerate(queries):
+        for k in range(len(clients)) if n % 2 == 0 else reversed(range(len(clients))):
+            t = time.perf_counter()
+            clients[k].post("/discover", {"request": q})
+            times[k].append((time.perf_counter() - t) * 1000)
+    return [percentiles(t) for t in times]
+
+
+def same_rankings(clients: list[Client], count: int) -> dict[str, float]:
+    """Top 10 tools (and the default response's prompts and resources) of two servers for the cold queries:
+    the share of identical responses, of responses with identical score lists (names may differ only between
+    tools of equal score), and the mean overlap of the top-10 tools."""
+    same, same_scores, overlap = 0, 0, 0.0
+    queries = latency_queries(count, warm=False)
+    for q in queries:
+        body = {"request": q, "max_results": {"tools": 10, "prompts": 3, "resources": 3}}
+        a, b = (c.post("/discover", body)["capabilities"] for c in clients)
+        kinds = ("tools", "prompts", "resources")
+        names = [[[h["name"] for h in found[kind]] for kind in kinds] for found in (a, b)]
+        scores = [[[h["score"] for h in found[kind]] for kind in kinds] for found in (a, b)]
+        same += names[0] == names[1]
+        same_scores += scores[0] == scores[1]
+        overlap += len(set(names[0][0]) & set(names[1][0])) / max(len(names[0][0]), 1)
+    n = len(queries)
+    return {"queries": n, "identical": same / n, "same_scores": same_scores / n, "top10_overlap": overlap / n}
 
 
 def main() -> None:
@@ -288,6 +333,14 @@ def main() -> None:
     parser.add_argument("--provider", default="", help="doc2query through this model node ('fake': the tests' fake)")
     parser.add_argument("--provider-model", default="default", help="the model alias doc2query asks for")
     parser.add_argument("--doc2query-budget", type=float, default=3600.0, help="seconds one import may spend on it")
+    parser.add_argument(
+        "--before",
+        default="",
+        help="latency: also serve this source tree (the code before a change) on its own catalog, side by side",
+    )
+    parser.add_argument(
+        "--vacuum", action="store_true", help="VACUUM ANALYZE each catalog after each import step (steady state)"
+    )
     parser.add_argument(
         "--baseline",
         action="store_true",
@@ -321,20 +374,43 @@ def doc2query_env(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict
 
 
 def bench(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    with tempfile.TemporaryDirectory(prefix="isa-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="isa-bench-") as tmp, contextlib.ExitStack() as stack:
         data_dir = Path(args.data_dir or tmp)
         key = json.loads(isa(data_dir, "keys", "create", "--user", "bench", "--scope", "read", "--json", migrate=True))[
             "key"
         ]
         # The per-principal request budget (isa.auth) would turn this one client's thousands of queries into 429s.
-        with isa_serve("mcp", data_dir, env={"ISA_AUTH__RATE_LIMIT__PRINCIPAL_LIMIT": "0"}) as proc:
-            try:
-                run(proc, key, data_dir, args, results)
-            finally:
-                proc.stop()  # SIGTERM: the last process using the embedded Postgres stops it
+        env = {"ISA_AUTH__RATE_LIMIT__PRINCIPAL_LIMIT": "0"}
+        proc = stack.enter_context(isa_serve("mcp", data_dir, env=env))
+        before = None
+        if args.before:  # the code before, with its own migrations, on its own copy of the catalog
+            tree = str(Path(args.before).resolve())
+            before_dir = data_dir / "before"
+            before_dir.mkdir(exist_ok=True)
+            made = isa(before_dir, "keys", "create", "--user", "bench", "--scope", "read", "--json", migrate=True,
+                       tree=tree)  # fmt: skip
+            served = stack.enter_context(isa_serve("mcp", before_dir, env={**env, "PYTHONPATH": tree}, cwd=tree))
+            before = Side(served, json.loads(made)["key"], before_dir, tree)
+        try:
+            run(Side(proc, key, data_dir, ""), before, args, results)
+        finally:
+            for side in (before, Side(proc, key, data_dir, "")):
+                if side is not None:
+                    side.proc.stop()  # SIGTERM: the last process using the embedded Postgres stops it
 
 
-def run(proc: Any, key: str, data_dir: Path, args: argparse.Namespace, results: dict[str, Any]) -> None:
+@dataclass
+class Side:
+    """One server under test: its process, key, data folder and source tree ("": this checkout)."""
+
+    proc: Any
+    key: str
+    data_dir: Path
+    tree: str
+
+
+def run(ours: Side, before: Side | None, args: argparse.Namespace, results: dict[str, Any]) -> None:
+    proc, key, data_dir = ours.proc, ours.key, ours.data_dir
     proc.wait_ready(180)
     client = Client(proc.url, key)
     loaders = {"metatool": data.metatool, "toollens": data.toollens}
@@ -342,15 +418,25 @@ def run(proc: Any, key: str, data_dir: Path, args: argparse.Namespace, results: 
         for name in ["test", *ds.extra_test]:
             results[f"{ds.name}/{name}"] = {}
         quality(client, data_dir, ds, args.queries, args.max_examples, results, args.doc2query)
+    sides = [ours] if before is None else [ours, before]
+    if before is not None:
+        before.proc.wait_ready(180)
     have = 0
     for size in [int(s) for s in args.scale.split(",") if s]:
-        if not args.data_dir:
-            path = data_dir / f"synthetic{size}.json"
+        for side in sides:
+            if args.data_dir and not side.tree:
+                continue
+            path = side.data_dir / f"synthetic{size}.json"
             path.write_text(json.dumps(synthetic_servers(have, size - have)))
             t = time.perf_counter()
-            isa(data_dir, "catalog", "import", str(path), "--json")
-            print(f"[scale] {size} tools (import of {size - have}: {time.perf_counter() - t:.0f}s)", flush=True)
+            isa(side.data_dir, "catalog", "import", str(path), "--json", tree=side.tree)
+            print(
+                f"[scale] {size} tools (import of {size - have}: {time.perf_counter() - t:.0f}s){side.tree}", flush=True
+            )
         have = size
+        if args.vacuum:
+            for side in sides:
+                vacuum(side.data_dir)
         if args.baseline:
             scope_statistics(data_dir, keep=False)
             results[f"latency/{size} before"] = {
@@ -359,11 +445,40 @@ def run(proc: Any, key: str, data_dir: Path, args: argparse.Namespace, results: 
             }
             print(f"[scale] {size} before: {results[f'latency/{size} before']}", flush=True)
             scope_statistics(data_dir, keep=True)
-        results[f"latency/{size}"] = {
-            "cold": latency(client, size, warm=False),
-            "warm": latency(client, size, warm=True),
-        }
+        if before is None:
+            results[f"latency/{size}"] = {
+                "cold": latency(client, size, warm=False),
+                "warm": latency(client, size, warm=True),
+            }
+        else:
+            clients = [client, Client(before.proc.url, before.key)]
+            cold, warm = (latency_side_by_side(clients, size, w) for w in (False, True))
+            results[f"latency/{size}"] = {"cold": cold[0], "warm": warm[0]}
+            results[f"latency/{size} before"] = {"cold": cold[1], "warm": warm[1]}
+            # Two catalogs of the same tools differ in row ids, which break exact ties (ORDER BY score, id), so
+            # the rankings are also compared on one catalog: the code before served on ours.
+            results[f"rankings/{size}"] = same_rankings(clients, size)
+            env = {"ISA_AUTH__RATE_LIMIT__PRINCIPAL_LIMIT": "0", "PYTHONPATH": before.tree}
+            with isa_serve("mcp", data_dir, env=env, cwd=before.tree) as other:
+                other.wait_ready(180)
+                pair = [client, Client(other.url, key)]
+                results[f"rankings/{size} one catalog"] = same_rankings(pair, size)
+                other.stop()
+            print(f"[scale] {size} before: {results[f'latency/{size} before']}", flush=True)
+            print(f"[scale] {size} rankings: {results[f'rankings/{size}']}", flush=True)
         print(f"[scale] {size}: {results[f'latency/{size}']}", flush=True)
+
+
+def vacuum(data_dir: Path) -> None:
+    """VACUUM ANALYZE the discovery tables (what autovacuum does some time after an import): both sides measured in
+    the steady state, whichever was imported last."""
+    import psycopg
+
+    from isa.core.embedded import embedded_url
+
+    with psycopg.connect(os.environ.get("ISA_DATABASE__URL") or embedded_url(data_dir), autocommit=True) as conn:
+        for table in ("mcp_unified_search_embeddings", "mcp_search_postings", "mcp_query_examples"):
+            conn.execute(f"VACUUM ANALYZE {table}")
 
 
 def scope_statistics(data_dir: Path, keep: bool) -> None:
@@ -403,6 +518,10 @@ def report(results: dict[str, Any]) -> None:
                 f"  {key[8:]:>6} tools: cold p50 {c['p50_ms']} ms p95 {c['p95_ms']} ms;"
                 f" warm p50 {w['p50_ms']} ms p95 {w['p95_ms']} ms"
             )
+    for key, r in results.items():
+        if key.startswith("rankings/"):
+            line = f"  {key[9:]:>6} tools: same response as the code before {r['identical']:.3f} of {r['queries']}"
+            print(f"{line} queries, same scores {r['same_scores']:.3f}; top-10 tool overlap {r['top10_overlap']:.4f}")
     print(f"\ntotal {results['seconds']} s")
 
 

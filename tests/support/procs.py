@@ -86,7 +86,10 @@ def isa_serve(
     port: int | None = None,
     env: dict[str, str] | None = None,
     log_dir: Path | None = None,
+    cwd: str | None = None,
 ) -> Iterator[IsaProcess]:
+    """`isa serve --role ROLE` on loopback; `cwd`: start it there (`python -m isa` imports the isa found there first,
+    e.g. another source tree being compared)."""
     port = port or free_port()
     log_path = (log_dir or data_dir) / f"isa-{role}-{port}.log"
     full_env = {**os.environ, "ISA_DATA_DIR": str(data_dir), "ISA_ENV": "test", **(env or {})}
@@ -97,6 +100,7 @@ def isa_serve(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             text=True,
+            cwd=cwd,
         )
         handle = IsaProcess(proc, port, log_path)
         try:
