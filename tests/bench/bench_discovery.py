@@ -397,6 +397,7 @@ def bench(args: argparse.Namespace, results: dict[str, Any]) -> None:
             for side in (before, Side(proc, key, data_dir, "")):
                 if side is not None:
                     side.proc.stop()  # SIGTERM: the last process using the embedded Postgres stops it
+            leave_embedded()
 
 
 @dataclass
@@ -469,26 +470,47 @@ def run(ours: Side, before: Side | None, args: argparse.Namespace, results: dict
         print(f"[scale] {size}: {results[f'latency/{size}']}", flush=True)
 
 
-def vacuum(data_dir: Path) -> None:
-    """VACUUM ANALYZE the discovery tables (what autovacuum does some time after an import): both sides measured in
-    the steady state, whichever was imported last."""
+# The data folders whose embedded Postgres this process joined (`connect`): it is one of the server's users until
+# `leave_embedded`, and the server stops with its last user — left to exit time, after the temporary folder is gone.
+_JOINED: set[Path] = set()
+
+
+def connect(data_dir: Path) -> Any:
+    """An autocommit connection to a side's database (ISA_DATABASE__URL, else its embedded Postgres, joined)."""
     import psycopg
 
     from isa.core.embedded import embedded_url
 
-    with psycopg.connect(os.environ.get("ISA_DATABASE__URL") or embedded_url(data_dir), autocommit=True) as conn:
+    url = os.environ.get("ISA_DATABASE__URL")
+    if not url:
+        url = embedded_url(data_dir)
+        _JOINED.add(data_dir)
+    return psycopg.connect(url, autocommit=True)
+
+
+def leave_embedded() -> None:
+    """Leave every embedded Postgres joined; the last user stops it (the servers under test have exited by now)."""
+    import pgserver  # type: ignore[import-untyped]
+
+    from isa.core.embedded import data_folder
+
+    while _JOINED:
+        pgserver.get_server(data_folder(_JOINED.pop())).cleanup()
+
+
+def vacuum(data_dir: Path) -> None:
+    """VACUUM ANALYZE the discovery tables (what autovacuum does some time after an import): both sides measured in
+    the steady state, whichever was imported last."""
+    with connect(data_dir) as conn:
         for table in ("mcp_unified_search_embeddings", "mcp_search_postings", "mcp_query_examples"):
             conn.execute(f"VACUUM ANALYZE {table}")
 
 
 def scope_statistics(data_dir: Path, keep: bool) -> None:
     """Drop (keep=False) or restore migration 0038's statistics on the access-scope expression, then ANALYZE."""
-    import psycopg
-
     from isa.catalog.access import REQUIRED_SCOPE
-    from isa.core.embedded import embedded_url
 
-    with psycopg.connect(os.environ.get("ISA_DATABASE__URL") or embedded_url(data_dir), autocommit=True) as conn:
+    with connect(data_dir) as conn:
         conn.execute("DROP STATISTICS IF EXISTS mcp_unified_search_scope_stats")
         if keep:
             expr = REQUIRED_SCOPE.as_string(conn).replace("e.", "")

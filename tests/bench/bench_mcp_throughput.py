@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from pathlib import Path
 import anyio
 import httpx
 import httpx2
+import pgserver  # type: ignore[import-untyped]
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -38,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from isa.auth import store as auth_store  # noqa: E402
 from isa.auth.service import AuthService  # noqa: E402
 from isa.core.db import Database  # noqa: E402
-from isa.core.embedded import embedded_url  # noqa: E402
+from isa.core.embedded import data_folder, embedded_url  # noqa: E402
 from isa.core.migrations import migrate  # noqa: E402
 from isa.core.settings import load_settings  # noqa: E402
 from tests.support.procs import free_port, wait_for  # noqa: E402
@@ -252,6 +254,9 @@ def main() -> None:
             except subprocess.TimeoutExpired:  # a loaded machine can outlast the graceful shutdown: the numbers stand
                 proc.kill()
                 proc.wait(10)
+        # This process is the embedded Postgres's last user now: leaving stops it, then the work folder can go.
+        pgserver.get_server(data_folder(data_dir)).cleanup()
+        shutil.rmtree(work, ignore_errors=True)
 
     print(f"tools/call of get_current_time: {args.calls} calls per server and concurrency, in interleaved batches "
           f"of {args.batch}")  # fmt: skip
