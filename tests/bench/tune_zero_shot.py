@@ -95,15 +95,7 @@ def main() -> None:
     variants = [v for v in VARIANTS if not args.only or v[0] in args.only.split(",") or v[1] == {}]
     conn = psycopg.connect(embedded_url(Path(tempfile.mkdtemp(prefix="isa-tune-"))), autocommit=True)
     for ds in (data.metatool(), data.toollens()):
-        cat = zs.load(ds, args.split)
-        if args.split == "dev":
-            cat.sets["two-intent probe"] = zs.two_intent_probe(cat)
-        if args.max_queries:
-            rng = np.random.default_rng(7)
-            for name, (t, r) in list(cat.sets.items()):
-                if len(t) > args.max_queries:
-                    idx = rng.choice(len(t), args.max_queries, replace=False)
-                    cat.sets[name] = ([t[i] for i in idx], [r[i] for i in idx])
+        cat = zs.load_sampled(ds, args.split, args.max_queries)
         tool_vecs = {n: zs.embed(e, [embed_text(i) for i in cat.items], args.cache) for n, e in encoders.items()}
         counts = field_counts(conn, [[name_text(i), i.description, extra_text(i)] for i in cat.items])
         for set_name, (qtexts, rel) in cat.sets.items():

@@ -201,6 +201,20 @@ def no_params(item: CatalogItem) -> CatalogItem:
     return dataclasses.replace(item, input_schema=None)
 
 
+def load_sampled(ds: data.Dataset, split: str, max_queries: int) -> Catalog:
+    """`load`, plus the two-intent probe on dev, each query set sampled to `max_queries` (0: all; seed 7)."""
+    cat = load(ds, split)
+    if split == "dev":
+        cat.sets["two-intent probe"] = two_intent_probe(cat)
+    if max_queries:
+        rng = np.random.default_rng(7)
+        for name, (t, r) in list(cat.sets.items()):
+            if len(t) > max_queries:
+                idx = rng.choice(len(t), max_queries, replace=False)
+                cat.sets[name] = ([t[i] for i in idx], [r[i] for i in idx])
+    return cat
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--split", choices=["dev", "test"], default="dev")
@@ -212,15 +226,7 @@ def main() -> None:
     encoders = {"fp32": LocalMiniLM(), "int8": LocalMiniLM(precision="int8")}
     conn = psycopg.connect(embedded_url(Path(tempfile.mkdtemp(prefix="isa-zs-"))), autocommit=True)
     for ds in (data.metatool(), data.toollens()):
-        cat = load(ds, args.split)
-        if args.split == "dev":
-            cat.sets["two-intent probe"] = two_intent_probe(cat)
-        if args.max_queries:
-            rng = np.random.default_rng(7)
-            for name, (t, r) in list(cat.sets.items()):
-                if len(t) > args.max_queries:
-                    idx = rng.choice(len(t), args.max_queries, replace=False)
-                    cat.sets[name] = ([t[i] for i in idx], [r[i] for i in idx])
+        cat = load_sampled(ds, args.split, args.max_queries)
         texts: dict[str, Callable[[CatalogItem], CatalogItem]] = {"params": lambda i: i, "no params": no_params}
         tool_vecs: dict[tuple[str, str], F] = {}
         docs: dict[tuple[str, str], list[dict[str, float]]] = {}
