@@ -132,8 +132,10 @@ class ModelSettings(Section):
     # Usage rows are queued and written in batches off the response path; a full queue makes calls wait.
     usage_queue_size: int = Field(default=10_000, ge=1)
     usage_batch_size: int = Field(default=100, ge=1)
-    # How long the writer lets rows gather after the first of a batch (0: each written as soon as it comes).
-    usage_linger_seconds: float = Field(default=0.05, ge=0, le=5)
+    # How long the writer lets rows gather after the first of a batch (0: each written as soon as it comes). Off by
+    # default: while rows wait, a balance read right after a call (the agent's billing event, GET balance) misses
+    # that call's charge (docs/model.md).
+    usage_linger_seconds: float = Field(default=0.0, ge=0, le=5)
     # On shutdown, how long the writer may take to write what is still queued.
     usage_drain_seconds: float = Field(default=30.0, ge=0)
     max_audio_bytes: int = 26_214_400
