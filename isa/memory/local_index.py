@@ -202,6 +202,8 @@ class LocalIndex:
                     rows = await self._current(conn, user_id, model, memory_type, gens[memory_type], len(vector))
                     if rows is not None:
                         arrays[memory_type] = rows
+                elif attempt < _ATTEMPTS and gens.get(memory_type, [0, 0, 0])[2] < self.min_rows:
+                    self._drop((user_id, memory_type, model))  # forgotten or shrunk: its arrays are of no use
             now = time.time() + self._clock
             size = max(bits.shortlist, self.shortlist)
             ids = {t: shortlist(r, vector, now, blend, filters, size) for t, r in arrays.items()}

@@ -23,7 +23,7 @@ class MemorySettings(BaseModel):
     search_shortlist: int = Field(300, ge=0, le=5000)
     # Process-local shortlist index (migration 0042, docs/memory.md): a (user, type, model) with at least this many
     # memories has its shortlist computed from sign bits held in this process; 0 turns it off (SQL shortlist only).
-    local_index_min_rows: int = Field(5000, ge=0)
+    local_index_min_rows: int = Field(3000, ge=0)
     local_index_max_bytes: int = Field(268_435_456, ge=0)  # budget of those arrays (~88 bytes/memory at 384-d)
     local_index_max_age_seconds: float = Field(600.0, gt=0)  # full reload after this (importance changes)
     # Per type shortlist where the local index computes it (0: search_shortlist); cheap there, so longer for recall.

@@ -131,11 +131,12 @@ def _insert(db_url: str, table: str, user: str, text: str, **extra: Any) -> str:
     cols = {"factual_memories": "fact_type, subject, predicate, object_value", "working_memories": "context_type"}
     vals = {"factual_memories": "'note', 'user', 'p', 'v'", "working_memories": "'task'"}
     expires = extra.get("expires_at", datetime.now(UTC) + timedelta(days=1))
+    created = extra.get("created_at", datetime.now(UTC))
     rows = sql(
         db_url,
-        f"INSERT INTO {table} (user_id, content, {cols[table]}, importance_score, expires_at, embedding,"
-        f" embedding_model) VALUES (%s, %s, {vals[table]}, 0.9, %s, %s::vector(384), %s) RETURNING id::text",
-        (user, text, expires, vector_literal(vector(text)), MODEL),
+        f"INSERT INTO {table} (user_id, content, {cols[table]}, importance_score, expires_at, created_at, embedding,"
+        f" embedding_model) VALUES (%s, %s, {vals[table]}, 0.9, %s, %s, %s::vector(384), %s) RETURNING id::text",
+        (user, text, expires, created, vector_literal(vector(text)), MODEL),
     )
     return str(rows[0]["id"])
 
@@ -162,6 +163,14 @@ async def test_a_row_another_connection_writes_is_found_and_a_deleted_one_never_
         (vector_literal(vector(query)), target),
     )
     assert (await local.search(USER, query, Filters(), 10))[0]["id"] == target
+    # A row whose created_at is older than every held one (a transaction that committed late, or an import): the
+    # incremental read does not see it, the row count disagrees, and the type is loaded again in full.
+    full = local.local_index.loads["full"]
+    old_id = _insert(
+        seeded, "working_memories", USER, "an old note", created_at=datetime.now(UTC) - timedelta(days=400)
+    )
+    assert (await local.search(USER, "an old note", Filters(), 10))[0]["id"] == old_id
+    assert local.local_index.loads["full"] > full
 
 
 async def test_expired_and_foreign_rows_never_appear(
