@@ -111,9 +111,12 @@ def query_bits(vector: list[float], words: int) -> npt.NDArray[np.uint64]:
 
 def answers(filters: Filters, memory_type: str) -> bool:
     """Whether the arrays can apply the filters of this type (the others need columns they do not hold; reinforce
-    raises importance without a new generation, so min_importance is left to SQL)."""
+    raises importance without a new generation, so min_importance is left to SQL; since/until only with a time
+    zone)."""
     if filters.min_importance > 0:
         return False
+    if any(d is not None and d.tzinfo is None for d in (filters.since, filters.until)):
+        return False  # a naive datetime means the session's time zone to Postgres: left to SQL
     if memory_type == "factual" and (filters.subject is not None or filters.fact_type is not None):
         return False
     return not (memory_type == "semantic" and filters.category is not None)
