@@ -45,6 +45,7 @@ from isa.memory.store import Bits, Blend, Filters
 OVERLAP_SECONDS = 60.0  # an incremental refresh also reads rows this much older than the newest cached one
 _ATTEMPTS = 3  # searches against a generation that moved on before the SQL path answers
 _KNOWN_USERS = 100_000  # (user, model) pairs whose last-seen generations are remembered (~200 bytes each)
+_LEARN, _MIN_FIT_ROWS, _SLOPE_MIN, _SLOPE_MAX = 0.3, 30, 0.05, 2.0  # slope calibration (see _learn)
 
 
 @dataclass(frozen=True)
@@ -122,17 +123,20 @@ def answers(filters: Filters, memory_type: str) -> bool:
     return not (memory_type == "semantic" and filters.category is not None)
 
 
-def shortlist(rows: Rows, vector: list[float], now: float, blend: Blend, filters: Filters, size: int) -> str:
-    """The `size` rows of highest estimated blend — store._blend with cos(pi * hamming / dims), as the SQL
-    shortlist computes it — among those live at `now` and inside since/until; their uuids as a Postgres array
-    literal (one text parameter: ~2 ms less than 1,500 separate strings at five types)."""
+def shortlist(
+    rows: Rows, vector: list[float], now: float, blend: Blend, filters: Filters, size: int, slope: float = 1.0
+) -> str:
+    """The `size` rows of highest estimated blend — store._blend with `slope` * cos(pi * hamming / dims); with
+    slope 1 exactly what the SQL shortlist computes — among those live at `now` and inside since/until. Their uuids
+    as a Postgres array literal (one text parameter: ~2 ms less than 1,500 separate strings at five types)."""
     q = query_bits(vector, rows.words)
     hamming = np.bitwise_count(rows.bits[0] ^ q[0]).astype(np.intp)
     for word in range(1, rows.words):
         hamming += np.bitwise_count(rows.bits[word] ^ q[word])
     e_folding = blend.half_life_days / 0.6931471805599453
+    estimate = _cosines(len(vector))[hamming]
     score = (
-        blend.similarity * _cosines(len(vector))[hamming]
+        blend.similarity * slope * estimate
         + blend.importance * rows.importance
         + blend.recency * np.exp(-(now - rows.created) / 86400.0 / e_folding)
     )
@@ -163,9 +167,16 @@ def _cosines(dims: int) -> npt.NDArray[np.float64]:
 class LocalIndex:
     """Arrays per (user, type, model) above `min_rows`, least recently used dropped beyond `max_bytes`."""
 
-    def __init__(self, min_rows: int, max_bytes: int, max_age_seconds: float, shortlist: int = 0) -> None:
+    def __init__(
+        self, min_rows: int, max_bytes: int, max_age_seconds: float, shortlist: int = 0, calibrate: bool = True
+    ) -> None:
         self.min_rows = min_rows
         self.shortlist = shortlist  # per type for the types answered here (at least the search's own)
+        self.calibrate = calibrate
+        # Per (user, type, model): the slope of the exact cosine on the estimated one, learnt from the shortlists'
+        # re-ranks (see _learn); 1 until a search has reported one.
+        self._slopes: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+        self._priors: dict[tuple[str, str], float] = {}
         self.max_bytes = max_bytes
         self.max_age_seconds = max_age_seconds
         self._rows: OrderedDict[tuple[str, str, str], Rows] = OrderedDict()
@@ -209,11 +220,14 @@ class LocalIndex:
                     self._drop((user_id, memory_type, model))  # forgotten or shrunk: its arrays are of no use
             now = time.time() + self._clock
             size = max(bits.shortlist, self.shortlist)
-            ids = {t: shortlist(r, vector, now, blend, filters, size) for t, r in arrays.items()}
-            hits, gens, db_now = await store.search_checked(
+            slopes = {t: self.slope(user_id, t, model) if self.calibrate else 1.0 for t in arrays}
+            ids = {t: shortlist(r, vector, now, blend, filters, size, slopes[t]) for t, r in arrays.items()}
+            hits, gens, db_now, calibration = await store.search_checked(
                 conn, user_id, vector, model, filters, blend, limit, min_similarity, bits, ids
             )
             self._clock = db_now - time.time()
+            if self.calibrate:
+                self._learn(user_id, model, slopes, calibration)
             self._remember((user_id, model), gens)
             if all(t in gens and gens[t][0] == r.generation for t, r in arrays.items()):
                 if attempt == _ATTEMPTS:
@@ -225,6 +239,31 @@ class LocalIndex:
     def _large(self, filters: Filters, memory_type: str, gens: dict[str, list[int]]) -> bool:
         seen = gens.get(memory_type)
         return seen is not None and seen[2] >= self.min_rows and answers(filters, memory_type)
+
+    def _learn(
+        self, user_id: str, model: str, used: dict[str, float], calibration: dict[str, list[float | None]]
+    ) -> None:
+        """Move each type's slope towards the one its re-ranked shortlist just showed (`_LEARN` of the way; the
+        first one is taken as it is), and the type's and model's prior for users not seen yet likewise."""
+        for memory_type, (slope, count) in calibration.items():
+            if slope is None or count is None or count < _MIN_FIT_ROWS:
+                continue
+            seen = float(slope)
+            key = (user_id, memory_type, model)
+            old = self._slopes.get(key)
+            new = seen if old is None else used.get(memory_type, old) + _LEARN * (seen - used.get(memory_type, old))
+            self._slopes[key] = min(max(new, _SLOPE_MIN), _SLOPE_MAX)
+            self._slopes.move_to_end(key)
+            while len(self._slopes) > _KNOWN_USERS:
+                self._slopes.popitem(last=False)
+            prior = self._priors.get((memory_type, model), seen)
+            self._priors[(memory_type, model)] = min(max(prior + _LEARN * (seen - prior), _SLOPE_MIN), _SLOPE_MAX)
+
+    def slope(self, user_id: str, memory_type: str, model: str) -> float:
+        """The slope the next search of this user's type ranks by: learnt for the user, else the type's prior
+        (learnt from every user's searches), else 1 (the SQL shortlist's estimate)."""
+        learnt = self._slopes.get((user_id, memory_type, model))
+        return learnt if learnt is not None else self._priors.get((memory_type, model), 1.0)
 
     def _remember(self, key: tuple[str, str], gens: dict[str, list[int]]) -> None:
         self._known[key] = gens

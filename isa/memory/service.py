@@ -55,6 +55,7 @@ class MemoryService:
                 settings.local_index_max_bytes,
                 settings.local_index_max_age_seconds,
                 settings.local_index_shortlist,
+                settings.local_index_calibrate,
             )
 
     async def ann(self, conn: DictConnection) -> Ann | Bits | None:

@@ -208,7 +208,7 @@ def search_sql(
     `local` (with `Bits`): the types whose shortlist the caller computed (isa/memory/local_index.py) and passes as
     `ids_<type>` (a uuid array literal, one text parameter); their arm fetches those ids of the caller (user_id,
     model, LIVE and every filter checked here) and keeps the `candidates` of highest exact blend, as the SQL
-    shortlist's arm does.
+    shortlist's arm does; with `generations` the row also carries `calibration` (search_checked).
     `generations`: every row also carries `generations` (memory_search_generations of the caller and model as
     jsonb {type: [generation, reload_generation, row_count]}) and `db_now` (epoch), read in this statement's
     snapshot; with no hit the statement returns one row whose `id` is NULL.
@@ -221,6 +221,8 @@ def search_sql(
     sort answer it exactly.
     """
     arms: list[sql.Composable] = []
+    ctes: list[sql.Composable] = []
+    calibration: list[sql.Composable] = []
     for memory_type in filters.types:
         conds = [sql.SQL("t.user_id = %(user_id)s"), sql.SQL("t.embedding_model = {}").format(sql.Literal(model))]
         if memory_type in LIVE:
@@ -243,10 +245,35 @@ def search_sql(
         source = sql.SQL("{table} t WHERE {conds}")
         distance = sql.SQL("t.embedding::vector({d}) <=> (SELECT v FROM qv)")
         if isinstance(ann, Bits) and memory_type in local:
+            # The given shortlist, fetched for the caller in a CTE of its own, which the calibration below also
+            # reads: the estimated cosine of each row (from its stored bits, as the caller computed it) next to the
+            # exact one.
+            fetched = sql.Identifier(f"fetched_{memory_type}")
+            ctes.append(
+                sql.SQL(
+                    "{fetched} AS MATERIALIZED (SELECT t.id, t.content, t.importance_score, t.created_at, {cols},"
+                    " t.embedding::vector({d}) <=> (SELECT v FROM qv) AS dist,"
+                    " cos(pi() * (t.embedding_bits <~> (SELECT b FROM qv)) / {fd}) AS est FROM {table} t"
+                    " WHERE t.id = ANY({ids}::text::uuid[]) AND {conds})"
+                ).format(
+                    fetched=fetched,
+                    cols=sql.SQL(", ").join(
+                        sql.SQL("t.{}").format(sql.Identifier(c)) for c in DETAIL_COLUMNS[memory_type]
+                    ),
+                    d=sql.Literal(dims),
+                    fd=sql.Literal(float(dims)),
+                    table=sql.Identifier(TABLES[memory_type]),
+                    ids=sql.Placeholder(f"ids_{memory_type}"),
+                    conds=sql.SQL(" AND ").join(conds),
+                )
+            )
+            calibration.append(
+                sql.SQL(
+                    "{mt}, (SELECT jsonb_build_array(regr_slope(1 - f.dist, f.est), count(*)) FROM {fetched} f)"
+                ).format(mt=sql.Literal(memory_type), fetched=fetched)
+            )
             source = sql.SQL(
-                "(SELECT t.* FROM (SELECT t.*, t.embedding::vector({d}) <=> (SELECT v FROM qv) AS dist FROM {table} t"
-                " WHERE t.id = ANY({ids}::text::uuid[]) AND {conds}) t WHERE 1 - t.dist >= %(min_similarity)s"
-                " ORDER BY {exact} DESC LIMIT {k}) t"
+                "(SELECT t.* FROM {fetched} t WHERE 1 - t.dist >= %(min_similarity)s ORDER BY {exact} DESC LIMIT {k}) t"
             )
             distance = sql.SQL("t.dist")
         elif isinstance(ann, Bits) and ann.by_blend:
@@ -294,7 +321,7 @@ def search_sql(
                         ),
                     ),
                     exact=_blend(blend, sql.SQL("1 - t.dist")),
-                    ids=sql.Placeholder(f"ids_{memory_type}"),
+                    fetched=sql.Identifier(f"fetched_{memory_type}"),
                 ),
                 mt=sql.Literal(memory_type),
                 d=sql.Literal(dims),
@@ -307,17 +334,22 @@ def search_sql(
     ).format(score=_blend(blend, sql.SQL("h.similarity"), "h"))
     if generations:
         ranked = sql.SQL(
-            "SELECT r.*, g.generations, g.db_now FROM (SELECT coalesce(jsonb_object_agg(s.memory_type,"
-            " jsonb_build_array(s.generation, s.reload_generation, s.row_count)), '{{}}') AS generations,"
-            " date_part('epoch', now()) AS db_now FROM memory_search_generations s"
-            " WHERE s.user_id = %(user_id)s AND s.embedding_model = {model}) g"
+            "SELECT r.*, g.generations, g.db_now, {calibration} AS calibration FROM (SELECT"
+            " coalesce(jsonb_object_agg(s.memory_type, jsonb_build_array(s.generation, s.reload_generation,"
+            " s.row_count)), '{{}}') AS generations, date_part('epoch', now()) AS db_now"
+            " FROM memory_search_generations s WHERE s.user_id = %(user_id)s AND s.embedding_model = {model}) g"
             " LEFT JOIN LATERAL ({ranked}) r ON true ORDER BY r.score DESC, r.id"
-        ).format(model=sql.Literal(model), ranked=ranked)
+        ).format(
+            model=sql.Literal(model),
+            ranked=ranked,
+            calibration=sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(calibration)),
+        )
     return sql.SQL(
         "WITH qv AS (SELECT v, binary_quantize(v)::varbit AS b FROM (SELECT %(qvec)s::vector({d}) AS v) q),"
-        " hits AS MATERIALIZED ({arms}) {ranked}"
+        "{ctes} hits AS MATERIALIZED ({arms}) {ranked}"
     ).format(
         d=sql.Literal(dims),
+        ctes=sql.SQL("").join(sql.SQL(" {},").format(c) for c in ctes),
         arms=sql.SQL(" UNION ALL ").join(arms),
         ranked=ranked,
     )
@@ -434,9 +466,11 @@ async def search_checked(
     min_similarity: float,
     bits: Bits,
     shortlists: dict[str, str],
-) -> tuple[list[dict[str, Any]], dict[str, list[int]], float]:
-    """The Bits search with the given types' shortlists (ids) computed by the caller, plus the caller's
-    memory_search_generations and the database's clock read in the same statement (see search_sql)."""
+) -> tuple[list[dict[str, Any]], dict[str, list[int]], float, dict[str, list[float | None]]]:
+    """The Bits search with the given types' shortlists computed by the caller (uuid array literals) plus, read
+    in the same statement (see search_sql): the caller's memory_search_generations, the database's clock, and per
+    given type [the least-squares slope of the exact cosine on the one the bits estimate, over the fetched shortlist
+    (None below two rows), the rows fetched]."""
     stmt = search_sql(model, len(vector), filters, blend, bits, frozenset(shortlists), generations=True)
     params = search_params(user_id, vector, filters, limit, min_similarity)
     params.update({f"ids_{t}": ids for t, ids in shortlists.items()})
@@ -444,8 +478,10 @@ async def search_checked(
     rows = await cur.fetchall()
     gens: dict[str, list[int]] = dict(rows[0]["generations"])
     db_now = float(rows[0]["db_now"])
-    hits = [{k: v for k, v in r.items() if k not in ("generations", "db_now")} for r in rows if r["id"] is not None]
-    return hits, gens, db_now
+    calibration: dict[str, list[float | None]] = dict(rows[0]["calibration"])
+    extra = ("generations", "db_now", "calibration")
+    hits = [{k: v for k, v in r.items() if k not in extra} for r in rows if r["id"] is not None]
+    return hits, gens, db_now, calibration
 
 
 # For this transaction only (set_config(..., true) = SET LOCAL): keep scanning the HNSW graph until enough rows

@@ -117,6 +117,7 @@ def seed_clustered(conn: Any, users: int, per_table: int, centroids: Any, rng: A
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
 
 
+TYPES = ("factual", "episodic", "semantic", "procedural", "working")
 LOCAL_EXTRA: list[str] = []  # lines printed after the table (refresh costs)
 
 
@@ -146,6 +147,10 @@ def local_variants(
             for r in args.shortlist:
                 bits = Bits(k, r)
                 index = LocalIndex(args.local_index, 1 << 31, 3600.0, args.local_shortlist)
+                plain = LocalIndex(args.local_index, 1 << 31, 3600.0, args.local_shortlist, calibrate=False)
+                for u in dict.fromkeys(users):
+                    for _ in range(2):
+                        await plain.search(aconn, u, queries[0], MODEL, all_types, Blend(), 10, -1.0, bits)
                 t0 = time.perf_counter()
                 for u in dict.fromkeys(users):  # first search per user: learns the sizes (SQL path) ...
                     await index.search(aconn, u, queries[0], MODEL, all_types, Blend(), 10, -1.0, bits)
@@ -166,20 +171,29 @@ def local_variants(
                 loc_t: list[float] = []
                 loc_c: list[float] = []
                 loc_o: list[Any] = []
-                for i in range(args.queries):  # interleaved: the same load for both
+                pl_t: list[float] = []
+                pl_c: list[float] = []
+                pl_o: list[Any] = []
+                for i in range(args.queries):  # interleaved: the same load for all three
                     t, c, o = await call(None, bits, i)
                     sql_t.append(t), sql_c.append(c), sql_o.append(o)
                     t, c, o = await call(index, bits, i)
                     loc_t.append(t), loc_c.append(c), loc_o.append(o)
+                    t, c, o = await call(plain, bits, i)
+                    pl_t.append(t), pl_c.append(c), pl_o.append(o)
+                size = max(r, args.local_shortlist)
                 for name, times, cpus, outs in (
                     (f"today (async): SQL top-{k}/type shortlist {r}", sql_t, sql_c, sql_o),
-                    (f"NEW local index top-{k}/type shortlist {max(r, args.local_shortlist)}", loc_t, loc_c, loc_o),
+                    (f"NEW local index top-{k}/type shortlist {size}", loc_t, loc_c, loc_o),
+                    (f"local uncalibrated top-{k}/type shortlist {size}", pl_t, pl_c, pl_o),
                 ):
                     CPU[id(times)] = cpus
                     results[name] = (times, outs)
                     truth_of[name] = f"exact top-{k}/type, blended"
-                same = statistics.mean(len(set(a) & set(b)) / max(len(a), 1) for a, b in zip(sql_o, loc_o, strict=True))
-                LOCAL_EXTRA.append(f"shortlist {r}: overlap@10 local vs SQL shortlist {same:.3f}")
+                same = statistics.mean(len(set(a) & set(b)) / max(len(a), 1) for a, b in zip(sql_o, pl_o, strict=True))
+                LOCAL_EXTRA.append(f"shortlist {r}: overlap@10 local uncalibrated vs SQL shortlist {same:.3f}")
+                slopes = [round(index.slope(users[0], t, MODEL), 3) for t in TYPES]
+                LOCAL_EXTRA.append(f"shortlist {r}: learnt slopes (first user) {slopes}")
                 # The first search after another connection's write (as another process): an append refresh.
                 after_write: list[float] = []
                 after_delete: list[float] = []

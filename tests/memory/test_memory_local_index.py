@@ -56,8 +56,13 @@ def seeded(db_url: str) -> str:
 def _settings(min_rows: int) -> MemorySettings:
     # A shortlist of 40 out of 200 rows per type: which rows make it matters (a shortlist >= the rows is exact).
     # local_index_shortlist 0: the local index shortlists as many as SQL does, so both must agree row for row.
+    # Uncalibrated: the same estimate as the SQL shortlist (the calibrated one has a test of its own).
     return MemorySettings(
-        search_shortlist=40, search_candidates=20, local_index_min_rows=min_rows, local_index_shortlist=0
+        search_shortlist=40,
+        search_candidates=20,
+        local_index_min_rows=min_rows,
+        local_index_shortlist=0,
+        local_index_calibrate=False,
     )
 
 
@@ -222,5 +227,35 @@ async def test_forgetting_every_memory_of_a_type_empties_it_for_the_next_search(
         fresh = {r["id"] for r in sql(db_url, "SELECT id::text FROM factual_memories WHERE user_id = 'bench-0'")}
         assert len(again) == 5 and {h["id"] for h in again} <= fresh
         assert not {h["id"] for h in before} & fresh
+    finally:
+        await db.close()
+
+
+async def test_the_calibrated_shortlist_finds_more_of_the_exact_top_10(settings: Settings, seeded: str) -> None:
+    """Sign bits of near-orthogonal (here uniform random) vectors estimate the cosine with noise larger than the
+    cosines' own spread, so ranking by the raw estimate lets the noise outvote importance and recency. The slope
+    learnt from the re-ranked shortlists (exact cosine on estimate) shrinks the estimate to what it predicts."""
+    db = Database(seeded, settings)
+    await db.open()
+    try:
+        common = {"search_shortlist": 30, "search_candidates": 10}
+        calibrated = MemoryService(db, TextEmbedder(), MemorySettings(**common, local_index_min_rows=100))  # type: ignore[arg-type]
+        today = MemoryService(db, TextEmbedder(), MemorySettings(**common, local_index_min_rows=0))  # type: ignore[arg-type]
+        exact = MemoryService(db, TextEmbedder(), MemorySettings(search_candidates=0))  # type: ignore[arg-type]
+        user = "bench-3"
+        for i in range(4):  # learns the sizes, loads the arrays, then learns the slopes
+            await calibrated.search(user, f"warm {i}", Filters(), 10)
+        index = calibrated.local_index
+        assert index is not None
+        slopes = [index.slope(user, t, MODEL) for t in ("factual", "episodic", "semantic", "procedural", "working")]
+        assert all(0.15 < s < 0.85 for s in slopes), slopes
+        found = {"calibrated": 0, "today": 0}
+        for i in range(40):
+            truth = {h["id"] for h in await exact.search(user, f"recall {i}", Filters(), 10)}
+            for name, service in (("calibrated", calibrated), ("today", today)):
+                hits = await service.search(user, f"recall {i}", Filters(), 10)
+                found[name] += len(truth & {h["id"] for h in hits})
+        assert found["calibrated"] > found["today"], found
+        assert found["calibrated"] >= 0.95 * 400, found
     finally:
         await db.close()
