@@ -10,7 +10,7 @@ SQL statement (store.search_checked) that fetches them for the caller (user_id, 
 SQL) and ranks by the exact blend, as the SQL shortlist's arm does. With `calibrate` the estimated cosine is
 multiplied by a slope learnt from the re-ranks (the least-squares slope of the exact cosine on the estimate, which
 the searching statement reports per type): sign bits of near-orthogonal vectors estimate the cosine with more noise
-than the cosines' own spread, and the slope (~0.46 there, ~1 for clustered vectors) keeps that noise from
+than the cosines' own spread, and the slope (~0.45 there, 0.6-0.75 for clustered vectors) keeps that noise from
 outvoting importance and recency (recall@10 0.985 instead of 0.935 at 100,000 per user, docs/benchmarks.md).
 
 Freshness, across processes and nodes: migration 0042's triggers keep memory_search_generations, whose
