@@ -37,6 +37,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
 
+import anyio
 import numpy as np
 import numpy.typing as npt
 
@@ -179,6 +180,7 @@ class LocalIndex:
         # re-ranks (see _learn); 1 until a search has reported one.
         self._slopes: OrderedDict[tuple[str, str, str], float] = OrderedDict()
         self._priors: dict[tuple[str, str], float] = {}
+        self._locks: dict[tuple[str, str, str], anyio.Lock] = {}
         self.max_bytes = max_bytes
         self.max_age_seconds = max_age_seconds
         self._rows: OrderedDict[tuple[str, str, str], Rows] = OrderedDict()
@@ -281,11 +283,34 @@ class LocalIndex:
         key = (user_id, memory_type, model)
         if seen[2] * (16 + 24 + (dims + 63) // 64 * 8) > self.max_bytes:
             return None
+        current = self._usable(key, seen)
+        if current is not None:
+            return current
+        # One refresh per key at a time: concurrent searches of the user wait for it instead of loading again.
+        lock = self._locks.setdefault(key, anyio.Lock())
+        try:
+            async with lock:
+                current = self._usable(key, seen)
+                if current is not None:
+                    return current
+                return await self._refresh(conn, user_id, model, memory_type, seen)
+        finally:
+            if not lock.statistics().tasks_waiting and self._locks.get(key) is lock:
+                del self._locks[key]
+
+    def _usable(self, key: tuple[str, str, str], seen: list[int]) -> Rows | None:
+        cached = self._rows.get(key)
+        if cached is None or time.monotonic() - cached.loaded_at > self.max_age_seconds or cached.generation < seen[0]:
+            return None
+        self._rows.move_to_end(key)
+        return cached
+
+    async def _refresh(
+        self, conn: DictConnection, user_id: str, model: str, memory_type: str, seen: list[int]
+    ) -> Rows | None:
+        key = (user_id, memory_type, model)
         cached = self._rows.get(key)
         fresh = cached is not None and time.monotonic() - cached.loaded_at <= self.max_age_seconds
-        if cached is not None and fresh and cached.generation >= seen[0]:
-            self._rows.move_to_end(key)
-            return cached
         rows: Rows | None = None
         if cached is not None and fresh and cached.reload_generation == seen[1] and len(cached):
             rows = await self._append(conn, user_id, model, memory_type, cached)

@@ -8,6 +8,9 @@ cosine their sign bits estimate, ranked by the exact blend; "0036: bits": the pr
 Hamming distance, top-`candidates` by cosine, blended); "ann" (unless --no-hnsw): the HNSW path of before 0036,
 with the HNSW indexes that 0040 dropped built again. Recall@10 against the exact top-`candidates` per type,
 blended, and against today's blend over all rows ("vs today", the one that matters for the default).
+--local-index (on by default at the setting's threshold): the process-local shortlist index (migration 0042), calibrated
+("NEW local index", the service's default) and not ("local uncalibrated"), beside the SQL shortlist it replaces
+("today (async)"), per query in turn on one async connection; then refresh costs and writes without its triggers.
 --queries-near: each query is one of the user's stored vectors plus noise (a question about something the user
 said), instead of a random direction.
 Baselines, same process, same data:
@@ -44,6 +47,7 @@ from isa.core.embeddings import LocalMiniLM
 from isa.core.migrations import migrate
 from isa.core.pgvector import ITERATIVE_SCAN_SQL as ANN_SETTINGS
 from isa.memory.local_index import LocalIndex
+from isa.memory.settings import MemorySettings
 from isa.memory.store import Ann, Bits, Blend, Filters, search, search_params, search_sql
 from tests.support.memory_seed import EXTRA, MODEL, seed
 
@@ -247,11 +251,12 @@ def main() -> None:
     ap.add_argument(
         "--local-index",
         type=int,
-        default=None,
+        default=MemorySettings().local_index_min_rows,
         metavar="MIN_ROWS",
-        help="also run the process-local shortlist index (isa/memory/local_index.py, migration 0042) for types with"
-        " at least MIN_ROWS rows, beside the SQL shortlist (today's default) at the same --shortlist and candidates;"
-        " plus the first search after another connection's write, after a delete, and writes without 0042's triggers",
+        help="also run (0: don't) the process-local shortlist index (isa/memory/local_index.py, migration 0042) for"
+        " types with at least MIN_ROWS rows (default: the setting's), beside the SQL shortlist at the same --shortlist"
+        " and candidates; plus the first search after another connection's write, after a delete, and writes"
+        " without 0042's triggers",
     )
     args = ap.parse_args()
     rng = np.random.default_rng(1)
@@ -378,7 +383,7 @@ def main() -> None:
                     ann_at(Ann(k, ef), exact=False)(0)
                     results[name] = timed(ann_at(Ann(k, ef), exact=False), args.queries)
                     truth_of[name] = f"exact top-{k}/type, blended"
-            if args.local_index is not None:
+            if args.local_index:
                 local_variants(conn, url, args, users, queries, results, truth_of, rng)
             results["exact, factual only"] = timed(exact_factual, args.queries)
             truth = results["exact, factual only"][1]

@@ -259,3 +259,24 @@ async def test_the_calibrated_shortlist_finds_more_of_the_exact_top_10(settings:
         assert found["calibrated"] >= 0.95 * 400, found
     finally:
         await db.close()
+
+
+async def test_concurrent_searches_of_a_user_load_its_arrays_once(
+    services: tuple[MemoryService, MemoryService],
+) -> None:
+    import anyio
+
+    local, today = services
+    await local.search(USER, "sizes", Filters(), 10)  # learns the sizes; nothing loaded yet
+    assert local.local_index is not None and local.local_index.loads["full"] == 0
+    results: dict[int, list[tuple[str, float]]] = {}
+
+    async def one(i: int) -> None:
+        results[i] = _key(await local.search(USER, "same question", Filters(), 10))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(4):
+            tg.start_soon(one, i)
+    assert local.local_index.loads["full"] == 5  # one load per type, shared by the four searches
+    expected = _key(await today.search(USER, "same question", Filters(), 10))
+    assert all(r == expected for r in results.values())
