@@ -3,14 +3,14 @@
 -- (issue #28; isa/memory/local_index.py, docs/memory.md "Local shortlist index").
 --
 -- Triggers on the five memory tables keep one row per (user_id, memory_type, embedding_model) of rows with an
--- embedding (model and sign bits set): `generation` takes a fresh value of one sequence on every INSERT, DELETE and every UPDATE that changes
--- what the shortlist reads (user, model, sign bits, created_at, expires_at); `reload_generation` takes it too on a
--- DELETE or such an UPDATE (a reader must reload, appending new rows is not enough); `row_count` is the number of
--- rows. Values come from one sequence and never repeat, so a row deleted and made again (every memory of a type
--- forgotten, then new ones) never shows a value a reader has seen. Importance updates (`reinforce`) do not count:
--- the search re-ranks its shortlist by the exact blend, the cached importance only makes the estimate slightly
--- stale (bounded by the reader's reload age). Writers of the same (user, type, model) now serialise on its row
--- until they commit.
+-- embedding (model and sign bits set): `generation` takes a fresh value of one sequence on every INSERT, DELETE and
+-- every UPDATE that changes what the shortlist reads (user, model, sign bits, created_at, expires_at);
+-- `reload_generation` takes it too on a DELETE or such an UPDATE (a reader must reload, appending new rows is not
+-- enough); `row_count` is the number of rows. Values come from one sequence and never repeat, so a row deleted and
+-- made again (every memory of a type forgotten, then new ones) never shows a value a reader has seen. Importance
+-- updates (`reinforce`) do not count: the search re-ranks its shortlist by the exact blend, the cached importance
+-- only makes the estimate slightly stale (bounded by the reader's reload age). Writers of the same (user, type,
+-- model) now serialise on its row until they commit.
 -- Written only by these triggers; read by isa/memory/store.py.
 
 CREATE SEQUENCE memory_search_generation_seq;
