@@ -280,3 +280,34 @@ async def test_concurrent_searches_of_a_user_load_its_arrays_once(
     assert local.local_index.loads["full"] == 5  # one load per type, shared by the four searches
     expected = _key(await today.search(USER, "same question", Filters(), 10))
     assert all(r == expected for r in results.values())
+
+
+async def test_the_memory_budget_and_the_reload_age_hold(settings: Settings, seeded: str) -> None:
+    """Arrays beyond local_index_max_bytes are dropped least recently used first (the types left out use the SQL
+    shortlist), and arrays older than local_index_max_age_seconds are loaded again; results stay the SQL path's."""
+    db = Database(seeded, settings)
+    await db.open()
+    try:
+        common = {"search_shortlist": 40, "search_candidates": 20, "local_index_calibrate": False}
+        budget = 2 * 200 * 88 + 100  # two types of 200 rows at 384 dimensions (ids 16, bits 48, three floats 24)
+        small = MemoryService(
+            db,
+            TextEmbedder(),  # type: ignore[arg-type]
+            MemorySettings(**common, local_index_min_rows=100, local_index_max_bytes=budget),
+        )
+        aging = MemoryService(
+            db,
+            TextEmbedder(),  # type: ignore[arg-type]
+            MemorySettings(**common, local_index_min_rows=100, local_index_max_age_seconds=1e-6),
+        )
+        today = MemoryService(db, TextEmbedder(), MemorySettings(**common, local_index_min_rows=0))  # type: ignore[arg-type]
+        for i in range(4):
+            expected = _key(await today.search(USER, f"budget {i}", Filters(), 10))
+            assert _key(await small.search(USER, f"budget {i}", Filters(), 10)) == expected
+            assert _key(await aging.search(USER, f"budget {i}", Filters(), 10)) == expected
+        assert small.local_index is not None and 0 < small.local_index.nbytes <= budget
+        assert (
+            aging.local_index is not None and aging.local_index.loads["full"] == 3 * 5
+        )  # every search after the first
+    finally:
+        await db.close()
