@@ -22,6 +22,7 @@ from isa.core.logging import get_logger
 from isa.core.pgvector import UPGRADE_HINT, has_iterative_scan
 from isa.memory import extract, store
 from isa.memory.llm_extract import Extractor, Outcome
+from isa.memory.local_index import LocalIndex
 from isa.memory.settings import MemorySettings
 from isa.memory.store import Ann, Bits, Blend, Filters
 from isa.users import sessions
@@ -47,6 +48,15 @@ class MemoryService:
         self.extractor = extractor or Extractor(None, "rules", settings.extraction_model)
         self._limiter = anyio.CapacityLimiter(max(1, settings.embed_threads))
         self._iterative_scan: bool | None = None  # pgvector >= 0.8, asked once
+        self.local_index: LocalIndex | None = None
+        if settings.local_index_min_rows > 0 and settings.local_index_max_bytes > 0:
+            self.local_index = LocalIndex(
+                settings.local_index_min_rows,
+                settings.local_index_max_bytes,
+                settings.local_index_max_age_seconds,
+                settings.local_index_shortlist,
+                settings.local_index_calibrate,
+            )
 
     async def ann(self, conn: DictConnection) -> Ann | Bits | None:
         """How search takes candidates: sign bits + exact re-rank (default), the HNSW index (pgvector >= 0.8,
@@ -308,9 +318,13 @@ class MemoryService:
         (vector,) = await self.embed([query])
         async with self.db.connection() as conn:
             ann = await self.ann(conn)
-            rows = await store.search(
-                conn, user_id, vector, self.embedder.model_name, filters, self.blend, limit, min_similarity, ann
-            )
+            model = self.embedder.model_name
+            if self.local_index is not None and isinstance(ann, Bits) and ann.by_blend:
+                rows = await self.local_index.search(
+                    conn, user_id, vector, model, filters, self.blend, limit, min_similarity, ann
+                )
+            else:
+                rows = await store.search(conn, user_id, vector, model, filters, self.blend, limit, min_similarity, ann)
         async with self.db.transaction() as conn:
             await store.count_search(conn, user_id)
         return [_hit(r) for r in rows]

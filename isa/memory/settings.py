@@ -21,6 +21,17 @@ class MemorySettings(BaseModel):
     # cosine their bits estimate, read from the bits index alone, re-ranked by the exact blend; 0: each type's
     # nearest by distance (ORDER BY distance LIMIT search_candidates; exact without an HNSW graph).
     search_shortlist: int = Field(300, ge=0, le=5000)
+    # Process-local shortlist index (migration 0042, docs/memory.md): a (user, type, model) with at least this many
+    # memories has its shortlist computed from sign bits held in this process; 0 turns it off (SQL shortlist only).
+    local_index_min_rows: int = Field(3000, ge=0)
+    local_index_max_bytes: int = Field(268_435_456, ge=0)  # budget of those arrays (~88 bytes/memory at 384-d)
+    local_index_max_age_seconds: float = Field(600.0, gt=0)  # full reload after this (importance changes)
+    # Per type shortlist where the local index computes it (0: search_shortlist); a longer one costs ~4 ms per
+    # 1,000 more rows re-ranked at five types and raises recall.
+    local_index_shortlist: int = Field(0, ge=0, le=5000)
+    # Rank the local shortlist by slope * estimated cosine, the slope of the exact cosine on the estimate learnt from
+    # the re-ranked shortlists (docs/memory.md); false: the SQL shortlist's formula exactly (slope 1).
+    local_index_calibrate: bool = True
     working_ttl_seconds: int = Field(86400, gt=0)
     embed_threads: int = Field(2, ge=1)
     chunk_size: int = Field(400, ge=50)  # characters per knowledge chunk

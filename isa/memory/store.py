@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -194,8 +194,24 @@ async def reinforce(conn: DictConnection, memory_type: str, user_id: str, memory
     )
 
 
-def search_sql(model: str, dims: int, filters: Filters, blend: Blend, ann: Ann | Bits | None = None) -> sql.Composed:
+def search_sql(
+    model: str,
+    dims: int,
+    filters: Filters,
+    blend: Blend,
+    ann: Ann | Bits | None = None,
+    local: Collection[str] = (),
+    generations: bool = False,
+) -> sql.Composed:
     """Per-user similarity over every requested type, blended with importance and recency.
+
+    `local` (with `Bits`): the types whose shortlist the caller computed (isa/memory/local_index.py) and passes as
+    `ids_<type>` (a uuid array literal, one text parameter); their arm fetches those ids of the caller (user_id,
+    model, LIVE and every filter checked here) and keeps the `candidates` of highest exact blend, as the SQL
+    shortlist's arm does; with `generations` the row also carries `calibration` (search_checked).
+    `generations`: every row also carries `generations` (memory_search_generations of the caller and model as
+    jsonb {type: [generation, reload_generation, row_count]}) and `db_now` (epoch), read in this statement's
+    snapshot; with no hit the statement returns one row whose `id` is NULL.
 
     Without `ann` each arm reads every one of the caller's rows through its (user_id, ...) btree and computes the
     exact cosine distance (linear in the user's memories). With `Bits` see that class. With `Ann` each arm asks
@@ -205,6 +221,8 @@ def search_sql(model: str, dims: int, filters: Filters, blend: Blend, ann: Ann |
     sort answer it exactly.
     """
     arms: list[sql.Composable] = []
+    ctes: list[sql.Composable] = []
+    calibration: list[sql.Composable] = []
     for memory_type in filters.types:
         conds = [sql.SQL("t.user_id = %(user_id)s"), sql.SQL("t.embedding_model = {}").format(sql.Literal(model))]
         if memory_type in LIVE:
@@ -226,7 +244,39 @@ def search_sql(model: str, dims: int, filters: Filters, blend: Blend, ann: Ann |
         )
         source = sql.SQL("{table} t WHERE {conds}")
         distance = sql.SQL("t.embedding::vector({d}) <=> (SELECT v FROM qv)")
-        if isinstance(ann, Bits) and ann.by_blend:
+        if isinstance(ann, Bits) and memory_type in local:
+            # The given shortlist, fetched for the caller in a CTE of its own, which the calibration below also
+            # reads: the estimated cosine of each row (from its stored bits, as the caller computed it) next to the
+            # exact one.
+            fetched = sql.Identifier(f"fetched_{memory_type}")
+            ctes.append(
+                sql.SQL(
+                    "{fetched} AS MATERIALIZED (SELECT t.id, t.content, t.importance_score, t.created_at, {cols},"
+                    " t.embedding::vector({d}) <=> (SELECT v FROM qv) AS dist,"
+                    " cos(pi() * (t.embedding_bits <~> (SELECT b FROM qv)) / {fd}) AS est FROM {table} t"
+                    " WHERE t.id = ANY({ids}::text::uuid[]) AND {conds})"
+                ).format(
+                    fetched=fetched,
+                    cols=sql.SQL(", ").join(
+                        sql.SQL("t.{}").format(sql.Identifier(c)) for c in DETAIL_COLUMNS[memory_type]
+                    ),
+                    d=sql.Literal(dims),
+                    fd=sql.Literal(float(dims)),
+                    table=sql.Identifier(TABLES[memory_type]),
+                    ids=sql.Placeholder(f"ids_{memory_type}"),
+                    conds=sql.SQL(" AND ").join(conds),
+                )
+            )
+            calibration.append(
+                sql.SQL(
+                    "{mt}, (SELECT jsonb_build_array(regr_slope(1 - f.dist, f.est), count(*)) FROM {fetched} f)"
+                ).format(mt=sql.Literal(memory_type), fetched=fetched)
+            )
+            source = sql.SQL(
+                "(SELECT t.* FROM {fetched} t WHERE 1 - t.dist >= %(min_similarity)s ORDER BY {exact} DESC LIMIT {k}) t"
+            )
+            distance = sql.SQL("t.dist")
+        elif isinstance(ann, Bits) and ann.by_blend:
             # The inner SELECT reads only the bits index (its own `t`): the blend with cos(pi * hamming / dims),
             # the cosine the sign bits estimate, and the exact importance and recency the index includes. The outer
             # one fetches the shortlist's rows and keeps the `candidates` of highest exact blend.
@@ -271,22 +321,82 @@ def search_sql(model: str, dims: int, filters: Filters, blend: Blend, ann: Ann |
                         ),
                     ),
                     exact=_blend(blend, sql.SQL("1 - t.dist")),
+                    fetched=sql.Identifier(f"fetched_{memory_type}"),
                 ),
                 mt=sql.Literal(memory_type),
                 d=sql.Literal(dims),
                 details=details,
             )
         )
+    ranked: sql.Composable = sql.SQL(
+        "SELECT h.*, {score} AS score"
+        " FROM hits h WHERE h.similarity >= %(min_similarity)s ORDER BY score DESC, h.id LIMIT %(limit)s"
+    ).format(score=_blend(blend, sql.SQL("h.similarity"), "h"))
+    if generations:
+        ranked = sql.SQL(
+            "SELECT r.*, g.generations, g.db_now, {calibration} AS calibration FROM (SELECT"
+            " coalesce(jsonb_object_agg(s.memory_type, jsonb_build_array(s.generation, s.reload_generation,"
+            " s.row_count)), '{{}}') AS generations, date_part('epoch', now()) AS db_now"
+            " FROM memory_search_generations s WHERE s.user_id = %(user_id)s AND s.embedding_model = {model}) g"
+            " LEFT JOIN LATERAL ({ranked}) r ON true ORDER BY r.score DESC, r.id"
+        ).format(
+            model=sql.Literal(model),
+            ranked=ranked,
+            calibration=sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(calibration)),
+        )
     return sql.SQL(
         "WITH qv AS (SELECT v, binary_quantize(v)::varbit AS b FROM (SELECT %(qvec)s::vector({d}) AS v) q),"
-        " hits AS MATERIALIZED ({arms})"
-        " SELECT h.*, {score} AS score"
-        " FROM hits h WHERE h.similarity >= %(min_similarity)s ORDER BY score DESC, h.id LIMIT %(limit)s"
+        "{ctes} hits AS MATERIALIZED ({arms}) {ranked}"
     ).format(
         d=sql.Literal(dims),
+        ctes=sql.SQL("").join(sql.SQL(" {},").format(c) for c in ctes),
         arms=sql.SQL(" UNION ALL ").join(arms),
-        score=_blend(blend, sql.SQL("h.similarity"), "h"),
+        ranked=ranked,
     )
+
+
+async def generations(conn: DictConnection, user_id: str, model: str) -> dict[str, list[int]]:
+    """memory_search_generations of the user and model: {type: [generation, reload_generation, row_count]}
+    (written by migration 0042's triggers only)."""
+    cur = await conn.execute(
+        "SELECT memory_type, generation, reload_generation, row_count FROM memory_search_generations"
+        " WHERE user_id = %s AND embedding_model = %s",
+        (user_id, model),
+    )
+    return {
+        str(r["memory_type"]): [int(r["generation"]), int(r["reload_generation"]), int(r["row_count"])]
+        for r in await cur.fetchall()
+    }
+
+
+async def shortlist_rows(
+    conn: DictConnection, memory_type: str, user_id: str, model: str, since: float | None
+) -> dict[str, Any] | None:
+    """What the local shortlist reads of one type, in one statement (one snapshot) with its counter row: the
+    counter's generation, reload_generation and row_count, and the rows (all, or those created at or after `since`,
+    epoch) as packed big-endian columns — `ids` (16 bytes each), `bits` (varbit_send: a 4-byte length, then the
+    bits), `importance`, `created`, `expires` (float8; infinity without expiry). None when the user has no row of
+    that type and model."""
+    expires = "t.expires_at" if memory_type in LIVE else "NULL::timestamptz"
+    cur = await conn.execute(
+        sql.SQL(
+            "SELECT g.generation, g.reload_generation, g.row_count, r.* FROM memory_search_generations g"
+            " CROSS JOIN LATERAL (SELECT count(*) AS n, string_agg(uuid_send(t.id), ''::bytea) AS ids,"
+            " string_agg(varbit_send(t.embedding_bits), ''::bytea) AS bits,"
+            " string_agg(float8send(t.importance_score::float8), ''::bytea) AS importance,"
+            " string_agg(float8send(date_part('epoch', t.created_at)), ''::bytea) AS created,"
+            " string_agg(float8send(coalesce(date_part('epoch', {expires}), 'infinity')), ''::bytea) AS expires"
+            " FROM {table} t WHERE t.user_id = g.user_id AND t.embedding_model = g.embedding_model"
+            " AND t.embedding_bits IS NOT NULL{since}) r"
+            " WHERE g.user_id = %(user_id)s AND g.embedding_model = %(model)s AND g.memory_type = %(memory_type)s"
+        ).format(
+            table=sql.Identifier(TABLES[memory_type]),
+            expires=sql.SQL(expires),
+            since=sql.SQL(" AND t.created_at >= to_timestamp(%(since)s)" if since is not None else ""),
+        ),
+        {"user_id": user_id, "model": model, "memory_type": memory_type, "since": since},
+    )
+    return await cur.fetchone()
 
 
 def _blend(blend: Blend, similarity: sql.Composable, alias: str = "t") -> sql.Composed:
@@ -343,6 +453,35 @@ async def search(
         await conn.execute(ANN_SETTINGS, (str(ann.ef_search),))
         cur = await conn.execute(stmt, params)
         return await cur.fetchall()
+
+
+async def search_checked(
+    conn: DictConnection,
+    user_id: str,
+    vector: list[float],
+    model: str,
+    filters: Filters,
+    blend: Blend,
+    limit: int,
+    min_similarity: float,
+    bits: Bits,
+    shortlists: dict[str, str],
+) -> tuple[list[dict[str, Any]], dict[str, list[int]], float, dict[str, list[float | None]]]:
+    """The Bits search with the given types' shortlists computed by the caller (uuid array literals) plus, read
+    in the same statement (see search_sql): the caller's memory_search_generations, the database's clock, and per
+    given type [the least-squares slope of the exact cosine on the one the bits estimate, over the fetched shortlist
+    (None below two rows), the rows fetched]."""
+    stmt = search_sql(model, len(vector), filters, blend, bits, frozenset(shortlists), generations=True)
+    params = search_params(user_id, vector, filters, limit, min_similarity)
+    params.update({f"ids_{t}": ids for t, ids in shortlists.items()})
+    cur = await conn.execute(stmt, params)
+    rows = await cur.fetchall()
+    gens: dict[str, list[int]] = dict(rows[0]["generations"])
+    db_now = float(rows[0]["db_now"])
+    calibration: dict[str, list[float | None]] = dict(rows[0]["calibration"])
+    extra = ("generations", "db_now", "calibration")
+    hits = [{k: v for k, v in r.items() if k not in extra} for r in rows if r["id"] is not None]
+    return hits, gens, db_now, calibration
 
 
 # For this transaction only (set_config(..., true) = SET LOCAL): keep scanning the HNSW graph until enough rows

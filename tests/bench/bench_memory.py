@@ -8,6 +8,9 @@ cosine their sign bits estimate, ranked by the exact blend; "0036: bits": the pr
 Hamming distance, top-`candidates` by cosine, blended); "ann" (unless --no-hnsw): the HNSW path of before 0036,
 with the HNSW indexes that 0040 dropped built again. Recall@10 against the exact top-`candidates` per type,
 blended, and against today's blend over all rows ("vs today", the one that matters for the default).
+--local-index (on by default at the setting's threshold): the process-local shortlist index (migration 0042), calibrated
+("NEW local index", the service's default) and not ("local uncalibrated"), beside the SQL shortlist it replaces
+("today (async)"), per query in turn on one async connection; then refresh costs and writes without its triggers.
 --queries-near: each query is one of the user's stored vectors plus noise (a question about something the user
 said), instead of a random direction.
 Baselines, same process, same data:
@@ -22,6 +25,7 @@ separately with the real MiniLM model.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import sys
@@ -42,7 +46,9 @@ from isa.core.embedded import embedded_url
 from isa.core.embeddings import LocalMiniLM
 from isa.core.migrations import migrate
 from isa.core.pgvector import ITERATIVE_SCAN_SQL as ANN_SETTINGS
-from isa.memory.store import Ann, Bits, Blend, Filters, search_params, search_sql
+from isa.memory.local_index import LocalIndex
+from isa.memory.settings import MemorySettings
+from isa.memory.store import Ann, Bits, Blend, Filters, search, search_params, search_sql
 from tests.support.memory_seed import EXTRA, MODEL, seed
 
 
@@ -115,6 +121,115 @@ def seed_clustered(conn: Any, users: int, per_table: int, centroids: Any, rng: A
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
 
 
+TYPES = ("factual", "episodic", "semantic", "procedural", "working")
+LOCAL_EXTRA: list[str] = []  # lines printed after the table (refresh costs)
+
+
+def local_variants(
+    conn: Any, url: str, args: Any, users: list[str], queries: list[list[float]], results: Any, truth_of: Any, rng: Any
+) -> None:
+    """The local index beside the SQL shortlist at the same settings, on its own async connection (its backend's
+    CPU counted), each query's local and SQL calls interleaved; then the refresh costs."""
+
+    async def run() -> None:
+        aconn = await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row)
+        all_types = Filters()
+        pid = aconn.info.backend_pid
+
+        def cpu() -> float:
+            return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e6
+
+        async def call(index: LocalIndex | None, bits: Bits, i: int) -> tuple[float, float, list[str]]:
+            c, t = cpu(), time.perf_counter()
+            if index is None:
+                rows = await search(aconn, users[i], queries[i], MODEL, all_types, Blend(), 10, -1.0, bits)
+            else:
+                rows = await index.search(aconn, users[i], queries[i], MODEL, all_types, Blend(), 10, -1.0, bits)
+            return (time.perf_counter() - t) * 1000, cpu() - c, [r["id"] for r in rows]
+
+        for k in args.candidates:
+            for r in args.shortlist:
+                bits = Bits(k, r)
+                index = LocalIndex(args.local_index, 1 << 31, 3600.0, args.local_shortlist)
+                plain = LocalIndex(args.local_index, 1 << 31, 3600.0, args.local_shortlist, calibrate=False)
+                for u in dict.fromkeys(users):
+                    for _ in range(2):
+                        await plain.search(aconn, u, queries[0], MODEL, all_types, Blend(), 10, -1.0, bits)
+                t0 = time.perf_counter()
+                for u in dict.fromkeys(users):  # first search per user: learns the sizes (SQL path) ...
+                    await index.search(aconn, u, queries[0], MODEL, all_types, Blend(), 10, -1.0, bits)
+                t1 = time.perf_counter()
+                for u in dict.fromkeys(users):  # ... the second loads the arrays
+                    await index.search(aconn, u, queries[0], MODEL, all_types, Blend(), 10, -1.0, bits)
+                t2 = time.perf_counter()
+                n_users = len(dict.fromkeys(users))
+                LOCAL_EXTRA.append(
+                    f"shortlist {r}: first search per user (SQL path, learns sizes)"
+                    f" {(t1 - t0) * 1000 / n_users:.1f} ms,"
+                    f" second (loads the arrays) {(t2 - t1) * 1000 / n_users:.1f} ms; arrays held"
+                    f" {index.nbytes / 1e6:.1f} MB for {n_users} users; loads {index.loads}"
+                )
+                sql_t: list[float] = []
+                sql_c: list[float] = []
+                sql_o: list[Any] = []
+                loc_t: list[float] = []
+                loc_c: list[float] = []
+                loc_o: list[Any] = []
+                pl_t: list[float] = []
+                pl_c: list[float] = []
+                pl_o: list[Any] = []
+                for i in range(args.queries):  # interleaved: the same load for all three
+                    t, c, o = await call(None, bits, i)
+                    sql_t.append(t), sql_c.append(c), sql_o.append(o)
+                    t, c, o = await call(index, bits, i)
+                    loc_t.append(t), loc_c.append(c), loc_o.append(o)
+                    t, c, o = await call(plain, bits, i)
+                    pl_t.append(t), pl_c.append(c), pl_o.append(o)
+                size = max(r, args.local_shortlist)
+                for name, times, cpus, outs in (
+                    (f"today (async): SQL top-{k}/type shortlist {r}", sql_t, sql_c, sql_o),
+                    (f"NEW local index top-{k}/type shortlist {size}", loc_t, loc_c, loc_o),
+                    (f"local uncalibrated top-{k}/type shortlist {size}", pl_t, pl_c, pl_o),
+                ):
+                    CPU[id(times)] = cpus
+                    results[name] = (times, outs)
+                    truth_of[name] = f"exact top-{k}/type, blended"
+                same = statistics.mean(len(set(a) & set(b)) / max(len(a), 1) for a, b in zip(sql_o, pl_o, strict=True))
+                LOCAL_EXTRA.append(f"shortlist {r}: overlap@10 local uncalibrated vs SQL shortlist {same:.3f}")
+                slopes = [round(index.slope(users[0], t, MODEL), 3) for t in TYPES]
+                LOCAL_EXTRA.append(f"shortlist {r}: learnt slopes (first user) {slopes}")
+                # The first search after another connection's write (as another process): an append refresh.
+                after_write: list[float] = []
+                after_delete: list[float] = []
+                steady: list[float] = []
+                for j in range(10):
+                    u = users[j % len(users)]
+                    v = vector_literal([float(x) for x in rng.normal(size=384)])
+                    row = conn.execute(
+                        "INSERT INTO episodic_memories (user_id, content, episode_title, embedding, embedding_model)"
+                        " VALUES (%s, 'bench write', 't', %s::vector(384), %s) RETURNING id",
+                        (u, v, MODEL),
+                    ).fetchone()
+                    t = time.perf_counter()
+                    await index.search(aconn, u, queries[j], MODEL, all_types, Blend(), 10, -1.0, bits)
+                    after_write.append((time.perf_counter() - t) * 1000)
+                    t = time.perf_counter()
+                    await index.search(aconn, u, queries[j], MODEL, all_types, Blend(), 10, -1.0, bits)
+                    steady.append((time.perf_counter() - t) * 1000)
+                    conn.execute("DELETE FROM episodic_memories WHERE id = %s", (row["id"],) if row else ("",))
+                    t = time.perf_counter()
+                    await index.search(aconn, u, queries[j], MODEL, all_types, Blend(), 10, -1.0, bits)
+                    after_delete.append((time.perf_counter() - t) * 1000)
+                LOCAL_EXTRA.append(
+                    f"shortlist {r}: search right after another connection's INSERT (append refresh) p50"
+                    f" {p(after_write, 50):.1f} ms; the next one {p(steady, 50):.1f} ms; right after a DELETE (full"
+                    f" reload of one type) {p(after_delete, 50):.1f} ms; loads {index.loads}"
+                )
+        await aconn.close()
+
+    asyncio.run(run())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=100_000)
@@ -127,6 +242,22 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, nargs="*", default=[40, 100])
     ap.add_argument("--shortlist", type=int, nargs="*", default=[400], help="bits shortlists per type (0036)")
     ap.add_argument("--no-hnsw", action="store_true", help="skip the HNSW variants (and their index builds)")
+    ap.add_argument(
+        "--local-shortlist",
+        type=int,
+        default=0,
+        help="the local index's own shortlist per type (0: the same --shortlist as the SQL variant it runs beside)",
+    )
+    ap.add_argument(
+        "--local-index",
+        type=int,
+        default=MemorySettings().local_index_min_rows,
+        metavar="MIN_ROWS",
+        help="also run (0: don't) the process-local shortlist index (isa/memory/local_index.py, migration 0042) for"
+        " types with at least MIN_ROWS rows (default: the setting's), beside the SQL shortlist at the same --shortlist"
+        " and candidates; plus the first search after another connection's write, after a delete, and writes"
+        " without 0042's triggers",
+    )
     args = ap.parse_args()
     rng = np.random.default_rng(1)
     queries = [[float(x) for x in v / np.linalg.norm(v)] for v in rng.normal(size=(args.queries, 384))]
@@ -252,6 +383,8 @@ def main() -> None:
                     ann_at(Ann(k, ef), exact=False)(0)
                     results[name] = timed(ann_at(Ann(k, ef), exact=False), args.queries)
                     truth_of[name] = f"exact top-{k}/type, blended"
+            if args.local_index:
+                local_variants(conn, url, args, users, queries, results, truth_of, rng)
             results["exact, factual only"] = timed(exact_factual, args.queries)
             truth = results["exact, factual only"][1]
             # With the user's btree present the planner never picks HNSW for one user; drop the btrees inside a
@@ -289,17 +422,21 @@ def main() -> None:
             # and without the HNSW index, each in a savepoint of a rolled-back transaction.
             hnsw_idx = [] if args.no_hnsw else ["factual_memories_embedding_minilm_idx"]
             drops = {
-                "as before 0040 (with the HNSW index)" if hnsw_idx else "as migrated (0040: no HNSW index)": [],
+                "as before 0040 (with the HNSW index)" if hnsw_idx else "as migrated (0042: no HNSW index)": [],
                 "without 0036's bits index": ["factual_memories_user_bits_idx"],
+                "without 0042's triggers": [],
             }
             if hnsw_idx:
-                drops["as migrated (0040: no HNSW index)"] = hnsw_idx
+                drops["as migrated (0042: no HNSW index)"] = hnsw_idx
             writes: dict[str, list[float]] = {name: [] for name in drops}
             for _ in range(5):
                 for name, indexes in drops.items():
                     with conn.transaction(force_rollback=True):
                         for index in indexes:
                             conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(index)))
+                        if name == "without 0042's triggers":
+                            for suffix in ("ins", "del", "upd", "trunc"):
+                                conn.execute(f"DROP TRIGGER factual_memories_search_{suffix} ON factual_memories")
                         for j in range(20):
                             v = vector_literal([float(x) for x in rng.normal(size=384)])
                             t = time.perf_counter()
@@ -341,6 +478,8 @@ def main() -> None:
             f" {p(CPU[id(times)], 50):18.2f}"
         )
     print(f"{'query embedding (MiniLM, numpy, 1 text)':52} {p(emb_times, 50):8.2f} {p(emb_times, 95):8.2f}")
+    for line in LOCAL_EXTRA:
+        print(line)
     for name, ms in writes.items():
         print(f"{'write one memory, ' + name:52} {p(ms, 50):8.2f} {p(ms, 95):8.2f}")
     print("\nplan of today's (one user):")

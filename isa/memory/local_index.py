@@ -1,0 +1,362 @@
+"""Process-local shortlist index for users with many memories (issue #28; docs/memory.md "Local shortlist index").
+
+The default search (store.Bits) computes each type's shortlist in SQL: the estimated blend of every one of the
+user's rows, read from the bits index. That scan is linear in the user's rows and already at the floor of a
+Postgres index-only scan (~0.33 µs per tuple, docs/benchmarks.md), so at 100,000 memories per user it alone is
+over the 20 ms goal. For a (user, type, embedding model) with at least `local_index_min_rows` rows this module
+keeps what that scan reads — ids, sign bits (uint64 words), importance, created_at and expires_at — in numpy
+arrays, computes the same estimated blend over them (~0.05 µs per row) and hands the top `shortlist` ids to one
+SQL statement (store.search_checked) that fetches them for the caller (user_id, model, LIVE and every filter in
+SQL) and ranks by the exact blend, as the SQL shortlist's arm does. With `calibrate` the estimated cosine is
+multiplied by a slope learnt from the re-ranks (the least-squares slope of the exact cosine on the estimate, which
+the searching statement reports per type): sign bits of near-orthogonal vectors estimate the cosine with more noise
+than the cosines' own spread, and the slope (~0.45 there, 0.6-0.75 for clustered vectors) keeps that noise from
+outvoting importance and recency (recall@10 0.985 instead of 0.935 at 100,000 per user, docs/benchmarks.md).
+
+Freshness, across processes and nodes: migration 0042's triggers keep memory_search_generations, whose
+`generation` changes (to a never-repeated value) with every insert, delete and every update of a row's user,
+model, bits, created_at or expires_at. The searching statement reads that row in its own snapshot; arrays loaded at
+another generation are refreshed and the search is run again (at most `_ATTEMPTS` times, then the SQL shortlist
+answers). For a user with arrays held here the counters are read first (one primary-key read), so a write since
+the last search costs a refresh, not also a search against stale arrays; a user without (all types below the
+threshold, or not seen yet) costs no extra round trip: the search statement itself reports the counters.
+
+Refresh: when only inserts happened since the arrays were loaded (`reload_generation` unchanged), the
+rows created since the newest cached one minus `OVERLAP_SECONDS` are appended, and the result is kept only if its
+size equals the counter's `row_count` in the same snapshot (so a row committed late with an older created_at
+forces a full load instead of being missed); after a delete or such an update, or when the arrays are older than
+`local_index_max_age_seconds`, a full load. Importance changes (`reinforce`) do not change the generation: until
+the next full load the estimate uses the importance of the last load — the re-rank is exact, so only which rows
+make the shortlist can differ, by at most weight_importance * (the importance change) in a row's estimate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Any
+
+import anyio
+import numpy as np
+import numpy.typing as npt
+
+from isa.core.db import DictConnection
+from isa.memory import store
+from isa.memory.store import Bits, Blend, Filters
+
+OVERLAP_SECONDS = 60.0  # an incremental refresh also reads rows this much older than the newest cached one
+_ATTEMPTS = 3  # searches against a generation that moved on before the SQL path answers
+_KNOWN_USERS = 100_000  # (user, model) pairs whose last-seen generations are remembered (~200 bytes each)
+_LEARN, _MIN_FIT_ROWS, _SLOPE_MIN, _SLOPE_MAX = 0.3, 30, 0.05, 2.0  # slope calibration (see _learn)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """One (user, type, model)'s rows as of `generation` (arrays are never modified: refreshes make new ones)."""
+
+    ids: npt.NDArray[np.uint8]  # (n, 16) uuid bytes
+    bits: npt.NDArray[np.uint64]  # (words, n) sign bits, zero-padded to whole words (word-major: fast XOR per word)
+    importance: npt.NDArray[np.float64]
+    created: npt.NDArray[np.float64]  # epoch seconds
+    expires: npt.NDArray[np.float64]  # epoch seconds, inf without expiry
+    dims: int
+    generation: int
+    reload_generation: int
+    loaded_at: float  # time.monotonic() of the full load these arrays descend from
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(a.nbytes for a in (self.ids, self.bits, self.importance, self.created, self.expires)))
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def words(self) -> int:
+        return int(self.bits.shape[0])
+
+
+def decode(row: dict[str, Any], loaded_at: float) -> Rows:
+    """store.shortlist_rows' packed columns as arrays."""
+    n = int(row["n"])
+    raw = bytes(row["bits"] or b"")
+    stride = len(raw) // n if n else 4
+    packed = np.frombuffer(raw, np.uint8).reshape(n, stride)
+    dims = int.from_bytes(raw[:4], "big") if n else 0
+    width = stride - 4
+    words = (width + 7) // 8
+    bits = np.zeros((n, words * 8), np.uint8)
+    bits[:, :width] = packed[:, 4:]
+
+    def floats(name: str) -> npt.NDArray[np.float64]:
+        return np.frombuffer(bytes(row[name] or b""), ">f8").astype(np.float64)
+
+    return Rows(
+        ids=np.frombuffer(bytes(row["ids"] or b""), np.uint8).reshape(n, 16).copy(),
+        bits=np.ascontiguousarray(bits.view(np.uint64).reshape(n, words).T),
+        importance=floats("importance"),
+        created=floats("created"),
+        expires=floats("expires"),
+        dims=dims,
+        generation=int(row["generation"]),
+        reload_generation=int(row["reload_generation"]),
+        loaded_at=loaded_at,
+    )
+
+
+def query_bits(vector: list[float], words: int) -> npt.NDArray[np.uint64]:
+    """binary_quantize(vector) (bit = component > 0, first component in the high bit) packed like Rows.bits."""
+    packed = np.packbits(np.asarray(vector) > 0)
+    out = np.zeros(words * 8, np.uint8)
+    out[: packed.size] = packed
+    return out.view(np.uint64)
+
+
+def answers(filters: Filters, memory_type: str) -> bool:
+    """Whether the arrays can apply the filters of this type (the others need columns they do not hold; reinforce
+    raises importance without a new generation, so min_importance is left to SQL; since/until only with a time
+    zone)."""
+    if filters.min_importance > 0:
+        return False
+    if any(d is not None and d.tzinfo is None for d in (filters.since, filters.until)):
+        return False  # a naive datetime means the session's time zone to Postgres: left to SQL
+    if memory_type == "factual" and (filters.subject is not None or filters.fact_type is not None):
+        return False
+    return not (memory_type == "semantic" and filters.category is not None)
+
+
+def shortlist(
+    rows: Rows, vector: list[float], now: float, blend: Blend, filters: Filters, size: int, slope: float = 1.0
+) -> str:
+    """The `size` rows of highest estimated blend — store._blend with `slope` * cos(pi * hamming / dims); with
+    slope 1 exactly what the SQL shortlist computes — among those live at `now` and inside since/until. Their uuids
+    as a Postgres array literal (one text parameter: ~2 ms less than 1,500 separate strings at five types)."""
+    q = query_bits(vector, rows.words)
+    hamming = np.bitwise_count(rows.bits[0] ^ q[0]).astype(np.intp)
+    for word in range(1, rows.words):
+        hamming += np.bitwise_count(rows.bits[word] ^ q[word])
+    e_folding = blend.half_life_days / 0.6931471805599453
+    estimate = _cosines(len(vector))[hamming]
+    score = (
+        blend.similarity * slope * estimate
+        + blend.importance * rows.importance
+        + blend.recency * np.exp(-(now - rows.created) / 86400.0 / e_folding)
+    )
+    keep = rows.expires > now
+    if filters.since is not None:
+        keep &= rows.created >= filters.since.timestamp()
+    if filters.until is not None:
+        keep &= rows.created < filters.until.timestamp()
+    candidates = np.flatnonzero(keep)
+    if candidates.size > size:
+        top = np.argpartition(-score[candidates], size - 1)[:size]
+        candidates = candidates[top]
+    hexed = rows.ids[candidates].tobytes().hex()
+    return "{" + ",".join(hexed[i : i + 32] for i in range(0, len(hexed), 32)) + "}"
+
+
+_COSINES: dict[int, npt.NDArray[np.float64]] = {}
+
+
+def _cosines(dims: int) -> npt.NDArray[np.float64]:
+    """cos(pi * h / dims) for every Hamming distance h in 0..dims (a lookup instead of a cosine per row)."""
+    table = _COSINES.get(dims)
+    if table is None:
+        table = _COSINES[dims] = np.cos(np.pi * np.arange(dims + 1) / float(dims))
+    return table
+
+
+class LocalIndex:
+    """Arrays per (user, type, model) above `min_rows`, least recently used dropped beyond `max_bytes`."""
+
+    def __init__(
+        self, min_rows: int, max_bytes: int, max_age_seconds: float, shortlist: int = 0, calibrate: bool = True
+    ) -> None:
+        self.min_rows = min_rows
+        self.shortlist = shortlist  # per type for the types answered here (at least the search's own)
+        self.calibrate = calibrate
+        # Per (user, type, model): the slope of the exact cosine on the estimated one, learnt from the shortlists'
+        # re-ranks (see _learn); 1 until a search has reported one.
+        self._slopes: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+        self._priors: dict[tuple[str, str], float] = {}
+        self._locks: dict[tuple[str, str, str], anyio.Lock] = {}
+        self.max_bytes = max_bytes
+        self.max_age_seconds = max_age_seconds
+        self._rows: OrderedDict[tuple[str, str, str], Rows] = OrderedDict()
+        self._bytes = 0
+        self._known: OrderedDict[tuple[str, str], dict[str, list[int]]] = OrderedDict()
+        self._clock = 0.0  # database clock - this process's clock, seconds (from the last search)
+        self.loads = {"full": 0, "append": 0, "retry": 0, "fallback": 0}  # what refreshes happened (bench, tests)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    async def search(
+        self,
+        conn: DictConnection,
+        user_id: str,
+        vector: list[float],
+        model: str,
+        filters: Filters,
+        blend: Blend,
+        limit: int,
+        min_similarity: float,
+        bits: Bits,
+    ) -> list[dict[str, Any]]:
+        """store.search's result for `bits`, with the shortlists of the user's large types computed here."""
+        gens = self._known.get((user_id, model), {})
+        if any(self._large(filters, t, gens) for t in filters.types):
+            # A user this process holds arrays for: their generations first (a primary-key read), so that a write
+            # since the last search costs a refresh, not also a search against stale arrays.
+            gens = await store.generations(conn, user_id, model)
+        for attempt in range(_ATTEMPTS + 1):
+            if attempt == _ATTEMPTS:
+                gens = {}
+            arrays: dict[str, Rows] = {}
+            for memory_type in filters.types:
+                if self._large(filters, memory_type, gens):
+                    rows = await self._current(conn, user_id, model, memory_type, gens[memory_type], len(vector))
+                    if rows is not None:
+                        arrays[memory_type] = rows
+                elif attempt < _ATTEMPTS and gens.get(memory_type, [0, 0, 0])[2] < self.min_rows:
+                    self._drop((user_id, memory_type, model))  # forgotten or shrunk: its arrays are of no use
+            now = time.time() + self._clock
+            size = max(bits.shortlist, self.shortlist)
+            slopes = {t: self.slope(user_id, t, model) if self.calibrate else 1.0 for t in arrays}
+            ids = {t: shortlist(r, vector, now, blend, filters, size, slopes[t]) for t, r in arrays.items()}
+            hits, gens, db_now, calibration = await store.search_checked(
+                conn, user_id, vector, model, filters, blend, limit, min_similarity, bits, ids
+            )
+            self._clock = db_now - time.time()
+            if self.calibrate:
+                self._learn(user_id, model, slopes, calibration)
+            self._remember((user_id, model), gens)
+            if all(t in gens and gens[t][0] == r.generation for t, r in arrays.items()):
+                if attempt == _ATTEMPTS:
+                    self.loads["fallback"] += 1
+                return hits
+            self.loads["retry"] += 1
+        raise AssertionError("unreachable: the last attempt has no local arrays")  # pragma: no cover
+
+    def _large(self, filters: Filters, memory_type: str, gens: dict[str, list[int]]) -> bool:
+        seen = gens.get(memory_type)
+        return seen is not None and seen[2] >= self.min_rows and answers(filters, memory_type)
+
+    def _learn(
+        self, user_id: str, model: str, used: dict[str, float], calibration: dict[str, list[float | None]]
+    ) -> None:
+        """Move each type's slope towards the one its re-ranked shortlist just showed (`_LEARN` of the way; the
+        first one is taken as it is), and the type's and model's prior for users not seen yet likewise."""
+        for memory_type, (slope, count) in calibration.items():
+            if slope is None or count is None or count < _MIN_FIT_ROWS:
+                continue
+            seen = float(slope)
+            key = (user_id, memory_type, model)
+            old = self._slopes.get(key)
+            new = seen if old is None else used.get(memory_type, old) + _LEARN * (seen - used.get(memory_type, old))
+            self._slopes[key] = min(max(new, _SLOPE_MIN), _SLOPE_MAX)
+            self._slopes.move_to_end(key)
+            while len(self._slopes) > _KNOWN_USERS:
+                self._slopes.popitem(last=False)
+            prior = self._priors.get((memory_type, model), seen)
+            self._priors[(memory_type, model)] = min(max(prior + _LEARN * (seen - prior), _SLOPE_MIN), _SLOPE_MAX)
+
+    def slope(self, user_id: str, memory_type: str, model: str) -> float:
+        """The slope the next search of this user's type ranks by: learnt for the user, else the type's prior
+        (learnt from every user's searches), else 1 (the SQL shortlist's estimate)."""
+        learnt = self._slopes.get((user_id, memory_type, model))
+        return learnt if learnt is not None else self._priors.get((memory_type, model), 1.0)
+
+    def _remember(self, key: tuple[str, str], gens: dict[str, list[int]]) -> None:
+        self._known[key] = gens
+        self._known.move_to_end(key)
+        while len(self._known) > _KNOWN_USERS:
+            self._known.popitem(last=False)
+
+    async def _current(
+        self, conn: DictConnection, user_id: str, model: str, memory_type: str, seen: list[int], dims: int
+    ) -> Rows | None:
+        """The arrays at generation `seen[0]` or later (appended or loaded again as needed); None when there is
+        nothing to hold or it would not fit in the budget."""
+        key = (user_id, memory_type, model)
+        if seen[2] * (16 + 24 + (dims + 63) // 64 * 8) > self.max_bytes:
+            return None
+        current = self._usable(key, seen)
+        if current is not None:
+            return current
+        # One refresh per key at a time: concurrent searches of the user wait for it instead of loading again.
+        lock = self._locks.setdefault(key, anyio.Lock())
+        try:
+            async with lock:
+                current = self._usable(key, seen)
+                if current is not None:
+                    return current
+                return await self._refresh(conn, user_id, model, memory_type, seen)
+        finally:
+            if not lock.statistics().tasks_waiting and self._locks.get(key) is lock:
+                del self._locks[key]
+
+    def _usable(self, key: tuple[str, str, str], seen: list[int]) -> Rows | None:
+        cached = self._rows.get(key)
+        if cached is None or time.monotonic() - cached.loaded_at > self.max_age_seconds or cached.generation < seen[0]:
+            return None
+        self._rows.move_to_end(key)
+        return cached
+
+    async def _refresh(
+        self, conn: DictConnection, user_id: str, model: str, memory_type: str, seen: list[int]
+    ) -> Rows | None:
+        key = (user_id, memory_type, model)
+        cached = self._rows.get(key)
+        fresh = cached is not None and time.monotonic() - cached.loaded_at <= self.max_age_seconds
+        rows: Rows | None = None
+        if cached is not None and fresh and cached.reload_generation == seen[1] and len(cached):
+            rows = await self._append(conn, user_id, model, memory_type, cached)
+        if rows is None:
+            row = await store.shortlist_rows(conn, memory_type, user_id, model, None)
+            self.loads["full"] += 1
+            rows = decode(row, time.monotonic()) if row is not None and int(row["n"]) else None
+        self._drop(key)
+        if rows is None or rows.nbytes > self.max_bytes:
+            return None
+        self._rows[key] = rows
+        self._bytes += rows.nbytes
+        while self._bytes > self.max_bytes:
+            self._drop(next(iter(self._rows)))
+        return rows
+
+    async def _append(
+        self, conn: DictConnection, user_id: str, model: str, memory_type: str, cached: Rows
+    ) -> Rows | None:
+        """`cached` plus the rows created since its newest minus the overlap; None unless only inserts happened
+        and the result has exactly the counter's row_count (same snapshot)."""
+        since = float(cached.created.max()) - OVERLAP_SECONDS
+        row = await store.shortlist_rows(conn, memory_type, user_id, model, since)
+        if row is None or int(row["reload_generation"]) != cached.reload_generation:
+            return None
+        self.loads["append"] += 1
+        new = decode(row, cached.loaded_at)
+        if len(new) and new.words != cached.words:
+            return None
+        recent = {bytes(b) for b in cached.ids[cached.created >= since]}
+        add = np.array([bytes(b) not in recent for b in new.ids], dtype=bool)
+        if len(cached) + int(add.sum()) != int(row["row_count"]):
+            return None
+        if not add.any():
+            return replace(cached, generation=new.generation)
+        return replace(
+            cached,
+            ids=np.concatenate([cached.ids, new.ids[add]]),
+            bits=np.ascontiguousarray(np.concatenate([cached.bits, new.bits[:, add]], axis=1)),
+            importance=np.concatenate([cached.importance, new.importance[add]]),
+            created=np.concatenate([cached.created, new.created[add]]),
+            expires=np.concatenate([cached.expires, new.expires[add]]),
+            generation=new.generation,
+        )
+
+    def _drop(self, key: tuple[str, str, str]) -> None:
+        old = self._rows.pop(key, None)
+        if old is not None:
+            self._bytes -= old.nbytes
