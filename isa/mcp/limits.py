@@ -36,6 +36,9 @@ class Verdict:
     retry_after: int
 
 
+ALLOWED = Verdict(True, 0)  # one instance for every allowed call
+
+
 def lease_size(limit: int) -> int:
     """Calls taken per statement: about 5 % of the budget, exactly one for small limits, at most MAX_LEASE."""
     return max(1, min(MAX_LEASE, limit // 20))
@@ -56,14 +59,14 @@ class ToolLimiter:
         now = time.monotonic()
         if lease is not None and lease.tokens > 0 and lease.until > now:
             lease.tokens -= 1
-            return Verdict(True, 0)
+            return ALLOWED
         lock = self._locks.setdefault(key, anyio.Lock())
         async with lock:
             lease = self._leases.get(key)
             now = time.monotonic()
             if lease is not None and lease.tokens > 0 and lease.until > now:
                 lease.tokens -= 1
-                return Verdict(True, 0)
+                return ALLOWED
             n = lease_size(limit)
             async with _autocommit(self.db) as conn:
                 row = await fetch_one(conn, _LEASE, (key, n, float(window_seconds), window_seconds / limit))
@@ -76,7 +79,7 @@ class ToolLimiter:
             if len(self._leases) > 50_000:  # forget lapsed leases now and then
                 self._leases = {k: v for k, v in self._leases.items() if v.until > now}
                 self._locks = {k: v for k, v in self._locks.items() if k in self._leases}
-            return Verdict(True, 0)
+            return ALLOWED
 
 
 @asynccontextmanager

@@ -130,21 +130,25 @@ class ToolRunner:
         self.calls = Counter("isa_mcp_tool_calls_total", "MCP tool calls by outcome.", ["outcome"], registry=registry_)
         self.latency = Histogram("isa_mcp_tool_call_seconds", "MCP tool call duration.", registry=registry_)
         self._outcomes: dict[str, Any] = {}  # outcome -> its counter child (labels() takes a lock per lookup)
+        self._own: dict[str, Target] = {}  # our tool's name -> its Target (immutable, like its declaration)
 
     async def resolve(self, name: str) -> Target:
         views.check_tool(name)  # on /mcp/v/{name}, only that virtual server's tools exist
         decl = self.registry.tools.get(name)
         if decl is not None:
-            return Target(
-                name=name,
-                server="isa",
-                security=decl.security,
-                cost=decl.cost_credits,
-                rate_limit=decl.rate_limit_per_minute,
-                scope=decl.scope,
-                untrusted=decl.untrusted_output,
-                own=decl,
-            )
+            target = self._own.get(name)
+            if target is None or target.own is not decl:  # built once per declaration, not per call
+                target = self._own[name] = Target(
+                    name=name,
+                    server="isa",
+                    security=decl.security,
+                    cost=decl.cost_credits,
+                    rate_limit=decl.rate_limit_per_minute,
+                    scope=decl.scope,
+                    untrusted=decl.untrusted_output,
+                    own=decl,
+                )
+            return target
         imported = await self.lookup_imported(name) if self.lookup_imported is not None else None
         if imported is None:
             raise ToolFailure("unknown_tool", "unknown_tool", f"no tool named {name!r}; use discover_tools to find one")
@@ -167,9 +171,11 @@ class ToolRunner:
         target: Target | None = None
         outcome, code, approval_id = "ok", None, None
         charged = Decimal(0)
-        request = _http_request(context)
-        request_id = request_id_of(request) if request is not None else ""
-        session_id = request.headers.get("mcp-session-id") if request is not None else None
+        ids = call_context.message_ids()  # set per message by the server's middleware; else from the context
+        if ids is None:
+            request = _http_request(context)
+            ids = (request_id_of(request), request.headers.get("mcp-session-id")) if request is not None else ("", None)
+        request_id, session_id = ids
         # Text Postgres can't store (NUL, lone surrogates) or nesting past the bound is refused before any work,
         # and is kept out of the audit row too.
         problem = text_problem(name) or input_problem(arguments)
@@ -234,8 +240,9 @@ class ToolRunner:
                 session_id=session_id,
                 at=datetime.now(UTC),
             )
-            with anyio.CancelScope(shield=True):
-                await self._audit(entry)
+            if not self.audit.write_nowait(entry):  # the usual case: queued, no await (and no shielded scope)
+                with anyio.CancelScope(shield=True):
+                    await self._audit(entry)
 
     async def _audit(self, entry: store.AuditEntry) -> None:
         try:
