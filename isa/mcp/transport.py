@@ -8,12 +8,14 @@ to the principal that created it, so another user's token with that session id g
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -51,6 +53,7 @@ log = get_logger(__name__)
 
 DISCARD_SECONDS = 2.0  # bound on a session's clean-up when it ends
 SESSION_ID_BYTES = 32  # 256 bits from the OS CSPRNG; the spec asks for secure, non-deterministic ids
+_MAX_PASSED = 1024  # Host/Origin pairs remembered as allowed (then the set stops growing; checks still run)
 _REJECTION_CODES = {400: "invalid_content_type", 403: "origin_not_allowed", 421: "host_not_allowed"}
 # The last event of a server-push stream the node ends at shutdown (review item I6). The streamable-HTTP spec asks a
 # server that closes an SSE stream to send a `retry` field first: the client waits that long, then reconnects (to
@@ -159,6 +162,42 @@ class IsaSessionManager(StreamableHTTPSessionManager):
                 await self.on_discard(session_id)
 
 
+@asynccontextmanager
+async def in_own_task(enter: Callable[[], AbstractAsyncContextManager[Any]]) -> AsyncIterator[None]:
+    """`async with enter()`, held open by a task of its own for as long as this context is open.
+
+    For the session manager (issue #22 item 5): every checkpoint in a session's tasks (each stream send and
+    receive, each task spawned per message) walks the chain of cancel scopes above it, and nested in the app's
+    lifespans the manager's task group sat below every task group entered before it (14 scopes above a tool call
+    for the mcp role, 7 of them the lifespans'). In a task of its own the chain ends at the manager. Nothing else
+    changes: the context is entered before this yields and exited (sessions closed) before this returns, a failure
+    to enter or to exit is raised here, and if the held context fails while this one is open, the body is
+    cancelled, as it was when the manager's task group was one of this task's.
+    """
+    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+
+    async def hold() -> None:
+        async with enter():
+            ready.set_result(None)
+            await stop.wait()
+
+    task = asyncio.create_task(hold())
+    try:
+        await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():  # entering failed (or returned early): raise that here
+            await task
+        with anyio.CancelScope() as body:
+            task.add_done_callback(lambda _: None if stop.is_set() else body.cancel())
+            yield
+    finally:
+        stop.set()
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait([task])
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
 def transport_security(settings: Settings, mcp: McpSettings) -> TransportSecuritySettings:
     """DNS-rebinding protection always on (also behind a proxy, where the SDK would leave it off)."""
     hosts: list[str] = []
@@ -226,6 +265,9 @@ class McpEndpoint:
         self.manager = manager
         self.mcp = mcp
         self.guard = TransportSecurityMiddleware(security)
+        # Host/Origin pairs found allowed (the SDK's checks scan the allowed lists; a client sends the same pair with
+        # every message). Only passes are remembered: a refusal is checked, and logged, each time.
+        self._passed: set[tuple[bytes | None, bytes | None]] = set()
         self.verifier = PrincipalTokenVerifier(auth, auth.settings.principal_cache_seconds)
         # The definition of a virtual server by name (isa.catalog through isa.mcp.discovery); None: not served.
         self.virtual: Callable[[str], Awaitable[VirtualServer | None]] | None = None
@@ -253,12 +295,15 @@ class McpEndpoint:
                 raise ApiError(400, _REJECTION_CODES[400], "Invalid Content-Type header")
         if not guard.settings.enable_dns_rebinding_protection:
             return
-        host = headers.get(b"host")
+        host, origin = headers.get(b"host"), headers.get(b"origin")
+        if (host, origin) in self._passed:
+            return
         if not guard._validate_host(host.decode("latin-1") if host is not None else None):
             raise ApiError(421, _REJECTION_CODES[421], "Invalid Host header")
-        origin = headers.get(b"origin")
         if not guard._validate_origin(origin.decode("latin-1") if origin is not None else None):
             raise ApiError(403, _REJECTION_CODES[403], "Invalid Origin header")
+        if len(self._passed) < _MAX_PASSED:
+            self._passed.add((host, origin))
 
     async def _authenticated(self, headers: dict[bytes, bytes]) -> AuthenticatedUser | None:
         """BearerAuthBackend.authenticate on the raw header: the verified caller, or None (then 401)."""
