@@ -20,7 +20,7 @@ from isa.mcp.registry import Registry
 from isa.mcp.runner import ToolRunner
 from isa.mcp.selection import ToolSelection
 from isa.mcp.server import IsaMCPServer, LiveSessions
-from isa.mcp.transport import McpEndpoint, in_own_task, resource_metadata_endpoint, transport_security
+from isa.mcp.transport import McpEndpoint, resource_metadata_endpoint, transport_security
 from isa.mcp.upstream import CircuitBreaker, Upstream
 from isa.roles import domains_for
 
@@ -99,7 +99,7 @@ def register(builder: AppBuilder) -> None:
     async def lifespan() -> AsyncIterator[None]:
         catalog = discovery.catalog()
         # Sessions close first, then the audit queue drains (the database pool closes after both).
-        async with audit.running(), in_own_task(manager.run), anyio.create_task_group() as tg:
+        async with audit.running(), manager.run(), anyio.create_task_group() as tg:
             if catalog is not None:
                 catalog.add_listener(catalog_changed)
                 tg.start_soon(catalog.load_encoder)  # alongside the first sync, which may wait for the database

@@ -8,14 +8,12 @@ to the principal that created it, so another user's token with that session id g
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -160,42 +158,6 @@ class IsaSessionManager(StreamableHTTPSessionManager):
             # database that is gone cannot hold the shutdown.
             with anyio.move_on_after(DISCARD_SECONDS, shield=True):
                 await self.on_discard(session_id)
-
-
-@asynccontextmanager
-async def in_own_task(enter: Callable[[], AbstractAsyncContextManager[Any]]) -> AsyncIterator[None]:
-    """`async with enter()`, held open by a task of its own for as long as this context is open.
-
-    For the session manager (issue #22 item 5): every checkpoint in a session's tasks (each stream send and
-    receive, each task spawned per message) walks the chain of cancel scopes above it, and nested in the app's
-    lifespans the manager's task group sat below every task group entered before it (14 scopes above a tool call
-    for the mcp role, 7 of them the lifespans'). In a task of its own the chain ends at the manager. Nothing else
-    changes: the context is entered before this yields and exited (sessions closed) before this returns, a failure
-    to enter or to exit is raised here, and if the held context fails while this one is open, the body is
-    cancelled, as it was when the manager's task group was one of this task's.
-    """
-    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    stop = asyncio.Event()
-
-    async def hold() -> None:
-        async with enter():
-            ready.set_result(None)
-            await stop.wait()
-
-    task = asyncio.create_task(hold())
-    try:
-        await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
-        if not ready.done():  # entering failed (or returned early): raise that here
-            await task
-        with anyio.CancelScope() as body:
-            task.add_done_callback(lambda _: None if stop.is_set() else body.cancel())
-            yield
-    finally:
-        stop.set()
-        with anyio.CancelScope(shield=True):
-            await asyncio.wait([task])
-        if not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
 
 
 def transport_security(settings: Settings, mcp: McpSettings) -> TransportSecuritySettings:
