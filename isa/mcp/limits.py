@@ -52,6 +52,14 @@ class ToolLimiter:
         self._leases: dict[str, _Lease] = {}
         self._locks: dict[str, anyio.Lock] = {}
 
+    def spend(self, tool: str, user_id: str) -> bool:
+        """Spend one call from this node's current lease, without awaiting; False: none left, call `hit`."""
+        lease = self._leases.get(f"tool:{tool}:{user_id}")
+        if lease is not None and lease.tokens > 0 and lease.until > time.monotonic():
+            lease.tokens -= 1
+            return True
+        return False
+
     async def hit(self, tool: str, user_id: str, limit: int, window_seconds: int = 60) -> Verdict:
         """Spend one call of `user_id`'s budget for `tool`, leasing more from Postgres when none is left."""
         key = f"tool:{tool}:{user_id}"
