@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
-from typing import Any
+import threading
+from collections.abc import Callable, MutableMapping
+from typing import Any, cast
 
 import structlog
 
@@ -112,6 +114,81 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+# The levels of structlog's method names that `logging.Logger` maps as plainly (its `warn` also warns: not here).
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_LEVELS |= {"exception": logging.ERROR, "critical": logging.CRITICAL}
+
+
+@functools.cache
+def _stock(cls: type) -> bool:
+    """Whether loggers of this class hand records to handlers as `logging.Logger` does (structlog's own subclass
+    changes `findCaller` only)."""
+    methods = ("isEnabledFor", "_log", "makeRecord", "handle", "filter", "callHandlers", *_LEVELS)
+    return issubclass(cls, logging.Logger) and all(getattr(cls, m) is getattr(logging.Logger, m) for m in methods)
+
+
+class _Emit:
+    """structlog's last processor: writes isa's own line itself when the standard library would give it to isa's
+    handler alone.
+
+    The standard library's way (`Logger._log`, a `LogRecord`, `Logger.handle`, the handler's `handle` and `emit`,
+    the formatter's short way) writes exactly `renderer(event_dict)` and a newline to the handler's stream, under
+    the handler's lock; the record costs more than rendering the line. So when that record would reach isa's
+    handler and no other — the logger enabled for the level (`ISA_LOGGING__LEVEL`, a logger's own level,
+    `logging.disable`), not disabled, without filters, and isa's handler (without filters, its level passed) the
+    only handler on the way up: no pytest `caplog`, no handler another library added — the line is rendered and
+    written here, and the event stops. Otherwise it goes on as a record, as before. Every processor before this one
+    (redaction included) has run in both cases.
+    """
+
+    def __init__(self, renderer: Any, handler: _StderrHandler) -> None:
+        self.renderer = renderer
+        self.handler = handler
+
+    def _alone(self, logger: Any, levelno: int) -> bool:
+        """Whether `logging` would hand a record of this level from this logger to our handler and to no other."""
+        if not _stock(logger.__class__) or logger.disabled or logger.filters or not logger.isEnabledFor(levelno):
+            return False
+        found = False
+        node: logging.Logger | None = logger
+        while node is not None:  # as Logger.callHandlers walks
+            for handler in node.handlers:
+                if handler is not self.handler or found or handler.filters or levelno < handler.level:
+                    return False
+                found = True
+            node = node.parent if node.propagate else None
+        return found
+
+    def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+        levelno = _LEVELS.get(method_name)
+        if levelno is None or not self._alone(logger, levelno):
+            return structlog.stdlib.ProcessorFormatter.wrap_for_formatter(logger, method_name, event_dict)
+        handler = self.handler
+        lock = cast(threading.RLock, handler.lock)
+        try:  # StreamHandler.emit and flush, with the formatter's short way
+            line = str(self.renderer(logger, method_name, event_dict))
+            with lock:
+                stream = handler.stream
+                stream.write(line + handler.terminator)
+                if stream and hasattr(stream, "flush"):
+                    stream.flush()
+        except RecursionError:
+            raise
+        except Exception:  # as StreamHandler.emit: reported on stderr (logging.raiseExceptions), the caller goes on
+            handler.handleError(logger.makeRecord(logger.name, levelno, "", 0, event_dict, (), None))
+        raise structlog.DropEvent
+
+
+@functools.cache
+def _encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
+    return json.JSONEncoder(default=default).encode
+
+
+def _json_dumps(obj: Any, *, default: Callable[[Any], Any]) -> str:
+    """`json.dumps(obj, default=default)` with one encoder kept per `default` (dumps builds one per call)."""
+    return _encoder(default)(obj)
+
+
 def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     """Route structlog and the standard library (uvicorn, psycopg) through one pipeline."""
     shared: list[Any] = [
@@ -123,16 +200,16 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
         redact_processor,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer(_json_dumps) if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
+    handler = _StderrHandler()
+    handler.setFormatter(_Formatter(renderer, foreign_pre_chain=shared))
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[*shared, _Emit(renderer, handler)],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = _StderrHandler()
-    handler.setFormatter(_Formatter(renderer, foreign_pre_chain=shared))
     # The formatter renders structlog's event dict only, never a record's caller, thread or process fields, so the
     # standard library need not find them for each line (its documented switches; the caller look-up walks frames).
     logging._srcfile = None

@@ -34,6 +34,16 @@ class AuditWriter:
     _send: MemoryObjectSendStream[AuditEntry] | None = field(default=None, init=False)
     _closing: anyio.Event = field(default_factory=anyio.Event, init=False)
 
+    def write_nowait(self, entry: AuditEntry) -> bool:
+        """Queue one row if the writer runs and has room, without yielding; False: call `write` instead."""
+        if self._send is None:
+            return False
+        try:
+            self._send.send_nowait(entry)
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return False  # full, or closing: `write` waits for room, or fails loudly
+        return True
+
     async def write(self, entry: AuditEntry) -> None:
         """Queue one row (waits only while the queue is full); written directly when no writer runs."""
         if self._send is None:

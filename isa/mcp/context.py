@@ -71,6 +71,23 @@ class ToolCall:
 
 
 _current: ContextVar[ToolCall | None] = ContextVar("isa_mcp_tool_call", default=None)
+# (request id, MCP session id) of the HTTP request carrying the MCP message being served; set by the server's
+# middleware (isa/mcp/server.py), read by the runner for the audit row and ToolCall.
+_message: ContextVar[tuple[str, str | None] | None] = ContextVar("isa_mcp_message", default=None)
+
+
+def bind_message(request_id: str, session_id: str | None) -> Any:
+    """Make these the ids of the message being served; returns the token for `unbind_message`."""
+    return _message.set((request_id, session_id))
+
+
+def unbind_message(token: Any) -> None:
+    _message.reset(token)
+
+
+def message_ids() -> tuple[str, str | None] | None:
+    """(request id, session id) of the MCP message being served over HTTP, or None outside one."""
+    return _message.get()
 
 
 def current_call() -> ToolCall:

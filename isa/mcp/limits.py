@@ -36,6 +36,9 @@ class Verdict:
     retry_after: int
 
 
+ALLOWED = Verdict(True, 0)  # one instance for every allowed call
+
+
 def lease_size(limit: int) -> int:
     """Calls taken per statement: about 5 % of the budget, exactly one for small limits, at most MAX_LEASE."""
     return max(1, min(MAX_LEASE, limit // 20))
@@ -49,6 +52,14 @@ class ToolLimiter:
         self._leases: dict[str, _Lease] = {}
         self._locks: dict[str, anyio.Lock] = {}
 
+    def spend(self, tool: str, user_id: str) -> bool:
+        """Spend one call from this node's current lease, without awaiting; False: none left, call `hit`."""
+        lease = self._leases.get(f"tool:{tool}:{user_id}")
+        if lease is not None and lease.tokens > 0 and lease.until > time.monotonic():
+            lease.tokens -= 1
+            return True
+        return False
+
     async def hit(self, tool: str, user_id: str, limit: int, window_seconds: int = 60) -> Verdict:
         """Spend one call of `user_id`'s budget for `tool`, leasing more from Postgres when none is left."""
         key = f"tool:{tool}:{user_id}"
@@ -56,14 +67,14 @@ class ToolLimiter:
         now = time.monotonic()
         if lease is not None and lease.tokens > 0 and lease.until > now:
             lease.tokens -= 1
-            return Verdict(True, 0)
+            return ALLOWED
         lock = self._locks.setdefault(key, anyio.Lock())
         async with lock:
             lease = self._leases.get(key)
             now = time.monotonic()
             if lease is not None and lease.tokens > 0 and lease.until > now:
                 lease.tokens -= 1
-                return Verdict(True, 0)
+                return ALLOWED
             n = lease_size(limit)
             async with _autocommit(self.db) as conn:
                 row = await fetch_one(conn, _LEASE, (key, n, float(window_seconds), window_seconds / limit))
@@ -76,7 +87,7 @@ class ToolLimiter:
             if len(self._leases) > 50_000:  # forget lapsed leases now and then
                 self._leases = {k: v for k, v in self._leases.items() if v.until > now}
                 self._locks = {k: v for k, v in self._locks.items() if k in self._leases}
-            return Verdict(True, 0)
+            return ALLOWED
 
 
 @asynccontextmanager

@@ -130,12 +130,20 @@ class ToolRunner:
         self.calls = Counter("isa_mcp_tool_calls_total", "MCP tool calls by outcome.", ["outcome"], registry=registry_)
         self.latency = Histogram("isa_mcp_tool_call_seconds", "MCP tool call duration.", registry=registry_)
         self._outcomes: dict[str, Any] = {}  # outcome -> its counter child (labels() takes a lock per lookup)
+        self._own: dict[str, Target] = {}  # our tool's name -> its Target (immutable, like its declaration)
 
     async def resolve(self, name: str) -> Target:
+        return self._own_target(name) or await self._imported_target(name)
+
+    def _own_target(self, name: str) -> Target | None:
+        """Our tool of that name (its Target built once per declaration, not per call), or None."""
         views.check_tool(name)  # on /mcp/v/{name}, only that virtual server's tools exist
         decl = self.registry.tools.get(name)
-        if decl is not None:
-            return Target(
+        if decl is None:
+            return None
+        target = self._own.get(name)
+        if target is None or target.own is not decl:
+            target = self._own[name] = Target(
                 name=name,
                 server="isa",
                 security=decl.security,
@@ -145,6 +153,9 @@ class ToolRunner:
                 untrusted=decl.untrusted_output,
                 own=decl,
             )
+        return target
+
+    async def _imported_target(self, name: str) -> Target:
         imported = await self.lookup_imported(name) if self.lookup_imported is not None else None
         if imported is None:
             raise ToolFailure("unknown_tool", "unknown_tool", f"no tool named {name!r}; use discover_tools to find one")
@@ -167,23 +178,28 @@ class ToolRunner:
         target: Target | None = None
         outcome, code, approval_id = "ok", None, None
         charged = Decimal(0)
-        request = _http_request(context)
-        request_id = request_id_of(request) if request is not None else ""
-        session_id = request.headers.get("mcp-session-id") if request is not None else None
+        ids = call_context.message_ids()  # set per message by the server's middleware; else from the context
+        if ids is None:
+            request = _http_request(context)
+            ids = (request_id_of(request), request.headers.get("mcp-session-id")) if request is not None else ("", None)
+        request_id, session_id = ids
         # Text Postgres can't store (NUL, lone surrogates) or nesting past the bound is refused before any work,
         # and is kept out of the audit row too.
         problem = text_problem(name) or input_problem(arguments)
         try:
             if problem:
                 raise ToolFailure("invalid_arguments", "invalid_arguments", f"invalid arguments: {problem}")
-            target = await self.resolve(name)
+            # The usual call (our tool, a lease token in hand, free) awaits nothing before the tool runs.
+            target = self._own_target(name) or await self._imported_target(name)
             if target.scope not in principal.scopes:
                 raise ToolFailure("denied", "insufficient_scope", f"{name} needs the {target.scope!r} scope")
-            await self._rate_limit(principal, target)
+            limit = target.rate_limit or self.settings.default_rate_limit_per_minute
+            if limit > 0 and not self.limiter.spend(target.name, principal.user_id):  # else a lease token spent
+                await self._rate_limit(principal, target, limit)
             if target.security.needs_approval:
                 gated = GatedCall.of(name, target.security.value, self.normalize(target, arguments))
                 approval_id = await self.approvals.gate(principal, gated)
-            charge = await self.billing.charge(principal.user_id, name, target.cost)
+            charge = await self.billing.charge(principal.user_id, name, target.cost) if target.cost > 0 else None
             charged = target.cost
             try:
                 call = call_context.ToolCall(principal, self.state, name, request_id, session_id)
@@ -234,8 +250,9 @@ class ToolRunner:
                 session_id=session_id,
                 at=datetime.now(UTC),
             )
-            with anyio.CancelScope(shield=True):
-                await self._audit(entry)
+            if not self.audit.write_nowait(entry):  # the usual case: queued, no await (and no shielded scope)
+                with anyio.CancelScope(shield=True):
+                    await self._audit(entry)
 
     async def _audit(self, entry: store.AuditEntry) -> None:
         try:
@@ -243,10 +260,8 @@ class ToolRunner:
         except Exception as exc:  # the call already happened; losing its row must at least be loud
             log.error("audit_write_failed", tool=entry.tool_name, user_id=entry.user_id, error=type(exc).__name__)
 
-    async def _rate_limit(self, principal: Principal, target: Target) -> None:
-        limit = target.rate_limit or self.settings.default_rate_limit_per_minute
-        if limit <= 0:
-            return
+    async def _rate_limit(self, principal: Principal, target: Target, limit: int) -> None:
+        """Take a new lease (or wait for another task taking one); refused when the shared budget is spent."""
         verdict = await self.limiter.hit(target.name, principal.user_id, limit)
         if not verdict.allowed:
             raise ToolFailure(

@@ -33,8 +33,9 @@ from starlette.requests import Request
 from isa.auth.principal import Principal
 from isa.catalog.models import CatalogItem
 from isa.catalog.virtual import VirtualServer
+from isa.core.errors import request_id_of
 from isa.core.logging import get_logger
-from isa.mcp.context import bind_request_state, request_principal
+from isa.mcp.context import bind_message, bind_request_state, request_principal, unbind_message
 from isa.mcp.envelope import ENVELOPE_SCHEMA, ToolFailure
 from isa.mcp.registry import Registry, ToolDecl
 from isa.mcp.runner import Target, ToolRunner
@@ -178,8 +179,12 @@ class IsaMCPServer(MCPServer[Any]):
     async def _observe(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         bind_request_state(self.runner.state)  # static resources reach the services through request_state()
         request = ctx.request
-        session_id = request.headers.get("mcp-session-id") if isinstance(request, Request) else None
-        view = of_scope(request.scope) if isinstance(request, Request) else None
+        if isinstance(request, Request):
+            session_id = request.headers.get("mcp-session-id")
+            view = of_scope(request.scope)
+            message_token = bind_message(request_id_of(request), session_id)
+        else:
+            session_id, view, message_token = None, None, None
         token = current_session.set(session_id)
         view_token = current_view.set(view)  # /mcp/v/{name}: this request sees only that virtual server
         try:
@@ -187,6 +192,8 @@ class IsaMCPServer(MCPServer[Any]):
         finally:
             current_view.reset(view_token)
             current_session.reset(token)
+            if message_token is not None:
+                unbind_message(message_token)
         if session_id:
             self.sessions.seen(session_id, ctx.session)
         if ctx.method == "initialize" and isinstance(result, dict):

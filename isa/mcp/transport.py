@@ -51,6 +51,7 @@ log = get_logger(__name__)
 
 DISCARD_SECONDS = 2.0  # bound on a session's clean-up when it ends
 SESSION_ID_BYTES = 32  # 256 bits from the OS CSPRNG; the spec asks for secure, non-deterministic ids
+_MAX_PASSED = 1024  # Host/Origin pairs remembered as allowed (then the set stops growing; checks still run)
 _REJECTION_CODES = {400: "invalid_content_type", 403: "origin_not_allowed", 421: "host_not_allowed"}
 # The last event of a server-push stream the node ends at shutdown (review item I6). The streamable-HTTP spec asks a
 # server that closes an SSE stream to send a `retry` field first: the client waits that long, then reconnects (to
@@ -226,6 +227,9 @@ class McpEndpoint:
         self.manager = manager
         self.mcp = mcp
         self.guard = TransportSecurityMiddleware(security)
+        # Host/Origin pairs found allowed (the SDK's checks scan the allowed lists; a client sends the same pair with
+        # every message). Only passes are remembered: a refusal is checked, and logged, each time.
+        self._passed: set[tuple[bytes | None, bytes | None]] = set()
         self.verifier = PrincipalTokenVerifier(auth, auth.settings.principal_cache_seconds)
         # The definition of a virtual server by name (isa.catalog through isa.mcp.discovery); None: not served.
         self.virtual: Callable[[str], Awaitable[VirtualServer | None]] | None = None
@@ -253,12 +257,15 @@ class McpEndpoint:
                 raise ApiError(400, _REJECTION_CODES[400], "Invalid Content-Type header")
         if not guard.settings.enable_dns_rebinding_protection:
             return
-        host = headers.get(b"host")
+        host, origin = headers.get(b"host"), headers.get(b"origin")
+        if (host, origin) in self._passed:
+            return
         if not guard._validate_host(host.decode("latin-1") if host is not None else None):
             raise ApiError(421, _REJECTION_CODES[421], "Invalid Host header")
-        origin = headers.get(b"origin")
         if not guard._validate_origin(origin.decode("latin-1") if origin is not None else None):
             raise ApiError(403, _REJECTION_CODES[403], "Invalid Origin header")
+        if len(self._passed) < _MAX_PASSED:
+            self._passed.add((host, origin))
 
     async def _authenticated(self, headers: dict[bytes, bytes]) -> AuthenticatedUser | None:
         """BearerAuthBackend.authenticate on the raw header: the verified caller, or None (then 401)."""

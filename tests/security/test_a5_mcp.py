@@ -248,6 +248,9 @@ def test_a5_20_a_foreign_origin_gets_403_before_authentication(node: Node) -> No
         assert response.json()["error"]["code"] == "origin_not_allowed"
     local = post(node.url, INITIALIZE, raw_headers(node.alice, Origin=node.url))
     assert local.status_code == 200
+    # The endpoint remembers Host/Origin pairs it allowed; the same Host with a foreign Origin is still refused.
+    again = post(node.url, INITIALIZE, raw_headers(node.alice, Origin="https://evil.example"))
+    assert again.status_code == 403 and again.json()["error"]["code"] == "origin_not_allowed"
 
 
 def test_a5_21_a_host_outside_the_allow_list_is_rejected_and_a_valid_host_accepted(node: Node) -> None:
