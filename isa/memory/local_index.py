@@ -193,19 +193,9 @@ class LocalIndex:
     def nbytes(self) -> int:
         return self._bytes
 
-    async def search(
-        self,
-        conn: DictConnection,
-        user_id: str,
-        vector: list[float],
-        model: str,
-        filters: Filters,
-        blend: Blend,
-        limit: int,
-        min_similarity: float,
-        bits: Bits,
-    ) -> list[dict[str, Any]]:
+    async def search(self, conn: DictConnection, q: store.Search, bits: Bits) -> list[dict[str, Any]]:
         """store.search's result for `bits`, with the shortlists of the user's large types computed here."""
+        user_id, model, filters = q.user_id, q.model, q.filters
         gens = self._known.get((user_id, model), {})
         if any(self._large(filters, t, gens) for t in filters.types):
             # A user this process holds arrays for: their generations first (a primary-key read), so that a write
@@ -217,7 +207,7 @@ class LocalIndex:
             arrays: dict[str, Rows] = {}
             for memory_type in filters.types:
                 if self._large(filters, memory_type, gens):
-                    rows = await self._current(conn, user_id, model, memory_type, gens[memory_type], len(vector))
+                    rows = await self._current(conn, user_id, model, memory_type, gens[memory_type], len(q.vector))
                     if rows is not None:
                         arrays[memory_type] = rows
                 elif attempt < _ATTEMPTS and gens.get(memory_type, [0, 0, 0])[2] < self.min_rows:
@@ -225,10 +215,8 @@ class LocalIndex:
             now = time.time() + self._clock
             size = max(bits.shortlist, self.shortlist)
             slopes = {t: self.slope(user_id, t, model) if self.calibrate else 1.0 for t in arrays}
-            ids = {t: shortlist(r, vector, now, blend, filters, size, slopes[t]) for t, r in arrays.items()}
-            hits, gens, db_now, calibration = await store.search_checked(
-                conn, user_id, vector, model, filters, blend, limit, min_similarity, bits, ids
-            )
+            ids = {t: shortlist(r, q.vector, now, q.blend, filters, size, slopes[t]) for t, r in arrays.items()}
+            hits, gens, db_now, calibration = await store.search_checked(conn, q, bits, ids)
             self._clock = db_now - time.time()
             if self.calibrate:
                 self._learn(user_id, model, slopes, calibration)

@@ -318,13 +318,11 @@ class MemoryService:
         (vector,) = await self.embed([query])
         async with self.db.connection() as conn:
             ann = await self.ann(conn)
-            model = self.embedder.model_name
+            q = store.Search(user_id, vector, self.embedder.model_name, filters, self.blend, limit, min_similarity)
             if self.local_index is not None and isinstance(ann, Bits) and ann.by_blend:
-                rows = await self.local_index.search(
-                    conn, user_id, vector, model, filters, self.blend, limit, min_similarity, ann
-                )
+                rows = await self.local_index.search(conn, q, ann)
             else:
-                rows = await store.search(conn, user_id, vector, model, filters, self.blend, limit, min_similarity, ann)
+                rows = await store.search(conn, q, ann)
         async with self.db.transaction() as conn:
             await store.count_search(conn, user_id)
         return [_hit(r) for r in rows]

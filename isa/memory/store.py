@@ -433,19 +433,25 @@ def search_params(
     }
 
 
-async def search(
-    conn: DictConnection,
-    user_id: str,
-    vector: list[float],
-    model: str,
-    filters: Filters,
-    blend: Blend,
-    limit: int,
-    min_similarity: float = -1.0,
-    ann: Ann | Bits | None = None,
-) -> list[dict[str, Any]]:
-    stmt = search_sql(model, len(vector), filters, blend, ann)
-    params = search_params(user_id, vector, filters, limit, min_similarity)
+@dataclass(frozen=True)
+class Search:
+    """One memory search as the store runs it: the caller, the query vector and its model, what and how to rank."""
+
+    user_id: str
+    vector: list[float]
+    model: str
+    filters: Filters
+    blend: Blend
+    limit: int
+    min_similarity: float = -1.0
+
+    def params(self) -> dict[str, Any]:
+        return search_params(self.user_id, self.vector, self.filters, self.limit, self.min_similarity)
+
+
+async def search(conn: DictConnection, q: Search, ann: Ann | Bits | None = None) -> list[dict[str, Any]]:
+    stmt = search_sql(q.model, len(q.vector), q.filters, q.blend, ann)
+    params = q.params()
     if not isinstance(ann, Ann):
         cur = await conn.execute(stmt, params)
         return await cur.fetchall()
@@ -456,23 +462,14 @@ async def search(
 
 
 async def search_checked(
-    conn: DictConnection,
-    user_id: str,
-    vector: list[float],
-    model: str,
-    filters: Filters,
-    blend: Blend,
-    limit: int,
-    min_similarity: float,
-    bits: Bits,
-    shortlists: dict[str, str],
+    conn: DictConnection, q: Search, bits: Bits, shortlists: dict[str, str]
 ) -> tuple[list[dict[str, Any]], dict[str, list[int]], float, dict[str, list[float | None]]]:
     """The Bits search with the given types' shortlists computed by the caller (uuid array literals) plus, read
     in the same statement (see search_sql): the caller's memory_search_generations, the database's clock, and per
     given type [the least-squares slope of the exact cosine on the one the bits estimate, over the fetched shortlist
     (None below two rows), the rows fetched]."""
-    stmt = search_sql(model, len(vector), filters, blend, bits, frozenset(shortlists), generations=True)
-    params = search_params(user_id, vector, filters, limit, min_similarity)
+    stmt = search_sql(q.model, len(q.vector), q.filters, q.blend, bits, frozenset(shortlists), generations=True)
+    params = q.params()
     params.update({f"ids_{t}": ids for t, ids in shortlists.items()})
     cur = await conn.execute(stmt, params)
     rows = await cur.fetchall()

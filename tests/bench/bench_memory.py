@@ -48,7 +48,7 @@ from isa.core.migrations import migrate
 from isa.core.pgvector import ITERATIVE_SCAN_SQL as ANN_SETTINGS
 from isa.memory.local_index import LocalIndex
 from isa.memory.settings import MemorySettings
-from isa.memory.store import Ann, Bits, Blend, Filters, search, search_params, search_sql
+from isa.memory.store import Ann, Bits, Blend, Filters, Search, search, search_params, search_sql
 from tests.support.memory_seed import EXTRA, MODEL, seed
 
 
@@ -142,9 +142,9 @@ def local_variants(
         async def call(index: LocalIndex | None, bits: Bits, i: int) -> tuple[float, float, list[str]]:
             c, t = cpu(), time.perf_counter()
             if index is None:
-                rows = await search(aconn, users[i], queries[i], MODEL, all_types, Blend(), 10, -1.0, bits)
+                rows = await search(aconn, Search(users[i], queries[i], MODEL, all_types, Blend(), 10), bits)
             else:
-                rows = await index.search(aconn, users[i], queries[i], MODEL, all_types, Blend(), 10, -1.0, bits)
+                rows = await index.search(aconn, Search(users[i], queries[i], MODEL, all_types, Blend(), 10), bits)
             return (time.perf_counter() - t) * 1000, cpu() - c, [r["id"] for r in rows]
 
         for k in args.candidates:
@@ -154,13 +154,13 @@ def local_variants(
                 plain = LocalIndex(args.local_index, 1 << 31, 3600.0, args.local_shortlist, calibrate=False)
                 for u in dict.fromkeys(users):
                     for _ in range(2):
-                        await plain.search(aconn, u, queries[0], MODEL, all_types, Blend(), 10, -1.0, bits)
+                        await plain.search(aconn, Search(u, queries[0], MODEL, all_types, Blend(), 10), bits)
                 t0 = time.perf_counter()
                 for u in dict.fromkeys(users):  # first search per user: learns the sizes (SQL path) ...
-                    await index.search(aconn, u, queries[0], MODEL, all_types, Blend(), 10, -1.0, bits)
+                    await index.search(aconn, Search(u, queries[0], MODEL, all_types, Blend(), 10), bits)
                 t1 = time.perf_counter()
                 for u in dict.fromkeys(users):  # ... the second loads the arrays
-                    await index.search(aconn, u, queries[0], MODEL, all_types, Blend(), 10, -1.0, bits)
+                    await index.search(aconn, Search(u, queries[0], MODEL, all_types, Blend(), 10), bits)
                 t2 = time.perf_counter()
                 n_users = len(dict.fromkeys(users))
                 LOCAL_EXTRA.append(
@@ -202,7 +202,7 @@ def local_variants(
                 after_write: list[float] = []
                 after_delete: list[float] = []
                 steady: list[float] = []
-                for j in range(10):
+                for j in range(min(10, len(queries))):
                     u = users[j % len(users)]
                     v = vector_literal([float(x) for x in rng.normal(size=384)])
                     row = conn.execute(
@@ -211,14 +211,14 @@ def local_variants(
                         (u, v, MODEL),
                     ).fetchone()
                     t = time.perf_counter()
-                    await index.search(aconn, u, queries[j], MODEL, all_types, Blend(), 10, -1.0, bits)
+                    await index.search(aconn, Search(u, queries[j], MODEL, all_types, Blend(), 10), bits)
                     after_write.append((time.perf_counter() - t) * 1000)
                     t = time.perf_counter()
-                    await index.search(aconn, u, queries[j], MODEL, all_types, Blend(), 10, -1.0, bits)
+                    await index.search(aconn, Search(u, queries[j], MODEL, all_types, Blend(), 10), bits)
                     steady.append((time.perf_counter() - t) * 1000)
                     conn.execute("DELETE FROM episodic_memories WHERE id = %s", (row["id"],) if row else ("",))
                     t = time.perf_counter()
-                    await index.search(aconn, u, queries[j], MODEL, all_types, Blend(), 10, -1.0, bits)
+                    await index.search(aconn, Search(u, queries[j], MODEL, all_types, Blend(), 10), bits)
                     after_delete.append((time.perf_counter() - t) * 1000)
                 LOCAL_EXTRA.append(
                     f"shortlist {r}: search right after another connection's INSERT (append refresh) p50"
