@@ -35,6 +35,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import anyio
@@ -47,8 +48,14 @@ from isa.memory.store import Bits, Blend, Filters
 
 OVERLAP_SECONDS = 60.0  # an incremental refresh also reads rows this much older than the newest cached one
 _ATTEMPTS = 3  # searches against a generation that moved on before the SQL path answers
-_KNOWN_USERS = 100_000  # (user, model) pairs whose last-seen generations are remembered (~200 bytes each)
+_KNOWN_USERS = 10_000  # (user, model) pairs whose generations / slopes are remembered (~1.6 KB each: ~16 MB)
+_THREAD_ROWS = 50_000  # a type this large is ranked in a worker thread (~2 ms at 50,000 rows), off the event loop
 _LEARN, _MIN_FIT_ROWS, _SLOPE_MIN, _SLOPE_MAX = 0.3, 30, 0.05, 2.0  # slope calibration (see _learn)
+
+
+def _row_bytes(dims: int) -> int:
+    """What one row costs in the arrays: uuid, importance, created, expires and the sign bits in whole words."""
+    return 16 + 24 + (dims + 63) // 64 * 8
 
 
 @dataclass(frozen=True)
@@ -205,8 +212,15 @@ class LocalIndex:
             if attempt == _ATTEMPTS:
                 gens = {}
             arrays: dict[str, Rows] = {}
+            # The user's large types that fit in the budget together, in a fixed order: held in turn instead, each
+            # search would evict the type the next one needs and load every type again. The others use SQL.
+            large, room = [], self.max_bytes
+            for t in filters.types:
+                if self._large(filters, t, gens) and gens[t][2] * _row_bytes(len(q.vector)) <= room:
+                    large.append(t)
+                    room -= gens[t][2] * _row_bytes(len(q.vector))
             for memory_type in filters.types:
-                if self._large(filters, memory_type, gens):
+                if memory_type in large:
                     rows = await self._current(conn, user_id, model, memory_type, gens[memory_type], len(q.vector))
                     if rows is not None:
                         arrays[memory_type] = rows
@@ -215,7 +229,10 @@ class LocalIndex:
             now = time.time() + self._clock
             size = max(bits.shortlist, self.shortlist)
             slopes = {t: self.slope(user_id, t, model) if self.calibrate else 1.0 for t in arrays}
-            ids = {t: shortlist(r, q.vector, now, q.blend, filters, size, slopes[t]) for t, r in arrays.items()}
+            ids: dict[str, str] = {}
+            for t, r in arrays.items():
+                rank = partial(shortlist, r, q.vector, now, q.blend, filters, size, slopes[t])
+                ids[t] = await anyio.to_thread.run_sync(rank) if len(r) >= _THREAD_ROWS else rank()
             hits, gens, db_now, calibration = await store.search_checked(conn, q, bits, ids)
             self._clock = db_now - time.time()
             if self.calibrate:
@@ -269,26 +286,22 @@ class LocalIndex:
         """The arrays at generation `seen[0]` or later (appended or loaded again as needed); None when there is
         nothing to hold or it would not fit in the budget."""
         key = (user_id, memory_type, model)
-        if seen[2] * (16 + 24 + (dims + 63) // 64 * 8) > self.max_bytes:
-            return None
         current = self._usable(key, seen)
         if current is not None:
-            return current
+            return current if current.dims == dims else None
         # One refresh per key at a time: concurrent searches of the user wait for it instead of loading again.
         lock = self._locks.setdefault(key, anyio.Lock())
         try:
             async with lock:
-                current = self._usable(key, seen)
-                if current is not None:
-                    return current
-                return await self._refresh(conn, user_id, model, memory_type, seen)
+                current = self._usable(key, seen) or await self._refresh(conn, user_id, model, memory_type, seen)
+                return current if current is not None and current.dims == dims else None  # another model's width
         finally:
             if not lock.statistics().tasks_waiting and self._locks.get(key) is lock:
                 del self._locks[key]
 
     def _usable(self, key: tuple[str, str, str], seen: list[int]) -> Rows | None:
         cached = self._rows.get(key)
-        if cached is None or time.monotonic() - cached.loaded_at > self.max_age_seconds or cached.generation < seen[0]:
+        if cached is None or time.monotonic() - cached.loaded_at > self.max_age_seconds or cached.generation != seen[0]:
             return None
         self._rows.move_to_end(key)
         return cached
@@ -343,6 +356,12 @@ class LocalIndex:
             expires=np.concatenate([cached.expires, new.expires[add]]),
             generation=new.generation,
         )
+
+    def forget_user(self, user_id: str, model: str) -> None:
+        """Hold nothing of this user and model any more (after a failure: the next searches start afresh)."""
+        for key in [k for k in self._rows if k[0] == user_id and k[2] == model]:
+            self._drop(key)
+        self._known.pop((user_id, model), None)
 
     def _drop(self, key: tuple[str, str, str]) -> None:
         old = self._rows.pop(key, None)

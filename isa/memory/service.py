@@ -117,6 +117,7 @@ class MemoryService:
         values = {"content": dialog.strip(), **columns}
         digest = content_hash(values["content"])
         async with self.db.transaction() as conn:
+            await store.lock(conn, user_id, memory_type)  # first, as in every memory write (see store.lock)
             await store.lock(conn, user_id, memory_type, digest)
             existing = await store.find_by_hash(conn, memory_type, user_id, digest)
             if existing is not None:
@@ -173,6 +174,7 @@ class MemoryService:
         async with self.db.transaction() as conn:
             if session_id is not None and not await store.owns_session(conn, user_id, session_id):
                 raise NotFound(f"no session {session_id}")
+            await store.lock(conn, user_id, "factual")  # first, as in every memory write (see store.lock)
             # Every dedup key of this write, locked in a fixed order (two writers never wait on each other in a cycle).
             keys = sorted(
                 ("factual", content_hash(f.content))
@@ -319,9 +321,14 @@ class MemoryService:
         async with self.db.connection() as conn:
             ann = await self.ann(conn)
             q = store.Search(user_id, vector, self.embedder.model_name, filters, self.blend, limit, min_similarity)
+            rows: list[dict[str, Any]] | None = None
             if self.local_index is not None and isinstance(ann, Bits) and ann.by_blend:
-                rows = await self.local_index.search(conn, q, ann)
-            else:
+                try:
+                    rows = await self.local_index.search(conn, q, ann)
+                except Exception as exc:  # the arrays are an accelerator: the SQL shortlist answers without them
+                    log.error("memory_local_index_failed", error=type(exc).__name__)
+                    self.local_index.forget_user(user_id, q.model)
+            if rows is None:
                 rows = await store.search(conn, q, ann)
         async with self.db.transaction() as conn:
             await store.count_search(conn, user_id)
@@ -353,7 +360,8 @@ class MemoryService:
         types = store.MEMORY_TYPES if memory_type is None else (memory_type,)
         deleted: dict[str, int] = {}
         async with self.db.transaction() as conn:
-            for kind in types:
+            for kind in types:  # MEMORY_TYPES order: the writers' (user, type) locks, one at a time, never in a cycle
+                await store.lock(conn, user_id, kind)
                 deleted[store.TABLES[kind]] = await store.delete_all(conn, user_id, kind)
         return {"deleted": deleted, "total": sum(deleted.values())}
 

@@ -140,7 +140,11 @@ async def insert(conn: DictConnection, memory_type: str, values: dict[str, Any],
 
 
 async def lock(conn: DictConnection, *key: str) -> None:
-    """Serialise writers of the same dedup key for the rest of the transaction."""
+    """Serialise writers of the same key for the rest of the transaction.
+
+    Every transaction that writes a memory table takes (user_id, memory type) first: migration 0042's triggers
+    lock the type's counter row after a writer's first row and before `delete_all`'s rows, so without this lock a
+    writer reinforcing a row that a concurrent forget holds would wait in a cycle (Postgres fails one of them)."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", ("\x1f".join(key),))
 
 

@@ -71,13 +71,15 @@ async def services(settings: Settings, seeded: str) -> AsyncIterator[tuple[Memor
     """(with the local index for types of >= 100 rows, without it) on the same database."""
     db = Database(seeded, settings)
     await db.open()
+    local = MemoryService(db, TextEmbedder(), _settings(100))  # type: ignore[arg-type]
     try:
-        yield (
-            MemoryService(db, TextEmbedder(), _settings(100)),  # type: ignore[arg-type]
-            MemoryService(db, TextEmbedder(), _settings(0)),  # type: ignore[arg-type]
-        )
+        yield (local, MemoryService(db, TextEmbedder(), _settings(0)))  # type: ignore[arg-type]
     finally:
         await db.close()
+    # Every search of these tests was answered by the held arrays: none ran against arrays another write had made
+    # stale (a retry) and none ended on the SQL shortlist (a fallback), which would also return the right rows.
+    assert local.local_index is not None
+    assert (local.local_index.loads["retry"], local.local_index.loads["fallback"]) == (0, 0)
 
 
 def _key(rows: list[dict[str, Any]]) -> list[tuple[str, float]]:
@@ -311,3 +313,22 @@ async def test_the_memory_budget_and_the_reload_age_hold(settings: Settings, see
         )  # every search after the first
     finally:
         await db.close()
+
+
+async def test_a_generation_committed_out_of_order_costs_one_refresh_not_a_retry_per_search(
+    services: tuple[MemoryService, MemoryService], seeded: str
+) -> None:
+    # Writers take their counter value before they wait for the counter row, so a writer that waited can commit an
+    # older value after a newer one: the counter then goes backwards while the arrays hold the newer one.
+    local, today = services
+    await _warm(local, USER)
+    assert local.local_index is not None
+    sql(seeded, "UPDATE memory_search_generations SET generation = generation - 1000 WHERE user_id = %s", (USER,))
+    before = dict(local.local_index.loads)
+    for i in range(4):
+        query = f"after the late commit {i}"
+        assert _key(await local.search(USER, query, Filters(), 10)) == _key(
+            await today.search(USER, query, Filters(), 10)
+        )
+    assert local.local_index.loads["full"] == before["full"]  # one append per type (nothing new), then held
+    assert local.local_index.loads["append"] == before["append"] + 5
