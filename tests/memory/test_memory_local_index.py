@@ -332,3 +332,43 @@ async def test_a_generation_committed_out_of_order_costs_one_refresh_not_a_retry
         )
     assert local.local_index.loads["full"] == before["full"]  # one append per type (nothing new), then held
     assert local.local_index.loads["append"] == before["append"] + 5
+
+
+@pytest.mark.parametrize("write", ["forget", "store_facts"])
+async def test_memory_writers_take_the_user_and_type_lock_first(settings: Settings, db_url: str, write: str) -> None:
+    """Every memory write transaction queues on (user, type) before touching a row: with 0042's counter row locked
+    after a writer's first row but before the rows `forget` deletes, a writer reinforcing a row a concurrent forget
+    held waited in a cycle, and Postgres failed one of them."""
+    import anyio
+    import psycopg
+
+    from tests.support.procs import wait_for
+
+    sql(
+        db_url,
+        "INSERT INTO users (user_id, email, name) VALUES ('locker', 'locker@example.test', 'l') ON CONFLICT DO NOTHING",
+    )
+    db = Database(db_url, settings)
+    await db.open()
+    service = MemoryService(db, TextEmbedder(), _settings(100))  # type: ignore[arg-type]
+    done = anyio.Event()
+
+    async def run() -> None:
+        if write == "forget":
+            await service.forget("locker", "factual")
+        else:
+            await service.store_facts("locker", "My favourite colour is teal.", 0.5)
+        done.set()
+
+    waiting = "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    try:
+        with psycopg.connect(db_url) as holder:  # another writer of (locker, factual), mid-transaction
+            holder.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", ("locker\x1ffactual",))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run)
+                await anyio.to_thread.run_sync(lambda: wait_for(lambda: sql(db_url, waiting)[0]["n"] > 0, 10))
+                assert not done.is_set()  # queued on the (user, type) lock, holding no row yet
+                holder.commit()
+        assert done.is_set()
+    finally:
+        await db.close()
