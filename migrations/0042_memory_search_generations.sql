@@ -36,6 +36,7 @@ BEGIN
     SELECT d.user_id, TG_ARGV[0], d.embedding_model, d.gen, d.gen, d.n
       FROM (SELECT n.user_id, n.embedding_model, count(*) AS n, nextval('memory_search_generation_seq') AS gen
               FROM new_rows n WHERE n.embedding_model IS NOT NULL AND n.embedding_bits IS NOT NULL GROUP BY n.user_id, n.embedding_model) d
+     ORDER BY d.user_id, d.embedding_model
     ON CONFLICT (user_id, embedding_model, memory_type) DO UPDATE
        SET generation = EXCLUDED.generation, row_count = g.row_count + EXCLUDED.row_count;
     RETURN NULL;
@@ -92,62 +93,33 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER factual_memories_search_ins AFTER INSERT ON factual_memories
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION memory_search_inserted('factual');
-CREATE TRIGGER factual_memories_search_del AFTER DELETE ON factual_memories
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION memory_search_deleted('factual');
-CREATE TRIGGER factual_memories_search_upd AFTER UPDATE ON factual_memories FOR EACH ROW
-    WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id OR OLD.embedding_model IS DISTINCT FROM NEW.embedding_model
-          OR OLD.embedding_bits IS DISTINCT FROM NEW.embedding_bits OR OLD.created_at IS DISTINCT FROM NEW.created_at
-          OR OLD.expires_at IS DISTINCT FROM NEW.expires_at)
-    EXECUTE FUNCTION memory_search_updated('factual');
-CREATE TRIGGER factual_memories_search_trunc AFTER TRUNCATE ON factual_memories
-    FOR EACH STATEMENT EXECUTE FUNCTION memory_search_truncated('factual');
-
-CREATE TRIGGER episodic_memories_search_ins AFTER INSERT ON episodic_memories
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION memory_search_inserted('episodic');
-CREATE TRIGGER episodic_memories_search_del AFTER DELETE ON episodic_memories
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION memory_search_deleted('episodic');
-CREATE TRIGGER episodic_memories_search_upd AFTER UPDATE ON episodic_memories FOR EACH ROW
-    WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id OR OLD.embedding_model IS DISTINCT FROM NEW.embedding_model
-          OR OLD.embedding_bits IS DISTINCT FROM NEW.embedding_bits OR OLD.created_at IS DISTINCT FROM NEW.created_at)
-    EXECUTE FUNCTION memory_search_updated('episodic');
-CREATE TRIGGER episodic_memories_search_trunc AFTER TRUNCATE ON episodic_memories
-    FOR EACH STATEMENT EXECUTE FUNCTION memory_search_truncated('episodic');
-
-CREATE TRIGGER semantic_memories_search_ins AFTER INSERT ON semantic_memories
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION memory_search_inserted('semantic');
-CREATE TRIGGER semantic_memories_search_del AFTER DELETE ON semantic_memories
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION memory_search_deleted('semantic');
-CREATE TRIGGER semantic_memories_search_upd AFTER UPDATE ON semantic_memories FOR EACH ROW
-    WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id OR OLD.embedding_model IS DISTINCT FROM NEW.embedding_model
-          OR OLD.embedding_bits IS DISTINCT FROM NEW.embedding_bits OR OLD.created_at IS DISTINCT FROM NEW.created_at)
-    EXECUTE FUNCTION memory_search_updated('semantic');
-CREATE TRIGGER semantic_memories_search_trunc AFTER TRUNCATE ON semantic_memories
-    FOR EACH STATEMENT EXECUTE FUNCTION memory_search_truncated('semantic');
-
-CREATE TRIGGER procedural_memories_search_ins AFTER INSERT ON procedural_memories
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION memory_search_inserted('procedural');
-CREATE TRIGGER procedural_memories_search_del AFTER DELETE ON procedural_memories
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION memory_search_deleted('procedural');
-CREATE TRIGGER procedural_memories_search_upd AFTER UPDATE ON procedural_memories FOR EACH ROW
-    WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id OR OLD.embedding_model IS DISTINCT FROM NEW.embedding_model
-          OR OLD.embedding_bits IS DISTINCT FROM NEW.embedding_bits OR OLD.created_at IS DISTINCT FROM NEW.created_at)
-    EXECUTE FUNCTION memory_search_updated('procedural');
-CREATE TRIGGER procedural_memories_search_trunc AFTER TRUNCATE ON procedural_memories
-    FOR EACH STATEMENT EXECUTE FUNCTION memory_search_truncated('procedural');
-
-CREATE TRIGGER working_memories_search_ins AFTER INSERT ON working_memories
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION memory_search_inserted('working');
-CREATE TRIGGER working_memories_search_del AFTER DELETE ON working_memories
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION memory_search_deleted('working');
-CREATE TRIGGER working_memories_search_upd AFTER UPDATE ON working_memories FOR EACH ROW
-    WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id OR OLD.embedding_model IS DISTINCT FROM NEW.embedding_model
-          OR OLD.embedding_bits IS DISTINCT FROM NEW.embedding_bits OR OLD.created_at IS DISTINCT FROM NEW.created_at
-          OR OLD.expires_at IS DISTINCT FROM NEW.expires_at)
-    EXECUTE FUNCTION memory_search_updated('working');
-CREATE TRIGGER working_memories_search_trunc AFTER TRUNCATE ON working_memories
-    FOR EACH STATEMENT EXECUTE FUNCTION memory_search_truncated('working');
+-- The four triggers on each memory table (TG_ARGV[0]: its memory type). The row trigger fires only when the row
+-- moves or changes what the shortlist reads; factual and working rows also expire (expires_at).
+DO $$
+DECLARE
+    kind text;
+    tbl text;
+BEGIN
+    FOREACH kind IN ARRAY ARRAY['factual', 'episodic', 'semantic', 'procedural', 'working'] LOOP
+        tbl := kind || '_memories';
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %I REFERENCING NEW TABLE AS new_rows'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION memory_search_inserted(%L)', tbl || '_search_ins', tbl, kind);
+        EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %I REFERENCING OLD TABLE AS old_rows'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION memory_search_deleted(%L)', tbl || '_search_del', tbl, kind);
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %I FOR EACH ROW'
+                       ' WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id'
+                       ' OR OLD.embedding_model IS DISTINCT FROM NEW.embedding_model'
+                       ' OR OLD.embedding_bits IS DISTINCT FROM NEW.embedding_bits'
+                       ' OR OLD.created_at IS DISTINCT FROM NEW.created_at%s)'
+                       ' EXECUTE FUNCTION memory_search_updated(%L)',
+                       tbl || '_search_upd', tbl,
+                       CASE WHEN kind IN ('factual', 'working') THEN ' OR OLD.expires_at IS DISTINCT FROM NEW.expires_at' ELSE '' END,
+                       kind);
+        EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %I'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION memory_search_truncated(%L)', tbl || '_search_trunc', tbl, kind);
+    END LOOP;
+END
+$$;
 
 -- The rows already stored.
 INSERT INTO memory_search_generations (user_id, memory_type, embedding_model, generation, reload_generation, row_count)
