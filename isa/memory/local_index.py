@@ -43,6 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from isa.core.db import DictConnection
+from isa.core.signbits import ByteBudget, hamming, query_bits, unpack_bits, uuid_literal
 from isa.memory import store
 from isa.memory.store import Bits, Blend, Filters
 
@@ -87,21 +88,14 @@ class Rows:
 def decode(row: dict[str, Any], loaded_at: float) -> Rows:
     """store.shortlist_rows' packed columns as arrays."""
     n = int(row["n"])
-    raw = bytes(row["bits"] or b"")
-    stride = len(raw) // n if n else 4
-    packed = np.frombuffer(raw, np.uint8).reshape(n, stride)
-    dims = int.from_bytes(raw[:4], "big") if n else 0
-    width = stride - 4
-    words = (width + 7) // 8
-    bits = np.zeros((n, words * 8), np.uint8)
-    bits[:, :width] = packed[:, 4:]
+    bits, dims = unpack_bits(bytes(row["bits"] or b""), n)
 
     def floats(name: str) -> npt.NDArray[np.float64]:
         return np.frombuffer(bytes(row[name] or b""), ">f8").astype(np.float64)
 
     return Rows(
         ids=np.frombuffer(bytes(row["ids"] or b""), np.uint8).reshape(n, 16).copy(),
-        bits=np.ascontiguousarray(bits.view(np.uint64).reshape(n, words).T),
+        bits=bits,
         importance=floats("importance"),
         created=floats("created"),
         expires=floats("expires"),
@@ -110,14 +104,6 @@ def decode(row: dict[str, Any], loaded_at: float) -> Rows:
         reload_generation=int(row["reload_generation"]),
         loaded_at=loaded_at,
     )
-
-
-def query_bits(vector: list[float], words: int) -> npt.NDArray[np.uint64]:
-    """binary_quantize(vector) (bit = component > 0, first component in the high bit) packed like Rows.bits."""
-    packed = np.packbits(np.asarray(vector) > 0)
-    out = np.zeros(words * 8, np.uint8)
-    out[: packed.size] = packed
-    return out.view(np.uint64)
 
 
 def answers(filters: Filters, memory_type: str) -> bool:
@@ -139,12 +125,9 @@ def shortlist(
     """The `size` rows of highest estimated blend — store._blend with `slope` * cos(pi * hamming / dims); with
     slope 1 exactly what the SQL shortlist computes — among those live at `now` and inside since/until. Their uuids
     as a Postgres array literal (one text parameter: ~2 ms less than 1,500 separate strings at five types)."""
-    q = query_bits(vector, rows.words)
-    hamming = np.bitwise_count(rows.bits[0] ^ q[0]).astype(np.intp)
-    for word in range(1, rows.words):
-        hamming += np.bitwise_count(rows.bits[word] ^ q[word])
+    distance = hamming(rows.bits, query_bits(vector, rows.words))
     e_folding = blend.half_life_days / 0.6931471805599453
-    estimate = _cosines(len(vector))[hamming]
+    estimate = _cosines(len(vector))[distance]
     score = (
         blend.similarity * slope * estimate
         + blend.importance * rows.importance
@@ -159,8 +142,7 @@ def shortlist(
     if candidates.size > size:
         top = np.argpartition(-score[candidates], size - 1)[:size]
         candidates = candidates[top]
-    hexed = rows.ids[candidates].tobytes().hex()
-    return "{" + ",".join(hexed[i : i + 32] for i in range(0, len(hexed), 32)) + "}"
+    return uuid_literal(rows.ids[candidates])
 
 
 _COSINES: dict[int, npt.NDArray[np.float64]] = {}
@@ -190,15 +172,14 @@ class LocalIndex:
         self._locks: dict[tuple[str, str, str], anyio.Lock] = {}
         self.max_bytes = max_bytes
         self.max_age_seconds = max_age_seconds
-        self._rows: OrderedDict[tuple[str, str, str], Rows] = OrderedDict()
-        self._bytes = 0
+        self._rows: ByteBudget[tuple[str, str, str], Rows] = ByteBudget(max_bytes)
         self._known: OrderedDict[tuple[str, str], dict[str, list[int]]] = OrderedDict()
         self._clock = 0.0  # database clock - this process's clock, seconds (from the last search)
         self.loads = {"full": 0, "append": 0, "retry": 0, "fallback": 0}  # what refreshes happened (bench, tests)
 
     @property
     def nbytes(self) -> int:
-        return self._bytes
+        return self._rows.nbytes
 
     async def search(self, conn: DictConnection, q: store.Search, bits: Bits) -> list[dict[str, Any]]:
         """store.search's result for `bits`, with the shortlists of the user's large types computed here."""
@@ -225,7 +206,7 @@ class LocalIndex:
                     if rows is not None:
                         arrays[memory_type] = rows
                 elif attempt < _ATTEMPTS and gens.get(memory_type, [0, 0, 0])[2] < self.min_rows:
-                    self._drop((user_id, memory_type, model))  # forgotten or shrunk: its arrays are of no use
+                    self._rows.drop((user_id, memory_type, model))  # forgotten or shrunk: its arrays are of no use
             now = time.time() + self._clock
             size = max(bits.shortlist, self.shortlist)
             slopes = {t: self.slope(user_id, t, model) if self.calibrate else 1.0 for t in arrays}
@@ -300,17 +281,16 @@ class LocalIndex:
                 del self._locks[key]
 
     def _usable(self, key: tuple[str, str, str], seen: list[int]) -> Rows | None:
-        cached = self._rows.get(key)
+        cached = self._rows.peek(key)
         if cached is None or time.monotonic() - cached.loaded_at > self.max_age_seconds or cached.generation != seen[0]:
             return None
-        self._rows.move_to_end(key)
-        return cached
+        return self._rows.get(key)
 
     async def _refresh(
         self, conn: DictConnection, user_id: str, model: str, memory_type: str, seen: list[int]
     ) -> Rows | None:
         key = (user_id, memory_type, model)
-        cached = self._rows.get(key)
+        cached = self._rows.peek(key)
         fresh = cached is not None and time.monotonic() - cached.loaded_at <= self.max_age_seconds
         rows: Rows | None = None
         if cached is not None and fresh and cached.reload_generation == seen[1] and len(cached):
@@ -319,14 +299,10 @@ class LocalIndex:
             row = await store.shortlist_rows(conn, memory_type, user_id, model, None)
             self.loads["full"] += 1
             rows = decode(row, time.monotonic()) if row is not None and int(row["n"]) else None
-        self._drop(key)
-        if rows is None or rows.nbytes > self.max_bytes:
+        if rows is None:
+            self._rows.drop(key)
             return None
-        self._rows[key] = rows
-        self._bytes += rows.nbytes
-        while self._bytes > self.max_bytes:
-            self._drop(next(iter(self._rows)))
-        return rows
+        return rows if self._rows.put(key, rows) else None
 
     async def _append(
         self, conn: DictConnection, user_id: str, model: str, memory_type: str, cached: Rows
@@ -360,10 +336,5 @@ class LocalIndex:
     def forget_user(self, user_id: str, model: str) -> None:
         """Hold nothing of this user and model any more (after a failure: the next searches start afresh)."""
         for key in [k for k in self._rows if k[0] == user_id and k[2] == model]:
-            self._drop(key)
+            self._rows.drop(key)
         self._known.pop((user_id, model), None)
-
-    def _drop(self, key: tuple[str, str, str]) -> None:
-        old = self._rows.pop(key, None)
-        if old is not None:
-            self._bytes -= old.nbytes
