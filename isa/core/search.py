@@ -89,6 +89,14 @@ class Slice:
     # description do, so examples get their own, higher floor). None: examples are held to `floor`.
     example_floor: sql.Composable | None = None
     params: Mapping[str, Any] = field(default_factory=dict)  # values `where` binds by name (never inlined)
+    # Arms the caller computed (a process-local index: isa/knowledge/local_index.py); the rows are still checked
+    # to be the slice's (`column = value`, active, `where`) in SQL and scored by the same fusion.
+    # dense_ids: a uuid[] literal; the dense arm ranks exactly these rows by cosine (instead of a shortlist or the
+    # index), keeping the best `candidates` as it would.
+    dense_ids: str | None = None
+    # lexical_hits: (ids, scores): the lexical arm's candidates and their BM25, best first (at most
+    # `lexical_candidates(slice, weights)`), instead of the postings read in SQL.
+    lexical_hits: tuple[Sequence[str], Sequence[float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -165,7 +173,15 @@ def _slice_sql(
         "model": model,
         "k": sql.Literal(w.candidates if not s.exact else max(w.candidates, s.limit)),
     }
-    if use_dense and s.shortlist > 0 and corpus.bits_column is not None:
+    if use_dense and s.dense_ids is not None:
+        ctes.append(
+            sql.SQL(
+                "{d} AS (SELECT e.id FROM {table} e WHERE e.id = ANY({ids}::uuid[]) AND e.{model_col} = {model}"
+                " AND e.{col} = {val} AND {active} AND {where} ORDER BY ({order}) + 0 LIMIT {k})"
+            ).format(**dense_args, ids=sql.Placeholder(f"{p}_dense_ids"), order=order)
+        )
+        arms.append(f"{p}_dense")
+    elif use_dense and s.shortlist > 0 and corpus.bits_column is not None:
         # Inner SELECT: the slice's bits from the btree alone (index-only); outer: exact cosine of that shortlist.
         ctes.append(
             sql.SQL(
@@ -190,7 +206,20 @@ def _slice_sql(
             ).format(**dense_args, ordering=ordering)
         )
         arms.append(f"{p}_dense")
-    if use_lex and corpus.postings is not None:
+    if use_lex and s.lexical_hits is not None:
+        ctes.append(
+            sql.SQL(
+                "{lex} AS (SELECT l.id, l.bm25 FROM unnest({ids}::uuid[], {scores}::float8[]) AS l(id, bm25)"
+                " JOIN {table} e ON e.id = l.id WHERE e.{col} = {val} AND {active} AND {where})"
+            ).format(
+                **slice_rows,
+                lex=sql.Identifier(f"{p}_lex"),
+                ids=sql.Placeholder(f"{p}_lex_ids"),
+                scores=sql.Placeholder(f"{p}_lex_scores"),
+            )
+        )
+        arms.append(f"{p}_lex")
+    elif use_lex and corpus.postings is not None:
         # BM25 per posting = w_t * tf / (tf + k1 * (1 - b) + (k1 * b / avgdl) * dl), with the term's factor
         # w_t = idf_t * (k1 + 1) computed once per term: the arm's cost is its scan of the terms' postings, so each
         # posting costs one index tuple, a multiply-add per weighted field and one division.
@@ -233,7 +262,7 @@ def _slice_sql(
                 lex=sql.Identifier(f"{p}_lex"),
                 **slice_rows,
                 postings=sql.Identifier(corpus.postings),
-                k=sql.Literal(w.candidates if not s.exact else max(w.candidates, s.limit) * 4),
+                k=sql.Literal(lexical_candidates(s, w)),
                 tf=weighted("tf"),
                 dl=weighted("len"),
                 limit_postings=limit_postings,
@@ -355,6 +384,11 @@ def _slice_sql(
     return sql.SQL(",\n").join(ctes), select
 
 
+def lexical_candidates(s: Slice, w: Weights) -> int:
+    """How many rows the BM25 postings arm of slice `s` contributes (what `Slice.lexical_hits` should hold)."""
+    return w.candidates if not s.exact else max(w.candidates, s.limit) * 4
+
+
 def _weighted_fields(w: Weights) -> list[tuple[str, float]]:
     """The BM25 fields (a, b, c) of non-zero weight: the others are left out of the statement."""
     return [(f, wt) for f, wt in (("a", w.field_a), ("b", w.field_b), ("c", w.field_c)) if wt != 0]
@@ -372,6 +406,10 @@ def _slice_params(corpus: Corpus, q: Query, s: Slice, w: Weights, stats: Bm25Sta
         params.update({f"{p}_w{f}": wt for f, wt in _weighted_fields(w)})
     if q.mode == "hybrid":
         params.update({f"{p}_wl": w.lexical, f"{p}_wx": w.examples})
+    if s.dense_ids is not None:
+        params[f"{p}_dense_ids"] = s.dense_ids
+    if s.lexical_hits is not None:
+        params[f"{p}_lex_ids"], params[f"{p}_lex_scores"] = list(s.lexical_hits[0]), list(s.lexical_hits[1])
     return params
 
 

@@ -21,12 +21,16 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from psycopg import IsolationLevel
+
 from isa.auth.principal import Principal
 from isa.core import pgvector
 from isa.core.db import DictConnection
-from isa.core.search import Corpus, Mode, Query, Slice, Weights, hybrid_search
+from isa.core.logging import get_logger
+from isa.core.search import Corpus, Mode, Query, Slice, Weights, hybrid_search, lexical_candidates
 from isa.knowledge import store as kstore
 from isa.knowledge.documents import Limits
+from isa.knowledge.local_index import KnowledgeLocalIndex, State
 from isa.knowledge.settings import KnowledgeSettings
 from isa.knowledge.store import bm25_stats
 from isa.llm.client import ModelClient, ModelUnavailable
@@ -45,6 +49,7 @@ CORPUS = Corpus(
     postings_impact=POSTINGS_IMPACT,
 )
 COLUMNS = ("document_id", "source_document", "chunk_index", "chunk_count", "content", "metadata", "created_at")
+log = get_logger(__name__)
 _WORD = re.compile(r"[a-z0-9]+")
 STOP = frozenset(
     _WORD.findall(
@@ -119,6 +124,12 @@ class KnowledgeService:
         self.answerer = answerer if self.options.answer_model else None
         self._iterative_scan: bool | None = None  # pgvector >= 0.8, asked once
         self.corpus = CORPUS  # the bench swaps in a corpus without postings to measure the old ts_rank_cd arm
+        self.local_index: KnowledgeLocalIndex | None = None
+        o = self.options
+        if o.local_index_min_rows > 0 and o.local_index_max_bytes > 0:
+            self.local_index = KnowledgeLocalIndex(
+                o.local_index_min_rows, o.local_index_max_bytes, o.local_index_max_age_seconds
+            )
 
     @property
     def limits(self) -> Limits:
@@ -193,28 +204,80 @@ class KnowledgeService:
         q = Query(query, vector, self.model, len(vector), mode)
         rrf = mode == "hybrid" and self.options.fusion == "rrf"
         limit = max(top_k, 2 * self.options.candidates) if rrf else top_k  # rrf: every candidate of both arms
-        async with self.db.transaction() as conn:  # the iterative-scan settings are SET LOCAL
-            shortlist = self.options.shortlist if mode != "lexical" else 0
-            ann = not shortlist and mode != "lexical" and await self.iterative(conn)
-            weights = self.weights
-            if shortlist or ann:
-                weights = replace(weights, candidates=max(weights.candidates, limit))
-            if ann:  # the user's nearest rows through the shared HNSW index, read until enough are the user's
-                await pgvector.iterative_scan(conn, max(self.options.ef_search, weights.candidates))
-            mine = Slice(
-                "k",
-                "user_id",
-                user_id,
-                limit,
-                exact=not ann and not shortlist,
-                shortlist=shortlist,
-                postings_cap=self.options.postings_cap,
-            )
-            stats = {"k": await bm25_stats(conn, user_id)} if mode != "dense" else {}
-            rows = await hybrid_search(conn, self.corpus, q, [mine], weights, stats, ["id", *COLUMNS])
+        index = self.local_index
+        if index is not None and mode == "dense" and (not self.options.shortlist or index.known_small(user_id)):
+            index = None  # a dense-only search the local arrays would not answer: no statistics to read
+        async with self.db.connection() as conn:
+            if index is not None:  # the statistics, any load of the arrays and the search in one snapshot
+                await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
+            try:
+                async with conn.transaction():  # the iterative-scan settings are SET LOCAL
+                    rows = await self._search(conn, user_id, q, limit, index)
+            finally:
+                if index is not None:
+                    await conn.set_isolation_level(None)
         if rrf:
             rows = reciprocal_rank_fusion(rows, self.options.rrf_k)[:top_k]
         return [_item(r) for r in rows]
+
+    async def _search(
+        self, conn: DictConnection, user_id: str, q: Query, limit: int, index: KnowledgeLocalIndex | None
+    ) -> list[dict[str, Any]]:
+        mode = q.mode
+        shortlist = self.options.shortlist if mode != "lexical" else 0
+        ann = not shortlist and mode != "lexical" and await self.iterative(conn)
+        weights = self.weights
+        if shortlist or ann:
+            weights = replace(weights, candidates=max(weights.candidates, limit))
+        if ann:  # the user's nearest rows through the shared HNSW index, read until enough are the user's
+            await pgvector.iterative_scan(conn, max(self.options.ef_search, weights.candidates))
+        mine = Slice(
+            "k",
+            "user_id",
+            user_id,
+            limit,
+            exact=not ann and not shortlist,
+            shortlist=shortlist,
+            postings_cap=self.options.postings_cap,
+        )
+        if index is None:
+            stats = {"k": await bm25_stats(conn, user_id)} if mode != "dense" else {}
+        else:
+            state = State.of(await kstore.search_state(conn, user_id, q.text, self.corpus.text_config))
+            stats = {"k": state.stats} if mode != "dense" else {}
+            mine = await self._local(conn, index, user_id, q, mine, weights, state)
+        return await hybrid_search(conn, self.corpus, q, [mine], weights, stats, ["id", *COLUMNS])
+
+    async def _local(
+        self,
+        conn: DictConnection,
+        index: KnowledgeLocalIndex,
+        user_id: str,
+        q: Query,
+        mine: Slice,
+        weights: Weights,
+        state: State,
+    ) -> Slice:
+        """`mine` with the arms the local index answers for a large user computed here (docs/knowledge.md)."""
+        dense = q.mode != "lexical" and mine.shortlist > 0 and self.corpus.bits_column is not None
+        lexical = q.mode != "dense" and mine.postings_cap == 0 and self.corpus.postings is not None
+        try:
+            dense_ids, hits = await index.candidates(
+                conn,
+                user_id,
+                q.model,
+                q.vector,
+                state,
+                shortlist=max(mine.shortlist, weights.candidates) if dense else 0,
+                lexical=lexical_candidates(mine, weights) if lexical else 0,
+                k1=weights.k1,
+                b=weights.b,
+            )
+        except Exception as exc:  # the SQL arms answer this search; the next one starts afresh
+            log.error("knowledge_local_index_failed", error=type(exc).__name__)
+            index.forget_user(user_id)
+            return mine
+        return replace(mine, dense_ids=dense_ids, lexical_hits=hits)
 
     async def iterative(self, conn: DictConnection) -> bool:
         """Whether the dense arm may use the HNSW index (pgvector >= 0.8, `ann` on); else it ranks exactly."""
