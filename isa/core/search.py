@@ -183,11 +183,13 @@ def _slice_sql(
         arms.append(f"{p}_dense")
     elif use_dense and s.shortlist > 0 and corpus.bits_column is not None:
         # Inner SELECT: the slice's bits from the btree alone (index-only); outer: exact cosine of that shortlist.
+        # Rows at the same distance are taken in id order, so the shortlist does not depend on the scan's order
+        # (and a caller computing it, Slice.dense_ids, can take the same rows).
         ctes.append(
             sql.SQL(
                 "{d} AS (SELECT e.id FROM {table} e WHERE e.id IN (SELECT e.id FROM {table} e"
                 " WHERE e.{model_col} = {model} AND e.{col} = {val} AND {active} AND {where}"
-                " ORDER BY e.{bits} <~> (SELECT b FROM qv) LIMIT {r}) ORDER BY ({order}) + 0 LIMIT {k})"
+                " ORDER BY e.{bits} <~> (SELECT b FROM qv), e.id LIMIT {r}) ORDER BY ({order}) + 0 LIMIT {k})"
             ).format(
                 **dense_args,
                 bits=sql.Identifier(corpus.bits_column),

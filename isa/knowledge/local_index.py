@@ -92,10 +92,17 @@ class Dense:
         return int(self.ids.shape[0])
 
     def shortlist(self, vector: Sequence[float], size: int) -> str:
-        """The `size` rows nearest `vector` by Hamming distance of the sign bits, as a uuid[] literal."""
+        """The `size` rows nearest `vector` by Hamming distance of the sign bits, those at the boundary distance in
+        id order (as the SQL shortlist takes them), as a uuid[] literal."""
         distance = hamming(self.bits, query_bits(vector, int(self.bits.shape[0])))
-        near = np.arange(len(self)) if len(self) <= size else np.argpartition(distance, size - 1)[:size]
-        return uuid_literal(self.ids[near])
+        if len(self) <= size:
+            return uuid_literal(self.ids)
+        bound = distance[np.argpartition(distance, size - 1)[size - 1]]
+        inside = np.flatnonzero(distance < bound)
+        ties = np.flatnonzero(distance == bound)
+        words = self.ids[ties].view(">u8")  # (m, 2): uuid order is the order of these two big-endian words
+        ties = ties[np.lexsort((words[:, 1], words[:, 0]))[: size - inside.size]]
+        return uuid_literal(self.ids[np.concatenate([inside, ties])])
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,257 @@
+"""The process-local knowledge index (isa/knowledge/local_index.py, migration 0043) through KnowledgeService.search.
+
+A service with `local_index_min_rows` below the users' chunk counts computes the dense arm's sign-bit shortlist
+(and, with the postings loader, the exact BM25 arm) from arrays it holds; one with the index off computes both in
+SQL (today's path). Both must return the same rows and scores in every mode, see chunks other connections (other
+processes) write or delete at once, and never another user's chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+
+from isa.core.db import Database, vector_literal
+from isa.core.settings import Settings
+from isa.knowledge import store
+from isa.knowledge.service import KnowledgeService
+from isa.knowledge.settings import KnowledgeSettings
+from isa.memory.service import MemoryService
+from isa.memory.settings import MemorySettings
+from tests.knowledge.direct import add_users
+from tests.support.mcp_servers import sql
+
+pytestmark = pytest.mark.anyio
+
+BIG, BIG2, SMALL = "local-a", "local-b", "local-small"
+WORDS = [f"w{i}" for i in range(80)] + ["heron", "alder", "tide", "quartz", "lantern", "orchard"]
+QUERIES = ["heron alder w3", "w5 w17 w40", "quartz lantern", "w1 w2 w3 w4 w5 w6", "orchard tide w70"]
+
+
+class WordEmbedder:
+    """The normalised sum of a fixed random vector per word: texts sharing words are near, and unlike hashed
+    one-hot words every vector has all 384 components (sign bits that spread, cosines that rarely tie)."""
+
+    model_name = "all-MiniLM-L6-v2"
+    dimensions = 384
+
+    def embed_batch(self, texts: list[str]) -> list[list[float]]:
+        out = []
+        for text in texts:
+            v = np.zeros(self.dimensions)
+            for word in re.findall(r"[a-z0-9]+", text.lower()):
+                v += np.random.default_rng(int(hashlib.sha256(word.encode()).hexdigest()[:8], 16)).normal(size=384)
+            out.append([float(x) for x in v / (np.linalg.norm(v) or 1.0)])
+        return out
+
+
+MODEL = WordEmbedder.model_name
+
+
+def _texts(seed: int, n: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))) for _ in range(n)]
+
+
+def insert(db_url: str, user: str, texts: list[str], created: str = "now()") -> list[str]:
+    """Chunks written by another connection (as another process would), embedded like the service does."""
+    vectors = [vector_literal(v) for v in WordEmbedder().embed_batch(texts)]
+    rows = sql(
+        db_url,
+        "INSERT INTO user_knowledge (user_id, content, embedding, embedding_model, created_at)"
+        f" SELECT %s, t, v::vector(384), %s, {created} FROM unnest(%s::text[], %s::text[]) AS x(t, v) RETURNING id::text",
+        (user, MODEL, texts, vectors),
+    )
+    return [str(r["id"]) for r in rows]
+
+
+def _options(min_rows: int, **extra: Any) -> KnowledgeSettings:
+    # A shortlist of 40 of 300 chunks: which chunks make it matters (a shortlist of every row is exact anyway).
+    return KnowledgeSettings(shortlist=40, candidates=10, local_index_min_rows=min_rows, **extra)
+
+
+def big_user(db_url: str, user: str, seed: int, rows: int = 300) -> str:
+    add_users(db_url, user)
+    insert(db_url, user, _texts(seed, rows))
+    return user
+
+
+@pytest.fixture(scope="module")
+def seeded(db_url: str) -> str:
+    """Two users above the tests' min_rows (100) and one below; tests that write make users of their own."""
+    big_user(db_url, BIG, 1)
+    big_user(db_url, BIG2, 2)
+    big_user(db_url, SMALL, 3, rows=50)
+    return db_url
+
+
+@pytest.fixture
+async def services(settings: Settings, seeded: str) -> AsyncIterator[tuple[KnowledgeService, KnowledgeService]]:
+    """(with the local index for users of >= 100 chunks, without it) on the same database."""
+    db = Database(seeded, settings)
+    await db.open()
+    memory = MemoryService(db, WordEmbedder(), MemorySettings())  # type: ignore[arg-type]
+    local = KnowledgeService(memory, _options(100))
+    try:
+        yield local, KnowledgeService(memory, _options(0))
+    finally:
+        await db.close()
+    # The arrays really answered: every test searched a large user through them.
+    assert local.local_index is not None and local.local_index.loads["dense"] > 0
+    if local.local_index.postings_loader is not None:
+        assert local.local_index.loads["lexical"] > 0
+
+
+def _key(rows: list[dict[str, Any]]) -> list[tuple[str, float, float, float]]:
+    return [(r["id"], r["score"], r["dense"], r["lex"]) for r in rows]
+
+
+def _owners(db_url: str, ids: list[str]) -> set[str]:
+    rows = sql(db_url, "SELECT DISTINCT user_id FROM user_knowledge WHERE id = ANY(%s::uuid[])", (ids,))
+    return {str(r["user_id"]) for r in rows}
+
+
+async def test_the_local_index_returns_what_the_sql_path_returns_in_every_mode(
+    services: tuple[KnowledgeService, KnowledgeService], db_url: str
+) -> None:
+    local, today = services
+    assert local.local_index is not None
+    for fusion in ("weighted", "rrf"):
+        for service in (local, today):
+            service.options = service.options.model_copy(update={"fusion": fusion})
+        for user in (BIG, BIG2, SMALL):
+            for mode in ("dense", "lexical", "hybrid"):
+                for query in QUERIES:
+                    got = await local.search(user, query, 10, mode)  # type: ignore[arg-type]
+                    want = await today.search(user, query, 10, mode)  # type: ignore[arg-type]
+                    assert _key(got) == _key(want), (user, mode, query, fusion)
+                    assert got and _owners(db_url, [h["id"] for h in got]) == {user}
+    assert local.local_index.nbytes > 0
+    assert local.local_index.loads["full"] == 2 * (1 + (local.local_index.postings_loader is not None))
+
+
+async def test_a_chunk_another_connection_inserts_is_found_and_one_it_deletes_never_returns(
+    services: tuple[KnowledgeService, KnowledgeService], db_url: str
+) -> None:
+    local, today = services
+    assert local.local_index is not None
+    user = big_user(db_url, "local-insert", 4)
+    await local.search(user, "heron", 10, "hybrid")
+    loads = dict(local.local_index.loads)
+    text = "zephyr quokka marmalade"  # words no other chunk has
+    (new,) = insert(db_url, user, [text])
+    for mode in ("dense", "hybrid", "lexical"):
+        hits = await local.search(user, text, 10, mode)  # type: ignore[arg-type]
+        assert hits[0]["id"] == new
+        assert _key(hits) == _key(await today.search(user, text, 10, mode))  # type: ignore[arg-type]
+    assert local.local_index.loads["append"] > loads["append"]  # an insert appends, no full load
+    assert local.local_index.loads["full"] == loads["full"]
+    sql(db_url, "DELETE FROM user_knowledge WHERE id = %s", (new,))
+    for mode in ("dense", "hybrid", "lexical"):
+        hits = await local.search(user, text, 10, mode)  # type: ignore[arg-type]
+        assert new not in {h["id"] for h in hits}
+        assert _key(hits) == _key(await today.search(user, text, 10, mode))  # type: ignore[arg-type]
+    assert local.local_index.loads["full"] > loads["full"]  # a delete loads again
+
+
+async def test_a_late_chunk_with_an_old_created_at_forces_a_full_load(
+    services: tuple[KnowledgeService, KnowledgeService], db_url: str
+) -> None:
+    """A row committed after the newest held one but created earlier than the append's window is not read by the
+    append; the row count then differs from the statistics' and the arrays are loaded in full."""
+    local, _ = services
+    assert local.local_index is not None
+    user = big_user(db_url, "local-late", 5)
+    await local.search(user, "heron", 10, "dense")
+    full = local.local_index.loads["full"]
+    (late,) = insert(db_url, user, ["zephyr quokka marmalade"], created="now() - interval '1 day'")
+    hits = await local.search(user, "zephyr quokka marmalade", 10, "dense")
+    assert hits[0]["id"] == late
+    assert local.local_index.loads["full"] == full + 1
+
+
+async def test_an_embedding_changed_in_place_moves_at_once(
+    services: tuple[KnowledgeService, KnowledgeService], db_url: str
+) -> None:
+    local, today = services
+    user = big_user(db_url, "local-moved", 6)
+    await local.search(user, "heron", 10, "dense")
+    target = sql(db_url, "SELECT id::text FROM user_knowledge WHERE user_id = %s LIMIT 1", (user,))[0]["id"]
+    (moved,) = WordEmbedder().embed_batch(["zephyr quokka marmalade"])
+    sql(db_url, "UPDATE user_knowledge SET embedding = %s::vector(384) WHERE id = %s", (vector_literal(moved), target))
+    hits = await local.search(user, "zephyr quokka marmalade", 10, "dense")
+    assert hits[0]["id"] == target
+    assert _key(hits) == _key(await today.search(user, "zephyr quokka marmalade", 10, "dense"))
+
+
+async def test_a_failing_load_is_logged_and_the_sql_path_answers(
+    services: tuple[KnowledgeService, KnowledgeService], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local, today = services
+    assert local.local_index is not None
+
+    async def broken(*args: Any) -> Any:
+        raise psycopg.errors.QueryCanceled("statement timeout")
+
+    with monkeypatch.context() as m:
+        m.setattr(store, "dense_rows", broken)
+        for mode in ("dense", "hybrid"):
+            got = await local.search(BIG, "heron alder", 10, mode)  # type: ignore[arg-type]
+            assert _key(got) == _key(await today.search(BIG, "heron alder", 10, mode))  # type: ignore[arg-type]
+        assert local.local_index.loads["dense"] == 0 and not any(k[0] == "dense" for k in local.local_index._held)
+    await local.search(BIG, "heron alder", 10, "dense")  # the next search loads and answers from the arrays
+
+
+async def test_arrays_beyond_the_byte_budget_are_dropped_least_recently_used_first(
+    services: tuple[KnowledgeService, KnowledgeService], settings: Settings, db_url: str
+) -> None:
+    local, today = services
+    assert local.local_index is not None
+    await local.search(BIG, "heron", 10, "dense")
+    one_user = local.local_index.nbytes
+    small = KnowledgeService(local.memory, _options(100, local_index_max_bytes=one_user + one_user // 2))
+    assert small.local_index is not None
+    for user in (BIG, BIG2, BIG):
+        got = await small.search(user, "heron alder", 10, "dense")
+        assert _key(got) == _key(await today.search(user, "heron alder", 10, "dense"))
+        assert 0 < small.local_index.nbytes <= small.local_index._held.max_bytes
+        assert [k[1] for k in small.local_index._held] == [user]  # the other user's arrays made room
+    assert small.local_index.loads["full"] == 3
+
+
+async def test_the_generation_moves_with_every_change_and_the_reload_generation_not_with_inserts(db_url: str) -> None:
+    add_users(db_url, "gen-k")
+
+    def counters() -> tuple[int, int]:
+        row = sql(db_url, "SELECT generation, reload_generation FROM user_knowledge_bm25_stats WHERE user_id = 'gen-k'")
+        return int(row[0]["generation"]), int(row[0]["reload_generation"])
+
+    a, b = insert(db_url, "gen-k", ["alder heron", "quartz tide"])
+    g1, r1 = counters()
+    insert(db_url, "gen-k", ["orchard lantern"])
+    g2, r2 = counters()
+    assert g2 != g1 and r2 == r1
+    seen = {g1, g2}
+    changes = [
+        "UPDATE user_knowledge SET content = 'alder heron tide' WHERE id = %s",
+        "UPDATE user_knowledge SET embedding = (SELECT embedding FROM user_knowledge WHERE content = 'quartz tide')"
+        " WHERE id = %s",
+        "UPDATE user_knowledge SET metadata = '{\"a\": 1}' WHERE id = %s",  # neither text nor embedding: no change
+        "DELETE FROM user_knowledge WHERE id = %s",
+    ]
+    for i, change in enumerate(changes):
+        before = counters()
+        sql(db_url, change, (a if i < 3 else b,))
+        g, r = counters()
+        if i == 2:
+            assert (g, r) == before
+            continue
+        assert g == r and g not in seen
+        seen.add(g)
