@@ -66,7 +66,8 @@ def insert(db_url: str, user: str, texts: list[str], created: str = "now()") -> 
     rows = sql(
         db_url,
         "INSERT INTO user_knowledge (user_id, content, embedding, embedding_model, created_at)"
-        f" SELECT %s, t, v::vector(384), %s, {created} FROM unnest(%s::text[], %s::text[]) AS x(t, v) RETURNING id::text",
+        f" SELECT %s, t, v::vector(384), %s, {created} FROM unnest(%s::text[], %s::text[]) AS x(t, v)"
+        " RETURNING id::text",
         (user, MODEL, texts, vectors),
     )
     return [str(r["id"]) for r in rows]
