@@ -46,7 +46,7 @@ PostingsLoader = Callable[[DictConnection, str, float | None], Awaitable[Any]]
 
 OVERLAP_SECONDS = 60.0  # an append also reads rows this much older than the newest held one
 _THREAD_ROWS = 50_000  # a user this large is ranked in a worker thread (numpy releases the GIL), off the event loop
-_RECHECK_SECONDS = 30.0  # a dense-only search of a user seen below min_rows skips the statistics this long
+_RECHECK_SECONDS = 30.0  # searches of a user seen below min_rows take the SQL path this long, then look again
 _KNOWN_USERS = 10_000  # users remembered as small
 
 
@@ -163,7 +163,7 @@ class KnowledgeLocalIndex:
         return self._held.nbytes
 
     def known_small(self, user_id: str) -> bool:
-        """Whether the user was below min_rows a moment ago (a dense-only search then skips the statistics)."""
+        """Whether the user was below min_rows a moment ago (their searches then take the SQL path as before)."""
         seen = self._small.get(user_id)
         return seen is not None and time.monotonic() - seen < _RECHECK_SECONDS
 

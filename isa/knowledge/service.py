@@ -204,9 +204,9 @@ class KnowledgeService:
         q = Query(query, vector, self.model, len(vector), mode)
         rrf = mode == "hybrid" and self.options.fusion == "rrf"
         limit = max(top_k, 2 * self.options.candidates) if rrf else top_k  # rrf: every candidate of both arms
-        index = self.local_index
-        if index is not None and mode == "dense" and (not self.options.shortlist or index.known_small(user_id)):
-            index = None  # a dense-only search the local arrays would not answer: no statistics to read
+        index = self.local_index if self.options.local_index_min_rows > 0 else None  # (the bench switches options)
+        if index is not None and (index.known_small(user_id) or (mode == "dense" and not self.options.shortlist)):
+            index = None  # a user seen below min_rows a moment ago, or nothing the arrays answer: today's SQL path
         async with self.db.connection() as conn:
             if index is not None:  # the statistics, any load of the arrays and the search in one snapshot
                 await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)

@@ -59,6 +59,7 @@ from isa.memory.service import MemoryService
 from isa.memory.settings import MemorySettings
 
 DATA = Path(__file__).parent / "data" / "knowledge_pydoc_qa.jsonl"
+ROOT = Path(__file__).resolve().parents[2]
 USER = "bench-knowledge"
 OLD = Corpus(table="user_knowledge", postings=None, examples=None, active_column=None)  # ts_rank_cd arm
 SCALE_MODEL = "bench-scale"  # its HNSW index is built after the bulk load (incremental inserts are slower)
@@ -158,7 +159,19 @@ class ScaleEmbedder:
         raise AssertionError("the scale phase passes vectors")
 
 
-async def load_scale(url: str, big: int, users: int, per_user: int, hnsw: bool) -> float:
+# 0019's trigger functions as they were before migration 0043 added the generation counters (for the write cost).
+BEFORE_0043 = [
+    *(
+        "CREATE OR REPLACE FUNCTION " + block.split("CREATE FUNCTION ", 1)[1] + "$$;"
+        for block in (ROOT / "migrations/0019_knowledge_postings.sql").read_text().split("$$;")
+        if "CREATE FUNCTION user_knowledge_" in block
+    ),
+    "DROP TRIGGER user_knowledge_search_moved ON user_knowledge",
+    "DROP TRIGGER user_knowledge_search_truncated ON user_knowledge",
+]
+
+
+async def load_scale(url: str, big: int, users: int, per_user: int, hnsw: bool, mid: int = 0) -> float:
     """Insert the synthetic users' chunks; returns seconds taken."""
     rng = random.Random(7)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -166,7 +179,8 @@ async def load_scale(url: str, big: int, users: int, per_user: int, hnsw: bool) 
             "SELECT content, embedding::text FROM user_knowledge WHERE user_id = %s", (USER,)
         ).fetchall()
         vocab = [w for content, _ in rows for w in content.split()]
-        owners = [("scale-big", big)] + [(f"scale-{i:03d}", per_user) for i in range(users)]
+        owners = [("scale-big", big)] + [("scale-mid", mid)] * (mid > 0)
+        owners += [(f"scale-{i:03d}", per_user) for i in range(users)]
         conn.execute(
             "INSERT INTO users (user_id, email, name) SELECT u, u || '@x.test', 'bench' FROM unnest(%s::text[]) u",
             ([u for u, _ in owners],),
@@ -212,6 +226,7 @@ async def load_scale(url: str, big: int, users: int, per_user: int, hnsw: bool) 
         # the new default search no longer reads: what each costs a writer, interleaved in rounds of 20.
         drops = {
             "all indexes": [],
+            "0019's triggers (before migration 0043's counters)": BEFORE_0043,
             "without 0036's bits index": ["user_knowledge_user_bits_idx"],
             "without 0036's impact index": ["user_knowledge_postings_impact_idx"],
             "without both 0036 indexes": ["user_knowledge_user_bits_idx", "user_knowledge_postings_impact_idx"],
@@ -224,7 +239,7 @@ async def load_scale(url: str, big: int, users: int, per_user: int, hnsw: bool) 
                 texts, vecs = batch(20)
                 with conn.transaction(force_rollback=True):
                     for index in indexes:
-                        conn.execute(f"DROP INDEX {index}")
+                        conn.execute(index if " " in index else f"DROP INDEX {index}")
                     for text, vec in zip(texts, vecs, strict=True):
                         with conn.transaction():  # a savepoint per chunk: each insert pays its own index work
                             writes[name].append(insert("scale-big", [text], [vec]) * 1000)
@@ -307,7 +322,7 @@ def server_cpu_ms(postmaster: int) -> float:
 async def latency(
     db: Database, url: str, questions: list[dict[str, Any]], vectors: list[list[float]], args: Any
 ) -> None:
-    await load_scale(url, args.big, args.users, args.per_user, args.hnsw)
+    await load_scale(url, args.big, args.users, args.per_user, args.hnsw, args.mid)
     with psycopg.connect(url) as c:
         row = c.execute("SELECT pg_backend_pid()").fetchone()
         postmaster = int(Path(f"/proc/{row[0] if row else 0}/stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -318,11 +333,13 @@ async def latency(
     # SQL of --before (another version of isa/core/search.py, e.g. main's), so the two versions run side by side;
     # new: the default settings through this tree's SQL. Without --before, "today" is the HNSW iterative scan
     # (ann, the default before migration 0036; needs --hnsw for a graph to read).
+    # --local: today is this tree's SQL path (the local index off), new the same settings with it on.
     before = load_before(args.before) if args.before else None
+    sql_only = KnowledgeSettings(local_index_min_rows=0)
     variants = {
-        "exact": KnowledgeSettings(ann=False, shortlist=0, postings_cap=0),
-        "today": KnowledgeSettings() if before else KnowledgeSettings(ann=True, shortlist=0, postings_cap=0),
-        "new": KnowledgeSettings(),
+        "exact": KnowledgeSettings(ann=False, shortlist=0, postings_cap=0, local_index_min_rows=0),
+        "today": sql_only if before or args.local else KnowledgeSettings(ann=True, shortlist=0, postings_cap=0),
+        "new": KnowledgeSettings() if args.local else sql_only,
     }
 
     async def timed(user: str, mode: str) -> dict[str, tuple[float, float, float, float]]:
@@ -367,6 +384,19 @@ async def latency(
             await bm25_stats(conn, user)
 
     users = {"scale-big": f"{args.big} chunks", "scale-000": f"{args.per_user} chunks"}
+    if args.mid:
+        users = {"scale-big": users["scale-big"], "scale-mid": f"{args.mid} chunks", "scale-000": users["scale-000"]}
+    if args.local:  # what loading a user's arrays costs: the first search of a fresh process, then warm ones
+        for user in users:
+            for mode in ("dense", "lexical"):
+                fresh = KnowledgeService(service.memory, KnowledgeSettings())
+                t = time.perf_counter()
+                await fresh.search(user, qs[0][0], 10, mode, qs[0][1])  # type: ignore[arg-type]
+                cold = (time.perf_counter() - t) * 1000
+                warm = await p50(lambda f=fresh, u=user, m=mode: f.search(u, qs[1][0], 10, m, qs[1][1]), 20)  # type: ignore[misc]
+                index = fresh.local_index
+                held = f"{index.nbytes / 1e6:.1f} MB held, loads {index.loads}" if index else ""
+                print(f"{user}: first {mode} search of a fresh process {cold:.0f} ms, then p50 {warm:.1f} ms; {held}")
     for mode in ("lexical", "hybrid", "dense"):  # warm the caches once, untimed, so the first table is not penalised
         await timed("scale-big", mode)
     # The first table is the index as the triggers built it (page splits); then rebuilt in each column order.
@@ -448,6 +478,8 @@ def main() -> None:
     ap.add_argument("--skip-quality", action="store_true", help="only the latency phase (--big)")
     ap.add_argument("--before", default="", help='isa/core/search.py of the code to compare with ("today")')
     ap.add_argument("--hnsw", action="store_true", help="build the HNSW graph 0040 dropped (for the ann variant)")
+    ap.add_argument("--mid", type=int, default=0, help="chunks of a second large user (e.g. 20000; 0: none)")
+    ap.add_argument("--local", action="store_true", help="today = the SQL path, new = the process-local index")
     ap.add_argument("--compare-pk", action="store_true", help="also time rebuilt postings keys in both column orders")
     asyncio.run(run(ap.parse_args()))
 
