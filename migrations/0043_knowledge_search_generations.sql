@@ -1,6 +1,6 @@
 -- 0043_knowledge_search_generations: a change counter per user on user_knowledge_bm25_stats, so a node may keep a
 -- large user's sign bits and postings in its own memory and know whether they are current (issue #28;
--- isa/knowledge/local_index.py, docs/knowledge.md "Process-local index").
+-- isa/knowledge/local_index.py, docs/memory.md "Knowledge: process-local index").
 --
 -- 0019's triggers already write the user's statistics row on every INSERT (per row), on every UPDATE that changes
 -- the text or the user (per row) and on DELETE (per statement); they now also set `generation` to a fresh value of

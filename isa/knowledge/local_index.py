@@ -1,4 +1,4 @@
-"""Process-local index of large users' knowledge (issue #28; docs/knowledge.md "Process-local index").
+"""Process-local index of large users' knowledge (issue #28; docs/memory.md "Knowledge: process-local index").
 
 The default search ranks one user's chunks in SQL: the dense arm scans the user's sign bits in the bits index
 (~0.33 µs per row, the floor of a Postgres index-only scan) and the BM25 arm reads every posting of each query

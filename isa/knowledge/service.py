@@ -258,7 +258,8 @@ class KnowledgeService:
         weights: Weights,
         state: State,
     ) -> Slice:
-        """`mine` with the arms the local index answers for a large user computed here (docs/knowledge.md)."""
+        """`mine` with the arms the local index answers for a large user computed here (docs/memory.md,
+        "Knowledge: process-local index")."""
         dense = q.mode != "lexical" and mine.shortlist > 0 and self.corpus.bits_column is not None
         lexical = q.mode != "dense" and mine.postings_cap == 0 and self.corpus.postings is not None
         try:

@@ -30,9 +30,9 @@ class KnowledgeSettings(BaseModel):
     # BM25 arm: per query term at most this many postings, those of highest impact (migration 0036); 0: all.
     # Off by default: at 20,000 chunks a cap of 1,000 kept only 0.13 of the exact top 10 (docs/benchmarks.md).
     postings_cap: int = Field(0, ge=0, le=100_000)
-    # Process-local index (migration 0043, docs/knowledge.md): a user with at least this many chunks is searched
-    # from their sign bits (dense shortlist) and postings (exact BM25) held in this process's memory; the rows are
-    # fetched, checked and fused in one SQL statement as before. 0 turns it off (every search in SQL).
+    # Process-local index (migration 0043, docs/memory.md "Knowledge: process-local index"): a user with at least
+    # this many chunks is searched from their sign bits (dense shortlist) and postings (exact BM25) held in this
+    # process's memory; the rows are fetched, checked and fused in one SQL statement as before. 0: off (all SQL).
     local_index_min_rows: int = Field(3000, ge=0)
     local_index_max_bytes: int = Field(268_435_456, ge=0)  # budget of those arrays (~0.3 KB per chunk)
     local_index_max_age_seconds: float = Field(600.0, gt=0)  # loaded again in full after this
