@@ -269,7 +269,7 @@ class KnowledgeService:
                 q.model,
                 q.vector,
                 state,
-                shortlist=max(mine.shortlist, weights.candidates) if dense else 0,
+                shortlist=max(mine.shortlist, weights.candidates, self.options.local_index_shortlist) if dense else 0,
                 lexical=lexical_candidates(mine, weights) if lexical else 0,
                 k1=weights.k1,
                 b=weights.b,

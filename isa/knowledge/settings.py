@@ -36,6 +36,9 @@ class KnowledgeSettings(BaseModel):
     local_index_min_rows: int = Field(3000, ge=0)
     local_index_max_bytes: int = Field(268_435_456, ge=0)  # budget of those arrays (~0.3 KB per chunk)
     local_index_max_age_seconds: float = Field(600.0, gt=0)  # loaded again in full after this
+    # The dense shortlist where the local index computes it (0: `shortlist`): free to compute there, each 1,000 more
+    # chunks re-ranked by exact cosine in SQL cost ~3 ms, and raise recall.
+    local_index_shortlist: int = Field(0, ge=0, le=20_000)
     max_pdf_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_pdf_pages: int = Field(500, ge=1)
     rerank: bool = False  # reorder hybrid results with the model node (costs the caller a model call)

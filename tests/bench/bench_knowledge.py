@@ -341,6 +341,8 @@ async def latency(
         "today": sql_only if before or args.local else KnowledgeSettings(ann=True, shortlist=0, postings_cap=0),
         "new": KnowledgeSettings() if args.local else sql_only,
     }
+    for size in (int(x) for x in args.local_shortlist.split(",") if x):  # more local variants, in the same turns
+        variants[f"new@{size}"] = KnowledgeSettings(local_index_shortlist=size)
 
     async def timed(user: str, mode: str) -> dict[str, tuple[float, float, float, float]]:
         """Per variant: p50, p95 and recall@10 against the exact search; variants take turns per question so load
@@ -353,7 +355,9 @@ async def latency(
             ids: dict[str, set[str]] = {}
             # today and new swap places every other question: the second of two runs of one question finds the
             # pages the first read in cache (in dense mode, the same SQL in both, that alone made new 0.80x).
-            order = ["exact", "today", "new"] if i % 2 == 0 else ["exact", "new", "today"]
+            # (with more variants: the order rotates by one each question)
+            rest = [name for name in variants if name != "exact"]
+            order = ["exact", *(rest[i % len(rest) :] + rest[: i % len(rest)])]
             for name in order:
                 options = variants[name]
                 service.options = options
@@ -480,6 +484,7 @@ def main() -> None:
     ap.add_argument("--hnsw", action="store_true", help="build the HNSW graph 0040 dropped (for the ann variant)")
     ap.add_argument("--mid", type=int, default=0, help="chunks of a second large user (e.g. 20000; 0: none)")
     ap.add_argument("--local", action="store_true", help="today = the SQL path, new = the process-local index")
+    ap.add_argument("--local-shortlist", default="", help="with --local: also these local shortlists, e.g. 1000,2000")
     ap.add_argument("--compare-pk", action="store_true", help="also time rebuilt postings keys in both column orders")
     asyncio.run(run(ap.parse_args()))
 
