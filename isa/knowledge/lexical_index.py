@@ -37,29 +37,42 @@ from isa.core.db import DictConnection
 
 TEXT_CONFIG = "english"  # isa.knowledge.service.CORPUS.text_config: the configuration of search_tsv and of queries
 _MAX_LEN = 32767  # knowledge_tsv_length's cap (migration 0019)
+_STEPS = 8  # _ordinals' steps forward from a uuid's bucket before an exact search
 
-# The chunks (all of the user's, or those created since a time) numbered 0.. in id order, and their postings
-# grouped by term, every column packed big-endian into one bytea (the aggregates of one node see the same order).
+# The chunks (all of the user's, or those created since a time) in id order, and their postings grouped by term:
+# every column packed big-endian into one bytea (the aggregates of one node see the same input order). The
+# postings name their chunk by uuid, matched to its row number here (a join in SQL cost more than it saves).
 _LOAD = """
-WITH e AS MATERIALIZED (
-    SELECT k.id, k.created_at, (row_number() OVER (ORDER BY k.id) - 1)::int4 AS o
-    FROM user_knowledge k WHERE k.user_id = %(user_id)s{since_rows}
+WITH e AS (
+    SELECT k.id, k.created_at FROM user_knowledge k WHERE k.user_id = %(user_id)s{since_rows}
 ), p AS (
-    SELECT p.term, count(*)::int4 AS c, string_agg(int4send(e.o), ''::bytea) AS os,
+    SELECT p.term, count(*)::int4 AS c, string_agg(uuid_send(p.entry_id), ''::bytea) AS es,
            string_agg(int2send(p.tf_a), ''::bytea) AS tfs
     FROM {postings} GROUP BY p.term
 )
 SELECT (SELECT count(*) FROM e) AS n,
-       (SELECT string_agg(uuid_send(e.id), ''::bytea ORDER BY e.o) FROM e) AS ids,
-       (SELECT string_agg(float8send(date_part('epoch', e.created_at)), ''::bytea ORDER BY e.o) FROM e) AS created,
+       (SELECT string_agg(uuid_send(e.id), ''::bytea ORDER BY e.id) FROM e) AS ids,
+       (SELECT string_agg(float8send(date_part('epoch', e.created_at)), ''::bytea ORDER BY e.id) FROM e) AS created,
        t.*
 FROM (SELECT array_agg(p.term) AS terms, string_agg(int4send(p.c), ''::bytea) AS counts,
-             string_agg(p.os, ''::bytea) AS os, string_agg(p.tfs, ''::bytea) AS tfs FROM p) t
+             string_agg(p.es, ''::bytea) AS es, string_agg(p.tfs, ''::bytea) AS tfs FROM p) t
 """
-# Every chunk's postings: the user's postings (index-only, in term order) joined to the numbered chunks.
-_ALL_POSTINGS = "user_knowledge_postings p JOIN e ON e.id = p.entry_id WHERE p.user_id = %(user_id)s"
+# Every chunk's postings: the user's range of the postings table.
+_ALL_POSTINGS = "user_knowledge_postings p WHERE p.user_id = %(user_id)s"
 # A few new chunks' postings: by entry through user_knowledge_postings_entry_idx, not the user's whole range.
-_NEW_POSTINGS = "e CROSS JOIN LATERAL (SELECT q.term, q.tf_a FROM user_knowledge_postings q WHERE q.entry_id = e.id) p"
+_NEW_POSTINGS = (
+    "e CROSS JOIN LATERAL (SELECT q.term, q.entry_id, q.tf_a FROM user_knowledge_postings q WHERE q.entry_id = e.id) p"
+)
+
+
+async def packed(conn: DictConnection, user_id: str, since: float | None = None) -> dict[str, Any] | None:
+    """The load statement's one row (`Postings.decode` reads it): n, ids, created, terms, counts, os, tfs."""
+    statement = sql.SQL(_LOAD).format(
+        since_rows=sql.SQL(" AND k.created_at >= to_timestamp(%(since)s)" if since is not None else ""),
+        postings=sql.SQL(_ALL_POSTINGS if since is None else _NEW_POSTINGS),
+    )
+    cur = await conn.execute(statement, {"user_id": user_id, "since": since}, binary=True)
+    return await cur.fetchone()
 
 
 @dataclass(frozen=True)
@@ -93,12 +106,7 @@ class Postings:
     async def load(cls, conn: DictConnection, user_id: str, *, since: float | None = None) -> Postings:
         """The user's chunks (those created at or after `since`, epoch seconds, if given) and their postings, as of
         one snapshot."""
-        statement = sql.SQL(_LOAD).format(
-            since_rows=sql.SQL(" AND k.created_at >= to_timestamp(%(since)s)" if since is not None else ""),
-            postings=sql.SQL(_ALL_POSTINGS if since is None else _NEW_POSTINGS),
-        )
-        cur = await conn.execute(statement, {"user_id": user_id, "since": since}, binary=True)
-        row = await cur.fetchone()
+        row = await packed(conn, user_id, since)
         return cls.decode(row) if row is not None else cls.empty()
 
     @classmethod
@@ -111,7 +119,8 @@ class Postings:
         counts = np.frombuffer(bytes(row["counts"] or b""), ">i4").astype(np.int64)
         starts = np.zeros(len(terms) + 1, np.int64)
         np.cumsum(counts, out=starts[1:])
-        rows = np.frombuffer(bytes(row["os"] or b""), ">i4").astype(np.int32)
+        ids = np.frombuffer(bytes(row["ids"]), np.uint8).reshape(n, 16).copy()
+        rows = _ordinals(ids, np.frombuffer(bytes(row["es"] or b""), np.uint8).reshape(-1, 16))
         tfs = np.frombuffer(bytes(row["tfs"] or b""), ">i2").astype(np.int16)
         # A row's length is the sum of its lexemes' position counts (knowledge_tsv_length, capped like len_a),
         # and tf_a is each lexeme's count (at most 256 positions per lexeme): the sum of the row's tfs.
@@ -122,7 +131,7 @@ class Postings:
             rows=rows,
             tfs=tfs,
             lengths=lengths,
-            ids=np.frombuffer(bytes(row["ids"]), np.uint8).reshape(n, 16).copy(),
+            ids=ids,
             created=np.frombuffer(bytes(row["created"]), ">f8").astype(np.float64),
         )
 
@@ -241,6 +250,36 @@ def _dest(heads: npt.NDArray[np.int64], starts: npt.NDArray[np.int64]) -> npt.ND
     return np.arange(int(starts[-1]), dtype=np.int64) + np.repeat(heads - starts[:-1], counts)
 
 
+def _ordinals(ids: npt.NDArray[np.uint8], entries: npt.NDArray[np.uint8]) -> npt.NDArray[np.int32]:
+    """Each of `entries`' uuids' row in `ids` (both (n, 16) bytes; `ids` in uuid order, as Postgres sorts them:
+    bytewise, i.e. by the two big-endian halves). By the first half's leading bits (gen_random_uuid's are
+    uniform: ~0.5 ids per bucket) and a few steps forward — np.searchsorted of millions of postings cost ~0.3 µs
+    each; what is left after `_STEPS` (clustered uuids, two sharing a half) is searched for exactly."""
+    hi, lo = ids.view(">u8")[:, 0].astype(np.uint64), ids.view(">u8")[:, 1].astype(np.uint64)
+    want_hi = entries.view(">u8")[:, 0].astype(np.uint64)
+    want_lo = entries.view(">u8")[:, 1].astype(np.uint64)
+    n = len(hi)
+    bits = min(max(int(n).bit_length() + 1, 1), 24)
+    shift = np.uint64(64 - bits)
+    first = np.searchsorted(hi >> shift, np.arange(1 << bits, dtype=np.uint64))
+    at = first[(want_hi >> shift).astype(np.intp)].astype(np.int64)
+    todo = np.arange(len(at))
+    for _ in range(_STEPS):
+        if not todo.size:
+            break
+        here = np.minimum(at[todo], n - 1)
+        found = (hi[here] == want_hi[todo]) & (lo[here] == want_lo[todo])
+        todo = todo[~found & (at[todo] < n - 1)]
+        at[todo] += 1
+    for miss in todo:  # left after the steps
+        start, stop = np.searchsorted(hi, want_hi[miss]), np.searchsorted(hi, want_hi[miss], "right")
+        match = start + np.flatnonzero(lo[start:stop] == want_lo[miss])
+        at[miss] = match[0] if match.size else n
+    if at.size and (int(at.max()) >= n or not ((hi[at] == want_hi) & (lo[at] == want_lo)).all()):
+        raise ValueError("a posting names a chunk the load did not read")
+    return at.astype(np.int32)
+
+
 def _new_rows(held: npt.NDArray[np.uint8], incoming: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
     """Which of `incoming`'s uuids are not in `held` (both (n, 16) bytes)."""
     if not len(incoming) or not len(held):
@@ -259,4 +298,4 @@ async def query_terms(conn: DictConnection, text: str, config: str = TEXT_CONFIG
     return [str(r["term"]) for r in await cur.fetchall()]
 
 
-__all__ = ["TEXT_CONFIG", "LexicalHits", "Postings", "query_terms"]
+__all__ = ["TEXT_CONFIG", "LexicalHits", "Postings", "packed", "query_terms"]

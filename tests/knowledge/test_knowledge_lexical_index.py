@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -158,3 +159,22 @@ async def test_query_terms_are_the_sql_arms_lexemes(settings: Settings, db_url: 
     async with connection(settings, db_url) as conn:
         assert await query_terms(conn, "The running dogs ran, and a dog runs!") == ["dog", "ran", "run"]
         assert await query_terms(conn, "the of and") == []
+
+
+async def test_chunks_whose_ids_share_their_first_half_load_right(settings: Settings, db_url: str) -> None:
+    """Postings name chunks by uuid, found among the loaded ids by the first half's leading bits: ids that are not
+    uniform (here all in one bucket, in pairs sharing the whole first half) take the exact search."""
+    add_users(db_url, "lex-ids")
+    chunks = texts(7, 150)
+    ids = [f"00000000-0000-4000-{8000 + i // 2:04x}-{i:012x}" for i in range(len(chunks))]
+    sql(
+        db_url,
+        "INSERT INTO user_knowledge (id, user_id, content) SELECT i::uuid, 'lex-ids', c"
+        " FROM unnest(%s::text[], %s::text[]) AS x(i, c)",
+        (ids, chunks),
+    )
+    async with connection(settings, db_url) as conn:
+        postings = await Postings.load(conn, "lex-ids")
+        assert sorted(str(uuid.UUID(bytes=b)) for b in contents(postings)) == sorted(ids)
+        for query in QUERIES:
+            assert_same(await local(conn, postings, "lex-ids", query, 30), await sql_arm(conn, "lex-ids", query, 30))
