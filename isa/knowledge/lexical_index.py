@@ -1,11 +1,12 @@
-"""Process-local exact BM25 over one user's knowledge chunks (issue #28; docs/memory.md "Local BM25 postings").
+"""Process-local exact BM25 over one user's knowledge chunks (issue #28; docs/memory.md, Knowledge, "Local BM25
+postings").
 
 The SQL lexical arm (isa/core/search.py) reads every posting of each query term from `user_knowledge_postings`,
 at ~0.5 µs per posting: a common term of a 100,000-chunk user has tens of thousands, so the arm alone is over the
 20 ms goal. `Postings` holds the same postings of one user in numpy arrays — CSR by term: per term a slice of row
 ordinals (int32) and term frequencies (int16), plus per row the chunk's length (int16), id (16 uuid bytes) and
 created_at — and `Postings.top` computes the same BM25 over them (a gather, a few float operations and a scatter
-per posting, ~5-10 ns each) and the top k with `np.argpartition`.
+per posting, ~5-10 ns each) and the top k with `np.partition`.
 
 The scores are the SQL arm's: per term w = ln(1 + (max(N, df) - df + 0.5) / (df + 0.5)) * (k1 + 1) with df the
 number of the user's postings of the term, and per posting w * tf / (tf + k1 * (1 - b) + (k1 * b / avgdl) * dl)
@@ -14,11 +15,12 @@ terms; ties are broken by id (uuid byte order), as the SQL's `ORDER BY bm25 DESC
 caller's (`isa.knowledge.store.bm25_stats`, as the SQL arm binds them), so the two stay comparable whatever the
 caller caches.
 
-Loading reads one statement (one snapshot): per term its postings packed as bytea (`int4send` of the row's
-ordinal, `int2send` of tf) and the rows' ids and created_at packed likewise, so 3.4 million postings cost no
-Python object each. `load(since=...)` reads only the chunks created at or after `since` (epoch seconds) with
-their postings; `merged` appends such a newer load (inserts only: a deleted or updated chunk needs a full load,
-which the caller's freshness check decides) and skips chunks already held, so an overlapping `since` is safe.
+Loading reads one statement (one snapshot): the user's chunk ids (in uuid order) and created_at, and per term its
+postings packed as bytea (`uuid_send` of the chunk, `int2send` of tf), so 3.4 million postings cost no Python
+object each; the postings' uuids are matched to row numbers in numpy (`_ordinals`). `load(since=...)` reads only
+the chunks created at or after `since` (epoch seconds) with their postings; `merged` appends such a newer load
+(inserts only: a deleted or updated chunk needs a full load, which the caller's freshness check decides) and skips
+chunks already held, so an overlapping `since` is safe.
 """
 
 from __future__ import annotations
