@@ -61,9 +61,11 @@ FROM (SELECT array_agg(p.term) AS terms, string_agg(int4send(p.c), ''::bytea) AS
 """
 # Every chunk's postings: the user's range of the postings table.
 _ALL_POSTINGS = "user_knowledge_postings p WHERE p.user_id = %(user_id)s"
-# A few new chunks' postings: by entry through user_knowledge_postings_entry_idx, not the user's whole range.
+# A few new chunks' postings: by entry through user_knowledge_postings_entry_idx, not the user's whole range
+# (OFFSET 0 keeps the probe per chunk: flattened, Postgres hash-joined every posting of every user, 0.9 s at 100,000).
 _NEW_POSTINGS = (
-    "e CROSS JOIN LATERAL (SELECT q.term, q.entry_id, q.tf_a FROM user_knowledge_postings q WHERE q.entry_id = e.id) p"
+    "e CROSS JOIN LATERAL (SELECT q.term, q.entry_id, q.tf_a FROM user_knowledge_postings q"
+    " WHERE q.entry_id = e.id OFFSET 0) p"
 )
 
 
