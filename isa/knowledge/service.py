@@ -30,6 +30,7 @@ from isa.core.logging import get_logger
 from isa.core.search import Corpus, Mode, Query, Slice, Weights, hybrid_search, lexical_candidates
 from isa.knowledge import store as kstore
 from isa.knowledge.documents import Limits
+from isa.knowledge.lexical_index import Postings
 from isa.knowledge.local_index import KnowledgeLocalIndex, State
 from isa.knowledge.settings import KnowledgeSettings
 from isa.knowledge.store import bm25_stats
@@ -128,7 +129,7 @@ class KnowledgeService:
         o = self.options
         if o.local_index_min_rows > 0 and o.local_index_max_bytes > 0:
             self.local_index = KnowledgeLocalIndex(
-                o.local_index_min_rows, o.local_index_max_bytes, o.local_index_max_age_seconds
+                o.local_index_min_rows, o.local_index_max_bytes, o.local_index_max_age_seconds, _postings
             )
 
     @property
@@ -389,6 +390,11 @@ class KnowledgeService:
             "chunk_size": self.settings.chunk_size,
             "chunk_overlap": self.settings.chunk_overlap,
         }
+
+
+async def _postings(conn: DictConnection, user_id: str, since: float | None) -> Postings:
+    """The local index's postings loader (all of the user's, or of the chunks created since `since`)."""
+    return await Postings.load(conn, user_id, since=since)
 
 
 def reciprocal_rank_fusion(rows: list[dict[str, Any]], k: float) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ import pytest
 from isa.core.db import Database, vector_literal
 from isa.core.settings import Settings
 from isa.knowledge import store
+from isa.knowledge.lexical_index import Postings
 from isa.knowledge.service import KnowledgeService
 from isa.knowledge.settings import KnowledgeSettings
 from isa.memory.service import MemoryService
@@ -104,10 +105,9 @@ async def services(settings: Settings, seeded: str) -> AsyncIterator[tuple[Knowl
         yield local, KnowledgeService(memory, _options(0))
     finally:
         await db.close()
-    # The arrays really answered: every test searched a large user through them.
+    # The arrays really answered: every test searched a large user's dense arm through them (the tests that search
+    # lexically check the lexical arm's count themselves).
     assert local.local_index is not None and local.local_index.loads["dense"] > 0
-    if local.local_index.postings_loader is not None:
-        assert local.local_index.loads["lexical"] > 0
 
 
 def _key(rows: list[dict[str, Any]]) -> list[tuple[str, float, float, float]]:
@@ -135,7 +135,9 @@ async def test_the_local_index_returns_what_the_sql_path_returns_in_every_mode(
                     assert _key(got) == _key(want), (user, mode, query, fusion)
                     assert got and _owners(db_url, [h["id"] for h in got]) == {user}
     assert local.local_index.nbytes > 0
-    assert local.local_index.loads["full"] == 2 * (1 + (local.local_index.postings_loader is not None))
+    assert local.local_index.loads["full"] == 4  # sign bits and postings of each large user, once
+    # 2 users x 2 fusions x 5 queries, hybrid and lexical modes
+    assert local.local_index.loads["lexical"] == 2 * 2 * 5 * 2
 
 
 async def test_a_chunk_another_connection_inserts_is_found_and_one_it_deletes_never_returns(
@@ -160,6 +162,7 @@ async def test_a_chunk_another_connection_inserts_is_found_and_one_it_deletes_ne
         assert new not in {h["id"] for h in hits}
         assert _key(hits) == _key(await today.search(user, text, 10, mode))  # type: ignore[arg-type]
     assert local.local_index.loads["full"] > loads["full"]  # a delete loads again
+    assert local.local_index.loads["lexical"] >= loads["lexical"] + 4  # hybrid and lexical, twice
 
 
 async def test_a_late_chunk_with_an_old_created_at_forces_a_full_load(
@@ -198,15 +201,17 @@ async def test_a_failing_load_is_logged_and_the_sql_path_answers(
     local, today = services
     assert local.local_index is not None
 
-    async def broken(*args: Any) -> Any:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
         raise psycopg.errors.QueryCanceled("statement timeout")
 
     with monkeypatch.context() as m:
         m.setattr(store, "dense_rows", broken)
-        for mode in ("dense", "hybrid"):
+        m.setattr(Postings, "load", broken)
+        for mode in ("dense", "hybrid", "lexical"):
             got = await local.search(BIG, "heron alder", 10, mode)  # type: ignore[arg-type]
             assert _key(got) == _key(await today.search(BIG, "heron alder", 10, mode))  # type: ignore[arg-type]
-        assert local.local_index.loads["dense"] == 0 and not any(k[0] == "dense" for k in local.local_index._held)
+        assert local.local_index.loads["dense"] == local.local_index.loads["lexical"] == 0
+        assert local.local_index.nbytes == 0
     await local.search(BIG, "heron alder", 10, "dense")  # the next search loads and answers from the arrays
 
 
