@@ -261,6 +261,7 @@ class KnowledgeService:
     ) -> Slice:
         """`mine` with the arms the local index answers for a large user computed here (docs/memory.md,
         "Knowledge: process-local index")."""
+        o = self.options
         dense = q.mode != "lexical" and mine.shortlist > 0 and self.corpus.bits_column is not None
         lexical = q.mode != "dense" and mine.postings_cap == 0 and self.corpus.postings is not None
         try:
@@ -270,8 +271,8 @@ class KnowledgeService:
                 q.model,
                 q.vector,
                 state,
-                shortlist=max(mine.shortlist, weights.candidates, self.options.local_index_shortlist) if dense else 0,
-                lexical=lexical_candidates(mine, weights) if lexical else 0,
+                shortlist=max(mine.shortlist, weights.candidates, o.local_index_shortlist) if dense else 0,
+                lexical=max(lexical_candidates(mine, weights), o.local_index_lexical_candidates) if lexical else 0,
                 k1=weights.k1,
                 b=weights.b,
             )

@@ -343,6 +343,8 @@ async def latency(
     }
     for size in (int(x) for x in args.local_shortlist.split(",") if x):  # more local variants, in the same turns
         variants[f"new@{size}"] = KnowledgeSettings(local_index_shortlist=size)
+    for size in (int(x) for x in args.local_lexical.split(",") if x):
+        variants[f"new+lex{size}"] = KnowledgeSettings(local_index_lexical_candidates=size)
 
     async def timed(user: str, mode: str) -> dict[str, tuple[float, float, float, float]]:
         """Per variant: p50, p95 and recall@10 against the exact search; variants take turns per question so load
@@ -485,6 +487,7 @@ def main() -> None:
     ap.add_argument("--mid", type=int, default=0, help="chunks of a second large user (e.g. 20000; 0: none)")
     ap.add_argument("--local", action="store_true", help="today = the SQL path, new = the process-local index")
     ap.add_argument("--local-shortlist", default="", help="with --local: also these local shortlists, e.g. 1000,2000")
+    ap.add_argument("--local-lexical", default="", help="with --local: also these lexical candidate counts, e.g. 160")
     ap.add_argument("--compare-pk", action="store_true", help="also time rebuilt postings keys in both column orders")
     asyncio.run(run(ap.parse_args()))
 
