@@ -19,10 +19,11 @@ import psycopg
 import pytest
 
 from isa.core.db import Database, vector_literal
+from isa.core.search import Query, Slice, hybrid_search
 from isa.core.settings import Settings
 from isa.knowledge import store
 from isa.knowledge.lexical_index import Postings
-from isa.knowledge.service import KnowledgeService
+from isa.knowledge.service import COLUMNS, CORPUS, KnowledgeService
 from isa.knowledge.settings import KnowledgeSettings
 from isa.memory.service import MemoryService
 from isa.memory.settings import MemorySettings
@@ -76,7 +77,9 @@ def insert(db_url: str, user: str, texts: list[str], created: str = "now()") -> 
 
 def _options(min_rows: int, **extra: Any) -> KnowledgeSettings:
     # A shortlist of 40 of 300 chunks: which chunks make it matters (a shortlist of every row is exact anyway).
-    return KnowledgeSettings(shortlist=40, candidates=10, local_index_min_rows=min_rows, **extra)
+    # Lexical candidates as the SQL arm takes them, so both paths must agree row for row (more has its own test).
+    fields: dict[str, Any] = {"local_index_lexical_candidates": 0, **extra}
+    return KnowledgeSettings(shortlist=40, candidates=10, local_index_min_rows=min_rows, **fields)
 
 
 def big_user(db_url: str, user: str, seed: int, rows: int = 300) -> str:
@@ -261,3 +264,23 @@ async def test_the_generation_moves_with_every_change_and_the_reload_generation_
             continue
         assert g == r and g not in seen
         seen.add(g)
+
+
+async def test_more_lexical_candidates_fuse_as_the_sql_with_the_exact_searchs_lexical_count(
+    services: tuple[KnowledgeService, KnowledgeService],
+) -> None:
+    """local_index_lexical_candidates = 4 x candidates is the count the SQL lexical arm takes for an exact slice:
+    the local hybrid search then returns what that SQL returns (same fusion, the same shortlisted dense arm)."""
+    local, _ = services
+    wide = KnowledgeService(local.memory, _options(100, local_index_lexical_candidates=40))
+    for query in QUERIES:
+        got = await wide.search(BIG, query, 10, "hybrid")
+        (vector,) = WordEmbedder().embed_batch([query])
+        q = Query(query, vector, MODEL, 384, "hybrid")
+        mine = Slice("k", "user_id", BIG, 10, exact=True, shortlist=40)
+        async with wide.db.connection() as conn:
+            stats = {"k": await store.bm25_stats(conn, BIG)}
+            want = await hybrid_search(conn, CORPUS, q, [mine], wide.weights, stats, ["id", *COLUMNS])
+        assert [(h["id"], h["score"]) for h in got] == [(str(r["id"]), round(float(r["score"]), 4)) for r in want]
+        await local.search(BIG, query, 10, "dense")  # (the fixture's check)
+    assert wide.local_index is not None and wide.local_index.loads["lexical"] == len(QUERIES)
