@@ -56,6 +56,7 @@ class MemoryService:
                 settings.local_index_max_age_seconds,
                 settings.local_index_shortlist,
                 settings.local_index_calibrate,
+                settings.local_index_vectors,
             )
 
     async def ann(self, conn: DictConnection) -> Ann | Bits | None:

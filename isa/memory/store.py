@@ -374,13 +374,13 @@ async def generations(conn: DictConnection, user_id: str, model: str) -> dict[st
 
 
 async def shortlist_rows(
-    conn: DictConnection, memory_type: str, user_id: str, model: str, since: float | None
+    conn: DictConnection, memory_type: str, user_id: str, model: str, since: float | None, vectors: bool = False
 ) -> dict[str, Any] | None:
     """What the local shortlist reads of one type, in one statement (one snapshot) with its counter row: the
     counter's generation, reload_generation and row_count, and the rows (all, or those created at or after `since`,
     epoch) as packed big-endian columns — `ids` (16 bytes each), `bits` (varbit_send: a 4-byte length, then the
-    bits), `importance`, `created`, `expires` (float8; infinity without expiry). None when the user has no row of
-    that type and model."""
+    bits), `importance`, `created`, `expires` (float8; infinity without expiry) and, with `vectors`, `vectors`
+    (vector_send of each embedding). None when the user has no row of that type and model."""
     expires = "t.expires_at" if memory_type in LIVE else "NULL::timestamptz"
     cur = await conn.execute(
         sql.SQL(
@@ -389,16 +389,34 @@ async def shortlist_rows(
             " string_agg(varbit_send(t.embedding_bits), ''::bytea) AS bits,"
             " string_agg(float8send(t.importance_score::float8), ''::bytea) AS importance,"
             " string_agg(float8send(date_part('epoch', t.created_at)), ''::bytea) AS created,"
-            " string_agg(float8send(coalesce(date_part('epoch', {expires}), 'infinity')), ''::bytea) AS expires"
+            " string_agg(float8send(coalesce(date_part('epoch', {expires}), 'infinity')), ''::bytea)"
+            " AS expires{vectors}"
             " FROM {table} t WHERE t.user_id = g.user_id AND t.embedding_model = g.embedding_model"
             " AND t.embedding_bits IS NOT NULL{since}) r"
             " WHERE g.user_id = %(user_id)s AND g.embedding_model = %(model)s AND g.memory_type = %(memory_type)s"
         ).format(
             table=sql.Identifier(TABLES[memory_type]),
             expires=sql.SQL(expires),
+            vectors=sql.SQL(", string_agg(vector_send(t.embedding), ''::bytea) AS vectors" if vectors else ""),
             since=sql.SQL(" AND t.created_at >= to_timestamp(%(since)s)" if since is not None else ""),
         ),
         {"user_id": user_id, "model": model, "memory_type": memory_type, "since": since},
+        binary=True,  # bytea as bytes: in text each byte travels as two hex digits (3x faster for vectors)
+    )
+    return await cur.fetchone()
+
+
+async def vectors_of(conn: DictConnection, memory_type: str, user_id: str, ids: str) -> dict[str, Any] | None:
+    """The caller's rows of these ids (a uuid array literal) as packed columns: `ids` (uuid_send) and `vectors`
+    (vector_send), in one order; rows that are gone are left out."""
+    cur = await conn.execute(
+        sql.SQL(
+            "SELECT count(*) AS n, string_agg(uuid_send(t.id), ''::bytea ORDER BY t.id) AS ids,"
+            " string_agg(vector_send(t.embedding), ''::bytea ORDER BY t.id) AS vectors FROM {table} t"
+            " WHERE t.user_id = %(user_id)s AND t.id = ANY(%(ids)s::text::uuid[])"
+        ).format(table=sql.Identifier(TABLES[memory_type])),
+        {"user_id": user_id, "ids": ids},
+        binary=True,
     )
     return await cur.fetchone()
 

@@ -9,8 +9,10 @@ Hamming distance, top-`candidates` by cosine, blended); "ann" (unless --no-hnsw)
 with the HNSW indexes that 0040 dropped built again. Recall@10 against the exact top-`candidates` per type,
 blended, and against today's blend over all rows ("vs today", the one that matters for the default).
 --local-index (on by default at the setting's threshold): the process-local shortlist index (migration 0042), calibrated
-("NEW local index", the service's default) and not ("local uncalibrated"), beside the SQL shortlist it replaces
-("today (async)"), per query in turn on one async connection; then refresh costs and writes without its triggers.
+with int8 vectors ("NEW local index + int8", the service's default), with sign bits only ("local, sign bits only",
+the default before local_index_vectors) and uncalibrated ("local uncalibrated"), beside the SQL shortlist it
+replaces ("today (async)"), per query in turn on one async connection; then refresh costs and writes without its
+triggers.
 --queries-near: each query is one of the user's stored vectors plus noise (a question about something the user
 said), instead of a random direction.
 Baselines, same process, same data:
@@ -150,11 +152,17 @@ def local_variants(
         for k in args.candidates:
             for r in args.shortlist:
                 bits = Bits(k, r)
-                index = LocalIndex(args.local_index, 1 << 31, 3600.0, args.local_shortlist)
+                index = LocalIndex(args.local_index, 1 << 31, 3600.0, args.local_shortlist, vectors=True)
                 plain = LocalIndex(args.local_index, 1 << 31, 3600.0, args.local_shortlist, calibrate=False)
+                bits_only = LocalIndex(args.local_index, 1 << 31, 3600.0, args.local_shortlist)
                 for u in dict.fromkeys(users):
                     for _ in range(2):
                         await plain.search(aconn, Search(u, queries[0], MODEL, all_types, Blend(), 10), bits)
+                t3 = time.perf_counter()
+                for u in dict.fromkeys(users):
+                    for _ in range(2):
+                        await bits_only.search(aconn, Search(u, queries[0], MODEL, all_types, Blend(), 10), bits)
+                t4 = time.perf_counter()
                 t0 = time.perf_counter()
                 for u in dict.fromkeys(users):  # first search per user: learns the sizes (SQL path) ...
                     await index.search(aconn, Search(u, queries[0], MODEL, all_types, Blend(), 10), bits)
@@ -167,7 +175,8 @@ def local_variants(
                     f"shortlist {r}: first search per user (SQL path, learns sizes)"
                     f" {(t1 - t0) * 1000 / n_users:.1f} ms,"
                     f" second (loads the arrays) {(t2 - t1) * 1000 / n_users:.1f} ms; arrays held"
-                    f" {index.nbytes / 1e6:.1f} MB for {n_users} users; loads {index.loads}"
+                    f" {index.nbytes / 1e6:.1f} MB for {n_users} users; loads {index.loads}; sign bits only: first"
+                    f" two searches {(t4 - t3) * 1000 / n_users:.1f} ms per user, {bits_only.nbytes / 1e6:.1f} MB held"
                 )
                 sql_t: list[float] = []
                 sql_c: list[float] = []
@@ -178,6 +187,9 @@ def local_variants(
                 pl_t: list[float] = []
                 pl_c: list[float] = []
                 pl_o: list[Any] = []
+                i8_t: list[float] = []
+                i8_c: list[float] = []
+                i8_o: list[Any] = []
                 for i in range(args.queries):  # interleaved: the same load for all three
                     t, c, o = await call(None, bits, i)
                     sql_t.append(t), sql_c.append(c), sql_o.append(o)
@@ -185,11 +197,14 @@ def local_variants(
                     loc_t.append(t), loc_c.append(c), loc_o.append(o)
                     t, c, o = await call(plain, bits, i)
                     pl_t.append(t), pl_c.append(c), pl_o.append(o)
+                    t, c, o = await call(bits_only, bits, i)
+                    i8_t.append(t), i8_c.append(c), i8_o.append(o)
                 size = max(r, args.local_shortlist)
                 for name, times, cpus, outs in (
                     (f"today (async): SQL top-{k}/type shortlist {r}", sql_t, sql_c, sql_o),
-                    (f"NEW local index top-{k}/type shortlist {size}", loc_t, loc_c, loc_o),
+                    (f"NEW local index + int8 top-{k}/type shortlist {size}", loc_t, loc_c, loc_o),
                     (f"local uncalibrated top-{k}/type shortlist {size}", pl_t, pl_c, pl_o),
+                    (f"local, sign bits only top-{k}/type shortlist {size}", i8_t, i8_c, i8_o),
                 ):
                     CPU[id(times)] = cpus
                     results[name] = (times, outs)

@@ -109,6 +109,29 @@ async def test_the_local_index_returns_what_the_sql_shortlist_returns(
     assert today.local_index is None
 
 
+async def test_int8_vectors_hand_sql_fewer_rows_and_the_same_answer(settings: Settings, seeded: str) -> None:
+    """With local_index_vectors the shortlist is scored again with int8 vectors and SQL re-ranks only the
+    `search_candidates` best per type: the same rows and exact scores as the SQL path, the similarity floor kept."""
+    db = Database(seeded, settings)
+    await db.open()
+    try:
+        int8 = MemoryService(db, TextEmbedder(), _settings(100).model_copy(update={"local_index_vectors": True}))  # type: ignore[arg-type]
+        today = MemoryService(db, TextEmbedder(), _settings(0))  # type: ignore[arg-type]
+        await _warm(int8, USER)
+        assert int8.local_index is not None and int8.local_index.nbytes > 5 * 200 * 388
+        for i in range(12):
+            query = f"question {i}"
+            mine, theirs = await int8.search(USER, query, Filters(), 10), await today.search(USER, query, Filters(), 10)
+            assert _key(mine) == _key(theirs) and len(mine) == 10
+            floor = sorted(h["similarity"] for h in theirs)[7]  # only a few of the blend's best rows pass it
+            mine = await int8.search(USER, query, Filters(), 10, min_similarity=floor)
+            theirs = await today.search(USER, query, Filters(), 10, min_similarity=floor)
+            assert _key(mine) == _key(theirs) and all(h["similarity"] >= floor for h in mine)
+        assert (int8.local_index.loads["retry"], int8.local_index.loads["fallback"]) == (0, 0)
+    finally:
+        await db.close()
+
+
 async def test_filtered_searches_match_the_sql_path(services: tuple[MemoryService, MemoryService]) -> None:
     local, today = services
     await _warm(local, USER)
@@ -284,14 +307,21 @@ async def test_concurrent_searches_of_a_user_load_its_arrays_once(
     assert all(r == expected for r in results.values())
 
 
-async def test_the_memory_budget_and_the_reload_age_hold(settings: Settings, seeded: str) -> None:
+@pytest.mark.parametrize("vectors", [False, True])
+async def test_the_memory_budget_and_the_reload_age_hold(settings: Settings, seeded: str, vectors: bool) -> None:
     """Arrays beyond local_index_max_bytes are dropped least recently used first (the types left out use the SQL
     shortlist), and arrays older than local_index_max_age_seconds are loaded again; results stay the SQL path's."""
     db = Database(seeded, settings)
     await db.open()
     try:
-        common = {"search_shortlist": 40, "search_candidates": 20, "local_index_calibrate": False}
-        budget = 2 * 200 * 88 + 100  # two types of 200 rows at 384 dimensions (ids 16, bits 48, three floats 24)
+        common = {
+            "search_shortlist": 40,
+            "search_candidates": 20,
+            "local_index_calibrate": False,
+            "local_index_vectors": vectors,
+        }
+        # Two types of 200 rows at 384 dimensions: ids 16, bits 48, three floats 24 (+ int8 vector 384, its norm 4).
+        budget = 2 * 200 * (88 + (388 if vectors else 0)) + 100
         small = MemoryService(
             db,
             TextEmbedder(),  # type: ignore[arg-type]
@@ -311,6 +341,42 @@ async def test_the_memory_budget_and_the_reload_age_hold(settings: Settings, see
         assert (
             aging.local_index is not None and aging.local_index.loads["full"] == 3 * 5
         )  # every search after the first
+    finally:
+        await db.close()
+
+
+async def test_a_reload_keeps_the_held_vectors_and_reads_the_changed_ones(settings: Settings, seeded: str) -> None:
+    """A full reload with int8 vectors held reads only the vectors of rows it does not hold with the same sign bits:
+    after another connection gives 60 rows new embeddings, the int8 stage ranks with theirs, not the old ones."""
+    db = Database(seeded, settings)
+    await db.open()
+    try:
+        common = {"search_shortlist": 40, "search_candidates": 20, "local_index_calibrate": False}
+        aging = MemoryService(  # every search after the first loads again (carrying what it holds)
+            db,
+            TextEmbedder(),  # type: ignore[arg-type]
+            MemorySettings(**common, local_index_min_rows=100, local_index_max_age_seconds=1e-6),
+        )
+        today = MemoryService(db, TextEmbedder(), MemorySettings(**common, local_index_min_rows=0))  # type: ignore[arg-type]
+        user, episodic = "bench-0", search_filters(["episodic"])
+        for i in range(2):
+            await aging.search(user, f"carry {i}", episodic, 10)
+        changed = sql(
+            seeded,
+            "UPDATE episodic_memories e SET embedding = ARRAY(SELECT random() - 0.5 + 0 * length(e.id::text)"
+            " FROM generate_series(1, 384))::real[]::vector(384) WHERE e.id IN (SELECT id FROM episodic_memories"
+            " WHERE user_id = %s ORDER BY id LIMIT 60) RETURNING e.id::text",
+            (user,),
+        )
+        assert len(changed) == 60
+        moved = 0
+        for i in range(10):
+            query = f"carry {i}"
+            mine, theirs = await aging.search(user, query, episodic, 10), await today.search(user, query, episodic, 10)
+            assert _key(mine) == _key(theirs)
+            moved += len({h["id"] for h in theirs} & {r["id"] for r in changed})
+        assert moved > 0  # the changed rows do reach the top 10, so their vectors were used
+        assert aging.local_index is not None and aging.local_index.nbytes > 200 * 388
     finally:
         await db.close()
 
