@@ -8,7 +8,9 @@ chunks with pgvector 0.8's iterative scan settings (`ann`; through an HNSW index
 after migration 0040 dropped them, else exactly from the user's btree), or ranks every chunk exactly
 (`Slice.exact`). BM25 reads `user_knowledge_postings` (per user, kept by triggers, migration 0019), per query term
 at most `postings_cap` postings in impact order (0036), and the caller's N and mean chunk length from
-`user_knowledge_bm25_stats` (one primary-key lookup per search).
+`user_knowledge_bm25_stats` (one primary-key lookup per search). For a user with at least
+`local_index_min_rows` chunks both arms are computed from arrays this process holds (isa/knowledge/local_index.py,
+migration 0043) and passed to the same statement, which fetches the rows for the caller and fuses as above.
 Optionally ([default.knowledge] rerank) the model node reorders the hybrid candidates (isa/llm/rerank.py); any
 failure there falls back to the hybrid order. Without a model node the answer is extractive and says so.
 """
