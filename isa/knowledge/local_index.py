@@ -24,25 +24,34 @@ statement reads the table.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import anyio
 import numpy as np
 import numpy.typing as npt
+from psycopg import IsolationLevel
 
-from isa.core.db import DictConnection
+from isa.core.db import Database, DictConnection
+from isa.core.logging import get_logger
 from isa.core.search import Bm25Stats
 from isa.core.signbits import ByteBudget, hamming, query_bits, unpack_bits, uuid_literal
 from isa.knowledge import store
+from isa.knowledge.lexical_index import TEXT_CONFIG
 
 # Loads a user's postings (all, or of the chunks created at or after `since`, epoch) in the caller's snapshot:
 # isa/knowledge/lexical_index.py's Postings.load. The result has len() (chunks), .nbytes, .newest (latest
 # created_at held), .merged(newer) and .top(terms, k, k1=, b=, n=, avgdl=) -> hits with .ids and .scores.
 PostingsLoader = Callable[[DictConnection, str, float | None], Awaitable[Any]]
+# Brings the arrays of a key to the caller's snapshot: appends to `old` if given and possible, else (with `full`)
+# loads them all; None when only a full load would do and `full` is false.
+Loader = Callable[[DictConnection, "Held | None", bool], Awaitable["Held | None"]]
+log = get_logger(__name__)
 
 OVERLAP_SECONDS = 60.0  # an append also reads rows this much older than the newest held one
 _THREAD_ROWS = 50_000  # a user this large is ranked in a worker thread (numpy releases the GIL), off the event loop
@@ -147,10 +156,20 @@ class KnowledgeLocalIndex:
     """Arrays of users with at least `min_rows` chunks, least recently used dropped beyond `max_bytes`."""
 
     def __init__(
-        self, min_rows: int, max_bytes: int, max_age_seconds: float, postings: PostingsLoader | None = None
+        self,
+        min_rows: int,
+        max_bytes: int,
+        max_age_seconds: float,
+        postings: PostingsLoader | None = None,
+        db: Database | None = None,
     ) -> None:
         self.min_rows = min_rows
         self.postings_loader = postings  # None: the lexical arm stays in SQL
+        # With a database: full loads run in a task of their own (its own connection and snapshot) while the SQL
+        # arms answer; without, on the searching request.
+        self.db = db
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: set[tuple[str, ...]] = set()
         self.max_age_seconds = max_age_seconds
         self._held: ByteBudget[tuple[str, ...], Held] = ByteBudget(max_bytes)
         self._locks: dict[tuple[str, ...], anyio.Lock] = {}
@@ -197,10 +216,10 @@ class KnowledgeLocalIndex:
         postings: Lexical | None = None
         if shortlist > 0 and vector is not None:
             key = ("dense", user_id, model)
-            found = await self._current(conn, key, state, self._load_dense(user_id, model, state))
+            found = await self._current(conn, key, state, partial(self._load_dense, user_id, model))
             dense = found if isinstance(found, Dense) and found.dims == len(vector) else None
         if lexical > 0 and self.postings_loader is not None:
-            found = await self._current(conn, ("lexical", user_id), state, self._load_lexical(user_id, state))
+            found = await self._current(conn, ("lexical", user_id), state, partial(self._load_lexical, user_id))
             postings = found if isinstance(found, Lexical) else None
 
         def rank() -> tuple[str | None, tuple[list[str], list[float]] | None]:
@@ -225,10 +244,12 @@ class KnowledgeLocalIndex:
         conn: DictConnection,
         key: tuple[str, ...],
         state: State,
-        load: Callable[[DictConnection, Held | None], Awaitable[Held]],
+        make: Callable[[State], Loader],
+        wait: bool = False,
     ) -> Held | None:
-        """The arrays of `key` at the state's generation (appended or loaded again as needed); None when they
-        would not fit in the budget."""
+        """The arrays of `key` at the state's generation (appended, or loaded again as needed); None when they
+        would not fit in the budget, or when a full load is needed and (with a database, unless `wait`) left to a
+        background task."""
         if self._usable(key, state):
             return self._held.get(key)
         # One refresh per key at a time: concurrent searches of the user wait for it instead of loading again.
@@ -243,8 +264,15 @@ class KnowledgeLocalIndex:
                     or old.reload_generation != state.reload_generation
                 ):
                     old = None  # too old, or rows were deleted or changed since: a full load
+                full = wait or self.db is None
+                if old is None and not full:
+                    self._load_later(key, make)
+                    return None
                 async with conn.transaction():  # a savepoint: a failed load leaves the search's transaction usable
-                    new = await load(conn, old)
+                    new = await make(state)(conn, old, full)
+                if new is None:
+                    self._load_later(key, make)
+                    return None
                 return new if self._held.put(key, new) else None
         finally:
             if not lock.statistics().tasks_waiting and self._locks.get(key) is lock:
@@ -258,14 +286,46 @@ class KnowledgeLocalIndex:
             and time.monotonic() - held.loaded_at <= self.max_age_seconds
         )
 
-    def _load_dense(
-        self, user_id: str, model: str, state: State
-    ) -> Callable[[DictConnection, Held | None], Awaitable[Held]]:
-        async def load(conn: DictConnection, old: Held | None) -> Held:
+    def _load_later(self, key: tuple[str, ...], make: Callable[[State], Loader]) -> None:
+        """Load `key`'s arrays in a task of its own, once at a time (the searches meanwhile use SQL)."""
+        if key in self._pending:
+            return
+        self._pending.add(key)
+        task = asyncio.get_running_loop().create_task(self._background(key, make))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _background(self, key: tuple[str, ...], make: Callable[[State], Loader]) -> None:
+        assert self.db is not None
+        user_id = key[1]
+        try:
+            async with self.db.connection() as conn:
+                await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)  # the counters and rows: one snapshot
+                try:
+                    async with conn.transaction():
+                        state = State.of(await store.search_state(conn, user_id, "", TEXT_CONFIG))
+                        await self._current(conn, key, state, make, wait=True)
+                finally:
+                    await conn.set_isolation_level(None)
+        except Exception as exc:  # the SQL arms go on answering; the next search that needs the arrays tries again
+            log.error("knowledge_local_index_failed", error=type(exc).__name__, background=True)
+            self.forget_user(user_id)
+        finally:
+            self._pending.discard(key)
+
+    async def settled(self) -> None:
+        """Wait until no background load runs (tests, the bench)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _load_dense(self, user_id: str, model: str, state: State) -> Loader:
+        async def load(conn: DictConnection, old: Held | None, full: bool) -> Held | None:
             if isinstance(old, Dense) and old.newest is not None:
                 new = await self._append_dense(conn, user_id, model, state, old)
                 if new is not None:
                     return new
+            if not full:
+                return None
             self.loads["full"] += 1
             return _dense(await store.dense_rows(conn, user_id, model), state, time.monotonic())
 
@@ -296,17 +356,19 @@ class KnowledgeLocalIndex:
             reload_generation=state.reload_generation,
         )
 
-    def _load_lexical(self, user_id: str, state: State) -> Callable[[DictConnection, Held | None], Awaitable[Held]]:
+    def _load_lexical(self, user_id: str, state: State) -> Loader:
         loader = self.postings_loader
         assert loader is not None
 
-        async def load(conn: DictConnection, old: Held | None) -> Held:
+        async def load(conn: DictConnection, old: Held | None, full: bool) -> Held | None:
             newest = old.postings.newest if isinstance(old, Lexical) else None
             if isinstance(old, Lexical) and newest is not None:
                 merged = old.postings.merged(await loader(conn, user_id, float(newest) - OVERLAP_SECONDS))
                 if len(merged) == state.entries:
                     self.loads["append"] += 1
                     return replace(old, postings=merged, generation=state.generation)
+            if not full:
+                return None
             self.loads["full"] += 1
             postings = await loader(conn, user_id, None)
             return Lexical(postings, state.generation, state.reload_generation, time.monotonic())

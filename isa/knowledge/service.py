@@ -131,7 +131,7 @@ class KnowledgeService:
         o = self.options
         if o.local_index_min_rows > 0 and o.local_index_max_bytes > 0:
             self.local_index = KnowledgeLocalIndex(
-                o.local_index_min_rows, o.local_index_max_bytes, o.local_index_max_age_seconds, _postings
+                o.local_index_min_rows, o.local_index_max_bytes, o.local_index_max_age_seconds, _postings, self.db
             )
 
     @property
