@@ -18,8 +18,9 @@ one snapshot: arrays of another generation are refreshed before they are used, n
 inserts happened (`reload_generation` unchanged) the rows created since the newest held one minus
 `OVERLAP_SECONDS` are appended and kept only if the user's row count then equals `entries` (a row committed late
 with an older created_at forces a full load instead of being missed); otherwise, or when the arrays are older than
-`local_index_max_age_seconds`, a full load. A deleted chunk can never come back: its id may be in arrays, but the
-statement reads the table.
+`local_index_max_age_seconds`, a full load — in a background task with its own connection and snapshot (when
+the index has a database), while the searches meanwhile take the SQL arms. A deleted chunk can never come back: its
+id may be in arrays, but the statement reads the table.
 """
 
 from __future__ import annotations

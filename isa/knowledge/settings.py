@@ -35,8 +35,8 @@ class KnowledgeSettings(BaseModel):
     # process's memory; the rows are fetched, checked and fused in one SQL statement as before. 0: off (all SQL).
     local_index_min_rows: int = Field(3000, ge=0)
     local_index_max_bytes: int = Field(268_435_456, ge=0)  # budget of those arrays (~0.3 KB per chunk)
-    # Loaded again in full after this: a safety net only (every change of a chunk moves the generation), as a full
-    # load of a 100,000-chunk user's postings costs its search ~1-2 s.
+    # Loaded again in full after this (in the background): a safety net only, every change of a chunk moves the
+    # generation, and a full load of a 100,000-chunk user's postings takes ~1-2 s of a database connection.
     local_index_max_age_seconds: float = Field(3600.0, gt=0)
     # The dense shortlist where the local index computes it (0: `shortlist`): free to compute there, each 1,000 more
     # chunks re-ranked by exact cosine in SQL cost ~3 ms, and raise recall.
