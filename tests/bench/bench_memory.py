@@ -321,10 +321,9 @@ def main() -> None:
             conn.execute("VACUUM ANALYZE")  # what autovacuum does: the visibility map lets bits scans skip the heap
             version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
             print(f"pgvector {version['extversion'] if version else '?'}, {conn.info.server_version}", end="")
-            for name in ("shared_buffers", "work_mem", "jit", "max_parallel_workers_per_gather"):
-                print(
-                    f", {name} {conn.execute(sql.SQL('SHOW {}').format(sql.Identifier(name))).fetchone()[name]}", end=""
-                )
+            for name in ("shared_buffers", "work_mem", "jit", "max_parallel_workers_per_gather", "data_checksums"):
+                row = conn.execute("SELECT current_setting(%s, true) AS v", (name,)).fetchone()
+                print(f", {name} {row['v'] if row else '?'}", end="")
             print()
             if args.queries_near:
                 for i in range(args.queries):
