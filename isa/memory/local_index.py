@@ -25,25 +25,28 @@ Refresh: when only inserts happened since the arrays were loaded (`reload_genera
 rows created since the newest cached one minus `OVERLAP_SECONDS` are appended, and the result is kept only if its
 size equals the counter's `row_count` in the same snapshot (so a row committed late with an older created_at
 forces a full load instead of being missed); after a delete or such an update, or when the arrays are older than
-`local_index_max_age_seconds`, a full load. Importance changes (`reinforce`) do not change the generation: until
-the next full load the estimate uses the importance of the last load — the re-rank is exact, so only which rows
-make the shortlist can differ, by at most weight_importance * (the importance change) in a row's estimate.
+`local_index_max_age_seconds`, a full load. Importance changes (`reinforce`) and embedding changes move the
+generation too (migration 0044): the int8 stage below picks the rows SQL re-ranks with the importance and vectors
+held here, so they must be current.
 
 int8 vectors (`local_index_vectors`, on by default): each row's embedding is also held as int8 (one scale per row,
-which a cosine does not need) with 1 / its norm, +388 bytes a row at 384-d. The shortlist is then scored again by
-the blend with the int8 cosine (~0.0003 from the exact one) and only the `candidates` best per type go to SQL,
-which re-ranks them exactly as before: the statement fetches 40 rows per type instead of 300, most of its time.
-The slope is then fitted here on the whole shortlist (SQL sees only the best rows, a biased sample). A full reload
-keeps the vectors it holds for rows whose sign bits are unchanged and reads only the others' (`store.vectors_of`).
+which a cosine does not need) with 1 / its norm and its updated_at, +396 bytes a row at 384-d. The shortlist is
+then scored again by the blend with the int8 cosine (~0.0003 from the exact one) and SQL gets only the rows that
+may be among the `candidates` best per type above min_similarity, allowing each int8 cosine an error of
+_INT8_ERROR (~50-70 rows instead of 300; most of the statement's time), and re-ranks them exactly as before. The
+slope is then fitted here on the whole shortlist (SQL sees only the best rows, a biased sample). A full reload
+keeps the vectors it holds for rows whose updated_at and sign bits are unchanged and reads only the others'
+(`store.vectors_of`).
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import numpy as np
@@ -57,17 +60,20 @@ from isa.memory.store import Bits, Blend, Filters
 OVERLAP_SECONDS = 60.0  # an incremental refresh also reads rows this much older than the newest cached one
 _ATTEMPTS = 3  # searches against a generation that moved on before the SQL path answers
 _KNOWN_USERS = 10_000  # (user, model) pairs whose generations / slopes are remembered (~1.6 KB each: ~16 MB)
-_THREAD_ROWS = 50_000  # a type this large is ranked in a worker thread (~2 ms at 50,000 rows), off the event loop
+_THREAD_ROWS = 50_000  # a type this large is ranked (~2 ms) and decoded in a worker thread, off the event loop
+_MAX_VECTOR_BYTES = 256 << 20  # a type's packed vectors (vector_send) read in one statement at most: ~166,000 at 384-d
+_QUANTISE_ROWS = 8192  # rows quantised at a time (bounds the float copies: ~13 MB at 384-d)
+_T = TypeVar("_T")
 # An int8 cosine (one scale per row) is off the exact one by ~0.0003 on average, 0.0017 at most over 20,000 random
-# 384-d rows: a row is taken as below SQL's min_similarity only when it is below by more than this.
-_INT8_ERROR = 0.02
+# 384-d rows (0.006 with one dominant component): the margin the int8 stage allows it (see shortlist).
+_INT8_ERROR = 0.01
 _LEARN, _MIN_FIT_ROWS, _SLOPE_MIN, _SLOPE_MAX = 0.3, 30, 0.05, 2.0  # slope calibration (see _learn)
 
 
 def _row_bytes(dims: int, vectors: bool) -> int:
     """What one row costs in the arrays: uuid, importance, created, expires and the sign bits in whole words (and,
-    with `vectors`, the int8 vector and its inverse norm)."""
-    return 16 + 24 + (dims + 63) // 64 * 8 + (dims + 4 if vectors else 0)
+    with `vectors`, the int8 vector, its inverse norm and the row's updated_at)."""
+    return 16 + 24 + (dims + 63) // 64 * 8 + (dims + 12 if vectors else 0)
 
 
 @dataclass(frozen=True)
@@ -83,15 +89,17 @@ class Rows:
     generation: int
     reload_generation: int
     loaded_at: float  # time.monotonic() of the full load these arrays descend from
-    # With `vectors`: each embedding quantised to int8 (one scale per row, which the cosine does not need) and
-    # 1 / its norm; (0, 0) and (0,) arrays without.
+    # With `vectors`: each embedding quantised to int8 (one scale per row, which the cosine does not need), 1 / its
+    # norm and the row's updated_at (epoch; a reload keeps the vector of a row whose updated_at is unchanged);
+    # (0, 0) and (0,) arrays without.
     vectors: npt.NDArray[np.int8] = field(default_factory=lambda: np.zeros((0, 0), np.int8))
     inverse_norms: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, np.float32))
+    updated: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.ids, self.bits, self.importance, self.created, self.expires, self.vectors, self.inverse_norms)
-        return int(sum(a.nbytes for a in arrays))
+        arrays = (self.ids, self.bits, self.importance, self.created, self.expires)
+        return int(sum(a.nbytes for a in (*arrays, self.vectors, self.inverse_norms, self.updated)))
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -122,6 +130,7 @@ def decode(row: dict[str, Any], loaded_at: float) -> Rows:
         loaded_at=loaded_at,
         vectors=vectors,
         inverse_norms=inverse_norms,
+        updated=np.frombuffer(bytes(row.get("updated") or b""), ">f8").astype(np.float64),
     )
 
 
@@ -131,19 +140,29 @@ def quantise(packed: bytes, n: int) -> tuple[npt.NDArray[np.int8], npt.NDArray[n
     if not n or not packed:
         return np.zeros((0, 0), np.int8), np.zeros(0, np.float32)
     dims = int.from_bytes(packed[:2], "big")
-    floats = np.frombuffer(packed, np.dtype([("head", ">u4"), ("v", ">f4", (dims,))]), n)["v"].astype(np.float32)
-    scale = np.abs(floats).max(axis=1, keepdims=True)
-    scale[scale == 0] = 1.0
-    vectors = np.rint(floats * (127.0 / scale)).astype(np.int8)
-    norms = np.linalg.norm(vectors.astype(np.float32), axis=1)
-    norms[norms == 0] = 1.0
-    return vectors, (1.0 / norms).astype(np.float32)
+    big_endian = np.frombuffer(packed, np.dtype([("head", ">u4"), ("v", ">f4", (dims,))]), n)["v"]
+    vectors = np.empty((n, dims), np.int8)
+    inverse_norms = np.empty(n, np.float32)
+    for start in range(0, n, _QUANTISE_ROWS):
+        floats = big_endian[start : start + _QUANTISE_ROWS].astype(np.float32)
+        scale = np.abs(floats).max(axis=1, keepdims=True)
+        scale[scale == 0] = 1.0
+        part = np.rint(floats * (127.0 / scale)).astype(np.int8)
+        norms = np.linalg.norm(part.astype(np.float32), axis=1)
+        norms[norms == 0] = 1.0
+        vectors[start : start + len(part)] = part
+        inverse_norms[start : start + len(part)] = 1.0 / norms
+    return vectors, inverse_norms
+
+
+async def _off_loop(work: Callable[[], _T], rows: int) -> _T:
+    """work() in a worker thread when it handles `rows` >= _THREAD_ROWS rows (~20 ms and more), else here."""
+    return await anyio.to_thread.run_sync(work) if rows >= _THREAD_ROWS else work()
 
 
 def answers(filters: Filters, memory_type: str) -> bool:
-    """Whether the arrays can apply the filters of this type (the others need columns they do not hold; reinforce
-    raises importance without a new generation, so min_importance is left to SQL; since/until only with a time
-    zone)."""
+    """Whether the arrays can apply the filters of this type (the others need columns they do not hold;
+    min_importance is left to SQL's arm; since/until only with a time zone)."""
     if filters.min_importance > 0:
         return False
     if any(d is not None and d.tzinfo is None for d in (filters.since, filters.until)):
@@ -178,8 +197,8 @@ def shortlist(
     """The `size` rows of highest estimated blend — store._blend with `slope` * cos(pi * hamming / dims); with
     slope 1 exactly what the SQL shortlist computes — among those live at `now` and inside since/until. With int8
     vectors held and `keep` > 0, those rows are scored again by the blend with the int8 cosine (~0.0003 from
-    the exact one) and only the `keep` best of those whose int8 cosine is not clearly below `floor` (SQL's
-    min_similarity, which drops such rows) are handed to SQL's exact re-rank."""
+    the exact one) and only those that may be among the `keep` best passing `floor` (SQL's min_similarity) with
+    an error up to _INT8_ERROR are handed to SQL's exact re-rank."""
     distance = hamming(rows.bits, query_bits(vector, rows.words))
     e_folding = blend.half_life_days / 0.6931471805599453
     estimate = _cosines(len(vector))[distance]
@@ -202,10 +221,14 @@ def shortlist(
         query = np.asarray(vector, np.float32)
         cosine = (rows.vectors[candidates].astype(np.float32) @ query) * rows.inverse_norms[candidates]
         cosine /= max(float(np.linalg.norm(query)), 1e-12)
-        exact = score[candidates] + blend.similarity * (cosine - slope * estimate[candidates])
-        exact[cosine < floor - _INT8_ERROR] = -np.inf
-        best = candidates if candidates.size <= keep else candidates[np.argpartition(-exact, keep - 1)[:keep]]
-        picked = Shortlist(uuid_literal(rows.ids[best]), estimate[candidates], cosine.astype(np.float64))
+        blended = score[candidates] + blend.similarity * (cosine - slope * estimate[candidates])
+        # Every row that may be among SQL's `keep` best (exact blend, min_similarity applied) if each int8 cosine is
+        # off by up to _INT8_ERROR: the `keep` best of the rows sure to pass the floor bound the keep-th exact score
+        # from below, so a row is sent when it may pass the floor and may reach that bound (~50-70 rows, not 40).
+        sure = blended[cosine >= floor + _INT8_ERROR] - blend.similarity * _INT8_ERROR
+        cut = -np.inf if sure.size < keep else float(np.partition(sure, sure.size - keep)[sure.size - keep])
+        send = (cosine >= floor - _INT8_ERROR) & (blended + blend.similarity * _INT8_ERROR >= cut)
+        picked = Shortlist(uuid_literal(rows.ids[candidates[send]]), estimate[candidates], cosine.astype(np.float64))
     return picked
 
 
@@ -360,7 +383,7 @@ class LocalIndex:
         lock = self._locks.setdefault(key, anyio.Lock())
         try:
             async with lock:
-                current = self._usable(key, seen) or await self._refresh(conn, user_id, model, memory_type, seen)
+                current = self._usable(key, seen) or await self._refresh(conn, user_id, model, memory_type, seen, dims)
                 return current if current is not None and current.dims == dims else None  # another model's width
         finally:
             if not lock.statistics().tasks_waiting and self._locks.get(key) is lock:
@@ -373,20 +396,26 @@ class LocalIndex:
         return self._rows.get(key)
 
     async def _refresh(
-        self, conn: DictConnection, user_id: str, model: str, memory_type: str, seen: list[int]
+        self, conn: DictConnection, user_id: str, model: str, memory_type: str, seen: list[int], dims: int
     ) -> Rows | None:
         key = (user_id, memory_type, model)
         cached = self._rows.peek(key)
         fresh = cached is not None and time.monotonic() - cached.loaded_at <= self.max_age_seconds
         rows: Rows | None = None
         if cached is not None and fresh and cached.reload_generation == seen[1] and len(cached):
-            rows = await self._append(conn, user_id, model, memory_type, cached)
+            rows = await self._append(conn, user_id, model, memory_type, cached)  # keeps cached's vectors or none
         if rows is None:
-            # A reload keeps the vectors it already holds (most of a reload's time with them: ~10x the rest).
-            carry = cached if self.vectors and cached is not None and len(cached.vectors) else None
-            row = await store.shortlist_rows(conn, memory_type, user_id, model, None, self.vectors and carry is None)
+            # A reload keeps the vectors it already holds (most of a reload's time with them: ~10x the rest). A type
+            # whose vectors would not fit in one bytea (Postgres's 1 GB; capped well below) is held without them.
+            vectors = self.vectors and seen[2] * (4 * dims + 4) <= _MAX_VECTOR_BYTES
+            carry = cached if vectors and cached is not None and len(cached.vectors) else None
+            row = await store.shortlist_rows(
+                conn, memory_type, user_id, model, None, vectors and carry is None, vectors
+            )
             self.loads["full"] += 1
-            rows = decode(row, time.monotonic()) if row is not None and int(row["n"]) else None
+            rows = None
+            if row is not None and int(row["n"]):
+                rows = await _off_loop(partial(decode, row, time.monotonic()), int(row["n"]))
             if rows is not None and carry is not None:
                 rows = await self._carried(conn, user_id, memory_type, carry, rows)
         if rows is None:
@@ -395,14 +424,15 @@ class LocalIndex:
         return rows if self._rows.put(key, rows) else None
 
     async def _carried(self, conn: DictConnection, user_id: str, memory_type: str, old: Rows, new: Rows) -> Rows:
-        """`new` (loaded without vectors) with the int8 vectors of `old` for the rows both hold with the same sign
-        bits, and those of the others read from the database."""
+        """`new` (loaded without vectors) with the int8 vectors of `old` for the rows both hold with the same
+        updated_at and sign bits, and those of the others read from the database."""
         held = old.ids.view("S16").ravel()
         order = np.argsort(held)
         wanted = new.ids.view("S16").ravel()
         at = np.minimum(np.searchsorted(held[order], wanted), len(held) - 1)
         source = order[at]
         found = (held[source] == wanted) & (old.bits[:, source] == new.bits).all(axis=0)
+        found &= old.updated[source] == new.updated
         vectors = np.zeros((len(new), new.dims), np.int8)
         inverse_norms = np.zeros(len(new), np.float32)
         vectors[found], inverse_norms[found] = old.vectors[source[found]], old.inverse_norms[source[found]]
@@ -415,7 +445,7 @@ class LocalIndex:
             assert row is not None
             got = np.frombuffer(bytes(row["ids"]), np.uint8).reshape(n, 16).view("S16").ravel()
             at = np.searchsorted(got, wanted[missing])  # both sorted the same way: uuid order is byte order
-            fetched, norms = quantise(bytes(row["vectors"]), n)
+            fetched, norms = await _off_loop(partial(quantise, bytes(row["vectors"]), n), n)
             vectors[missing], inverse_norms[missing] = fetched[at], norms[at]
         return replace(new, vectors=vectors, inverse_norms=inverse_norms)
 
@@ -424,10 +454,9 @@ class LocalIndex:
     ) -> Rows | None:
         """`cached` plus the rows created since its newest minus the overlap; None unless only inserts happened
         and the result has exactly the counter's row_count (same snapshot)."""
-        if self.vectors and len(cached.vectors) != len(cached):
-            return None  # held without vectors (a row went missing while they were read): load afresh
+        held = len(cached.vectors) == len(cached)  # with vectors (not for a type above _MAX_VECTOR_BYTES)
         since = float(cached.created.max()) - OVERLAP_SECONDS
-        row = await store.shortlist_rows(conn, memory_type, user_id, model, since, self.vectors)
+        row = await store.shortlist_rows(conn, memory_type, user_id, model, since, held, held)
         if row is None or int(row["reload_generation"]) != cached.reload_generation:
             return None
         self.loads["append"] += 1
@@ -447,10 +476,11 @@ class LocalIndex:
             importance=np.concatenate([cached.importance, new.importance[add]]),
             created=np.concatenate([cached.created, new.created[add]]),
             expires=np.concatenate([cached.expires, new.expires[add]]),
-            vectors=np.concatenate([cached.vectors, new.vectors[add]]) if self.vectors else cached.vectors,
+            vectors=np.concatenate([cached.vectors, new.vectors[add]]) if held else cached.vectors,
             inverse_norms=np.concatenate([cached.inverse_norms, new.inverse_norms[add]])
-            if self.vectors
+            if held
             else cached.inverse_norms,
+            updated=np.concatenate([cached.updated, new.updated[add]]) if held else cached.updated,
             generation=new.generation,
         )
 

@@ -24,7 +24,7 @@ class MemorySettings(BaseModel):
     # Process-local shortlist index (migration 0042, docs/memory.md): a (user, type, model) with at least this many
     # memories has its shortlist computed from sign bits held in this process; 0 turns it off (SQL shortlist only).
     local_index_min_rows: int = Field(3000, ge=0)
-    local_index_max_bytes: int = Field(268_435_456, ge=0)  # arrays: ~88 B/memory at 384-d, ~476 with vectors
+    local_index_max_bytes: int = Field(268_435_456, ge=0)  # arrays: ~88 B/memory at 384-d, ~484 with vectors
     local_index_max_age_seconds: float = Field(600.0, gt=0)  # full reload after this (importance changes)
     # Per type shortlist where the local index computes it (0: search_shortlist); a longer one costs ~4 ms per
     # 1,000 more rows re-ranked at five types and raises recall.
@@ -32,8 +32,8 @@ class MemorySettings(BaseModel):
     # Rank the local shortlist by slope * estimated cosine, the slope of the exact cosine on the estimate learnt from
     # the re-ranked shortlists (docs/memory.md); false: the SQL shortlist's formula exactly (slope 1).
     local_index_calibrate: bool = True
-    # Also hold each memory's vector as int8 (+388 bytes per 384-d memory): the shortlist is scored again with it
-    # and SQL fetches and re-ranks only the search_candidates best per type instead of the whole shortlist.
+    # Also hold each memory's vector as int8 (+396 bytes per 384-d memory): the shortlist is scored again with it
+    # and SQL re-ranks only the rows that may be among the search_candidates best per type (same rows, ~50-70).
     local_index_vectors: bool = True
     working_ttl_seconds: int = Field(86400, gt=0)
     embed_threads: int = Field(2, ge=1)

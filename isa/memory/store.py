@@ -374,13 +374,20 @@ async def generations(conn: DictConnection, user_id: str, model: str) -> dict[st
 
 
 async def shortlist_rows(
-    conn: DictConnection, memory_type: str, user_id: str, model: str, since: float | None, vectors: bool = False
+    conn: DictConnection,
+    memory_type: str,
+    user_id: str,
+    model: str,
+    since: float | None,
+    vectors: bool = False,
+    updated: bool = False,
 ) -> dict[str, Any] | None:
     """What the local shortlist reads of one type, in one statement (one snapshot) with its counter row: the
     counter's generation, reload_generation and row_count, and the rows (all, or those created at or after `since`,
     epoch) as packed big-endian columns — `ids` (16 bytes each), `bits` (varbit_send: a 4-byte length, then the
-    bits), `importance`, `created`, `expires` (float8; infinity without expiry) and, with `vectors`, `vectors`
-    (vector_send of each embedding). None when the user has no row of that type and model."""
+    bits), `importance`, `created`, `expires` (float8; infinity without expiry), with `vectors` `vectors`
+    (vector_send of each embedding), with `updated` `updated` (updated_at, float8 epoch).
+    None when the user has no row of that type and model."""
     expires = "t.expires_at" if memory_type in LIVE else "NULL::timestamptz"
     cur = await conn.execute(
         sql.SQL(
@@ -390,7 +397,7 @@ async def shortlist_rows(
             " string_agg(float8send(t.importance_score::float8), ''::bytea) AS importance,"
             " string_agg(float8send(date_part('epoch', t.created_at)), ''::bytea) AS created,"
             " string_agg(float8send(coalesce(date_part('epoch', {expires}), 'infinity')), ''::bytea)"
-            " AS expires{vectors}"
+            " AS expires{vectors}{updated}"
             " FROM {table} t WHERE t.user_id = g.user_id AND t.embedding_model = g.embedding_model"
             " AND t.embedding_bits IS NOT NULL{since}) r"
             " WHERE g.user_id = %(user_id)s AND g.embedding_model = %(model)s AND g.memory_type = %(memory_type)s"
@@ -398,6 +405,9 @@ async def shortlist_rows(
             table=sql.Identifier(TABLES[memory_type]),
             expires=sql.SQL(expires),
             vectors=sql.SQL(", string_agg(vector_send(t.embedding), ''::bytea) AS vectors" if vectors else ""),
+            updated=sql.SQL(
+                ", string_agg(float8send(date_part('epoch', t.updated_at)), ''::bytea) AS updated" if updated else ""
+            ),
             since=sql.SQL(" AND t.created_at >= to_timestamp(%(since)s)" if since is not None else ""),
         ),
         {"user_id": user_id, "model": model, "memory_type": memory_type, "since": since},

@@ -1,6 +1,7 @@
 """search_memories at scale: 100,000 memory rows across 100 users, p50 latency and the plan, against baselines.
 
 Run: .venv/bin/python tests/bench/bench_memory.py [--rows 100000 --users 100 --queries 200]
+On another server (e.g. PostgreSQL 15 + pgvector 0.8.0 as on Supabase, tests/bench/supabase_like.sh): --url URL.
 
 "today": the exact blend over every row of the user across all five memory tables (search_sql without Ann/Bits).
 "NEW bits by blend" (the default since migration 0040): per type the --shortlist rows of highest blend with the
@@ -28,17 +29,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -245,6 +250,28 @@ def local_variants(
     asyncio.run(run())
 
 
+@contextlib.contextmanager
+def database(server: str | None) -> Iterator[str]:
+    """A fresh, migrated database: on the embedded server in a temporary folder, or (--url) a new database on that
+    server (e.g. tests/bench/supabase_like.sh, PostgreSQL 15 + pgvector 0.8.0 as in production), dropped after."""
+    if server is None:
+        with tempfile.TemporaryDirectory(prefix="isa-bench-mem-") as tmp:
+            url = embedded_url(Path(tmp))
+            migrate(url)
+            yield url
+        return
+    name = f"isa_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = make_conninfo(server, dbname=name)
+        migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=100_000)
@@ -273,13 +300,16 @@ def main() -> None:
         " and candidates; plus the first search after another connection's write, after a delete, and writes"
         " without 0042's triggers",
     )
+    ap.add_argument(
+        "--url",
+        help="a server to run on instead of the embedded one (a URL the bench can CREATE DATABASE with; it migrates a"
+        " fresh database there and drops it after)",
+    )
     args = ap.parse_args()
     rng = np.random.default_rng(1)
     queries = [[float(x) for x in v / np.linalg.norm(v)] for v in rng.normal(size=(args.queries, 384))]
     users = [f"bench-{i % args.users}" for i in range(args.queries)]
-    with tempfile.TemporaryDirectory(prefix="isa-bench-mem-") as tmp:
-        url = embedded_url(Path(tmp))
-        migrate(url)
+    with database(args.url) as url:
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
             BACKEND.append(conn.info.backend_pid)
             t0 = time.perf_counter()
@@ -305,7 +335,11 @@ def main() -> None:
                 )
             conn.execute("VACUUM ANALYZE")  # what autovacuum does: the visibility map lets bits scans skip the heap
             version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
-            print(f"pgvector {version['extversion'] if version else '?'}, {conn.info.server_version}")
+            print(f"pgvector {version['extversion'] if version else '?'}, {conn.info.server_version}", end="")
+            for name in ("shared_buffers", "work_mem", "jit", "max_parallel_workers_per_gather", "data_checksums"):
+                row = conn.execute("SELECT current_setting(%s, true) AS v", (name,)).fetchone()
+                print(f", {name} {row['v'] if row else '?'}", end="")
+            print()
             if args.queries_near:
                 for i in range(args.queries):
                     row = conn.execute(

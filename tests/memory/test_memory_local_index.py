@@ -17,6 +17,7 @@ import pytest
 
 from isa.core.db import Database, vector_literal
 from isa.core.settings import Settings
+from isa.memory import local_index, store
 from isa.memory.service import MemoryService
 from isa.memory.settings import MemorySettings
 from isa.memory.store import Filters, search_filters
@@ -320,8 +321,8 @@ async def test_the_memory_budget_and_the_reload_age_hold(settings: Settings, see
             "local_index_calibrate": False,
             "local_index_vectors": vectors,
         }
-        # Two types of 200 rows at 384 dimensions: ids 16, bits 48, three floats 24 (+ int8 vector 384, its norm 4).
-        budget = 2 * 200 * (88 + (388 if vectors else 0)) + 100
+        # Two types of 200 rows at 384-d: ids 16, bits 48, three floats 24 (+ int8 vector 384, norm 4, updated_at 8).
+        budget = 2 * 200 * (88 + (396 if vectors else 0)) + 100
         small = MemoryService(
             db,
             TextEmbedder(),  # type: ignore[arg-type]
@@ -345,7 +346,9 @@ async def test_the_memory_budget_and_the_reload_age_hold(settings: Settings, see
         await db.close()
 
 
-async def test_a_reload_keeps_the_held_vectors_and_reads_the_changed_ones(settings: Settings, seeded: str) -> None:
+async def test_a_reload_keeps_the_held_vectors_and_reads_the_changed_ones(
+    settings: Settings, seeded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A full reload with int8 vectors held reads only the vectors of rows it does not hold with the same sign bits:
     after another connection gives 60 rows new embeddings, the int8 stage ranks with theirs, not the old ones."""
     db = Database(seeded, settings)
@@ -361,6 +364,14 @@ async def test_a_reload_keeps_the_held_vectors_and_reads_the_changed_ones(settin
         user, episodic = "bench-0", search_filters(["episodic"])
         for i in range(2):
             await aging.search(user, f"carry {i}", episodic, 10)
+        asked: list[int] = []  # how many rows each reload reads the vectors of
+        read = store.vectors_of
+
+        async def counted(conn: Any, memory_type: str, user_id: str, ids: str) -> dict[str, Any] | None:
+            asked.append(len(ids.strip("{}").split(",")))
+            return await read(conn, memory_type, user_id, ids)
+
+        monkeypatch.setattr(store, "vectors_of", counted)
         changed = sql(
             seeded,
             "UPDATE episodic_memories e SET embedding = ARRAY(SELECT random() - 0.5 + 0 * length(e.id::text)"
@@ -376,7 +387,112 @@ async def test_a_reload_keeps_the_held_vectors_and_reads_the_changed_ones(settin
             assert _key(mine) == _key(theirs)
             moved += len({h["id"] for h in theirs} & {r["id"] for r in changed})
         assert moved > 0  # the changed rows do reach the top 10, so their vectors were used
+        assert asked and max(asked) <= 60  # each reload read the vectors of the changed rows, not all 200
         assert aging.local_index is not None and aging.local_index.nbytes > 200 * 388
+    finally:
+        await db.close()
+
+
+async def test_int8_keeps_the_sql_answer_with_a_limit_of_candidates_and_a_floor_most_rows_meet(
+    settings: Settings, seeded: str
+) -> None:
+    """The int8 stage sends SQL every row that may be among a type's `candidates` best above min_similarity: with
+    the limit as large as the candidates and a floor near the bulk of the cosines, the rows are still the SQL
+    path's (sending only the 20 best by int8 score would leave the 20th-21st swaps and floor-band rows out)."""
+    db = Database(seeded, settings)
+    await db.open()
+    try:
+        int8 = MemoryService(db, TextEmbedder(), _settings(100).model_copy(update={"local_index_vectors": True}))  # type: ignore[arg-type]
+        today = MemoryService(db, TextEmbedder(), _settings(0))  # type: ignore[arg-type]
+        episodic = search_filters(["episodic"])
+        await _warm(int8, USER)
+        for i in range(40):
+            floor = (-1.0, 0.0, 0.01, 0.02, 0.03)[i % 5]
+            mine = await int8.search(USER, f"bulk {i}", episodic, 20, min_similarity=floor)
+            theirs = await today.search(USER, f"bulk {i}", episodic, 20, min_similarity=floor)
+            assert _key(mine) == _key(theirs), (i, floor)
+        assert int8.local_index is not None and int8.local_index.loads["fallback"] == 0
+    finally:
+        await db.close()
+
+
+async def test_a_reinforced_or_re_embedded_row_counts_at_once(settings: Settings, seeded: str) -> None:
+    """Raising a row's importance (store.reinforce, on a memory stored again) or changing its embedding without
+    flipping a sign bit moves the type's generation (migration 0044), so the int8 stage never picks the rows SQL
+    re-ranks with a stale importance or vector."""
+    db = Database(seeded, settings)
+    await db.open()
+    try:
+        wide = {"search_shortlist": 300}  # >= a type's 200 rows: every row is shortlisted, the int8 stage picks
+        int8 = MemoryService(
+            db, TextEmbedder(), _settings(100).model_copy(update={**wide, "local_index_vectors": True})
+        )  # type: ignore[arg-type]
+        today = MemoryService(db, TextEmbedder(), _settings(0).model_copy(update=wide))  # type: ignore[arg-type]
+        user, episodic = OTHER, search_filters(["episodic"])
+        await _warm(int8, user)
+        exact = MemoryService(db, TextEmbedder(), MemorySettings(search_candidates=0))  # type: ignore[arg-type]
+        ranked = await exact.search(user, "reinforce me", episodic, 100)
+        low = [h for h in ranked[20:60] if h["importance_score"] < 0.3][:3]
+        assert low
+        async with db.connection() as conn:
+            for h in low:
+                await store.reinforce(conn, "episodic", user, h["id"], 1.0)
+        mine, theirs = (
+            await int8.search(user, "reinforce me", episodic, 10),
+            await today.search(user, "reinforce me", episodic, 10),
+        )
+        assert _key(mine) == _key(theirs) and {h["id"] for h in low} & {h["id"] for h in mine}
+        # The same signs with other magnitudes (aligned with the query where the signs agree): the bits stay.
+        q = np.array(vector("target"))
+        rows = sql(
+            seeded,
+            "SELECT id::text, embedding::text AS e FROM episodic_memories WHERE user_id = %s ORDER BY id LIMIT 5",
+            (user,),
+        )
+        for r in rows:
+            v = np.array([float(x) for x in r["e"][1:-1].split(",")])
+            new = np.sign(v) * np.where(np.sign(v) == np.sign(q), np.abs(q), 1e-4)
+            sql(
+                seeded,
+                "UPDATE episodic_memories SET embedding = %s::vector WHERE id = %s",
+                (vector_literal(list(new)), r["id"]),
+            )
+        mine, theirs = await int8.search(user, "target", episodic, 10), await today.search(user, "target", episodic, 10)
+        assert _key(mine) == _key(theirs) and {r["id"] for r in rows} & {h["id"] for h in mine}
+    finally:
+        await db.close()
+
+
+async def test_a_type_too_large_for_one_vector_read_is_held_without_vectors(
+    settings: Settings, seeded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Postgres cannot build a bytea over 1 GB, so a type whose packed vectors exceed _MAX_VECTOR_BYTES is held with
+    sign bits only: same answer as SQL, and an insert is appended (not a full reload each time)."""
+    monkeypatch.setattr(local_index, "_MAX_VECTOR_BYTES", 1000)  # smaller than any type here
+    db = Database(seeded, settings)
+    await db.open()
+    try:
+        int8 = MemoryService(db, TextEmbedder(), _settings(100).model_copy(update={"local_index_vectors": True}))  # type: ignore[arg-type]
+        today = MemoryService(db, TextEmbedder(), _settings(0))  # type: ignore[arg-type]
+        await _warm(int8, USER)
+        index = int8.local_index
+        assert index is not None and 0 < index.nbytes <= 5 * 200 * 88 + 5 * 100
+        for i in range(4):
+            assert _key(await int8.search(USER, f"big {i}", Filters(), 10)) == _key(
+                await today.search(USER, f"big {i}", Filters(), 10)
+            )
+        full = index.loads["full"]
+        row = sql(
+            seeded,
+            "INSERT INTO episodic_memories (user_id, content, episode_title, embedding, embedding_model)"
+            " VALUES (%s, 'big type', 't', %s::vector(384), %s) RETURNING id::text",
+            (USER, vector_literal(vector("big type")), MODEL),
+        )[0]
+        try:
+            hits = await int8.search(USER, "big type", Filters(), 10)
+            assert row["id"] in {h["id"] for h in hits} and index.loads["full"] == full and index.loads["append"] >= 1
+        finally:
+            sql(seeded, "DELETE FROM episodic_memories WHERE id = %s", (row["id"],))
     finally:
         await db.close()
 
