@@ -156,14 +156,9 @@ def unseen(held: npt.NDArray[np.uint8], incoming: npt.NDArray[np.uint8]) -> npt.
 class KnowledgeLocalIndex:
     """Arrays of users with at least `min_rows` chunks, least recently used dropped beyond `max_bytes`."""
 
-    def __init__(
-        self,
-        min_rows: int,
-        max_bytes: int,
-        max_age_seconds: float,
-        postings: PostingsLoader | None = None,
-        db: Database | None = None,
-    ) -> None:
+    def __init__(self, sizes: tuple[int, int, float], postings: PostingsLoader | None, db: Database | None) -> None:
+        """`sizes`: (min_rows, max_bytes, max_age_seconds), [default.knowledge] local_index_*."""
+        min_rows, max_bytes, max_age_seconds = sizes
         self.min_rows = min_rows
         self.postings_loader = postings  # None: the lexical arm stays in SQL
         # With a database: full loads run in a task of their own (its own connection and snapshot) while the SQL

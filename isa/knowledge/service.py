@@ -130,9 +130,8 @@ class KnowledgeService:
         self.local_index: KnowledgeLocalIndex | None = None
         o = self.options
         if o.local_index_min_rows > 0 and o.local_index_max_bytes > 0:
-            self.local_index = KnowledgeLocalIndex(
-                o.local_index_min_rows, o.local_index_max_bytes, o.local_index_max_age_seconds, _postings, self.db
-            )
+            sizes = (o.local_index_min_rows, o.local_index_max_bytes, o.local_index_max_age_seconds)
+            self.local_index = KnowledgeLocalIndex(sizes, _postings, self.db)
 
     @property
     def limits(self) -> Limits:
