@@ -58,6 +58,7 @@ OVERLAP_SECONDS = 60.0  # an append also reads rows this much older than the new
 _THREAD_ROWS = 50_000  # a user this large is ranked in a worker thread (numpy releases the GIL), off the event loop
 _RECHECK_SECONDS = 30.0  # searches of a user seen below min_rows take the SQL path this long, then look again
 _KNOWN_USERS = 10_000  # users remembered as small
+_RETRY_SECONDS = 60.0  # a background load that failed is not tried again for this long (SQL answers meanwhile)
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class KnowledgeLocalIndex:
         self.db = db
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: set[tuple[str, ...]] = set()
+        self._failed: dict[tuple[str, ...], float] = {}  # key -> monotonic time its background load failed
         self.max_age_seconds = max_age_seconds
         self._held: ByteBudget[tuple[str, ...], Held] = ByteBudget(max_bytes)
         self._locks: dict[tuple[str, ...], anyio.Lock] = {}
@@ -284,8 +286,10 @@ class KnowledgeLocalIndex:
 
     def _load_later(self, key: tuple[str, ...], make: Callable[[State], Loader]) -> None:
         """Load `key`'s arrays in a task of its own, once at a time (the searches meanwhile use SQL)."""
-        if key in self._pending:
+        failed = self._failed.get(key)
+        if key in self._pending or (failed is not None and time.monotonic() - failed < _RETRY_SECONDS):
             return
+        self._failed.pop(key, None)
         self._pending.add(key)
         task = asyncio.get_running_loop().create_task(self._background(key, make))
         self._tasks.add(task)
@@ -306,6 +310,8 @@ class KnowledgeLocalIndex:
         except Exception as exc:  # the SQL arms go on answering; the next search that needs the arrays tries again
             log.error("knowledge_local_index_failed", error=type(exc).__name__, background=True)
             self.forget_user(user_id)
+            if len(self._failed) < _KNOWN_USERS:
+                self._failed[key] = time.monotonic()
         finally:
             self._pending.discard(key)
 

@@ -240,6 +240,9 @@ async def test_a_failing_load_is_logged_and_the_sql_path_answers(
         await local.local_index.settled()  # the loads failed in the background: logged, the user forgotten
         assert local.local_index.loads["dense"] == local.local_index.loads["lexical"] == 0
         assert local.local_index.nbytes == 0
+    await local.search(BIG, "heron alder", 10, "dense")  # a failed load is not retried at once: SQL answers
+    assert not local.local_index._tasks
+    local.local_index._failed.clear()  # (as if a minute had passed)
     await warm(local, BIG, "dense")  # the next search loads again, and then the arrays answer
     await local.search(BIG, "heron alder", 10, "dense")
 
