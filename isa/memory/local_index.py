@@ -55,7 +55,7 @@ import numpy.typing as npt
 from isa.core.db import DictConnection
 from isa.core.signbits import ByteBudget, hamming, query_bits, unpack_bits, uuid_literal
 from isa.memory import store
-from isa.memory.store import Bits, Blend, Filters
+from isa.memory.store import Bits, Filters
 
 OVERLAP_SECONDS = 60.0  # an incremental refresh also reads rows this much older than the newest cached one
 _ATTEMPTS = 3  # searches against a generation that moved on before the SQL path answers
@@ -183,22 +183,13 @@ class Shortlist:
     int8: npt.NDArray[np.float64] | None = None
 
 
-def shortlist(
-    rows: Rows,
-    vector: list[float],
-    now: float,
-    blend: Blend,
-    filters: Filters,
-    size: int,
-    slope: float = 1.0,
-    keep: int = 0,
-    floor: float = -1.0,
-) -> Shortlist:
+def shortlist(rows: Rows, q: store.Search, now: float, size: int, slope: float = 1.0, keep: int = 0) -> Shortlist:
     """The `size` rows of highest estimated blend — store._blend with `slope` * cos(pi * hamming / dims); with
-    slope 1 exactly what the SQL shortlist computes — among those live at `now` and inside since/until. With int8
-    vectors held and `keep` > 0, those rows are scored again by the blend with the int8 cosine (~0.0003 from
-    the exact one) and only those that may be among the `keep` best passing `floor` (SQL's min_similarity) with
+    slope 1 exactly what the SQL shortlist computes — among those live at `now` and inside the search's since/until.
+    With int8 vectors held and `keep` > 0, those rows are scored again by the blend with the int8 cosine (~0.0003
+    from the exact one) and only those that may be among the `keep` best passing the search's min_similarity with
     an error up to _INT8_ERROR are handed to SQL's exact re-rank."""
+    vector, blend, filters, floor = q.vector, q.blend, q.filters, q.min_similarity
     distance = hamming(rows.bits, query_bits(vector, rows.words))
     e_folding = blend.half_life_days / 0.6931471805599453
     estimate = _cosines(len(vector))[distance]
@@ -317,7 +308,7 @@ class LocalIndex:
             picked: dict[str, Shortlist] = {}
             keep = bits.candidates if self.vectors else 0
             for t, r in arrays.items():
-                rank = partial(shortlist, r, q.vector, now, q.blend, filters, size, slopes[t], keep, q.min_similarity)
+                rank = partial(shortlist, r, q, now, size, slopes[t], keep)
                 picked[t] = await anyio.to_thread.run_sync(rank) if len(r) >= _THREAD_ROWS else rank()
             ids = {t: p.ids for t, p in picked.items()}
             hits, gens, db_now, calibration = await store.search_checked(conn, q, bits, ids)
