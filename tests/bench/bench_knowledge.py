@@ -34,7 +34,6 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -48,15 +47,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from pydoc_data.topics import topics
 
 from isa.core.db import Database
-from isa.core.embedded import embedded_url
 from isa.core.embeddings import LocalMiniLM
-from isa.core.migrations import migrate
 from isa.core.search import Corpus, hybrid_search
 from isa.core.settings import load_settings
 from isa.knowledge import service as service_module
 from isa.knowledge.service import CORPUS, KnowledgeService, KnowledgeSettings, bm25_stats
 from isa.memory.service import MemoryService
 from isa.memory.settings import MemorySettings
+from tests.bench.bench_memory import database
 
 DATA = Path(__file__).parent / "data" / "knowledge_pydoc_qa.jsonl"
 ROOT = Path(__file__).resolve().parents[2]
@@ -443,9 +441,7 @@ async def latency(
 async def run(args: argparse.Namespace) -> None:
     questions = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
     settings = load_settings("all")
-    with tempfile.TemporaryDirectory(prefix="isa-bench-knowledge-") as tmp:
-        url = embedded_url(Path(tmp))
-        migrate(url)
+    with database(args.url) as url:  # the embedded server, or a fresh database on --url's
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("INSERT INTO users (user_id, email, name) VALUES (%s, %s, 'bench')", (USER, f"{USER}@x.test"))
         db = Database(url, settings)
@@ -484,6 +480,11 @@ def main() -> None:
     ap.add_argument("--chunk-size", type=int, default=400)
     ap.add_argument("--overlap", type=int, default=80)
     ap.add_argument("--big", type=int, default=0, help="chunks of the one large user for the latency phase (0: skip)")
+    ap.add_argument(
+        "--url",
+        help="a server to run on instead of the embedded one (a fresh database there, dropped after; e.g."
+        " tests/bench/supabase_like.sh, PostgreSQL 15 + pgvector 0.8.0 as in production)",
+    )
     ap.add_argument("--users", type=int, default=100, help="other users in the latency phase")
     ap.add_argument("--per-user", type=int, default=200, help="chunks of each other user")
     ap.add_argument("--queries", type=int, default=60, help="questions timed per latency cell")
