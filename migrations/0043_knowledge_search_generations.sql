@@ -85,7 +85,9 @@ CREATE TRIGGER user_knowledge_search_moved AFTER UPDATE ON user_knowledge FOR EA
 CREATE FUNCTION user_knowledge_search_truncated() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE user_knowledge_bm25_stats SET generation = nextval('knowledge_search_generation_seq');
+    -- Every chunk is gone: no user has rows or tokens left (0019 never reset them on TRUNCATE).
+    UPDATE user_knowledge_bm25_stats
+       SET generation = nextval('knowledge_search_generation_seq'), entries = 0, total_len = 0;
     UPDATE user_knowledge_bm25_stats SET reload_generation = generation;
     RETURN NULL;
 END;

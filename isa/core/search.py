@@ -476,7 +476,8 @@ async def hybrid_search(
         statement: bytes = hit[1]
     else:
         statement = hybrid_sql(corpus, q, slices, weights, stats, columns)[0].as_bytes(conn)
-        _STATEMENTS.put(key, (tuple(slices), statement))
+        if not any(s.dense_ids is not None or s.lexical_hits is not None for s in slices):
+            _STATEMENTS.put(key, (tuple(slices), statement))  # per-search candidates: never asked for again
     cur = await conn.execute(statement, hybrid_params(corpus, q, slices, weights, stats))
     return await cur.fetchall()
 

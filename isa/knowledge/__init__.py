@@ -25,4 +25,6 @@ def register(builder: AppBuilder) -> None:
     answerer = None
     if knowledge.answer_model:
         answerer = model_client(builder, knowledge.answer_timeout_seconds, user_agent="isa-knowledge")
-    builder.provide("knowledge", KnowledgeService(memory, knowledge, reranker, answerer))
+    service = KnowledgeService(memory, knowledge, reranker, answerer)
+    builder.provide("knowledge", service)
+    builder.on_shutdown(service.close)  # background loads of the local index end before the pool closes

@@ -31,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import numpy as np
@@ -59,6 +59,9 @@ _THREAD_ROWS = 50_000  # a user this large is ranked in a worker thread (numpy r
 _RECHECK_SECONDS = 30.0  # searches of a user seen below min_rows take the SQL path this long, then look again
 _KNOWN_USERS = 10_000  # users remembered as small
 _RETRY_SECONDS = 60.0  # a background load that failed is not tried again for this long (SQL answers meanwhile)
+_V = TypeVar("_V")
+_CLOSE_SECONDS = 5.0  # close() waits this long for the cancelled loads
+_LOADS_AT_ONCE = 2  # background loads running at a time (each holds a pooled connection for up to ~1.5 s)
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,14 @@ def _dense(row: dict[str, Any], state: State, loaded_at: float) -> Dense:
     )
 
 
+def _remember(known: OrderedDict[tuple[str, ...], _V], key: tuple[str, ...], value: _V) -> None:
+    """known[key] = value as the most recent entry, the least recent dropped beyond _KNOWN_USERS."""
+    known[key] = value
+    known.move_to_end(key)
+    while len(known) > _KNOWN_USERS:
+        known.popitem(last=False)
+
+
 def unseen(held: npt.NDArray[np.uint8], incoming: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
     """Which of `incoming`'s uuids (n, 16) are not in `held`."""
     key = np.dtype((np.void, 16))
@@ -167,10 +178,16 @@ class KnowledgeLocalIndex:
         self.db = db
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: set[tuple[str, ...]] = set()
-        self._failed: dict[tuple[str, ...], float] = {}  # key -> monotonic time its background load failed
+        # key -> monotonic time its background load failed (retried after _RETRY_SECONDS), least recent first
+        self._failed: OrderedDict[tuple[str, ...], float] = OrderedDict()
+        # key -> the user's chunk count when its arrays did not fit in max_bytes: not loaded again at that size
+        self._too_big: OrderedDict[tuple[str, ...], int] = OrderedDict()
+        self._loading = asyncio.Semaphore(_LOADS_AT_ONCE)
         self.max_age_seconds = max_age_seconds
         self._held: ByteBudget[tuple[str, ...], Held] = ByteBudget(max_bytes)
-        self._locks: dict[tuple[str, ...], anyio.Lock] = {}
+        # Per key: a lock and how many searches hold or wait for it (asyncio's: the background loads are asyncio
+        # tasks, and close() cancels them natively, which an anyio lock's shielded checkpoint can swallow).
+        self._locks: dict[tuple[str, ...], tuple[asyncio.Lock, list[int]]] = {}
         self._small: OrderedDict[str, float] = OrderedDict()  # users seen below min_rows: monotonic time seen
         # What happened (bench, tests): full loads, appends, searches whose arms the arrays answered.
         self.loads = {"full": 0, "append": 0, "dense": 0, "lexical": 0}
@@ -250,8 +267,11 @@ class KnowledgeLocalIndex:
         background task."""
         if self._usable(key, state):
             return self._held.get(key)
+        if not wait and self.db is not None and (key in self._pending or self._too_big.get(key) == state.entries):
+            return None  # a full load runs in the background (or would not fit): SQL answers, nobody waits for it
         # One refresh per key at a time: concurrent searches of the user wait for it instead of loading again.
-        lock = self._locks.setdefault(key, anyio.Lock())
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
         try:
             async with lock:
                 if self._usable(key, state):
@@ -271,9 +291,15 @@ class KnowledgeLocalIndex:
                 if new is None:
                     self._load_later(key, make)
                     return None
-                return new if self._held.put(key, new) else None
+                if self._held.put(key, new):
+                    return new
+                if self._too_big.get(key) != state.entries:
+                    log.warning("knowledge_local_index_over_budget", bytes=new.nbytes, max_bytes=self._held.max_bytes)
+                _remember(self._too_big, key, state.entries)  # not loaded again at this size (SQL answers)
+                return None
         finally:
-            if not lock.statistics().tasks_waiting and self._locks.get(key) is lock:
+            users[0] -= 1
+            if not users[0]:  # nobody holds or waits for it (a woken waiter has not taken it yet: still counted)
                 del self._locks[key]
 
     def _usable(self, key: tuple[str, ...], state: State) -> bool:
@@ -290,7 +316,7 @@ class KnowledgeLocalIndex:
         if key in self._pending or (failed is not None and time.monotonic() - failed < _RETRY_SECONDS):
             return
         self._failed.pop(key, None)
-        self._pending.add(key)
+        self._pending.add(key)  # before the task starts: the searches meanwhile take the SQL arms
         task = asyncio.get_running_loop().create_task(self._background(key, make))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -299,7 +325,7 @@ class KnowledgeLocalIndex:
         assert self.db is not None
         user_id = key[1]
         try:
-            async with self.db.connection() as conn:
+            async with self._loading, self.db.connection() as conn:
                 await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)  # the counters and rows: one snapshot
                 try:
                     async with conn.transaction():
@@ -310,15 +336,23 @@ class KnowledgeLocalIndex:
         except Exception as exc:  # the SQL arms go on answering; the next search that needs the arrays tries again
             log.error("knowledge_local_index_failed", error=type(exc).__name__, background=True)
             self.forget_user(user_id)
-            if len(self._failed) < _KNOWN_USERS:
-                self._failed[key] = time.monotonic()
+            _remember(self._failed, key, time.monotonic())
         finally:
             self._pending.discard(key)
 
     async def settled(self) -> None:
         """Wait until no background load runs (tests, the bench)."""
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await asyncio.wait(list(self._tasks))  # never raises what a task ended with
+
+    async def close(self) -> None:
+        """Cancel the background loads and wait for them, at most _CLOSE_SECONDS (at shutdown, before the pool
+        closes: a cancelled load may still roll back its transaction)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=_CLOSE_SECONDS)
 
     def _load_dense(self, user_id: str, model: str, state: State) -> Loader:
         async def load(conn: DictConnection, old: Held | None, full: bool) -> Held | None:

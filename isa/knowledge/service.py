@@ -216,7 +216,7 @@ class KnowledgeService:
                 async with conn.transaction():  # the iterative-scan settings are SET LOCAL
                     rows = await self._search(conn, user_id, q, limit, index)
             finally:
-                if index is not None:
+                if index is not None and not conn.closed:  # a broken connection: keep the original error
                     await conn.set_isolation_level(None)
         if rrf:
             rows = reciprocal_rank_fusion(rows, self.options.rrf_k)[:top_k]
@@ -375,6 +375,11 @@ class KnowledgeService:
             if deleted == 0:
                 raise NotFound(f"no knowledge item {item_id}")
         return {"deleted": deleted}
+
+    async def close(self) -> None:
+        """Stop the local index's background loads (shutdown)."""
+        if self.local_index is not None:
+            await self.local_index.close()
 
     async def status(self, user_id: str, model_configured: bool) -> dict[str, Any]:
         async with self.db.connection() as conn:

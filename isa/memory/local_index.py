@@ -377,7 +377,8 @@ class LocalIndex:
                 current = self._usable(key, seen) or await self._refresh(conn, user_id, model, memory_type, seen, dims)
                 return current if current is not None and current.dims == dims else None  # another model's width
         finally:
-            if not lock.statistics().tasks_waiting and self._locks.get(key) is lock:
+            # Released to a waiting task, the lock is still owned (anyio hands it over): only an idle lock goes.
+            if not lock.locked() and not lock.statistics().tasks_waiting and self._locks.get(key) is lock:
                 del self._locks[key]
 
     def _usable(self, key: tuple[str, str, str], seen: list[int]) -> Rows | None:

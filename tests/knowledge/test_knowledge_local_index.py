@@ -8,21 +8,24 @@ processes) write or delete at once, and never another user's chunks.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import numpy as np
 import psycopg
 import pytest
 
 from isa.core.db import Database, vector_literal
-from isa.core.search import Query, Slice, hybrid_search
+from isa.core.search import Bm25Stats, Query, Slice, hybrid_search
 from isa.core.settings import Settings
 from isa.knowledge import store
-from isa.knowledge.lexical_index import Postings
+from isa.knowledge.lexical_index import LexicalHits, Postings
+from isa.knowledge.local_index import KnowledgeLocalIndex, State
 from isa.knowledge.service import COLUMNS, CORPUS, KnowledgeService
 from isa.knowledge.settings import KnowledgeSettings
 from isa.memory.service import MemoryService
@@ -317,3 +320,162 @@ async def test_more_lexical_candidates_fuse_as_the_sql_with_the_exact_searchs_le
         assert [(h["id"], h["score"]) for h in got] == [(str(r["id"]), round(float(r["score"]), 4)) for r in want]
         await local.search(BIG, query, 10, "dense")  # (the fixture's check)
     assert wide.local_index is not None and wide.local_index.loads["lexical"] == len(QUERIES)
+
+
+async def _service(settings: Settings, db_url: str, **options: Any) -> tuple[Database, KnowledgeService]:
+    db = Database(db_url, settings)
+    await db.open()
+    memory = MemoryService(db, WordEmbedder(), MemorySettings())  # type: ignore[arg-type]
+    return db, KnowledgeService(memory, _options(100, **options))
+
+
+def _gated(index: KnowledgeLocalIndex) -> list[anyio.Event]:
+    """Make every postings load wait for its own gate (in call order) and return the gates."""
+    loader, gates = index.postings_loader, [anyio.Event() for _ in range(4)]
+    assert loader is not None
+    calls = 0
+
+    async def held_back(conn: Any, user_id: str, since: float | None) -> Any:
+        nonlocal calls
+        gate, calls = gates[calls], calls + 1
+        await gate.wait()
+        return await loader(conn, user_id, since)
+
+    index.postings_loader = held_back
+    return gates
+
+
+async def test_searches_while_a_full_load_runs_take_the_sql_arms(settings: Settings, db_url: str) -> None:
+    """A large user's searches never wait for the background load of its arrays: until it is done SQL answers."""
+    user = big_user(db_url, "kli-wait", 24)
+    db, service = await _service(settings, db_url)
+    index = service.local_index
+    assert index is not None
+    gates = _gated(index)
+    try:
+        first = await service.search(user, "heron alder", 10, "lexical")  # starts the load, which now waits
+        with anyio.fail_after(10):
+            second = await service.search(user, "heron alder", 10, "lexical")
+        assert _key(first) == _key(second) and index.loads["lexical"] == 0  # both answered by SQL
+        gates[0].set()
+        await index.settled()
+        assert _key(await service.search(user, "heron alder", 10, "lexical")) == _key(first)
+        assert index.loads["lexical"] == 1  # the arrays answer once loaded
+    finally:
+        for gate in gates:
+            gate.set()
+        await service.close()
+        await db.close()
+
+
+async def test_a_user_whose_arrays_exceed_the_budget_is_not_loaded_on_every_search(
+    settings: Settings, db_url: str
+) -> None:
+    """Arrays larger than local_index_max_bytes are not kept; the user's searches then stay on SQL instead of
+    starting a full load each time, until the user's chunk count changes."""
+    user = big_user(db_url, "kli-huge", 21)
+    db, service = await _service(settings, db_url, local_index_max_bytes=2000)
+    index = service.local_index
+    assert index is not None
+    try:
+        for _ in range(5):
+            await service.search(user, "heron alder", 10, "hybrid")
+            await index.settled()
+        assert index.loads["full"] == 2 and index.nbytes == 0  # one load per arm, then SQL
+        insert(db_url, user, ["another chunk about herons"])
+        await service.search(user, "heron alder", 10, "hybrid")
+        await index.settled()
+        assert index.loads["full"] == 4  # a new size: tried again
+    finally:
+        await service.close()
+        await db.close()
+
+
+async def test_close_cancels_the_background_loads(settings: Settings, db_url: str) -> None:
+    user = big_user(db_url, "kli-close", 23)
+    db, service = await _service(settings, db_url)
+    index = service.local_index
+    assert index is not None
+    gates = _gated(index)
+    try:
+        await service.search(user, "heron", 10, "lexical")  # a background load, waiting at its gate
+        with anyio.fail_after(30):  # close() itself waits at most 5 s
+            await service.close()
+        for gate in gates:
+            gate.set()
+        await index.settled()
+        assert index.nbytes == 0  # the cancelled load never finished, not even once its gate opened
+    finally:
+        for gate in gates:
+            gate.set()
+        await db.close()
+
+
+async def test_one_refresh_of_a_key_at_a_time() -> None:
+    """A search that arrives while another refreshes the same arrays waits for it, even right after the lock was
+    handed from one refresh to the next (anyio gives a released lock to the waiter, which then still owns it)."""
+    active, peak, gates, calls = 0, 0, [anyio.Event() for _ in range(3)], 0
+
+    class Held:
+        nbytes, newest = 10, None
+
+        def __len__(self) -> int:
+            return 5000
+
+        def top(self, *args: Any, **kwargs: Any) -> LexicalHits:
+            return LexicalHits([], [])
+
+    async def loader(conn: Any, user_id: str, since: float | None) -> Held:
+        nonlocal active, peak, calls
+        gate, calls = gates[calls], calls + 1
+        active += 1
+        peak = max(peak, active)
+        await gate.wait()
+        active -= 1
+        return Held()
+
+    class Conn:
+        def transaction(self) -> Any:
+            return contextlib.nullcontext()
+
+    index = KnowledgeLocalIndex((100, 10**6, 3600.0), loader, None)
+
+    def state(generation: int) -> State:
+        return State(Bm25Stats(rows=5000), 5000, generation, generation, [])
+
+    async def search(generation: int) -> None:
+        await index.candidates(Conn(), "u", MODEL, None, state(generation), shortlist=0, lexical=10, k1=1.2, b=0.75)  # type: ignore[arg-type]
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(search, 1)  # loads generation 1 (waits at gate 0)
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(search, 2)  # waits for the lock
+        await anyio.wait_all_tasks_blocked()
+        gates[0].set()  # the first ends; the second takes the lock over and loads generation 2 (gate 1)
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(search, 2)  # must wait for the second, not load beside it
+        await anyio.wait_all_tasks_blocked()
+        assert active == 1
+        gates[1].set()
+        gates[2].set()
+    assert peak == 1
+
+
+def test_truncate_leaves_no_user_with_rows(empty_db_url: str) -> None:
+    """TRUNCATE resets every user's BM25 statistics (N, total length) and moves the generations (0043)."""
+    from isa.core.migrations import migrate
+
+    migrate(empty_db_url)
+    add_users(empty_db_url, "ta", "tb")
+    for user, n in (("ta", 5), ("tb", 3)):
+        sql(
+            empty_db_url,
+            "INSERT INTO user_knowledge (user_id, content)"
+            " SELECT %s, 'hello world ' || g FROM generate_series(1, %s) g",
+            (user, n),
+        )
+    before = {r["user_id"]: r for r in sql(empty_db_url, "SELECT * FROM user_knowledge_bm25_stats", ())}
+    sql(empty_db_url, "TRUNCATE user_knowledge CASCADE", ())
+    after = {r["user_id"]: r for r in sql(empty_db_url, "SELECT * FROM user_knowledge_bm25_stats", ())}
+    assert {u: (r["entries"], r["total_len"]) for u, r in after.items()} == {"ta": (0, 0), "tb": (0, 0)}
+    assert all(after[u]["reload_generation"] != before[u]["reload_generation"] for u in after)
