@@ -482,17 +482,12 @@ async def test_a_type_too_large_for_one_vector_read_is_held_without_vectors(
                 await today.search(USER, f"big {i}", Filters(), 10)
             )
         full = index.loads["full"]
-        row = sql(
-            seeded,
-            "INSERT INTO episodic_memories (user_id, content, episode_title, embedding, embedding_model)"
-            " VALUES (%s, 'big type', 't', %s::vector(384), %s) RETURNING id::text",
-            (USER, vector_literal(vector("big type")), MODEL),
-        )[0]
+        new_id = _insert(seeded, "factual_memories", USER, "big type")
         try:
             hits = await int8.search(USER, "big type", Filters(), 10)
-            assert row["id"] in {h["id"] for h in hits} and index.loads["full"] == full and index.loads["append"] >= 1
+            assert new_id in {h["id"] for h in hits} and index.loads["full"] == full and index.loads["append"] >= 1
         finally:
-            sql(seeded, "DELETE FROM episodic_memories WHERE id = %s", (row["id"],))
+            sql(seeded, "DELETE FROM factual_memories WHERE id = %s", (new_id,))
     finally:
         await db.close()
 
