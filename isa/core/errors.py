@@ -77,23 +77,15 @@ def error_body(code: str, message: str, request_id: str, details: Any = None) ->
     return {"error": error}
 
 
-def error_response(
-    request_id: str,
-    status: int,
-    code: str,
-    message: str,
-    *,
-    headers: Mapping[str, str] | None = None,
-    details: Any = None,
-) -> JSONResponse:
-    return JSONResponse(error_body(code, message, request_id, details), status_code=status, headers=headers)
+def error_response(request_id: str, error: ApiError) -> JSONResponse:
+    """The answer for `error`, raised or not: its status and headers, and the body in the one error shape."""
+    body = error_body(error.code, error.message, request_id, error.details)
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(
-        request_id_of(request), exc.status, exc.code, exc.message, headers=exc.headers, details=exc.details
-    )
+    return error_response(request_id_of(request), exc)
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -102,25 +94,22 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 404:
         message = "no such route on this node"
-    return error_response(request_id_of(request), exc.status_code, code, message, headers=exc.headers)
+    return error_response(request_id_of(request), ApiError(exc.status_code, code, message, headers=exc.headers))
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
     # A lost or refused database connection (or an exhausted pool) is the deployment's trouble, not the caller's:
     # 503 with Retry-After so clients and the load balancer back off; the pool replaces broken connections.
     log.warning("database_unavailable", error=type(exc).__name__, path=request.url.path)
+    message = "the database is unavailable; retry shortly"
     return error_response(
-        request_id_of(request),
-        503,
-        "database_unavailable",
-        "the database is unavailable; retry shortly",
-        headers={"Retry-After": "5"},
+        request_id_of(request), ApiError(503, "database_unavailable", message, headers={"Retry-After": "5"})
     )
 
 
 async def _too_deep(request: Request, exc: Exception) -> Response:
     # Only input nests deep enough to exhaust the interpreter's stack here (JSON bodies parsed, then validated).
-    return error_response(request_id_of(request), 422, "invalid_request", "the request is nested too deeply")
+    return error_response(request_id_of(request), ApiError(422, "invalid_request", "the request is nested too deeply"))
 
 
 EXCEPTION_HANDLERS = {

@@ -238,15 +238,12 @@ class McpEndpoint:
         try:
             await self._serve(scope, receive, send)
         except ApiError as exc:
-            await error_response(request_id_of(scope), exc.status, exc.code, exc.message, headers=exc.headers)(
-                scope, receive, send
-            )
+            await error_response(request_id_of(scope), exc)(scope, receive, send)
         except (psycopg.Error, PoolTimeout) as exc:  # the database is down: verifying the caller is impossible
             log.warning("mcp_auth_unavailable", error=type(exc).__name__)
             message = "the identity store is unavailable; retry shortly"
-            await error_response(request_id_of(scope), 503, "unavailable", message, headers={"Retry-After": "5"})(
-                scope, receive, send
-            )
+            unavailable = ApiError(503, "unavailable", message, headers={"Retry-After": "5"})
+            await error_response(request_id_of(scope), unavailable)(scope, receive, send)
 
     def _checked(self, method: str, headers: dict[bytes, bytes]) -> None:
         """Content-Type (POST), then Host and Origin (DNS rebinding): the SDK's rules, on raw headers."""
