@@ -70,6 +70,25 @@ class Batches:
         return qs, pos, neg, rel
 
 
+JOINERS = (", and ", ". Then ", "; also ", " and ", ", then ")
+
+
+def two_intent(train: list[dict], count: int, rng: random.Random) -> list[dict]:
+    """Synthetic two-intent requests: two train queries of disjoint tools joined into one, relevant to both.
+
+    Trained only on single-intent requests, the model learns to point a request at its main tool and pushes a
+    second intent's tool under the relevance floor; these teach it to keep both. (The dev two-intent probe of
+    zero_shot_discovery.py joins with " and also ", which is not among the joiners.)
+    """
+    out: list[dict] = []
+    while len(out) < count:
+        a, b = rng.sample(train, 2)
+        if not set(a["relevant"]) & set(b["relevant"]):
+            text = a["text"].rstrip("?.! ") + rng.choice(JOINERS) + b["text"][:1].lower() + b["text"][1:]
+            out.append({"text": text, "relevant": sorted(set(a["relevant"]) | set(b["relevant"]))})
+    return out
+
+
 def tokens(tok: Tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     tok.enable_truncation(max_length=max_len)
     tok.enable_padding()
@@ -128,6 +147,7 @@ def main() -> None:
     parser.add_argument("--freeze", type=int, default=5, help="keep the embeddings and this many lower layers fixed")
     parser.add_argument("--query-tokens", type=int, default=32)
     parser.add_argument("--tool-tokens", type=int, default=64)
+    parser.add_argument("--pairs", type=float, default=0.0, help="synthetic two-intent queries, share of --queries")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -151,6 +171,7 @@ def main() -> None:
     for n in names:
         ds = data[n]
         ds["train"] = rng.sample(ds["train"], min(args.queries, len(ds["train"])))
+        ds["train"] += two_intent(ds["train"], int(args.pairs * len(ds["train"])), rng)
         sources.append(Batches(ds, args.batch, rng))
         q_states.append(frozen_states(model, tok, [q["text"] for q in ds["train"]], args.query_tokens, args.freeze))
         t_states.append(frozen_states(model, tok, [t["text"] for t in ds["tools"]], args.tool_tokens, args.freeze))
