@@ -27,6 +27,7 @@ from isa.catalog.results import discovery_hit, filter_sql, search_hit
 from isa.catalog.schemas import DISCOVER_RANKED_CHARS, ImportedServerSpec
 from isa.catalog.settings import CatalogSettings
 from isa.catalog.text import (
+    clauses,
     embed_text,
     embedding_hash,
     extra_text,
@@ -125,16 +126,23 @@ class CatalogService:
         await self._refresh_stats()
 
     async def _query_vector(self, text: str) -> list[float]:
-        key = " ".join(text.split())
-        cached = self._cache.get(key)
-        if cached is not None:
-            return list(cached)
-        vector = (await self._embed([key]))[0]
-        if self.adapter is not None:
-            vector = self.adapter.apply(vector)
-        values: list[float] = vector.tolist()
-        self._cache.put(key, tuple(values))
-        return values
+        return (await self._query_vectors([text]))[0]
+
+    async def _query_vectors(self, texts: Sequence[str]) -> list[list[float]]:
+        """Query embeddings from the LRU, the missing ones embedded in one batch."""
+        keys = [" ".join(t.split()) for t in texts]
+        found: dict[str, list[float]] = {}
+        for key in keys:
+            cached = self._cache.get(key)
+            if cached is not None:
+                found[key] = list(cached)
+        todo = list(dict.fromkeys(k for k in keys if k not in found))
+        if todo:
+            for key, vector in zip(todo, await self._embed(todo), strict=True):
+                values: list[float] = (self.adapter.apply(vector) if self.adapter is not None else vector).tolist()
+                self._cache.put(key, tuple(values))
+                found[key] = values
+        return [found[k] for k in keys]
 
     # --- writing --------------------------------------------------------------------------------------------
 
@@ -441,8 +449,11 @@ class CatalogService:
 
     async def _rank(self, text: str, slices: list[Slice], mode: Mode) -> list[dict[str, Any]]:
         vector = await self._query_vector(text) if mode != "lexical" else None
+        parts = clauses(text) if vector is not None and self.settings.floor_per_clause else []
         stats = await self._bm25_stats()
         query = Query(text, vector, self.embedder.model_name, self.embedder.dimensions, mode)
+        if parts:
+            query = replace(query, clause_vectors=tuple(await self._query_vectors(parts)))
         async with self.db.connection() as conn:
             return await hybrid_search(conn, CORPUS, query, slices, self.weights, stats, store.ITEM_COLUMNS)
 

@@ -55,6 +55,9 @@ class CatalogSettings(BaseModel):
     # offered; HIGH and CRITICAL tools need high_risk_margin more, a match through an item's example query
     # example_margin more. 0 turns it off. Unset: the encoder's own floor (isa/core/floors.py, chosen on dev).
     min_similarity: float | None = Field(default=None, ge=0, le=1)
+    # An item also clears the floor when one clause of the request ("..., and ...", a second sentence) is similar
+    # enough to it: a two-intent request is less similar to each of its tools than either clause alone.
+    floor_per_clause: bool = True
     high_risk_margin: float = Field(default=0.1, ge=0, le=1)
     example_margin: float = Field(default=0.2, ge=0, le=1)
     # POST /catalog/import body limit.

@@ -19,6 +19,20 @@ _MAX_PARAMS = 24
 _MAX_PARAM_TEXT = 200
 
 
+# Where a request's clauses meet: a sentence end, or a conjunction that starts another request ("..., and then",
+# "also", "plus"). Parts of fewer than two words ("salt and pepper") are not clauses.
+_CLAUSE = re.compile(r"(?<=[.?!;])\s+|\s*,?\s+(?:and|then|also|plus)(?:\s+(?:then|also))?\s+", re.I)
+_LEAD = re.compile(r"^(?:and|then|also|plus)\s+", re.I)
+MAX_CLAUSES = 4
+
+
+def clauses(request: str) -> list[str]:
+    """The request's clauses (at most MAX_CLAUSES), or none when it is one clause."""
+    parts = [_LEAD.sub("", p.strip(" ,.;")) for p in _CLAUSE.split(request)]
+    parts = [p for p in parts if len(p.split()) >= 2]
+    return parts[:MAX_CLAUSES] if len(parts) > 1 else []
+
+
 def words(name: str) -> str:
     """`getWeatherForecast`, `get_weather.v2` or `memory://factual/{user_id}` as plain words."""
     return " ".join(p for p in _SEPARATORS.split(_CAMEL.sub(" ", name)) if p)

@@ -116,6 +116,9 @@ class Query:
     model: str
     dimensions: int
     mode: Mode = "hybrid"
+    # Vectors of the request's clauses ("A, and B"): a row also clears the floor when it is similar enough to one
+    # of them, so a request's second intent is not cut for being a smaller part of the whole. Never in the score.
+    clause_vectors: tuple[Sequence[float], ...] = ()
 
 
 class LruCache:
@@ -342,11 +345,17 @@ def _slice_sql(
     # Similarity: to the row itself or to the nearest question it is known to answer (an example), whichever
     # is closer. The floor compares it; kept as a column and applied last, so it never changes any score.
     best_expr = sql.SQL("coalesce(x.best, 0)") if use_examples else sql.SQL("0")
-    similarity = sql.SQL("greatest({}, {})").format(dense_expr, best_expr) if dense_expr is not None else None
+    near_expr = dense_expr
+    if dense_expr is not None and q.clause_vectors:
+        # The request or its closest clause, whichever is closer (reported and compared like the request's own).
+        near_expr = sql.SQL("greatest({}, (SELECT max(1 - ({} <=> c.v)) FROM qc c))").format(
+            dense_expr, _vec(corpus, q, "e")
+        )
+    similarity = sql.SQL("greatest({}, {})").format(near_expr, best_expr) if near_expr is not None else None
     keep: sql.Composable = sql.SQL("TRUE")
-    if s.floor is not None and dense_expr is not None:
+    if s.floor is not None and near_expr is not None:
         keep = sql.SQL("{} >= ({}) OR {} >= ({})").format(
-            dense_expr, s.floor, best_expr, s.example_floor if s.example_floor is not None else s.floor
+            near_expr, s.floor, best_expr, s.example_floor if s.example_floor is not None else s.floor
         )
     out_cols = sql.SQL(", ").join(sql.SQL("e.{}").format(sql.Identifier(c)) for c in columns)
     ctes.append(
@@ -439,6 +448,9 @@ def hybrid_sql(
         if corpus.bits_column is not None:  # the query's sign bits, computed once
             qv = "qv AS (SELECT v, binary_quantize(v)::varbit AS b FROM (SELECT %(qvec)s::vector({}) AS v) q)"
         heads.insert(0, sql.SQL(qv).format(sql.Literal(q.dimensions)))
+        if q.clause_vectors:
+            qc = "qc AS (SELECT u::vector({}) AS v FROM unnest(%(qclauses)s::text[]) u)"
+            heads.insert(1, sql.SQL(qc).format(sql.Literal(q.dimensions)))
     ctes: list[sql.Composable] = list(heads)
     selects: list[sql.Composable] = []
     for s in slices:
@@ -469,7 +481,8 @@ async def hybrid_search(
         return []
     # By the slices' identity: a caller that reuses its Slice objects (immutable, as is the SQL inside them) for
     # a kind of request reuses the statement; the entry holds the slices, so no other object can take their ids.
-    shape = (corpus, q.model, q.dimensions, q.mode, q.vector is None, weights, tuple(columns), conn.info.encoding)
+    vectors = (q.vector is None, bool(q.clause_vectors))
+    shape = (corpus, q.model, q.dimensions, q.mode, vectors, weights, tuple(columns), conn.info.encoding)
     key = (*shape, *(id(s) for s in slices))
     hit = _STATEMENTS.get(key)
     if hit is not None and all(a is b for a, b in zip(hit[0], slices, strict=True)):
@@ -489,6 +502,8 @@ def hybrid_params(
     params: dict[str, Any] = {"text": q.text}
     if q.vector is not None:
         params["qvec"] = vector_literal(q.vector)
+        if q.clause_vectors:
+            params["qclauses"] = [vector_literal(v) for v in q.clause_vectors]
     for s in slices:
         params.update(_slice_params(corpus, q, s, weights, stats.get(s.name, Bm25Stats())))
     return params

@@ -1,0 +1,83 @@
+"""The relevance floor per clause: a two-intent request's second tool is not cut for being half of the request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from isa.auth.principal import Principal
+from isa.catalog.importer import parse_import
+from isa.catalog.service import CatalogService
+from isa.catalog.settings import CatalogSettings
+from isa.catalog.text import MAX_CLAUSES, clauses
+from isa.core.db import Database
+from isa.core.embeddings import shared_minilm
+from isa.core.settings import Settings
+
+SERVERS = [
+    {
+        "name": "office",
+        "tools": [
+            {"name": "forecast", "description": "Weather forecast for a city"},
+            {"name": "convert_currency", "description": "Convert an amount between currencies"},
+            {"name": "send_email", "description": "Send an email message to a recipient"},
+            {"name": "create_event", "description": "Create a calendar event with a title, start and end time"},
+            {"name": "translate_text", "description": "Translate text into another language"},
+        ],
+    }
+]
+READER = Principal("clause-reader", frozenset({"read"}), "api_key", None)
+# Each request's second tool is under the default floor (0.24) for the whole request, above it for its clause.
+TWO_INTENTS = {
+    "email my landlord about the broken heating, and also convert 100 dollars to euros": "send_email",
+    "put a dentist appointment in my calendar for Tuesday. Then check the weather in Porto": "create_event",
+}
+
+
+def test_a_request_splits_into_clauses_at_sentences_and_conjunctions_only_when_it_has_several() -> None:
+    assert clauses("put it in my calendar. Then check the weather in Porto") == [
+        "put it in my calendar",
+        "check the weather in Porto",
+    ]
+    assert clauses("find a rain jacket, and also add it to my cart") == ["find a rain jacket", "add it to my cart"]
+    assert clauses("what time is it?") == []
+    assert clauses("salt and pepper crisps") == []  # a one-word part is not a clause
+    many = ". ".join(f"do thing number {n}" for n in range(10))
+    assert len(clauses(many)) == MAX_CLAUSES
+
+
+@pytest.fixture
+async def services(db_url: str, settings: Settings) -> AsyncIterator[tuple[CatalogService, CatalogService]]:
+    db = Database(db_url, settings)
+    await db.open()
+    try:
+        on = CatalogService(db, shared_minilm("tuned"), CatalogSettings(floor_per_clause=True))
+        off = CatalogService(db, shared_minilm("tuned"), CatalogSettings(floor_per_clause=False))
+        await on.import_servers(parse_import(SERVERS))
+        yield on, off
+    finally:
+        await db.close()
+
+
+@pytest.mark.anyio
+async def test_the_second_intents_tool_clears_the_floor_through_its_clause(
+    services: tuple[CatalogService, CatalogService],
+) -> None:
+    on, off = services
+    for request, second in TWO_INTENTS.items():
+        with_clauses = {t["tool"]: t for t in (await on.discover(request, {"tools": 5}, READER))["tools"]}
+        without = {t["tool"]: t for t in (await off.discover(request, {"tools": 5}, READER))["tools"]}
+        assert second in with_clauses and second not in without, (request, with_clauses, without)
+        # The clause only decides what clears the floor: every item kept either way keeps its score.
+        for name, hit in without.items():
+            assert with_clauses[name]["score"] == hit["score"]
+        assert with_clauses[second]["similarity"] >= on.settings.similarity_floor()
+
+
+@pytest.mark.anyio
+async def test_nonsense_in_several_clauses_still_finds_nothing(
+    services: tuple[CatalogService, CatalogService],
+) -> None:
+    on, _ = services
+    assert not (await on.discover("qwzx plimf vorbtang. Then blorp snarfle grak", {"tools": 5}, READER))["tools"]
