@@ -55,6 +55,9 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _DEFAULT_LIMITS = {"tools": 5, "prompts": 3, "resources": 3}
 
 
+_CLAUSE_KEY = "\0clause\0"  # query-vector cache keys of clauses (never served as a request's vector)
+
+
 class CatalogService:
     def __init__(
         self,
@@ -128,9 +131,9 @@ class CatalogService:
     async def _query_vector(self, text: str) -> list[float]:
         return (await self._query_vectors([text]))[0]
 
-    async def _query_vectors(self, texts: Sequence[str]) -> list[list[float]]:
-        """Query embeddings from the LRU, the missing ones embedded in one batch."""
-        keys = [" ".join(t.split()) for t in texts]
+    async def _query_vectors(self, texts: Sequence[str], prefix: str = "") -> list[list[float]]:
+        """Query embeddings from the LRU (under `prefix` + the text), the missing ones embedded in one batch."""
+        keys = [prefix + " ".join(t.split()) for t in texts]
         found: dict[str, list[float]] = {}
         for key in keys:
             cached = self._cache.get(key)
@@ -138,7 +141,7 @@ class CatalogService:
                 found[key] = list(cached)
         todo = list(dict.fromkeys(k for k in keys if k not in found))
         if todo:
-            for key, vector in zip(todo, await self._embed(todo), strict=True):
+            for key, vector in zip(todo, await self._embed([k[len(prefix) :] for k in todo]), strict=True):
                 values: list[float] = (self.adapter.apply(vector) if self.adapter is not None else vector).tolist()
                 self._cache.put(key, tuple(values))
                 found[key] = values
@@ -453,7 +456,9 @@ class CatalogService:
         stats = await self._bm25_stats()
         query = Query(text, vector, self.embedder.model_name, self.embedder.dimensions, mode)
         if parts:
-            query = replace(query, clause_vectors=tuple(await self._query_vectors(parts)))
+            # A batch of their own: int8 activations are quantised per batch, so embedding the request with them
+            # would move its vector (and every score) a little. Cached apart from requests for the same reason.
+            query = replace(query, clause_vectors=tuple(await self._query_vectors(parts, _CLAUSE_KEY)))
         async with self.db.connection() as conn:
             return await hybrid_search(conn, CORPUS, query, slices, self.weights, stats, store.ITEM_COLUMNS)
 

@@ -347,9 +347,11 @@ def _slice_sql(
     best_expr = sql.SQL("coalesce(x.best, 0)") if use_examples else sql.SQL("0")
     near_expr = dense_expr
     if dense_expr is not None and q.clause_vectors:
-        # The request or its closest clause, whichever is closer (reported and compared like the request's own).
-        near_expr = sql.SQL("greatest({}, (SELECT max(1 - ({} <=> c.v)) FROM qc c))").format(
-            dense_expr, _vec(corpus, q, "e")
+        # The request or its closest clause, whichever is closer (reported and compared like the request's own);
+        # the clauses' cosines once per candidate, in a lateral join that both uses read.
+        near_expr = sql.SQL("greatest({}, cl.near)").format(dense_expr)
+        joins += sql.SQL(" CROSS JOIN LATERAL (SELECT max(1 - ({} <=> k.v)) AS near FROM qc k) cl").format(
+            _vec(corpus, q, "e")
         )
     similarity = sql.SQL("greatest({}, {})").format(near_expr, best_expr) if near_expr is not None else None
     keep: sql.Composable = sql.SQL("TRUE")

@@ -52,9 +52,10 @@ async def services(db_url: str, settings: Settings) -> AsyncIterator[tuple[Catal
     db = Database(db_url, settings)
     await db.open()
     try:
+        await CatalogService(db, shared_minilm("tuned")).import_servers(parse_import(SERVERS))
+        # Both made after the import, so both read the same BM25 statistics (a service keeps them for a while).
         on = CatalogService(db, shared_minilm("tuned"), CatalogSettings(floor_per_clause=True))
         off = CatalogService(db, shared_minilm("tuned"), CatalogSettings(floor_per_clause=False))
-        await on.import_servers(parse_import(SERVERS))
         yield on, off
     finally:
         await db.close()
