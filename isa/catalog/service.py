@@ -55,9 +55,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _DEFAULT_LIMITS = {"tools": 5, "prompts": 3, "resources": 3}
 
 
-_CLAUSE_KEY = "\0clause\0"  # query-vector cache keys of clauses (never served as a request's vector)
-
-
 class CatalogService:
     def __init__(
         self,
@@ -131,17 +128,22 @@ class CatalogService:
     async def _query_vector(self, text: str) -> list[float]:
         return (await self._query_vectors([text]))[0]
 
-    async def _query_vectors(self, texts: Sequence[str], prefix: str = "") -> list[list[float]]:
-        """Query embeddings from the LRU (under `prefix` + the text), the missing ones embedded in one batch."""
-        keys = [prefix + " ".join(t.split()) for t in texts]
-        found: dict[str, list[float]] = {}
+    async def _query_vectors(self, texts: Sequence[str], kind: str = "request") -> list[list[float]]:
+        """Query embeddings from the LRU (keyed by kind and text), the missing ones embedded one text at a time in
+        one trip to the encoder's thread: int8 activations are quantised per batch, so a text embedded next to
+        others would get a vector that depends on them (and on which request put it in the cache first)."""
+        keys = [(kind, " ".join(t.split())) for t in texts]
+        found: dict[tuple[str, str], list[float]] = {}
         for key in keys:
             cached = self._cache.get(key)
             if cached is not None:
                 found[key] = list(cached)
         todo = list(dict.fromkeys(k for k in keys if k not in found))
         if todo:
-            for key, vector in zip(todo, await self._embed([k[len(prefix) :] for k in todo]), strict=True):
+            vectors = await anyio.to_thread.run_sync(
+                lambda: [self.embedder.embed_batch([text])[0] for _, text in todo], limiter=self._limiter
+            )
+            for key, vector in zip(todo, vectors, strict=True):
                 values: list[float] = (self.adapter.apply(vector) if self.adapter is not None else vector).tolist()
                 self._cache.put(key, tuple(values))
                 found[key] = values
@@ -452,13 +454,12 @@ class CatalogService:
 
     async def _rank(self, text: str, slices: list[Slice], mode: Mode) -> list[dict[str, Any]]:
         vector = await self._query_vector(text) if mode != "lexical" else None
-        parts = clauses(text) if vector is not None and self.settings.floor_per_clause else []
+        floored = any(s.floor is not None for s in slices)  # with no floor, clauses would change nothing
+        parts = clauses(text) if vector is not None and floored and self.settings.floor_per_clause else []
         stats = await self._bm25_stats()
         query = Query(text, vector, self.embedder.model_name, self.embedder.dimensions, mode)
         if parts:
-            # A batch of their own: int8 activations are quantised per batch, so embedding the request with them
-            # would move its vector (and every score) a little. Cached apart from requests for the same reason.
-            query = replace(query, clause_vectors=tuple(await self._query_vectors(parts, _CLAUSE_KEY)))
+            query = replace(query, clause_vectors=tuple(await self._query_vectors(parts, "clause")))
         async with self.db.connection() as conn:
             return await hybrid_search(conn, CORPUS, query, slices, self.weights, stats, store.ITEM_COLUMNS)
 

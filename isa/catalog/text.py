@@ -21,14 +21,15 @@ _MAX_PARAM_TEXT = 200
 
 # Where a request's clauses meet: a sentence end, or a conjunction that starts another request ("..., and then",
 # "also", "plus"). Parts of fewer than two words ("salt and pepper") are not clauses.
-_CLAUSE = re.compile(r"(?<=[.?!;])\s+|\s*,?\s+(?:and|then|also|plus)(?:\s+(?:then|also))?\s+", re.I)
-_LEAD = re.compile(r"^(?:and|then|also|plus)\s+", re.I)
+# Whitespace is collapsed to single spaces first, so the pattern has one way to match (no backtracking over runs).
+_CLAUSE = re.compile(r"(?<=[.?!;]) |,? (?:and|then|also|plus)(?: (?:then|also))? ", re.I)
+_LEAD = re.compile(r"^(?:and|then|also|plus) ", re.I)
 MAX_CLAUSES = 4
 
 
 def clauses(request: str) -> list[str]:
     """The request's clauses (at most MAX_CLAUSES), or none when it is one clause."""
-    parts = [_LEAD.sub("", p.strip(" ,.;")) for p in _CLAUSE.split(request)]
+    parts = [_LEAD.sub("", p.strip(" ,.;")) for p in _CLAUSE.split(" ".join(request.split()))]
     parts = [p for p in parts if len(p.split()) >= 2]
     return parts[:MAX_CLAUSES] if len(parts) > 1 else []
 

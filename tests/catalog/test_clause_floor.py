@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -45,6 +46,17 @@ def test_a_request_splits_into_clauses_at_sentences_and_conjunctions_only_when_i
     assert clauses("salt and pepper crisps") == []  # a one-word part is not a clause
     many = ". ".join(f"do thing number {n}" for n in range(10))
     assert len(clauses(many)) == MAX_CLAUSES
+    assert clauses("find a rain jacket,\n\t and   also add it to my cart") == [
+        "find a rain jacket",
+        "add it to my cart",
+    ]
+
+
+def test_splitting_a_long_run_of_whitespace_takes_linear_time() -> None:
+    # A pattern with two ways to match whitespace took 7.7 s for 1,000 spaces (minutes at the 4,000-character head).
+    started = time.perf_counter()
+    assert clauses("x" + " " * 4000 + "y") == [] and clauses("a and " * 700) == []
+    assert time.perf_counter() - started < 0.5
 
 
 @pytest.fixture
@@ -74,6 +86,16 @@ async def test_the_second_intents_tool_clears_the_floor_through_its_clause(
         for name, hit in without.items():
             assert with_clauses[name]["score"] == hit["score"]
         assert with_clauses[second]["similarity"] >= on.settings.similarity_floor()
+    # The same service then asks a one-clause request (its statement has no clause vectors) and a two-clause one.
+    assert (await on.discover("convert 100 dollars to euros", {"tools": 5}, READER))["tools"][0]["tool"] == (
+        "convert_currency"
+    )
+    again = await on.discover(next(iter(TWO_INTENTS)), {"tools": 5}, READER)
+    assert TWO_INTENTS[next(iter(TWO_INTENTS))] in [t["tool"] for t in again["tools"]]
+    # With no floor the clauses change nothing, so only the request is embedded (one new query-cache entry).
+    before = (await on.stats())["query_cache"]["entries"]
+    hits = (await on.discover("email my boss, and also convert 5 pounds to yen", {"tools": 5}, READER, 0))["tools"]
+    assert len(hits) == 5 and (await on.stats())["query_cache"]["entries"] == before + 1
 
 
 @pytest.mark.anyio
