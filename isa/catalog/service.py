@@ -27,7 +27,7 @@ from isa.catalog.results import discovery_hit, filter_sql, search_hit
 from isa.catalog.schemas import DISCOVER_RANKED_CHARS, ImportedServerSpec
 from isa.catalog.settings import CatalogSettings
 from isa.catalog.text import (
-    clauses,
+    clause_spans,
     embed_text,
     embedding_hash,
     extra_text,
@@ -37,7 +37,7 @@ from isa.catalog.text import (
     qualified_name,
 )
 from isa.core.db import Database, vector_literal
-from isa.core.embeddings import Embedder
+from isa.core.embeddings import Embedder, SpanEmbedder
 from isa.core.errors import ApiError
 from isa.core.logging import get_logger
 from isa.core.search import Bm25Stats, Corpus, LruCache, Mode, Query, Slice, hybrid_search
@@ -128,6 +128,10 @@ class CatalogService:
     async def _query_vector(self, text: str) -> list[float]:
         return (await self._query_vectors([text]))[0]
 
+    def _adapted(self, vector: np.ndarray[Any, np.dtype[np.float32]]) -> list[float]:
+        out: list[float] = (self.adapter.apply(vector) if self.adapter is not None else vector).tolist()
+        return out
+
     async def _query_vectors(self, texts: Sequence[str], kind: str = "request") -> list[list[float]]:
         """Query embeddings from the LRU (keyed by kind and text), the missing ones embedded one text at a time in
         one trip to the encoder's thread: int8 activations are quantised per batch, so a text embedded next to
@@ -144,10 +148,30 @@ class CatalogService:
                 lambda: [self.embedder.embed_batch([text])[0] for _, text in todo], limiter=self._limiter
             )
             for key, vector in zip(todo, vectors, strict=True):
-                values: list[float] = (self.adapter.apply(vector) if self.adapter is not None else vector).tolist()
-                self._cache.put(key, tuple(values))
-                found[key] = values
+                found[key] = self._adapted(vector)
+                self._cache.put(key, tuple(found[key]))
         return [found[k] for k in keys]
+
+    async def _clause_vectors(self, text: str) -> tuple[list[float], tuple[list[float], ...]]:
+        """The request's vector and its clauses' (none when it is one clause). An encoder that can pools each
+        clause from the request's own run (its tokens read in context: MetaTool two-tool dev, both tools over
+        the floor 0.834 vs 0.851 for clauses embedded alone, at no second run); others embed each clause alone."""
+        text = " ".join(text.split())
+        spans = clause_spans(text)
+        if not spans:
+            return (await self._query_vectors([text]))[0], ()
+        if not isinstance(self.embedder, SpanEmbedder):
+            vectors = await self._query_vectors([text, *(text[a:b] for a, b in spans)])
+            return vectors[0], tuple(vectors[1:])
+        cached, parts = self._cache.get(("request", text)), self._cache.get(("clauses", text))
+        if cached is not None and parts is not None:
+            return list(cached), tuple(list(p) for p in parts)
+        late = self.embedder.embed_spans
+        vector, states = await anyio.to_thread.run_sync(late, text, spans, limiter=self._limiter)
+        out = self._adapted(vector), tuple(self._adapted(s) for s in states)
+        self._cache.put(("request", text), tuple(out[0]))
+        self._cache.put(("clauses", text), tuple(tuple(p) for p in out[1]))
+        return out
 
     # --- writing --------------------------------------------------------------------------------------------
 
@@ -453,13 +477,15 @@ class CatalogService:
             await anyio.sleep(period)
 
     async def _rank(self, text: str, slices: list[Slice], mode: Mode) -> list[dict[str, Any]]:
-        vector = await self._query_vector(text) if mode != "lexical" else None
         floored = any(s.floor is not None for s in slices)  # with no floor, clauses would change nothing
-        parts = clauses(text) if vector is not None and floored and self.settings.floor_per_clause else []
+        vector: list[float] | None = None
+        parts: tuple[list[float], ...] = ()
+        if mode != "lexical" and floored and self.settings.floor_per_clause:
+            vector, parts = await self._clause_vectors(text)
+        elif mode != "lexical":
+            vector = await self._query_vector(text)
         stats = await self._bm25_stats()
-        query = Query(text, vector, self.embedder.model_name, self.embedder.dimensions, mode)
-        if parts:
-            query = replace(query, clause_vectors=tuple(await self._query_vectors(parts, "clause")))
+        query = Query(text, vector, self.embedder.model_name, self.embedder.dimensions, mode, clause_vectors=parts)
         async with self.db.connection() as conn:
             return await hybrid_search(conn, CORPUS, query, slices, self.weights, stats, store.ITEM_COLUMNS)
 

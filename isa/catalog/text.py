@@ -23,15 +23,34 @@ _MAX_PARAM_TEXT = 200
 # "also", "plus"). Parts of fewer than two words ("salt and pepper") are not clauses.
 # Whitespace is collapsed to single spaces first, so the pattern has one way to match (no backtracking over runs).
 _CLAUSE = re.compile(r"(?<=[.?!;]) |,? (?:and|then|also|plus)(?: (?:then|also))? ", re.I)
-_LEAD = re.compile(r"^(?:and|then|also|plus) ", re.I)
+_LEAD = re.compile(r"(?:and|then|also|plus) ", re.I)
 MAX_CLAUSES = 4
+
+
+def clause_spans(request: str) -> list[tuple[int, int]]:
+    """Where the request's clauses (at most MAX_CLAUSES) are in `" ".join(request.split())`, as (start, end)
+    character offsets; none when it is one clause."""
+    text = " ".join(request.split())
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for end, after in [*((m.start(), m.end()) for m in _CLAUSE.finditer(text)), (len(text), len(text))]:
+        a, b = start, end
+        while a < b and text[a] in " ,.;":
+            a += 1
+        while b > a and text[b - 1] in " ,.;":
+            b -= 1
+        if lead := _LEAD.match(text, a, b):
+            a = lead.end()
+        if len(text[a:b].split()) >= 2:
+            spans.append((a, b))
+        start = after
+    return spans[:MAX_CLAUSES] if len(spans) > 1 else []
 
 
 def clauses(request: str) -> list[str]:
     """The request's clauses (at most MAX_CLAUSES), or none when it is one clause."""
-    parts = [_LEAD.sub("", p.strip(" ,.;")) for p in _CLAUSE.split(" ".join(request.split()))]
-    parts = [p for p in parts if len(p.split()) >= 2]
-    return parts[:MAX_CLAUSES] if len(parts) > 1 else []
+    text = " ".join(request.split())
+    return [text[a:b] for a, b in clause_spans(text)]
 
 
 def words(name: str) -> str:

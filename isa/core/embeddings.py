@@ -20,11 +20,12 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
+import onnx
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
@@ -42,6 +43,13 @@ class Embedder(Protocol):
     def embed_batch(self, texts: Sequence[str]) -> F32: ...
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+@runtime_checkable
+class SpanEmbedder(Protocol):
+    """An encoder that also returns vectors of parts of a text from the same run (LocalMiniLM.embed_spans)."""
+
+    def embed_spans(self, text: str, spans: Sequence[tuple[int, int]]) -> tuple[F32, F32]: ...
 
 
 def default_model_dir() -> pathlib.Path:
@@ -137,6 +145,26 @@ def _graph(model_dir: pathlib.Path, precision: Precision, graph_file: pathlib.Pa
     return _quantized(model_dir) if precision == "int8" else minilm_graph.build(model_dir)
 
 
+# A second output of every graph we run: the token states the mean pooling sums (batch, tokens, 384), masked.
+HIDDEN_STATES = "hidden_states"
+
+
+def _with_token_states(graph: bytes) -> bytes:
+    """`graph` with the HIDDEN_STATES output, found by walking back from `embedding` (L2 normalisation <- mean
+    <- sum over tokens <- masked states); the nodes are the ones minilm_graph.build writes, and quantising them
+    (which changes only the MatMuls) or fine-tuning the weights keeps them."""
+    model = onnx.load_from_string(graph)
+    made = {out: node for node in model.graph.node for out in node.output}
+    mean = made[made["embedding"].input[0]]
+    summed = made[mean.input[0]]
+    masked = made[summed.input[0]]
+    if (mean.op_type, summed.op_type, masked.op_type) != ("Div", "ReduceSum", "Mul"):
+        raise RuntimeError("the encoder graph does not end in mean pooling over masked token states")
+    model.graph.node.append(onnx.helper.make_node("Identity", [masked.output[0]], [HIDDEN_STATES]))
+    model.graph.output.append(onnx.helper.make_tensor_value_info(HIDDEN_STATES, onnx.TensorProto.FLOAT, None))
+    return bytes(model.SerializeToString())
+
+
 def _load(
     model_dir: pathlib.Path, max_tokens: int, precision: Precision = "fp32", graph_file: pathlib.Path | None = None
 ) -> _Model:
@@ -146,7 +174,7 @@ def _load(
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    graph = _graph(model_dir, precision, graph_file)
+    graph = _with_token_states(_graph(model_dir, precision, graph_file))
     session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     del graph
     _return_freed_memory()  # building the graph held three copies of the 90 MB of weights for a moment
@@ -219,6 +247,32 @@ class LocalMiniLM:
             feed = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
             result[rows] = model.session.run(["embedding"], feed)[0]
         return result
+
+    def embed_spans(self, text: str, spans: Sequence[tuple[int, int]]) -> tuple[F32, F32]:
+        """The text's vector (what embed_batch([text]) returns) and, from the same run, one per character span of
+        it: the mean of the token states inside the span, L2-normalised ("late chunking": the span read in the
+        context of the whole text, for no second run of the encoder). A span past the truncated window is
+        embedded alone."""
+        model = self._loaded()
+        enc = model.tokenizer.encode(text)
+        ids = np.array([enc.ids], dtype=np.int64)
+        feed = {
+            "input_ids": ids,
+            "token_type_ids": np.array([enc.type_ids], dtype=np.int64),
+            "attention_mask": np.array([enc.attention_mask], dtype=np.float32),
+        }
+        vector, states = model.session.run(["embedding", HIDDEN_STATES], feed)
+        offsets = np.array(enc.offsets, dtype=np.int64).reshape(-1, 2)
+        real = offsets[:, 1] > offsets[:, 0]  # [CLS] and [SEP] have empty offsets
+        out = np.empty((len(spans), self.dimensions), dtype=np.float32)
+        for n, (start, end) in enumerate(spans):
+            rows = np.flatnonzero(real & (offsets[:, 0] >= start) & (offsets[:, 1] <= end))
+            if rows.size == 0:
+                out[n] = self.embed_batch([text[start:end]])[0]
+                continue
+            pooled = states[0, rows].mean(axis=0)
+            out[n] = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+        return np.asarray(vector[0], dtype=np.float32), out
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         vectors = await anyio.to_thread.run_sync(self.embed_batch, list(texts))

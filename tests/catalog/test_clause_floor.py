@@ -15,6 +15,7 @@ from isa.catalog.text import MAX_CLAUSES, clauses
 from isa.core.db import Database
 from isa.core.embeddings import shared_minilm
 from isa.core.settings import Settings
+from tests.catalog.conftest import CountingEmbedder
 
 SERVERS = [
     {
@@ -29,9 +30,10 @@ SERVERS = [
     }
 ]
 READER = Principal("clause-reader", frozenset({"read"}), "api_key", None)
-# Each request's second tool is under the default floor (0.24) for the whole request, above it for its clause.
+# Each request's second tool is under the default floor (0.24) for the whole request, above it for its clause
+# (pooled from the request's own run: 0.204 -> 0.262 for send_email, 0.196 -> 0.265 for create_event).
 TWO_INTENTS = {
-    "email my landlord about the broken heating, and also convert 100 dollars to euros": "send_email",
+    "send an email to my landlord about the heating, and also convert 100 dollars to euros": "send_email",
     "put a dentist appointment in my calendar for Tuesday. Then check the weather in Porto": "create_event",
 }
 
@@ -104,3 +106,22 @@ async def test_nonsense_in_several_clauses_still_finds_nothing(
 ) -> None:
     on, _ = services
     assert not (await on.discover("qwzx plimf vorbtang. Then blorp snarfle grak", {"tools": 5}, READER))["tools"]
+
+
+@pytest.mark.anyio
+async def test_an_encoder_without_token_states_embeds_each_clause_alone(
+    db_url: str, settings: Settings, embedder: CountingEmbedder
+) -> None:
+    db = Database(db_url, settings)
+    await db.open()
+    try:
+        encoder = embedder  # embed_batch only: no embed_spans
+        service = CatalogService(db, encoder)
+        await service.import_servers(parse_import(SERVERS))
+        request = next(iter(TWO_INTENTS))
+        encoder.texts.clear()
+        hits = (await service.discover(request, {"tools": 5}, READER))["tools"]
+        assert TWO_INTENTS[request] in [t["tool"] for t in hits]
+        assert encoder.texts == [request, *clauses(request)]  # one text per run: int8 is quantised per batch
+    finally:
+        await db.close()

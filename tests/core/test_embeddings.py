@@ -117,3 +117,28 @@ def test_does_not_import_torch() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert proc.stdout.strip().splitlines()[-1] == "[false, false, false]"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "tuned"])
+def test_spans_come_from_the_texts_own_run(precision: embeddings.Precision) -> None:
+    encoder = embeddings.shared_minilm(precision)
+    text = "translate this letter into German. Then send an email with it to Hans"
+    first, second = (0, 33), (40, len(text))
+    vector, spans = encoder.embed_spans(text, [first, second])
+    # The text's vector is exactly embed_batch's (the extra output changes nothing), each span's a unit vector.
+    assert np.array_equal(vector, encoder.embed_batch([text])[0])
+    assert spans.shape == (2, 384) and spans.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(spans, axis=1), 1.0, atol=1e-5)
+    # Each span's vector is nearer its own clause embedded alone than the other clause, and is not the text's.
+    alone = encoder.embed_batch([text[slice(*first)]])[0], encoder.embed_batch([text[slice(*second)]])[0]
+    assert spans[0] @ alone[0] > spans[0] @ alone[1] and spans[1] @ alone[1] > spans[1] @ alone[0]
+    assert spans[0] @ vector < 0.99 and spans[1] @ vector < 0.99
+
+
+def test_a_span_past_the_truncated_window_is_embedded_alone() -> None:
+    encoder = LocalMiniLM(max_tokens=16)
+    text = "book a table for two tonight. " + "word " * 40 + "then order a taxi to the station"
+    tail = (text.index("order"), len(text))
+    _, spans = encoder.embed_spans(text, [(0, 28), tail])
+    np.testing.assert_allclose(spans[1], encoder.embed_batch([text[slice(*tail)]])[0], atol=1e-6)
+    assert not np.allclose(spans[0], encoder.embed_batch([text[:28]])[0], atol=1e-3)
