@@ -103,9 +103,10 @@ async def set_step_status(
     step_key: str,
     status: str,
     *,
-    result: str | None = None,
-    error: str | None = None,
+    result: str | None,
+    error: str | None,
 ) -> None:
+    """A step's new status: `result` None keeps its last result, `error` None clears its error (both required)."""
     await conn.execute(
         """UPDATE agent_plan_steps SET status = %s, result = COALESCE(%s, result), error = %s,
                   started_at = CASE WHEN %s = 'running' THEN COALESCE(started_at, now()) ELSE started_at END,
