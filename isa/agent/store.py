@@ -87,20 +87,12 @@ async def get_plan(conn: DictConnection, user_id: str, plan_id: str, *, lock: bo
     return plan
 
 
-async def set_plan_status(
-    conn: DictConnection,
-    user_id: str,
-    plan_id: str,
-    status: str,
-    *,
-    summary: str | None = None,
-    error: str | None = None,
-) -> None:
+async def set_plan_status(conn: DictConnection, user_id: str, plan_id: str, status: str) -> None:
     await conn.execute(
-        """UPDATE agent_plans SET status = %s, summary = COALESCE(%s, summary), error = %s,
+        """UPDATE agent_plans SET status = %s, error = NULL,
                   finished_at = CASE WHEN %s IN ('completed', 'failed') THEN now() ELSE NULL END
            WHERE id = %s::uuid AND user_id = %s""",
-        (status, summary, error, status, plan_id, user_id),
+        (status, status, plan_id, user_id),
     )
 
 
@@ -111,9 +103,10 @@ async def set_step_status(
     step_key: str,
     status: str,
     *,
-    result: str | None = None,
-    error: str | None = None,
+    result: str | None,
+    error: str | None,
 ) -> None:
+    """A step's new status: `result` None keeps its last result, `error` None clears its error (both required)."""
     await conn.execute(
         """UPDATE agent_plan_steps SET status = %s, result = COALESCE(%s, result), error = %s,
                   started_at = CASE WHEN %s = 'running' THEN COALESCE(started_at, now()) ELSE started_at END,

@@ -53,6 +53,12 @@ def _federated(settings: Settings, work: Callable[[Federation], Awaitable[T]]) -
     return run_with_database(settings, with_federation)
 
 
+def _said(line: str) -> int:
+    """A command's one line for the operator; the exit code 0."""
+    print(line)
+    return 0
+
+
 def _fail(exc: ApiError) -> int:
     print(f"isa catalog: {exc.message}", file=sys.stderr)
     for detail in (exc.details or [])[:20]:
@@ -127,16 +133,14 @@ def catalog_authorize(settings: Settings, args: argparse.Namespace) -> int:
     """The server's own grant of a server added with --auth oauth: start it again, or revoke it."""
     if args.revoke:
         _federated(settings, lambda f: f.oauth.revoke(args.name, None))
-        print(f"{args.name}: the server's OAuth grant is revoked; calls answer upstream_authorization_required")
-        return 0
+        return _said(f"{args.name}: the server's OAuth grant is revoked; calls answer upstream_authorization_required")
     out = _federated(settings, lambda f: f.oauth.start(args.name, "cli", for_user=False))
     return _print_grant(out, args.json)
 
 
 def catalog_sync(settings: Settings, args: argparse.Namespace) -> int:
     out = _federated(settings, lambda f: f.sync(args.name))
-    print(f"{out['server']}: {out['tools']} tools ({out['embedded']} embedded, {out['removed']} removed)")
-    return 0
+    return _said(f"{out['server']}: {out['tools']} tools ({out['embedded']} embedded, {out['removed']} removed)")
 
 
 def catalog_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -156,14 +160,12 @@ def _server_line(r: dict[str, Any]) -> str:
 
 def catalog_remove(settings: Settings, args: argparse.Namespace) -> int:
     removed = _federated(settings, lambda f: f.remove(args.server))
-    print(f"server {args.server} removed ({removed} items)")
-    return 0
+    return _said(f"server {args.server} removed ({removed} items)")
 
 
 def catalog_learn(settings: Settings, args: argparse.Namespace) -> int:
     added = _run(settings, lambda s: s.learn_from_usage())
-    print(f"{added} usage example(s) added")
-    return 0
+    return _said(f"{added} usage example(s) added")
 
 
 def _virtual(settings: Settings, work: Callable[[VirtualServers], Awaitable[T]]) -> T:
@@ -203,8 +205,7 @@ def virtual_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def virtual_remove(settings: Settings, args: argparse.Namespace) -> int:
     _virtual(settings, lambda v: v.remove(args.name))
-    print(f"virtual server {args.name} removed")
-    return 0
+    return _said(f"virtual server {args.name} removed")
 
 
 Command = Callable[[Settings, argparse.Namespace], int]

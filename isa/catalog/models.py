@@ -29,10 +29,10 @@ class CatalogItem:
 class SyncReport:
     """What one sync changed: rows written, rows (re-)embedded, rows removed, rows left as they were."""
 
-    upserted: int = 0
-    embedded: int = 0
-    removed: int = 0
-    unchanged: int = 0
+    upserted: int
+    embedded: int
+    removed: int
+    unchanged: int
 
 
 @dataclass(frozen=True)

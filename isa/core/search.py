@@ -163,7 +163,8 @@ def _slice_sql(
     use_lex = q.mode != "dense"
     use_examples = q.mode == "hybrid" and corpus.examples is not None and w.examples > 0 and q.vector is not None
     ctes: list[sql.Composable] = []
-    arms: list[str] = []
+    # The slice's CTEs, named apart from the other slices' in the one statement.
+    cte = {name: sql.Identifier(f"{p}_{name}") for name in ("dense", "lex", "ex", "terms", "scored", "final")}
     active = sql.SQL("e.{}").format(sql.Identifier(corpus.active_column)) if corpus.active_column else sql.SQL("TRUE")
     order = sql.SQL("{} <=> (SELECT v FROM qv)").format(_vec(corpus, q, "e"))
     # The slice's rows (table, `col = val`, active, `where`): every statement below names them the same way.
@@ -171,7 +172,7 @@ def _slice_sql(
     # What both dense arms (shortlisted by bits, or ranked directly) fill their statement with.
     dense_args: dict[str, sql.Composable] = {
         **slice_rows,
-        "d": sql.Identifier(f"{p}_dense"),
+        "d": cte["dense"],
         "model_col": sql.Identifier(corpus.model_column),
         "model": model,
         "k": sql.Literal(w.candidates if not s.exact else max(w.candidates, s.limit)),
@@ -183,7 +184,6 @@ def _slice_sql(
                 " AND e.{col} = {val} AND {active} AND {where} ORDER BY ({order}) + 0 LIMIT {k})"
             ).format(**dense_args, ids=sql.Placeholder(f"{p}_dense_ids"), order=order)
         )
-        arms.append(f"{p}_dense")
     elif use_dense and s.shortlist > 0 and corpus.bits_column is not None:
         # Inner SELECT: the slice's bits from the btree alone (index-only); outer: exact cosine of that shortlist.
         # Rows at the same distance are taken in id order, so the shortlist does not depend on the scan's order
@@ -200,7 +200,6 @@ def _slice_sql(
                 r=sql.Literal(max(s.shortlist, w.candidates)),
             )
         )
-        arms.append(f"{p}_dense")
     elif use_dense:
         # "+ 0" keeps the planner off the index when the filter is selective enough to rank its rows exactly.
         ordering = sql.SQL("({}) + 0").format(order) if s.exact else order
@@ -210,7 +209,6 @@ def _slice_sql(
                 " AND {where} ORDER BY {ordering} LIMIT {k})"
             ).format(**dense_args, ordering=ordering)
         )
-        arms.append(f"{p}_dense")
     if use_lex and s.lexical_hits is not None:
         ctes.append(
             sql.SQL(
@@ -218,12 +216,11 @@ def _slice_sql(
                 " JOIN {table} e ON e.id = l.id WHERE e.{col} = {val} AND {active} AND {where})"
             ).format(
                 **slice_rows,
-                lex=sql.Identifier(f"{p}_lex"),
+                lex=cte["lex"],
                 ids=sql.Placeholder(f"{p}_lex_ids"),
                 scores=sql.Placeholder(f"{p}_lex_scores"),
             )
         )
-        arms.append(f"{p}_lex")
     elif use_lex and corpus.postings is not None:
         # BM25 per posting = w_t * tf / (tf + k1 * (1 - b) + (k1 * b / avgdl) * dl), with the term's factor
         # w_t = idf_t * (k1 + 1) computed once per term: the arm's cost is its scan of the terms' postings, so each
@@ -263,8 +260,8 @@ def _slice_sql(
                 " FROM {postings} p1 WHERE p1.{col} = {val} AND p1.term = t.term{limit_postings} OFFSET 0) pp"
                 " GROUP BY pp.entry_id ORDER BY bm25 DESC, pp.entry_id LIMIT {k})"
             ).format(
-                terms=sql.Identifier(f"{p}_terms"),
-                lex=sql.Identifier(f"{p}_lex"),
+                terms=cte["terms"],
+                lex=cte["lex"],
                 **slice_rows,
                 postings=sql.Identifier(corpus.postings),
                 k=sql.Literal(lexical_candidates(s, w)),
@@ -274,7 +271,6 @@ def _slice_sql(
                 **{k: sql.Placeholder(f"{p}_{k}") for k in ("n", "k1", "kb0", "kb1")},
             )
         )
-        arms.append(f"{p}_lex")
     elif use_lex:
         ctes.append(
             sql.SQL(
@@ -283,12 +279,11 @@ def _slice_sql(
                 " ORDER BY bm25 DESC LIMIT {k})"
             ).format(
                 **slice_rows,
-                lex=sql.Identifier(f"{p}_lex"),
+                lex=cte["lex"],
                 tsv=sql.Identifier(corpus.tsv_column),
                 k=sql.Literal(w.candidates),
             )
         )
-        arms.append(f"{p}_lex")
     if use_examples:
         assert corpus.examples is not None
         ctes.append(
@@ -298,7 +293,7 @@ def _slice_sql(
                 " FROM (SELECT e.entry_id, {xv} AS v FROM {examples} e WHERE e.{model_col} = {model}"
                 " AND e.{col} = {val} ORDER BY {xorder} LIMIT {k}) x GROUP BY x.entry_id)"
             ).format(
-                ex=sql.Identifier(f"{p}_ex"),
+                ex=cte["ex"],
                 xv=_vec(corpus, q, "e"),
                 examples=sql.Identifier(corpus.examples),
                 model_col=sql.Identifier(corpus.model_column),
@@ -309,10 +304,10 @@ def _slice_sql(
                 pw=sql.Literal(w.example_power),
             )
         )
-        arms.append(f"{p}_ex")
+    arms = [cte[arm] for arm, used in (("dense", use_dense), ("lex", use_lex), ("ex", use_examples)) if used]
     if not arms:
         raise ValueError("nothing to rank with: no query vector and no lexical arm")
-    cand = sql.SQL(" UNION ").join(sql.SQL("SELECT id FROM {}").format(sql.Identifier(a)) for a in arms)
+    cand = sql.SQL(" UNION ").join(sql.SQL("SELECT id FROM {}").format(arm) for arm in arms)
     dense_expr = (
         sql.SQL("1 - ({} <=> (SELECT v FROM qv))").format(_vec(corpus, q, "e")) if q.vector is not None else None
     )
@@ -320,9 +315,9 @@ def _slice_sql(
     vote_expr = sql.SQL("coalesce(x.votes, 0)") if use_examples else sql.SQL("0")
     joins: sql.Composable = sql.SQL("")
     if use_lex:
-        joins += sql.SQL(" LEFT JOIN {} l ON l.id = e.id").format(sql.Identifier(f"{p}_lex"))
+        joins += sql.SQL(" LEFT JOIN {} l ON l.id = e.id").format(cte["lex"])
     if use_examples:
-        joins += sql.SQL(" LEFT JOIN {} x ON x.id = e.id").format(sql.Identifier(f"{p}_ex"))
+        joins += sql.SQL(" LEFT JOIN {} x ON x.id = e.id").format(cte["ex"])
     score: sql.Composable
     if q.mode == "dense":
         score = sql.SQL("s.dense")
@@ -370,8 +365,8 @@ def _slice_sql(
             " {final} AS (SELECT s.id, {score} AS score, s.dense, s.lex, s.votes, s.similarity, s.keep"
             " FROM {scored} s{lex_filter})"
         ).format(
-            scored=sql.Identifier(f"{p}_scored"),
-            final=sql.Identifier(f"{p}_final"),
+            scored=cte["scored"],
+            final=cte["final"],
             dense=dense_expr or sql.SQL("0"),
             lex=lex_expr,
             votes=vote_expr,
@@ -390,7 +385,7 @@ def _slice_sql(
     ).format(
         name=sql.Literal(s.name),
         cols=out_cols,
-        final=sql.Identifier(f"{p}_final"),
+        final=cte["final"],
         table=table,
         limit=sql.Literal(s.limit),
     )

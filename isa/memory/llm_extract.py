@@ -176,6 +176,23 @@ def to_facts(out: FactsOut, text: str) -> list[extract.Fact]:
     return list(kept.values())
 
 
+def to_episode(out: EpisodeOut, text: str) -> extract.Episode:
+    """The episode with the participants the text does not name dropped."""
+    return extract.Episode(out.title, [p for p in out.participants if _grounded(p, text)])
+
+
+def to_concept(out: ConceptOut, text: str) -> extract.Concept:
+    return extract.Concept(out.name, out.definition)
+
+
+def to_procedure(out: ProcedureOut, text: str) -> extract.Procedure:
+    return extract.Procedure(out.name, list(out.steps))
+
+
+def to_summary(out: SummaryOut, text: str) -> Summary:
+    return Summary(out.summary, out.key_decisions, out.ongoing_tasks, out.important_facts)
+
+
 def rule_summary(messages: list[str]) -> Summary:
     """The reduced summary: first sentences of the user's messages, and the facts the rules find in them."""
     topics = [extract.sentences(m)[0][:120] for m in messages if m.strip()]
@@ -208,7 +225,7 @@ class Extractor:
         principal: Principal | None,
         kind: Kind,
         text: str,
-        convert: Callable[[Any], T],
+        convert: Callable[[Any, str], T],
         rules: Callable[[], T],
         accept: Callable[[T], bool] = lambda _: True,
     ) -> Outcome[T]:
@@ -231,7 +248,7 @@ class Extractor:
                 content = await self.client.complete(
                     principal, messages, model=self.model, temperature=0, response_format={"type": "json_object"}
                 )
-                value = convert(parse(kind, content))
+                value = convert(parse(kind, content), text)
                 if accept(value):
                     return Outcome(value, "llm", self.model, None, ms())
                 error = f"no usable {kind} in the model's answer"
@@ -250,44 +267,20 @@ class Extractor:
             principal,
             "facts",
             text,
-            lambda out: to_facts(out, text),
+            to_facts,
             lambda: extract.extract_facts(text, keep_notes),
             accept=lambda facts: bool(facts) or not keep_notes,
         )
 
     async def episode(self, principal: Principal | None, text: str) -> Outcome[extract.Episode]:
-        return await self._run(
-            principal,
-            "episode",
-            text,
-            lambda out: extract.Episode(out.title, [p for p in out.participants if _grounded(p, text)]),
-            lambda: extract.episode(text),
-        )
+        return await self._run(principal, "episode", text, to_episode, lambda: extract.episode(text))
 
     async def concept(self, principal: Principal | None, text: str) -> Outcome[extract.Concept]:
-        return await self._run(
-            principal,
-            "concept",
-            text,
-            lambda out: extract.Concept(out.name, out.definition),
-            lambda: extract.concept(text),
-        )
+        return await self._run(principal, "concept", text, to_concept, lambda: extract.concept(text))
 
     async def procedure(self, principal: Principal | None, text: str) -> Outcome[extract.Procedure]:
-        return await self._run(
-            principal,
-            "procedure",
-            text,
-            lambda out: extract.Procedure(out.name, list(out.steps)),
-            lambda: extract.procedure(text),
-        )
+        return await self._run(principal, "procedure", text, to_procedure, lambda: extract.procedure(text))
 
     async def summary(self, principal: Principal | None, messages: list[str]) -> Outcome[Summary]:
         text = "\n".join(f"user: {m}" for m in messages)
-        return await self._run(
-            principal,
-            "summary",
-            text,
-            lambda out: Summary(out.summary, out.key_decisions, out.ongoing_tasks, out.important_facts),
-            lambda: rule_summary(messages),
-        )
+        return await self._run(principal, "summary", text, to_summary, lambda: rule_summary(messages))

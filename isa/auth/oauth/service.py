@@ -245,11 +245,8 @@ class OAuthProvider:
         async with self.db.transaction() as conn:
             row = await store.get_code(conn, code_hash)
             if row is not None and await store.claim_code(conn, code_hash):
-                grant_id = await store.insert_grant(
-                    conn, row.client_id, row.user_id, row.key_id, row.scopes, row.resource
-                )
-                await store.set_code_grant(conn, code_hash, grant_id)
-                grant = store.GrantRow(grant_id, row.client_id, row.user_id, row.key_id, row.scopes, row.resource)
+                grant = await store.insert_grant(conn, row.client_id, row.user_id, row.key_id, row.scopes, row.resource)
+                await store.set_code_grant(conn, code_hash, grant.id)
                 tokens = await self._tokens(conn, grant, row.scopes)
             elif row is not None and row.used and row.grant_id:
                 # A code used twice was likely stolen: end everything issued from it (RFC 6749 §4.1.2).

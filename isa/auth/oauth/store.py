@@ -126,17 +126,21 @@ async def claim_code(conn: DictConnection, code_hash: str) -> bool:
     return cur.rowcount == 1
 
 
+def _grant(row: dict[str, Any]) -> GrantRow:
+    return GrantRow(row["id"], row["client_id"], row["user_id"], row["key_id"], list(row["scopes"]), row["resource"])
+
+
 async def insert_grant(
     conn: DictConnection, client_id: str, user_id: str, key_id: str | None, scopes: list[str], resource: str
-) -> str:
+) -> GrantRow:
     row = await fetch_one(
         conn,
-        """INSERT INTO oauth_grants (client_id, user_id, key_id, scopes, resource)
-           VALUES (%s, %s, %s::uuid, %s, %s) RETURNING id::text AS id""",
+        """INSERT INTO oauth_grants (client_id, user_id, key_id, scopes, resource) VALUES (%s, %s, %s::uuid, %s, %s)
+           RETURNING id::text AS id, client_id, user_id, key_id::text AS key_id, scopes, resource""",
         (client_id, user_id, key_id, scopes, resource),
     )
     assert row is not None
-    return str(row["id"])
+    return _grant(row)
 
 
 async def set_code_grant(conn: DictConnection, code_hash: str, grant_id: str) -> None:
@@ -175,8 +179,7 @@ async def get_refresh_token(conn: DictConnection, token_hash: str) -> RefreshRow
     )
     if row is None:
         return None
-    grant = GrantRow(row["id"], row["client_id"], row["user_id"], row["key_id"], list(row["scopes"]), row["resource"])
-    return RefreshRow(grant, row["expires_at"], row["used"])
+    return RefreshRow(_grant(row), row["expires_at"], row["used"])
 
 
 async def claim_refresh_token(conn: DictConnection, token_hash: str) -> bool:
@@ -211,7 +214,7 @@ async def grant_of(conn: DictConnection, grant_id: str) -> GrantRow | None:
     )
     if row is None:
         return None
-    return GrantRow(row["id"], row["client_id"], row["user_id"], row["key_id"], list(row["scopes"]), row["resource"])
+    return _grant(row)
 
 
 async def purge_expired(conn: DictConnection) -> int:

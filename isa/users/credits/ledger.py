@@ -24,6 +24,11 @@ class InsufficientCredits(ApiError):
         )
 
 
+class UserNotFound(ApiError):
+    def __init__(self) -> None:
+        super().__init__(404, "user_not_found", "no such user")
+
+
 async def balance(conn: DictConnection, user_id: str, *, lock: bool = False) -> Decimal | None:
     """The user's balance (None: no such user); `lock` holds the user row until the transaction ends."""
     return await store.balance(conn, user_id, lock=lock)
@@ -65,7 +70,7 @@ async def credit(
         raise ValueError("credit takes a non-negative amount")
     entry = await store.move(conn, Move(user_id, credits, kind, description, None, idempotency_key, metadata))
     if entry is None:
-        raise ApiError(404, "user_not_found", "no such user")
+        raise UserNotFound()
     return entry
 
 
@@ -85,7 +90,7 @@ async def credit_once(
     sees the first one's move instead of failing on the unique key.
     """
     if await store.balance(conn, user_id, lock=True) is None:
-        raise ApiError(404, "user_not_found", "no such user")
+        raise UserNotFound()
     if await store.has_move(conn, user_id, idempotency_key):
         return None
     return await credit(
