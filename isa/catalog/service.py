@@ -132,11 +132,11 @@ class CatalogService:
         out: list[float] = (self.adapter.apply(vector) if self.adapter is not None else vector).tolist()
         return out
 
-    async def _query_vectors(self, texts: Sequence[str], kind: str = "request") -> list[list[float]]:
-        """Query embeddings from the LRU (keyed by kind and text), the missing ones embedded one text at a time in
-        one trip to the encoder's thread: int8 activations are quantised per batch, so a text embedded next to
-        others would get a vector that depends on them (and on which request put it in the cache first)."""
-        keys = [(kind, " ".join(t.split())) for t in texts]
+    async def _query_vectors(self, texts: Sequence[str]) -> list[list[float]]:
+        """Query embeddings from the LRU (keyed by text), the missing ones embedded one text at a time in one trip
+        to the encoder's thread: int8 activations are quantised per batch, so a text embedded next to others
+        would get a vector that depends on them (and on which request put it in the cache first)."""
+        keys = [("request", " ".join(t.split())) for t in texts]
         found: dict[tuple[str, str], list[float]] = {}
         for key in keys:
             cached = self._cache.get(key)
@@ -154,8 +154,9 @@ class CatalogService:
 
     async def _clause_vectors(self, text: str) -> tuple[list[float], tuple[list[float], ...]]:
         """The request's vector and its clauses' (none when it is one clause). An encoder that can pools each
-        clause from the request's own run (its tokens read in context: MetaTool two-tool dev, both tools over
-        the floor 0.834 vs 0.851 for clauses embedded alone, at no second run); others embed each clause alone."""
+        clause from the request's own run, at no second run; others embed each clause alone. Pooled, a clause
+        reads its neighbours too: on MetaTool's two-tool dev half both tools cleared the floor a little less
+        often (0.834, alone 0.851) and fewer other tools did (13 per request, alone 18); docs/discovery.md."""
         text = " ".join(text.split())
         spans = clause_spans(text)
         if not spans:
@@ -165,12 +166,13 @@ class CatalogService:
             return vectors[0], tuple(vectors[1:])
         cached, parts = self._cache.get(("request", text)), self._cache.get(("clauses", text))
         if cached is not None and parts is not None:
-            return list(cached), tuple(list(p) for p in parts)
+            return list(cached), tuple(p.tolist() for p in parts)
         late = self.embedder.embed_spans
         vector, states = await anyio.to_thread.run_sync(late, text, spans, limiter=self._limiter)
         out = self._adapted(vector), tuple(self._adapted(s) for s in states)
         self._cache.put(("request", text), tuple(out[0]))
-        self._cache.put(("clauses", text), tuple(tuple(p) for p in out[1]))
+        # An array, not Python floats (8 bytes a value, not 32): up to four vectors in one entry of the LRU.
+        self._cache.put(("clauses", text), np.array(out[1], dtype=np.float64))
         return out
 
     # --- writing --------------------------------------------------------------------------------------------

@@ -152,14 +152,17 @@ HIDDEN_STATES = "hidden_states"
 def _with_token_states(graph: bytes) -> bytes:
     """`graph` with the HIDDEN_STATES output, found by walking back from `embedding` (L2 normalisation <- mean
     <- sum over tokens <- masked states); the nodes are the ones minilm_graph.build writes, and quantising them
-    (which changes only the MatMuls) or fine-tuning the weights keeps them."""
+    (which changes only the MatMuls) or fine-tuning the weights keeps them. A graph of another shape is returned
+    as it is (embed_spans then embeds each span alone)."""
     model = onnx.load_from_string(graph)
     made = {out: node for node in model.graph.node for out in node.output}
-    mean = made[made["embedding"].input[0]]
-    summed = made[mean.input[0]]
-    masked = made[summed.input[0]]
-    if (mean.op_type, summed.op_type, masked.op_type) != ("Div", "ReduceSum", "Mul"):
-        raise RuntimeError("the encoder graph does not end in mean pooling over masked token states")
+    path = [made.get("embedding")]
+    for _ in range(3):
+        node = path[-1]
+        path.append(made.get(node.input[0]) if node is not None and node.input else None)
+    masked = path[-1]
+    if masked is None or tuple(n.op_type if n else "" for n in path) != ("Div", "Div", "ReduceSum", "Mul"):
+        return graph
     model.graph.node.append(onnx.helper.make_node("Identity", [masked.output[0]], [HIDDEN_STATES]))
     model.graph.output.append(onnx.helper.make_tensor_value_info(HIDDEN_STATES, onnx.TensorProto.FLOAT, None))
     return bytes(model.SerializeToString())
@@ -251,8 +254,8 @@ class LocalMiniLM:
     def embed_spans(self, text: str, spans: Sequence[tuple[int, int]]) -> tuple[F32, F32]:
         """The text's vector (what embed_batch([text]) returns) and, from the same run, one per character span of
         it: the mean of the token states inside the span, L2-normalised ("late chunking": the span read in the
-        context of the whole text, for no second run of the encoder). A span past the truncated window is
-        embedded alone."""
+        context of the whole text, for no second run of the encoder). A span the truncated window does not hold
+        whole (or any span, with a graph without token states) costs a run of its own: the span embedded alone."""
         model = self._loaded()
         enc = model.tokenizer.encode(text)
         ids = np.array([enc.ids], dtype=np.int64)
@@ -261,17 +264,20 @@ class LocalMiniLM:
             "token_type_ids": np.array([enc.type_ids], dtype=np.int64),
             "attention_mask": np.array([enc.attention_mask], dtype=np.float32),
         }
-        vector, states = model.session.run(["embedding", HIDDEN_STATES], feed)
+        pooled = HIDDEN_STATES in {o.name for o in model.session.get_outputs()}
+        vector, *states = model.session.run(["embedding", HIDDEN_STATES] if pooled else ["embedding"], feed)
         offsets = np.array(enc.offsets, dtype=np.int64).reshape(-1, 2)
         real = offsets[:, 1] > offsets[:, 0]  # [CLS] and [SEP] have empty offsets
+        # Truncated: the characters after the window's last token were never read.
+        window_end = int(offsets[real, 1].max()) if enc.overflowing and real.any() else len(text)
         out = np.empty((len(spans), self.dimensions), dtype=np.float32)
         for n, (start, end) in enumerate(spans):
             rows = np.flatnonzero(real & (offsets[:, 0] >= start) & (offsets[:, 1] <= end))
-            if rows.size == 0:
+            if not pooled or rows.size == 0 or end > window_end:
                 out[n] = self.embed_batch([text[start:end]])[0]
                 continue
-            pooled = states[0, rows].mean(axis=0)
-            out[n] = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+            mean = states[0][0, rows].mean(axis=0)
+            out[n] = mean / max(float(np.linalg.norm(mean)), 1e-12)
         return np.asarray(vector[0], dtype=np.float32), out
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from isa.auth.principal import Principal
@@ -31,7 +34,9 @@ SERVERS = [
 ]
 READER = Principal("clause-reader", frozenset({"read"}), "api_key", None)
 # Each request's second tool is under the default floor (0.24) for the whole request, above it for its clause
-# (pooled from the request's own run: 0.204 -> 0.262 for send_email, 0.196 -> 0.265 for create_event).
+# (pooled from the request's own run: 0.204 -> 0.262 for send_email, 0.196 -> 0.265 for create_event). A known
+# miss of pooling (docs/discovery.md): "email my landlord about the broken heating, and also convert 100 dollars to
+# euros" keeps send_email only with each clause embedded alone (0.271; pooled 0.200).
 TWO_INTENTS = {
     "send an email to my landlord about the heating, and also convert 100 dollars to euros": "send_email",
     "put a dentist appointment in my calendar for Tuesday. Then check the weather in Porto": "create_event",
@@ -123,5 +128,45 @@ async def test_an_encoder_without_token_states_embeds_each_clause_alone(
         hits = (await service.discover(request, {"tools": 5}, READER))["tools"]
         assert TWO_INTENTS[request] in [t["tool"] for t in hits]
         assert encoder.texts == [request, *clauses(request)]  # one text per run: int8 is quantised per batch
+    finally:
+        await db.close()
+
+
+class SpanCounting:
+    """The tuned encoder, counting its runs by kind."""
+
+    def __init__(self) -> None:
+        self.inner = shared_minilm("tuned")
+        self.model_name, self.dimensions = self.inner.model_name, self.inner.dimensions
+        self.calls: list[str] = []
+
+    def embed_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        self.calls.append("batch")
+        return self.inner.embed_batch(texts)
+
+    def embed_spans(self, text: str, spans: Sequence[tuple[int, int]]) -> tuple[Any, Any]:
+        self.calls.append("spans")
+        return self.inner.embed_spans(text, spans)
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return self.embed_batch(texts).tolist()  # type: ignore[no-any-return]
+
+
+@pytest.mark.anyio
+async def test_a_requests_clauses_cost_one_run_of_the_encoder_and_none_when_cached(
+    db_url: str, settings: Settings
+) -> None:
+    db = Database(db_url, settings)
+    await db.open()
+    try:
+        encoder = SpanCounting()
+        service = CatalogService(db, encoder)
+        await service.import_servers(parse_import(SERVERS))
+        request = next(iter(TWO_INTENTS))
+        encoder.calls.clear()
+        first = (await service.discover(request, {"tools": 5}, READER))["tools"]
+        assert encoder.calls == ["spans"] and TWO_INTENTS[request] in [t["tool"] for t in first]
+        again = (await service.discover("  " + request.replace(" ", "  "), {"tools": 5}, READER))["tools"]
+        assert encoder.calls == ["spans"] and again == first  # the same request in other whitespace: cached
     finally:
         await db.close()

@@ -129,16 +129,42 @@ def test_spans_come_from_the_texts_own_run(precision: embeddings.Precision) -> N
     assert np.array_equal(vector, encoder.embed_batch([text])[0])
     assert spans.shape == (2, 384) and spans.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(spans, axis=1), 1.0, atol=1e-5)
+    # The first span is the mean of exactly its own tokens' states: rows 1..n of the run ([CLS] is row 0).
+    model = encoder._loaded()
+    ids = np.array([model.tokenizer.encode(text).ids])
+    feed = {"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": np.ones(ids.shape, np.float32)}
+    states = model.session.run([embeddings.HIDDEN_STATES], feed)[0][0]
+    n = len(model.tokenizer.encode(text[slice(*first)]).ids) - 2  # without its own [CLS] and [SEP]
+    mean = states[1 : 1 + n].mean(axis=0)
+    np.testing.assert_allclose(spans[0], mean / np.linalg.norm(mean), atol=1e-6)
     # Each span's vector is nearer its own clause embedded alone than the other clause, and is not the text's.
     alone = encoder.embed_batch([text[slice(*first)]])[0], encoder.embed_batch([text[slice(*second)]])[0]
     assert spans[0] @ alone[0] > spans[0] @ alone[1] and spans[1] @ alone[1] > spans[1] @ alone[0]
     assert spans[0] @ vector < 0.99 and spans[1] @ vector < 0.99
 
 
-def test_a_span_past_the_truncated_window_is_embedded_alone() -> None:
-    encoder = LocalMiniLM(max_tokens=16)
-    text = "book a table for two tonight. " + "word " * 40 + "then order a taxi to the station"
-    tail = (text.index("order"), len(text))
-    _, spans = encoder.embed_spans(text, [(0, 28), tail])
-    np.testing.assert_allclose(spans[1], encoder.embed_batch([text[slice(*tail)]])[0], atol=1e-6)
-    assert not np.allclose(spans[0], encoder.embed_batch([text[:28]])[0], atol=1e-3)
+def test_a_span_the_truncated_window_does_not_hold_whole_is_embedded_alone() -> None:
+    encoder = LocalMiniLM(max_tokens=11)  # [CLS] book a table for two tonight . then order [SEP]
+    text = "book a table for two tonight. Then order a taxi to the station. And call my mother please"
+    first, cut, past = (0, 28), (35, 62), (68, len(text))
+    _, spans = encoder.embed_spans(text, [first, cut, past])
+    for span, vector in zip((cut, past), spans[1:], strict=True):
+        np.testing.assert_allclose(vector, encoder.embed_batch([text[slice(*span)]])[0], atol=1e-6)
+    assert not np.allclose(spans[0], encoder.embed_batch([text[slice(*first)]])[0], atol=1e-3)  # pooled in context
+
+
+def test_a_graph_of_another_shape_loads_and_embeds_each_span_alone(tmp_path: Path) -> None:
+    import onnx
+
+    # The same model with one more node after its pooling: no mean pooling to walk back from `embedding`.
+    model = onnx.load_from_string(embeddings._graph(embeddings.default_model_dir(), "fp32", None))
+    for node in model.graph.node:
+        node.output[:] = ["pooled" if o == "embedding" else o for o in node.output]
+    model.graph.node.append(onnx.helper.make_node("Identity", ["pooled"], ["embedding"]))
+    graph = tmp_path / "other.onnx"
+    graph.write_bytes(model.SerializeToString())
+    encoder = LocalMiniLM(graph_file=graph)
+    text = "translate this letter into German. Then send an email with it to Hans"
+    vector, spans = encoder.embed_spans(text, [(0, 33), (40, len(text))])
+    np.testing.assert_allclose(vector, LocalMiniLM().embed_batch([text])[0], atol=1e-6)
+    np.testing.assert_allclose(spans[0], encoder.embed_batch([text[:33]])[0], atol=1e-6)
