@@ -18,7 +18,7 @@ from isa.catalog.text import MAX_CLAUSES, clauses
 from isa.core.db import Database
 from isa.core.embeddings import shared_minilm
 from isa.core.settings import Settings
-from tests.catalog.conftest import CountingEmbedder
+from tests.catalog.conftest import CountingEmbedder, catalog
 
 SERVERS = [
     {
@@ -117,19 +117,13 @@ async def test_nonsense_in_several_clauses_still_finds_nothing(
 async def test_an_encoder_without_token_states_embeds_each_clause_alone(
     db_url: str, settings: Settings, embedder: CountingEmbedder
 ) -> None:
-    db = Database(db_url, settings)
-    await db.open()
-    try:
-        encoder = embedder  # embed_batch only: no embed_spans
-        service = CatalogService(db, encoder)
+    async with catalog(db_url, settings, embedder) as service:  # embed_batch only: no embed_spans
         await service.import_servers(parse_import(SERVERS))
         request = next(iter(TWO_INTENTS))
-        encoder.texts.clear()
+        embedder.texts.clear()
         hits = (await service.discover(request, {"tools": 5}, READER))["tools"]
         assert TWO_INTENTS[request] in [t["tool"] for t in hits]
-        assert encoder.texts == [request, *clauses(request)]  # one text per run: int8 is quantised per batch
-    finally:
-        await db.close()
+        assert embedder.texts == [request, *clauses(request)]  # one text per run: int8 is quantised per batch
 
 
 class SpanCounting:
@@ -156,11 +150,8 @@ class SpanCounting:
 async def test_a_requests_clauses_cost_one_run_of_the_encoder_and_none_when_cached(
     db_url: str, settings: Settings
 ) -> None:
-    db = Database(db_url, settings)
-    await db.open()
-    try:
-        encoder = SpanCounting()
-        service = CatalogService(db, encoder)
+    encoder = SpanCounting()
+    async with catalog(db_url, settings, encoder) as service:
         await service.import_servers(parse_import(SERVERS))
         request = next(iter(TWO_INTENTS))
         encoder.calls.clear()
@@ -168,5 +159,3 @@ async def test_a_requests_clauses_cost_one_run_of_the_encoder_and_none_when_cach
         assert encoder.calls == ["spans"] and TWO_INTENTS[request] in [t["tool"] for t in first]
         again = (await service.discover("  " + request.replace(" ", "  "), {"tools": 5}, READER))["tools"]
         assert encoder.calls == ["spans"] and again == first  # the same request in other whitespace: cached
-    finally:
-        await db.close()
