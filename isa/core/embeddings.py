@@ -74,6 +74,7 @@ def default_model_dir() -> pathlib.Path:
 class _Model:
     tokenizer: Tokenizer
     session: ort.InferenceSession
+    has_states: bool  # the session has the HIDDEN_STATES output (embed_spans can pool from it)
 
 
 def _return_freed_memory() -> None:
@@ -186,7 +187,7 @@ def _load(
     # overrides both per call (max_seq_length 256, pad to longest). We pad ourselves.
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=max_tokens)
-    return _Model(tokenizer, session)
+    return _Model(tokenizer, session, HIDDEN_STATES in {o.name for o in session.get_outputs()})
 
 
 class LocalMiniLM:
@@ -264,7 +265,7 @@ class LocalMiniLM:
             "token_type_ids": np.array([enc.type_ids], dtype=np.int64),
             "attention_mask": np.array([enc.attention_mask], dtype=np.float32),
         }
-        pooled = HIDDEN_STATES in {o.name for o in model.session.get_outputs()}
+        pooled = model.has_states
         vector, *states = model.session.run(["embedding", HIDDEN_STATES] if pooled else ["embedding"], feed)
         offsets = np.array(enc.offsets, dtype=np.int64).reshape(-1, 2)
         real = offsets[:, 1] > offsets[:, 0]  # [CLS] and [SEP] have empty offsets
