@@ -292,6 +292,18 @@ async def bm25_stats(conn: DictConnection) -> dict[str, Bm25Stats]:
     }
 
 
+# The tables a catalog write changes that the ranking statement reads; their planner statistics are refreshed after
+# a large write (`analyze`).
+RANKED_TABLES = ("mcp_unified_search_embeddings", "mcp_search_postings", "mcp_query_examples")
+
+
+async def analyze(conn: DictConnection) -> None:
+    """Refresh the planner's statistics of the ranked tables (ANALYZE; a role that does not own them is skipped
+    with a server-side warning, never an error)."""
+    for table in RANKED_TABLES:
+        await conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+
+
 async def entry_ids(conn: DictConnection, server: str) -> dict[str, Any]:
     """Own tool name -> index row id, for attaching examples."""
     cur = await conn.execute(
