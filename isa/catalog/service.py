@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import numpy as np
+import psycopg
 from psycopg import sql
 
 from isa.auth.principal import Principal
@@ -354,17 +355,26 @@ class CatalogService:
         return out
 
     async def _analyze_after(self, written: int) -> None:
-        """Refresh the ranked tables' planner statistics after a bulk write, before the first query ranks on them.
+        """Bring the ranked tables to autovacuum's steady state after a bulk write, before the first query ranks.
 
-        Autovacuum would analyze them too, but up to a minute later; until then plans made on statistics of a far
-        smaller catalog took a freshly imported 10,000-tool catalog's cold /discover from 12 to 36 ms p50
-        (docs/benchmarks.md). A small write leaves it to autovacuum.
+        Autovacuum would vacuum and analyze them too, but up to a minute later; until then plans made on statistics
+        of a far smaller catalog took a freshly imported 10,000-tool catalog's cold /discover from about 10 to 36 ms
+        p50 (docs/benchmarks.md). A small write leaves it to autovacuum. The write has committed: a failure here is
+        logged, never the import's error.
         """
         if written < ANALYZE_AFTER_ROWS:
             return
         started = time.perf_counter()
-        async with self.db.transaction() as conn:
-            await store.analyze(conn)
+        try:
+            async with self.db.connection() as conn:
+                await conn.set_autocommit(True)  # VACUUM runs outside a transaction
+                try:
+                    await store.vacuum_analyze(conn)
+                finally:
+                    await conn.set_autocommit(False)
+        except psycopg.Error as exc:
+            log.warning("catalog_analyze_failed", error=type(exc).__name__)
+            return
         log.info("catalog_analyzed", rows_written=written, ms=round((time.perf_counter() - started) * 1000, 1))
 
     async def learn_from_usage(self) -> int:

@@ -292,16 +292,16 @@ async def bm25_stats(conn: DictConnection) -> dict[str, Bm25Stats]:
     }
 
 
-# The tables a catalog write changes that the ranking statement reads; their planner statistics are refreshed after
-# a large write (`analyze`).
+# The tables a catalog write changes that the ranking statement reads (`vacuum_analyze`).
 RANKED_TABLES = ("mcp_unified_search_embeddings", "mcp_search_postings", "mcp_query_examples")
 
 
-async def analyze(conn: DictConnection) -> None:
-    """Refresh the planner's statistics of the ranked tables (ANALYZE; a role that does not own them is skipped
-    with a server-side warning, never an error)."""
+async def vacuum_analyze(conn: DictConnection) -> None:
+    """VACUUM (ANALYZE) the ranked tables on an autocommit connection: fresh planner statistics, and pages marked
+    all-visible so the postings' covering index answers index-only. A role that does not own a table gets a
+    server-side warning and the table is skipped, never an error."""
     for table in RANKED_TABLES:
-        await conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+        await conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
 
 
 async def entry_ids(conn: DictConnection, server: str) -> dict[str, Any]:

@@ -180,30 +180,52 @@ async def test_re_importing_examples_embeds_and_rewrites_only_what_changed(
 
 
 @pytest.mark.anyio
-async def test_a_bulk_import_refreshes_the_planner_statistics_and_a_small_one_leaves_them_to_autovacuum(
+async def test_a_bulk_import_vacuums_and_analyzes_the_ranked_tables_and_a_small_one_leaves_them_to_autovacuum(
     db_url: str, settings: Settings, embedder: CountingEmbedder
 ) -> None:
     # Plans made on a much smaller catalog's statistics made a freshly imported 10,000-tool catalog rank 3x slower
-    # until autovacuum came by (docs/benchmarks.md); a bulk import analyzes the ranked tables itself.
-    def analyzed() -> dict[str, object]:
+    # until autovacuum came by (docs/benchmarks.md); a bulk import brings the ranked tables to that state itself.
+    def maintained() -> dict[str, tuple[object, object]]:
         with psycopg.connect(db_url) as conn:
-            return dict(
-                conn.execute(
-                    "SELECT relname, last_analyze FROM pg_stat_user_tables WHERE relname = ANY(%s)",
-                    (list(RANKED_TABLES),),
-                ).fetchall()
-            )
+            rows = conn.execute(
+                "SELECT relname, last_vacuum, last_analyze FROM pg_stat_user_tables WHERE relname = ANY(%s)",
+                (list(RANKED_TABLES),),
+            ).fetchall()
+        return {name: (vacuumed, analyzed) for name, vacuumed, analyzed in rows}
 
     def server(name: str, count: int) -> list[dict[str, object]]:
         return [{"name": name, "tools": [{"name": f"t{i}", "description": f"tool {i}"} for i in range(count)]}]
 
     async with catalog(db_url, settings, embedder) as service:
-        before = analyzed()
+        before = maintained()
         await service.import_servers(parse_import(server("bulk", ANALYZE_AFTER_ROWS)))
-        after = analyzed()
+        after = maintained()
         assert set(after) == set(RANKED_TABLES)
-        assert all(after[t] is not None and after[t] != before.get(t) for t in RANKED_TABLES)
+        for table in RANKED_TABLES:
+            vacuumed, analyzed = after[table]
+            assert vacuumed is not None and vacuumed != before.get(table, (None, None))[0]
+            assert analyzed is not None and analyzed != before.get(table, (None, None))[1]
         await service.import_servers(parse_import(server("small", ANALYZE_AFTER_ROWS - 1)))
-        assert analyzed() == after
+        assert maintained() == after
         for name in ("bulk", "small"):
             await service.remove_server(name)
+
+
+@pytest.mark.anyio
+async def test_a_tool_with_a_long_description_keeps_its_vector_in_the_row(
+    db_url: str, settings: Settings, embedder: CountingEmbedder
+) -> None:
+    # Out of line, every vector the ranking statement compares costs a visit to the TOAST table (migration 0045).
+    description = " ".join(f"Looks up record {i} in the archive and reports its status." for i in range(30))
+    schema = {"type": "object", "properties": {f"field_{i}": {"type": "string"} for i in range(30)}}
+    tools = [{"name": "lookup", "description": description, "inputSchema": schema}]
+    async with catalog(db_url, settings, embedder) as service:
+        await service.import_servers(parse_import([{"name": "archive", "tools": tools}]))
+        with psycopg.connect(db_url) as conn:
+            chunk, row = conn.execute(
+                "SELECT pg_column_toast_chunk_id(embedding), pg_column_size(e.*) FROM mcp_unified_search_embeddings e"
+                " WHERE server = 'archive'"
+            ).fetchone() or (0, None)
+        assert row is not None and row > 2048  # a row Postgres would have toasted
+        assert chunk is None  # the vector is in the row, not in the TOAST table
+        await service.remove_server("archive")
