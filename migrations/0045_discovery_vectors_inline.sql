@@ -12,3 +12,7 @@ ALTER TABLE mcp_unified_search_embeddings
 -- Rows already written keep their out-of-line vectors until rewritten: write each vector again (the same values;
 -- the postings trigger skips rows whose search text did not change).
 UPDATE mcp_unified_search_embeddings SET embedding = embedding::real[]::vector WHERE embedding IS NOT NULL;
+
+-- The rewrite left every row's old version behind until vacuumed; without fresh statistics the planner would take
+-- the doubled pages for twice the rows (VACUUM cannot run in the migration's transaction; ANALYZE can).
+ANALYZE mcp_unified_search_embeddings;

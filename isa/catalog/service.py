@@ -310,6 +310,7 @@ class CatalogService:
                     for r in named
                 )
                 any_change = any_change or changed > 0
+                rewritten = sum(r.vector is not None for r in named)  # a new vector rewrites the row too
                 await store.upsert_server(conn, spec.name, spec.description, spec.url, spec.category)
                 await store.upsert(conn, named, model)
                 keep: dict[str, list[str]] = {
@@ -317,7 +318,7 @@ class CatalogService:
                 }
                 removed = await store.delete_missing(conn, spec.name, keep)
                 any_change = any_change or removed > 0 or embedded > 0
-                written += changed + removed
+                written += max(changed, rewritten) + removed
                 ids = await store.entry_ids(conn, spec.name)
                 examples = [
                     (ids[t.name], q, h, example_vectors[h])
@@ -366,15 +367,13 @@ class CatalogService:
             return
         started = time.perf_counter()
         try:
-            async with self.db.connection() as conn:
-                await conn.set_autocommit(True)  # VACUUM runs outside a transaction
-                try:
-                    await store.vacuum_analyze(conn)
-                finally:
-                    await conn.set_autocommit(False)
+            async with self.db.maintenance() as conn:
+                skipped = await store.vacuum_analyze(conn)
         except psycopg.Error as exc:
             log.warning("catalog_analyze_failed", error=type(exc).__name__)
             return
+        if skipped:  # e.g. a role that does not own the tables: autovacuum does it later
+            log.warning("catalog_analyze_skipped", warnings=skipped)
         log.info("catalog_analyzed", rows_written=written, ms=round((time.perf_counter() - started) * 1000, 1))
 
     async def learn_from_usage(self) -> int:
@@ -442,6 +441,7 @@ class CatalogService:
         if done:
             log.info("catalog_reembedded", model=model, rows=done)
             self._cache = LruCache(self.settings.query_cache_size)
+        await self._analyze_after(done)
         return done
 
     async def _reembed_in_background(self) -> None:
@@ -467,6 +467,7 @@ class CatalogService:
                 await conn.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(CHANNEL)))
         if removed is None:
             raise ApiError(404, "unknown_server", f"no imported server named {name!r}")
+        await self._analyze_after(removed)
         await self._changed()
         return removed
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -296,12 +297,20 @@ async def bm25_stats(conn: DictConnection) -> dict[str, Bm25Stats]:
 RANKED_TABLES = ("mcp_unified_search_embeddings", "mcp_search_postings", "mcp_query_examples")
 
 
-async def vacuum_analyze(conn: DictConnection) -> None:
+async def vacuum_analyze(conn: DictConnection) -> list[str]:
     """VACUUM (ANALYZE) the ranked tables on an autocommit connection: fresh planner statistics, and pages marked
-    all-visible so the postings' covering index answers index-only. A role that does not own a table gets a
-    server-side warning and the table is skipped, never an error."""
+    all-visible so the postings' covering index answers index-only. Returns the server's warnings: a role that does
+    not own a table is told so and the table is skipped, never an error."""
+    warnings: list[str] = []
+
+    def notice(diag: psycopg.errors.Diagnostic) -> None:
+        if diag.severity_nonlocalized == "WARNING":
+            warnings.append(diag.message_primary or "")
+
+    conn.add_notice_handler(notice)
     for table in RANKED_TABLES:
         await conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
+    return warnings
 
 
 async def entry_ids(conn: DictConnection, server: str) -> dict[str, Any]:

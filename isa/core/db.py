@@ -59,6 +59,7 @@ class Database:
             "connect_timeout": db.connect_timeout_seconds,
             "options": f"-c statement_timeout={db.statement_timeout_ms}",
         }
+        self._kwargs = dict(kwargs)
         if not db.prepared_statements:
             # Transaction poolers hand each transaction to any server connection.
             kwargs["prepare_threshold"] = None
@@ -89,6 +90,18 @@ class Database:
     async def transaction(self) -> AsyncIterator[DictConnection]:
         async with self.pool.connection() as conn, conn.transaction():
             yield conn
+
+    @asynccontextmanager
+    async def maintenance(self, lock_timeout_ms: int = 2_000) -> AsyncIterator[DictConnection]:
+        """A connection of its own, outside the pool, in autocommit (VACUUM cannot run in a transaction), that
+        gives up on a lock held longer than `lock_timeout_ms` instead of queueing behind it. Never pooled, so no
+        later user of the pool can get a connection left in autocommit."""
+        options = f"{self._kwargs['options']} -c lock_timeout={lock_timeout_ms}"
+        conn = await psycopg.AsyncConnection.connect(self.url, **{**self._kwargs, "options": options}, autocommit=True)
+        try:
+            yield conn
+        finally:
+            await conn.close()
 
     async def ping(self, limit: float) -> None:
         """Raise unless a trivial query answers within `limit` seconds."""

@@ -222,10 +222,22 @@ async def test_a_tool_with_a_long_description_keeps_its_vector_in_the_row(
     async with catalog(db_url, settings, embedder) as service:
         await service.import_servers(parse_import([{"name": "archive", "tools": tools}]))
         with psycopg.connect(db_url) as conn:
-            chunk, row = conn.execute(
-                "SELECT pg_column_toast_chunk_id(embedding), pg_column_size(e.*) FROM mcp_unified_search_embeddings e"
-                " WHERE server = 'archive'"
-            ).fetchone() or (0, None)
-        assert row is not None and row > 2048  # a row Postgres would have toasted
-        assert chunk is None  # the vector is in the row, not in the TOAST table
+            storage, options = conn.execute(
+                "SELECT a.attstorage, c.reloptions FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+                " WHERE c.relname = 'mcp_unified_search_embeddings' AND a.attname = 'embedding'"
+            ).fetchone() or (None, None)
+            row = conn.execute(
+                "SELECT pg_column_size(e.*) FROM mcp_unified_search_embeddings e WHERE server = 'archive'"
+            ).fetchone()
+            in_toast = (
+                conn.execute(
+                    "SELECT pg_column_toast_chunk_id(embedding) IS NOT NULL FROM mcp_unified_search_embeddings"
+                    " WHERE server = 'archive'"
+                ).fetchone()
+                if conn.info.server_version >= 170000  # the function is new in Postgres 17
+                else (False,)
+            )
+        assert storage == "m" and "toast_tuple_target=4080" in (options or [])
+        assert row is not None and row[0] > 2048  # a row Postgres would have toasted
+        assert in_toast == (False,)  # the vector is in the row, not in the TOAST table
         await service.remove_server("archive")
