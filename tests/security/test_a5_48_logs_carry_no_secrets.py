@@ -27,7 +27,7 @@ from tests.support.deployment import common_env
 from tests.support.fake_openai import FAKE_KEY_ENV, FakeOpenAI, Reply, model_section
 from tests.support.files import AWS_ENV, REGION, make_bucket, moto_endpoint, png
 from tests.support.mcp_servers import open_session, raw_headers, rpc, sse_json
-from tests.support.procs import IsaProcess, isa_serve
+from tests.support.procs import IsaProcess, isa_serve, wait_for
 
 __all__ = ["moto_endpoint"]
 
@@ -98,6 +98,9 @@ def run(
             node.wait_ready(120)
             out = Run(node, user, {"api key": key, "provider key": provider_key})
             _flows(out, fake, key, provider_key)
+            # A request's line is written after its response has gone out, so the client can be ahead of the log:
+            # wait (bounded) for the last flow's line; the flows ran one after another, so theirs are written too.
+            wait_for(lambda: ("POST", "/v1/chat/completions") in _requests(out), timeout=10)
             yield out
 
 
@@ -137,6 +140,10 @@ def _flows(run: Run, fake: FakeOpenAI, key: str, provider_key: str) -> None:
         body = {"model": "main", "messages": [{"role": "user", "content": "hello"}]}
         r["model 401"] = http.post("/v1/chat/completions", json=body, headers=_bearer(jwt))
         run.provider_calls = fake.count(PROVIDER_MODEL)
+
+
+def _requests(run: Run) -> set[tuple[str, str]]:
+    return {(x.get("method"), x.get("path")) for x in run.records() if x.get("event") == "request"}
 
 
 def _bearer(token: str) -> dict[str, str]:
