@@ -43,6 +43,7 @@ log = get_logger(__name__)
 VERSION = "d2q-1"  # part of the cache key: a changed prompt asks again
 TOOL_CHARS = 1_200  # per tool in the prompt: bounds the prompt (and the cost) for very long descriptions
 QUERY_CHARS = 300  # a generated request longer than this is cut (examples must stay short questions)
+REQUEST_TOKENS = 60  # answer room per request (most are 10-20 tokens; QUERY_CHARS is ~75)
 SYSTEM = (
     "You write the requests a person would type to an AI assistant when they need a given tool. For each tool,"
     " write {n} requests that differ in wording, detail and intent, in plain everyday language, as a user would"
@@ -69,6 +70,13 @@ def prompt(texts: Sequence[str], per_tool: int) -> list[dict[str, Any]]:
         {"role": "system", "content": SYSTEM.format(n=per_tool)},
         {"role": "user", "content": f"Tools:\n\n{tools}\n\nWrite {per_tool} requests for each tool."},
     ]
+
+
+def answer_tokens(tools: int, per_tool: int) -> int:
+    """`max_tokens` of one call: room for the JSON asked for and no more, so a model that runs on (repeats
+    itself, writes prose or code) stops there rather than at the end of its context, billed to `doc2query_user`
+    (a 0.5B local model did: 2,700+ tokens for one batch, docs/benchmarks.md)."""
+    return 32 + tools * (8 + per_tool * REQUEST_TOKENS)
 
 
 def parse_answer(text: str, n: int, per_tool: int) -> dict[int, list[str]]:
@@ -129,6 +137,7 @@ class Doc2Query:
                         answer = await self.client.complete(
                             self.principal, prompt([texts[k] for k in batch], s.doc2query_per_tool),
                             model=self.model, temperature=0.7,
+                            max_tokens=answer_tokens(len(batch), s.doc2query_per_tool),
                         )  # fmt: skip
                     found = parse_answer(answer, len(batch), s.doc2query_per_tool)
                 except (ModelUnavailable, ValueError, TimeoutError) as exc:

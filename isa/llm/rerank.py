@@ -37,6 +37,13 @@ def prompt(
     ]
 
 
+def answer_tokens(items: int) -> int:
+    """`max_tokens` of a ranking of `items`: each number with its separator is at most a few tokens, so a model
+    that writes on (an explanation, a repetition) is cut off early; the caller pays for the call. A cut answer
+    is not valid JSON and keeps the hybrid order."""
+    return 32 + 6 * items
+
+
 def json_answer(text: str, what: str) -> Any:
     """A model's JSON answer, optionally in a code fence; ValueError naming `what` was expected otherwise."""
     body = text.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
@@ -80,7 +87,9 @@ async def rerank(
     if len(hits) < 2:
         return hits, "hybrid"
     try:
-        answer = await client.complete(principal, prompt(query, hits, text), model=model, temperature=0)
+        answer = await client.complete(
+            principal, prompt(query, hits, text), model=model, temperature=0, max_tokens=answer_tokens(len(hits))
+        )
         order = parse_ranking(answer, len(hits))
     except (ModelUnavailable, ValueError) as exc:
         log.warning("rerank_failed", error=type(exc).__name__)

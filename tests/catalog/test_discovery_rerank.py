@@ -76,6 +76,7 @@ def test_the_models_order_decides_and_can_promote_a_candidate_past_the_limit(
     prompt = request.body["messages"][-1]["content"]
     assert QUERY in prompt
     assert re.findall(r"^\[(\d+)\] ([^:]+):", prompt, re.M) == [(str(i), n) for i, n in enumerate(hybrid, 1)]
+    assert request.body["temperature"] == 0 and 40 <= request.body["max_tokens"] <= 120  # a ranking of 8, no essay
     # The model node is called as the caller with a minted isa token, never with the caller's API key.
     token = request.headers["authorization"].removeprefix("Bearer ")
     assert key not in request.headers.values()

@@ -104,6 +104,8 @@ def test_generated_requests_make_a_tool_findable_and_a_failing_model_never_stops
     prompt = request.body["messages"][-1]["content"]
     assert "Reads channel 7 of the unit." in prompt and "Toggles relay output B." in prompt
     assert "untrusted" in request.body["messages"][0]["content"]
+    # The answer is bounded to what two tools' five requests need: a model that runs on stops there.
+    assert 300 <= request.body["max_tokens"] <= 1_000
     token = request.headers["authorization"].removeprefix("Bearer ")
     claims = jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_aud": False})
     assert claims["sub"] == WRITER  # billed to the configured account, never with an admin's key
