@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import discovery_data as data
 import zero_shot_discovery as zs
+from zero_shot_discovery import diff_ci
 
 from isa.catalog.doc2query import answer_tokens, parse_answer, prompt, tool_text
 from isa.catalog.text import embed_text, extra_text, name_text
@@ -168,18 +169,12 @@ def rerank_rows(
         f" order itself), p50 {secs[n // 2]:.1f} s"
     )
     for label, m in (("hybrid order", base), ("model's order", new)):
-        delta = "" if m is base else f"   Δ R@1 {paired(base['R@1'], m['R@1'])}  Δ R@5 {paired(base['R@5'], m['R@5'])}"
+        delta = (
+            "" if m is base else f"   Δ R@1 {diff_ci(m['R@1'], base['R@1'])}  Δ R@5 {diff_ci(m['R@5'], base['R@5'])}"
+        )
         print(
             f"    {label:<26} R@1 {zs.ci(m['R@1'])}  R@5 {zs.ci(m['R@5'])}  R@10 {zs.ci(m['R@10'])}{delta}", flush=True
         )
-
-
-def paired(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> str:
-    d = b - a
-    rng = np.random.default_rng(0)
-    boots = d[rng.integers(0, len(d), (1000, len(d)))].mean(1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return f"{d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
 
 def main() -> None:
@@ -249,7 +244,7 @@ def main() -> None:
                 delta = (
                     ""
                     if m is base
-                    else f"   Δ R@1 {paired(base['R@1'], m['R@1'])}  Δ R@10 " + paired(base["R@10"], m["R@10"])
+                    else f"   Δ R@1 {diff_ci(m['R@1'], base['R@1'])}  Δ R@10 " + diff_ci(m["R@10"], base["R@10"])
                 )
                 print(
                     f"    {label:<26} R@1 {zs.ci(m['R@1'])}  R@10 {zs.ci(m['R@10'])}  nDCG@10 {zs.ci(m['nDCG@10'])}"

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import discovery_data as data
 import zero_shot_discovery as zs
+from zero_shot_discovery import diff_ci
 
 from isa.catalog.text import embed_text, extra_text, name_text
 from isa.core.embedded import embedded_url
@@ -50,13 +51,6 @@ def weighted(counts: list[Counts], fields: tuple[float, float, float]) -> list[d
 
 def fused(dense: F, lex: F, w_dense: float) -> F:
     return zs.rank_scores("z", dense, lex, w_dense)
-
-
-def diff_ci(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> str:
-    rng = np.random.default_rng(0)
-    idx = rng.integers(0, len(a), (1000, len(a)))
-    lo, hi = np.percentile((a[idx] - b[idx]).mean(1), [2.5, 97.5])
-    return f"{(a - b).mean():+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
 
 DEFAULT = {"w": 0.7, "fields": (2.0, 1.0, 0.5), "k1": 1.2, "b": 0.75}

@@ -153,6 +153,14 @@ def ci(values: np.ndarray[Any, Any], seed: int = 0) -> str:
     return f"{values.mean():.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+def diff_ci(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], seed: int = 0) -> str:
+    """Mean of a - b over the same queries, with its paired 95 % bootstrap interval (1,000 resamples)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), (1000, len(a)))
+    lo, hi = np.percentile((a[idx] - b[idx]).mean(1), [2.5, 97.5])
+    return f"{(a - b).mean():+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
 def votes_matrix(q: F, examples: F, owners: np.ndarray[Any, Any], n_tools: int) -> F:
     sims = q @ examples.T
     top = np.argpartition(-sims, K - 1, axis=1)[:, :K]

@@ -26,18 +26,11 @@ sys.path[:0] = [str(ROOT / "tests" / "bench"), str(ROOT)]
 import discovery_data as data  # noqa: E402
 import zero_shot_discovery as zs  # noqa: E402
 from bench_floor import OFF_TOPIC  # noqa: E402
+from zero_shot_discovery import diff_ci  # noqa: E402
 
 from isa.catalog.text import embed_text, extra_text, name_text  # noqa: E402
 from isa.core.embedded import embedded_url  # noqa: E402
 from isa.core.embeddings import LocalMiniLM  # noqa: E402
-
-
-def diff_ci(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> str:
-    rng = np.random.default_rng(0)
-    idx = rng.integers(0, len(a), (1000, len(a)))
-    boots = (a[idx] - b[idx]).mean(1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return f"{(a - b).mean():+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
 
 def main() -> None:
