@@ -414,7 +414,7 @@ def run(ours: Side, before: Side | None, args: argparse.Namespace, results: dict
     proc, key, data_dir = ours.proc, ours.key, ours.data_dir
     proc.wait_ready(180)
     client = Client(proc.url, key)
-    loaders = {"metatool": data.metatool, "toollens": data.toollens}
+    loaders = {"metatool": data.metatool, "toollens": data.toollens, "mcp": data.mcp_servers}
     for ds in (loaders[name]() for name in args.datasets.split(",") if name):
         for name in ["test", *ds.extra_test]:
             results[f"{ds.name}/{name}"] = {}
@@ -522,7 +522,7 @@ def scope_statistics(data_dir: Path, keep: bool) -> None:
 def report(results: dict[str, Any]) -> None:
     cols = ["R@1", "R@5", "R@10", "nDCG@10", "all@10"]
     for key, rows in results.items():
-        if not key.startswith(("metatool", "toollens")):
+        if not key.startswith(("metatool", "toollens", "mcp")):
             continue
         print(f"\n{key} ({rows.get('queries')} queries)")
         print(f"  {'ranking':<22}" + "".join(f"{c:>9}" for c in cols) + f"{'R@10 x':>9}")

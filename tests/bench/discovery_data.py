@@ -148,12 +148,47 @@ def toollens() -> Dataset:
     return Dataset("toollens", list(servers.values()), parts["train"], parts["dev"], parts["test"], {})
 
 
+MCP_SERVERS = Path(__file__).resolve().parent / "data" / "mcp_servers"
+
+
+def server_splits(names: list[str]) -> dict[str, str]:
+    """Whole servers go to one split: rank the names by a hash, then every tenth rank by 7 / 1 / 2."""
+    ranked = sorted(names, key=lambda n: hashlib.sha1(f"mcp:{n}".encode(), usedforsecurity=False).hexdigest())
+    return {n: "train" if i % 10 < 7 else "dev" if i % 10 == 7 else "test" for i, n in enumerate(ranked)}
+
+
+def mcp_servers() -> Dataset:
+    """Real MCP servers' tools (from their packages) with requests written for them (data/mcp_servers/README.md).
+
+    Split by server, not by request: dev and test requests are about servers whose tools no training saw, the stand-in
+    for a freshly imported server. The catalog is every server; `train_servers` limits training to the train split.
+    """
+    keep = ("name", "description", "tools")  # the file also records each server's package and licence
+    servers = [{k: s[k] for k in keep} for s in json.loads((MCP_SERVERS / "tools.json").read_text())]
+    split = server_splits([s["name"] for s in servers])
+    parts: dict[str, list[Query]] = {"train": [], "dev": [], "test": []}
+    for n, line in enumerate((MCP_SERVERS / "queries.jsonl").read_text().splitlines()):
+        q = json.loads(line)
+        where = {split[t.split("/", 1)[0]] for t in q["tools"]}
+        if len(where) == 1:  # a request spanning two splits' servers belongs to none
+            parts[where.pop()].append(Query(f"mcp{n}", q["text"], frozenset(q["tools"])))
+    return Dataset("mcp", servers, parts["train"], parts["dev"], parts["test"], {})
+
+
+def train_servers(dataset: Dataset) -> list[dict[str, Any]]:
+    """The servers a model may be trained on: all of MetaTool's and ToolLens's, the train split of `mcp`'s."""
+    if dataset.name != "mcp":
+        return dataset.servers
+    split = server_splits([s["name"] for s in dataset.servers])
+    return [s for s in dataset.servers if split[s["name"]] == "train"]
+
+
 def write_import_file(dataset: Dataset, path: Path) -> Path:
     path.write_text(json.dumps(dataset.servers))
     return path
 
 
 if __name__ == "__main__":
-    for ds in (metatool(), toollens()):
+    for ds in (metatool(), toollens(), mcp_servers()):
         n_tools = sum(len(s["tools"]) for s in ds.servers)
         print(ds.name, "tools", n_tools, "train", len(ds.train), "dev", len(ds.dev), "test", len(ds.test))

@@ -48,7 +48,7 @@ def main() -> None:
         graph, sets = rest.rsplit(":", 1)
         cands.append((name, LocalMiniLM(graph_file=Path(graph), model_name=name), set(sets.split(","))))
     conn = psycopg.connect(embedded_url(Path(tempfile.mkdtemp(prefix="isa-enc-"))), autocommit=True)
-    for ds in (data.metatool(), data.toollens()):
+    for ds in (data.metatool(), data.toollens(), data.mcp_servers()):
         encs = [("stock int8", stock)] + [(n, e) for n, e, s in cands if ds.name in s]
         if cands and len(encs) == 1:  # with no candidate at all: the stock rows only (and a warm cache)
             continue

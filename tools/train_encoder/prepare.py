@@ -2,7 +2,9 @@
 
     .venv/bin/python tools/train_encoder/prepare.py --out /tmp/enc/data.json
 
-For each dataset (tests/bench/discovery_data.py: the same hash splits as every benchmark) it writes the catalog
+For each dataset (tests/bench/discovery_data.py: the same hash splits as every benchmark; `mcp` is split by server
+and only its train servers' tools are written, so no dev or test tool text is seen, not even as a negative) it
+writes the catalog
 (each tool's key, server and the exact text isa embeds, `embed_text`), the TRAIN queries only with their relevant
 tools, each tool's 10 nearest other tools under the stock int8 MiniLM (the hard negatives), and a SHA-256 of the
 train split (ids and texts, sorted) for the model card. Dev and test queries are never written.
@@ -41,8 +43,9 @@ def main() -> None:
     args = parser.parse_args()
     stock = LocalMiniLM(precision="int8")
     out = {}
-    for ds in (data.metatool(), data.toollens()):
-        items = [i for s in parse_import(ds.servers) for i in server_items(s, lambda n, s=s: qualified_name(s.name, n))]
+    for ds in (data.metatool(), data.toollens(), data.mcp_servers()):
+        servers = parse_import(data.train_servers(ds))  # `mcp`: only its train servers' tools
+        items = [i for s in servers for i in server_items(s, lambda n, s=s: qualified_name(s.name, n))]
         keys = [f"{i.server}/{i.name}" for i in items]
         texts = [embed_text(i) for i in items]
         vecs = stock.embed_batch(texts)

@@ -148,6 +148,7 @@ def main() -> None:
     parser.add_argument("--query-tokens", type=int, default=32)
     parser.add_argument("--tool-tokens", type=int, default=64)
     parser.add_argument("--pairs", type=float, default=0.0, help="synthetic two-intent queries, share of --queries")
+    parser.add_argument("--mix", default="", help="NAME=W,...: multiply a dataset's share of steps (default: by size)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -176,7 +177,8 @@ def main() -> None:
         q_states.append(frozen_states(model, tok, [q["text"] for q in ds["train"]], args.query_tokens, args.freeze))
         t_states.append(frozen_states(model, tok, [t["text"] for t in ds["tools"]], args.tool_tokens, args.freeze))
         print(f"{n}: cached {len(ds['train'])} queries, {len(ds['tools'])} tools, {time.time() - t0:.0f} s", flush=True)
-    weights = [len(b.train) for b in sources]
+    mix = {k: float(v) for k, v in (kv.split("=") for kv in args.mix.split(",") if kv)}
+    weights = [len(b.train) * mix.get(n, 1.0) for n, b in zip(names, sources, strict=True)]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.01)
     warm = max(1, args.steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
