@@ -89,7 +89,7 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 # Vectors of the int8 graph differ from fp32 ones (cosine ≈ 0.993 between the two for one text), so they are
 # stored under their own model name: a row embedded by one is never compared with a query of the other.
 INT8_MODEL_NAME = "all-MiniLM-L6-v2-int8"
-TUNED_MODEL_NAME = "isa-minilm-tools-v1-int8"
+TUNED_MODEL_NAME = "isa-minilm-tools-v2-int8"
 _NAMES: dict[str, str] = {"fp32": MODEL_NAME, "int8": INT8_MODEL_NAME, "tuned": TUNED_MODEL_NAME}
 
 

@@ -99,7 +99,7 @@ def test_billing_is_one_credit_per_model_call_and_two_per_tool_call_charged_once
         Reply(tool_calls=[call("get_current_time", {"timezone": "UTC"}), call("weather_forecast", {"city": "Oslo"})]),
         Reply(text="Done."),
     )
-    result = chat(node, key, {"message": "time and weather in Oslo"})
+    result = chat(node, key, {"message": "what time is it, and what is the weather in Oslo?"})
     billing = result.of("billing")[0]["content"]
     assert billing["success"] is True
     assert (billing["model_calls"], billing["tool_calls"], billing["total_credits"]) == (2, 2, 6)

@@ -168,6 +168,7 @@ def main() -> None:
     parser.add_argument("--encoder", default="", help="catalog.encoder of the node and the CLI (default: its)")
     parser.add_argument("--floors", default="", help=f"comma-separated floors to try (default: {FLOORS})")
     parser.add_argument("--no-test", action="store_true", help="dev only (choosing a floor)")
+    parser.add_argument("--datasets", default="metatool,toollens,mcp")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     if args.floors:
@@ -191,7 +192,8 @@ def main() -> None:
                     results[f"off-topic{label}/own catalog"] = off_topic(client, texts)
                     print(f"[off-topic{label}, own catalog]", results[f"off-topic{label}/own catalog"], flush=True)
                 rng = random.Random(11)
-                for ds in (data.metatool(), data.toollens()):
+                loaders = {"metatool": data.metatool, "toollens": data.toollens, "mcp": data.mcp_servers}
+                for ds in (loaders[name]() for name in args.datasets.split(",")):
                     dev = rng.sample(ds.dev, min(args.queries, len(ds.dev)))
                     test = rng.sample(ds.test, min(args.queries, len(ds.test)))
                     path = data_dir / f"{ds.name}.json"

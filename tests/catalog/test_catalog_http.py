@@ -97,7 +97,8 @@ def test_every_discovery_is_logged_with_query_results_scores_latency_and_user(
 
 def test_search_filters_by_server_security_level_type_and_min_score(client: TestClient, keys: Any) -> None:
     def search(**body: Any) -> list[dict[str, Any]]:
-        r = client.post("/search", json={"query": "github issue pull request weather", **body}, headers=keys["admin"])
+        query = "github issue or pull request, and the weather forecast"  # two clauses: each clears the floor
+        r = client.post("/search", json={"query": query, **body}, headers=keys["admin"])
         assert r.status_code == 200, r.text
         return r.json()["results"]  # type: ignore[no-any-return]
 

@@ -71,10 +71,12 @@ async def services(db_url: str, settings: Settings) -> AsyncIterator[tuple[Catal
     db = Database(db_url, settings)
     await db.open()
     try:
-        await CatalogService(db, shared_minilm("tuned")).import_servers(parse_import(SERVERS))
+        await CatalogService(db, shared_minilm("int8")).import_servers(parse_import(SERVERS))
         # Both made after the import, so both read the same BM25 statistics (a service keeps them for a while).
-        on = CatalogService(db, shared_minilm("tuned"), CatalogSettings(floor_per_clause=True))
-        off = CatalogService(db, shared_minilm("tuned"), CatalogSettings(floor_per_clause=False))
+        # The stock encoder: the tuned one (v2) already keeps these second intents without clauses, and what is
+        # tested here is the mechanism, which is the same for every encoder.
+        on = CatalogService(db, shared_minilm("int8"), CatalogSettings(encoder="int8", floor_per_clause=True))
+        off = CatalogService(db, shared_minilm("int8"), CatalogSettings(encoder="int8", floor_per_clause=False))
         yield on, off
     finally:
         await db.close()
