@@ -178,6 +178,7 @@ class KnowledgeLocalIndex:
         self.db = db
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: set[tuple[str, ...]] = set()
+        self._closed = False  # after close(), no load starts and none keeps what it read
         # key -> monotonic time its background load failed (retried after _RETRY_SECONDS), least recent first
         self._failed: OrderedDict[tuple[str, ...], float] = OrderedDict()
         # key -> the user's chunk count when its arrays did not fit in max_bytes: not loaded again at that size
@@ -291,6 +292,8 @@ class KnowledgeLocalIndex:
                 if new is None:
                     self._load_later(key, make)
                     return None
+                if self._closed:  # a load that outlived close() (its cancellation did not reach it in time)
+                    return None
                 if self._held.put(key, new):
                     return new
                 if self._too_big.get(key) != state.entries:
@@ -313,7 +316,7 @@ class KnowledgeLocalIndex:
     def _load_later(self, key: tuple[str, ...], make: Callable[[State], Loader]) -> None:
         """Load `key`'s arrays in a task of its own, once at a time (the searches meanwhile use SQL)."""
         failed = self._failed.get(key)
-        if key in self._pending or (failed is not None and time.monotonic() - failed < _RETRY_SECONDS):
+        if self._closed or key in self._pending or (failed is not None and time.monotonic() - failed < _RETRY_SECONDS):
             return
         self._failed.pop(key, None)
         self._pending.add(key)  # before the task starts: the searches meanwhile take the SQL arms
@@ -348,6 +351,7 @@ class KnowledgeLocalIndex:
     async def close(self) -> None:
         """Cancel the background loads and wait for them, at most _CLOSE_SECONDS (at shutdown, before the pool
         closes: a cancelled load may still roll back its transaction)."""
+        self._closed = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
